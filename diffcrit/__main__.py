@@ -1,0 +1,3 @@
+from diffcrit.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""Registry of built-in models: ``builtin:NAME`` or ``builtin:NAME?key=value&key=value``.
+
+Analytic built-ins are exact callables (DESIGN.md §6); checkpoint built-ins are diffusers
+pipeline folders shipped in the package and loaded exactly like a local folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from ..errors import UserError
+from .analytic import GaussianField, TwoPointMixture
+from .patch import PatchModel
+
+PREFIX = "builtin:"
+# The model `diffcrit analyze` uses when no --model is given.
+DEFAULT_MODEL = "builtin:mixture"
+CHECKPOINT_ROOT = Path(__file__).parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class BuiltinEntry:
+    name: str
+    kind: str  # "analytic" or "checkpoint"
+    summary: str
+    conditioning: str
+    factory: Callable[..., Any] | None = None  # analytic: keyword options -> model
+    path: Path | None = None  # checkpoint: pipeline folder
+
+    def options(self) -> dict[str, Any]:
+        """Documented options of an analytic model with their defaults."""
+        if self.factory is None:
+            return {}
+        return {f.name: f.default for f in dataclasses.fields(self.factory) if f.init and f.name != "name"}
+
+
+_ANALYTIC = [
+    BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (DESIGN §6)",
+                 "none", factory=TwoPointMixture),
+    BuiltinEntry("gaussian", "analytic", "stationary Gaussian field: exact stiffness, no critical point "
+                 "(negative control)", "none", factory=GaussianField),
+    BuiltinEntry("patch", "analytic", "local patch (ELS) denoiser on ±1 images: at y = 0 t_c = log(1+C_Ω(0)) "
+                 "(DESIGN §6)", "none", factory=PatchModel),
+]
+
+REGISTRY: dict[str, BuiltinEntry] = {entry.name: entry for entry in _ANALYTIC}
+
+
+def register(entry: BuiltinEntry) -> None:
+    REGISTRY[entry.name] = entry
+
+
+def _register_checkpoints() -> None:
+    try:
+        from ..training import CHECKPOINTS
+    except ImportError:
+        return
+    for name, card in CHECKPOINTS.items():
+        if Path(card["path"]).joinpath("model_index.json").exists():
+            register(BuiltinEntry(name, "checkpoint", card["summary"], card["conditioning"], path=Path(card["path"])))
+
+
+def _coerce(value: str, default: Any, key: str, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes")
+        return type(default)(value) if default is not None else value
+    except ValueError:
+        raise UserError(f"builtin:{name} option {key}={value!r} is not a {type(default).__name__}") from None
+
+
+def parse_spec(spec: str) -> tuple[BuiltinEntry, dict[str, Any]]:
+    """``builtin:NAME?k=v&...`` -> (entry, typed options). Unknown names or keys are user errors."""
+    _register_checkpoints()
+    body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    name, _, query = body.partition("?")
+    if name not in REGISTRY:
+        raise UserError(f"unknown built-in model {name!r}", f"choose one of: {', '.join(sorted(REGISTRY))}")
+    entry = REGISTRY[name]
+    allowed = entry.options()
+    options = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in allowed:
+            raise UserError(f"builtin:{name} has no option {key!r}",
+                            f"allowed: {', '.join(allowed) or 'none'}")
+        options[key] = _coerce(value, allowed[key], key, name)
+    return entry, options
+
+
+def make_analytic(spec: str):
+    entry, options = parse_spec(spec)
+    if entry.factory is None:
+        raise UserError(f"builtin:{entry.name} is a checkpoint, not an analytic model")
+    return entry.factory(**options)
+
+
+def entries() -> list[BuiltinEntry]:
+    _register_checkpoints()
+    return list(REGISTRY.values())

@@ -1,0 +1,104 @@
+"""Analytic built-in models with exact denoisers (DESIGN.md §6): ground truth for the tests.
+
+Each model is a callable ``denoise(y, sigma) -> x0_hat`` (y: (B, C, H, W) in the VE frame,
+sigma: (B,)) plus ``theory(sigmas, directions)``, the exact stiffness at y = 0 for the probed
+directions and the predicted critical time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..fourier import ProbeDirections, integer_frequencies
+
+
+def _shell_means(values: torch.Tensor, directions: ProbeDirections) -> list[float]:
+    """Average per-direction values (M,) over each shell."""
+    return [float(values[directions.shell == n].mean()) for n in range(directions.n_shells)]
+
+
+@dataclass
+class GaussianField:
+    """Stationary Gaussian field with Ornstein–Zernike spectrum P(k) = A / (1 + (xi |k|)^2).
+
+    A is set so that the per-pixel variance is ``variance`` (Parseval: mean_k P(k) = variance).
+    Exact denoiser (DESIGN.md §6): D = IFFT(P / (P + sigma^2) FFT(y)); s(k) = sigma^2 / (P(k) + sigma^2)
+    everywhere, so there is no critical point (negative control).
+    """
+
+    size: int = 32
+    channels: int = 1
+    xi: float = 4.0
+    variance: float = 1.0
+    name: str = "gaussian"
+    spectrum: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ny = integer_frequencies(self.size)[:, None].double()
+        nx = integer_frequencies(self.size)[None, :].double()
+        k2 = (2 * math.pi / self.size) ** 2 * (nx**2 + ny**2)
+        shape = 1 / (1 + self.xi**2 * k2)
+        self.spectrum = self.variance * shape / shape.mean()  # P(k) on the (H, W) FFT grid
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def power(self, freq: torch.Tensor) -> torch.Tensor:
+        """P at integer frequencies (M, 2) = (n_y, n_x)."""
+        return self.spectrum[freq[:, 0] % self.size, freq[:, 1] % self.size]
+
+    def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        p = self.spectrum.to(y.device)
+        gain = p / (p + sigma.double().view(-1, 1, 1, 1) ** 2)
+        return torch.fft.ifft2(gain * torch.fft.fft2(y.double())).real.to(y.dtype)
+
+    def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
+        p = self.power(directions.freq)
+        curves = [_shell_means(s**2 / (p + s**2), directions) for s in sigmas]
+        return {"critical_t": None, "stiffness": curves, "exact_everywhere": True,
+                "formula": "s(k) = sigma^2 / (P(k) + sigma^2)"}
+
+    def describe(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "xi": self.xi, "variance": self.variance,
+                "spectrum": "P(k) = A / (1 + (xi |k|)^2), mean_k P = variance"}
+
+
+@dataclass
+class TwoPointMixture:
+    """x0 = ±m with equal weights, m a constant field with |m|^2 = ``m2``.
+
+    Exact denoiser (DESIGN.md §6): D(y) = m tanh(<m, y> / sigma^2). At y = 0 the Jacobian is
+    m m^T / sigma^2, so along the DC mode s = 1 - |m|^2 / sigma^2 and t_c = log(1 + |m|^2).
+    """
+
+    size: int = 32
+    channels: int = 1
+    m2: float = 16.0
+    name: str = "mixture"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        numel = self.channels * self.size * self.size
+        return torch.full(self.shape, math.sqrt(self.m2 / numel))
+
+    def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        m = self.mean.to(y.device, y.dtype)
+        overlap = (y * m).flatten(1).sum(1) / sigma.to(y.dtype) ** 2
+        return torch.tanh(overlap).view(-1, 1, 1, 1) * m
+
+    def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
+        projection2 = (directions.vectors.double().flatten(1) @ self.mean.double().flatten()) ** 2
+        curves = [_shell_means(1 - projection2 / s**2, directions) for s in sigmas]
+        return {"critical_t": math.log1p(self.m2), "stiffness": curves, "exact_everywhere": False,
+                "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2)"}
+
+    def describe(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}

@@ -1,0 +1,434 @@
+"""Release gating: compare a candidate analyze result with a baseline (``diffcrit check``).
+
+Everything here is pure: result documents (the dicts of DESIGN.md §7) and a ``Tolerances`` in,
+a list of ``CheckOutcome`` out. Bad input raises ``UserError``; nothing prints or exits.
+
+The checks, in report order:
+    critical.found          both results found a critical point, or both did not
+    critical.t              |Δ t_c| within tolerance, widened by the CIs (see ``Tolerances``)
+    marker.<name>           |Δ t| of each marker (stiffness_zero, stiffness_min, xi_eq_peak, xi_growth)
+    stiffness.shell<n>      RMS |Δ s_n(t)| on a common t grid, for the lowest shells
+    xi.state, xi.denoised   RMS |Δ log xi(t)| on a common t grid (DESIGN.md §4)
+    xi.eq                   RMS |Δ log xi_eq(t)| on a common t grid (DESIGN.md §3)
+
+Curves are compared in OU time t = log(1 + sigma^2) (DESIGN.md §2) on a uniform grid over the
+t range both results cover, so results with different step counts or schedulers compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+KIND_ANALYZE, KIND_GUIDE = "analyze", "guide"
+RESULT_KINDS = (KIND_ANALYZE, KIND_GUIDE)
+
+# Check names (stable: they are JUnit test names and keys in `--json` output).
+CHECK_CRITICAL_FOUND = "critical.found"
+CHECK_CRITICAL_T = "critical.t"
+CHECK_MARKER_PREFIX = "marker."
+CHECK_STIFFNESS_PREFIX = "stiffness.shell"
+CHECK_XI_STATE = "xi.state"
+CHECK_XI_DENOISED = "xi.denoised"
+CHECK_XI_EQ = "xi.eq"
+
+STATUS_PASS, STATUS_FAIL, STATUS_SKIP = "pass", "fail", "skip"
+
+# Keys of one outcome in `--json` output and of the whole document.
+KEY_NAME, KEY_STATUS, KEY_MEASURED, KEY_TOLERANCE, KEY_UNIT, KEY_DETAIL = (
+    "name", "status", "measured", "tolerance", "unit", "detail")
+KEY_PASSED, KEY_CHECKS, KEY_TOLERANCES, KEY_NOTES = "passed", "checks", "tolerances", "notes"
+
+MARKERS = ("stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")  # DESIGN.md §5
+
+# Correlation lengths below this (pixels) are compared as equal to it: log-ratios of near-zero
+# lengths are noise, not signal.
+XI_FLOOR_PX = 0.1
+
+# The `check` section of diffcrit.yaml holds the tolerances.
+CONFIG_SECTION = "check"
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far a candidate may drift from the baseline. ``None`` turns a check off.
+
+    Defaults and why (t is OU time, DESIGN.md §2):
+      critical_t = 0.25   about one sampler step in the critical region at the default 50 Karras
+                          steps (Δt ≈ 0.16–0.32 for t in 0.5–3); interior markers are located on
+                          the step grid, so a smaller shift is not resolved.
+      ci_scale = 1.0      the allowed |Δ t_c| is at least ci_scale × the combined 95% CI
+                          half-width sqrt(h_cand² + h_base²): a shift inside the sampling noise
+                          is no regression. 0 ignores the CIs.
+      markers = 0.5       single markers are noisier than their median (xi_growth is a
+                          derivative): about two steps.
+      marker_presence     a marker found in one result but not in the other fails.
+      stiffness = 0.05    RMS of s_cand(t) - s_base(t) per shell: 5% of the range between a fully
+                          relaxed mode (s = 1) and a marginal one (s = 0).
+      stiffness_shells=3  the lowest shells carry the transition (DESIGN.md §3 fit).
+      xi = 0.2            RMS of log(xi_cand / xi_base) for xi(y) and xi(D(y)): ~20% typical change.
+      xi_eq = 0.5         xi_eq = sqrt(c/|s0|) diverges where s0 crosses 0, so it is looser.
+      grid_points = 64    the common t grid: finer than the default 50 steps.
+    """
+
+    critical_t: float | None = 0.25
+    ci_scale: float = 1.0
+    markers: float | None = 0.5
+    marker_presence: bool = True
+    stiffness: float | None = 0.05
+    stiffness_shells: int = 3
+    xi: float | None = 0.2
+    xi_eq: float | None = 0.5
+    grid_points: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Field kinds for validation: "tol" = number >= 0 or null, "number" = number >= 0,
+# "bool" = true/false, "count" = integer >= 1 (grid_points >= 2).
+_FIELD_KINDS = {"critical_t": "tol", "ci_scale": "number", "markers": "tol", "marker_presence": "bool",
+                "stiffness": "tol", "stiffness_shells": "count", "xi": "tol", "xi_eq": "tol",
+                "grid_points": "count"}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One row of the check table. ``measured`` is the difference, in ``unit``; the check fails
+    when |measured| > ``tolerance``. A skipped check has nothing to compare on either side."""
+
+    name: str
+    status: str
+    measured: float | None
+    tolerance: float | None
+    unit: str
+    detail: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_FAIL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {KEY_NAME: self.name, KEY_STATUS: self.status, KEY_MEASURED: _finite_or_none(self.measured),
+                KEY_TOLERANCE: _finite_or_none(self.tolerance), KEY_UNIT: self.unit, KEY_DETAIL: self.detail}
+
+
+def marker_check_name(marker: str) -> str:
+    return f"{CHECK_MARKER_PREFIX}{marker}"
+
+
+def stiffness_check_name(shell: int) -> str:
+    return f"{CHECK_STIFFNESS_PREFIX}{shell}"
+
+
+# --------------------------------------------------------------------------------------------
+# Tolerances: YAML reading and validation (separate, so a dict from anywhere validates the same)
+
+
+def tolerances_from_mapping(data: Mapping[str, Any] | None, source: str = "tolerances") -> Tolerances:
+    """Validate a mapping of tolerance overrides; unknown keys and wrong types are user errors."""
+    if data is None:
+        return Tolerances()
+    if not isinstance(data, Mapping):
+        raise UserError(f"{source}: expected a mapping of tolerances, got {type(data).__name__}")
+    allowed = ", ".join(_FIELD_KINDS)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FIELD_KINDS:
+            raise UserError(f"{source}: unknown key {key!r}", f"allowed: {allowed}")
+        values[key] = _validated(f"{source}: {key}", _FIELD_KINDS[key], value, minimum=2 if key == "grid_points" else 1)
+    return Tolerances(**values)
+
+
+def load_tolerances(path: Path | str | None) -> Tolerances:
+    """Read the ``check:`` section of a diffcrit.yaml; ``None`` gives the documented defaults."""
+    if path is None:
+        return Tolerances()
+    import yaml
+
+    path = Path(path)
+    text = _read_text(path, "config")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UserError(f"config {path} is not valid YAML{where}") from None
+    if data is None:
+        return Tolerances()
+    if not isinstance(data, Mapping):
+        raise UserError(f"config {path}: expected a mapping with a '{CONFIG_SECTION}:' section")
+    unknown = [key for key in data if key != CONFIG_SECTION]
+    if unknown:
+        raise UserError(f"config {path}: unknown key {unknown[0]!r}", f"allowed: {CONFIG_SECTION}")
+    return tolerances_from_mapping(data.get(CONFIG_SECTION), f"{path}: {CONFIG_SECTION}")
+
+
+def _validated(where: str, kind: str, value: Any, minimum: int = 1) -> Any:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind == "count":
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise UserError(f"{where} must be an integer >= {minimum}, got {value!r}")
+        return value
+    if kind == "tol" and value is None:
+        return None
+    if not is_number or not math.isfinite(value) or value < 0:
+        allowed = "a number >= 0 or null" if kind == "tol" else "a number >= 0"
+        raise UserError(f"{where} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Result documents: reading and compatibility
+
+
+def load_result(path: Path | str, role: str = "result") -> dict[str, Any]:
+    """Read a result JSON (analyze or guide); unreadable or malformed input is a user error."""
+    path = Path(path)
+    text = _read_text(path, role)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{role} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    source = f"{role} {path}"
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise UserError(f"{source} is not a diffcrit result (no schema_version)",
+                        "give a JSON file written by diffcrit analyze or guide")
+    result_kind(doc, source)
+    return doc
+
+
+def result_kind(doc: Mapping[str, Any], source: str = "result") -> str:
+    """``analyze`` or ``guide``; results written before ``kind`` existed are analyze results."""
+    kind = doc.get("kind", KIND_ANALYZE if "steps" in doc else None)
+    if kind not in RESULT_KINDS:
+        raise UserError(f"{source} has unknown kind {kind!r}", f"allowed: {', '.join(RESULT_KINDS)}")
+    return kind
+
+
+def validate_analyze(doc: Mapping[str, Any], source: str) -> None:
+    """The structure ``compare_results`` reads (a subset of the JSON Schema, with clear messages)."""
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise UserError(f"{source} has schema_version {version!r}; this diffcrit reads schema_version {SCHEMA_VERSION}",
+                        "upgrade diffcrit" if newer else "re-run diffcrit analyze to write it again")
+    if result_kind(doc, source) != KIND_ANALYZE:
+        raise UserError(f"{source} is a {doc.get('kind')} result; check compares analyze results")
+    _require_type(doc, "model", dict, source)
+    shape = doc["model"].get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
+        raise UserError(f"{source}: model.shape must be [C, H, W], got {shape!r}")
+    _require_type(doc, "shells", list, source)
+    _require_type(doc, "critical", dict, source)
+    _require_type(doc, "steps", list, source)
+    if len(doc["steps"]) < 2:
+        raise UserError(f"{source}: needs at least 2 steps, has {len(doc['steps'])}")
+    for i, step in enumerate(doc["steps"]):
+        if not isinstance(step, dict) or not _is_number(step.get("t")):
+            raise UserError(f"{source}: steps[{i}].t is missing or not a number")
+
+
+def check_compatible(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> None:
+    """Raise ``UserError`` unless the two analyze results can be compared at all."""
+    validate_analyze(candidate, "candidate")
+    validate_analyze(baseline, "baseline")
+    c_shape, b_shape = candidate["model"]["shape"], baseline["model"]["shape"]
+    if c_shape != b_shape:
+        raise UserError(f"different model shapes: candidate {c_shape}, baseline {b_shape}",
+                        "compare checkpoints of the same architecture")
+    common = min(len(candidate["shells"]), len(baseline["shells"]))
+    c_k, b_k = candidate["shells"][:common], baseline["shells"][:common]
+    if not np.allclose(np.asarray(c_k, float), np.asarray(b_k, float), rtol=1e-6, atol=1e-9):
+        raise UserError("the results use different shell wave numbers (shells)",
+                        "analyse the candidate with the baseline's config: diffcrit check --model")
+
+
+def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
+    """Notes (not failures) on resolved config options that differ, e.g. ``steps: 100 vs 50``."""
+    c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
+    notes = []
+    for key in sorted(set(c_cfg) | set(b_cfg)):
+        if c_cfg.get(key) != b_cfg.get(key):
+            notes.append(f"config {key}: candidate {c_cfg.get(key)!r}, baseline {b_cfg.get(key)!r}")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison
+
+
+def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
+                    tolerances: Tolerances = Tolerances()) -> list[CheckOutcome]:
+    """All checks of ``candidate`` against ``baseline``, in report order (see module docstring)."""
+    check_compatible(candidate, baseline)
+    outcomes = _critical_outcomes(candidate["critical"], baseline["critical"], tolerances)
+    outcomes += _marker_outcomes(candidate["critical"], baseline["critical"], tolerances)
+    n_shells = min(len(candidate["shells"]), len(baseline["shells"]), tolerances.stiffness_shells)
+    for shell in range(n_shells):
+        outcomes.append(_curve_outcome(stiffness_check_name(shell), candidate, baseline,
+                                       lambda step, n=shell: _shell_value(step, n), tolerances.stiffness,
+                                       tolerances.grid_points, log=False, unit="s"))
+    for name, key, tol in ((CHECK_XI_STATE, "xi_state", tolerances.xi),
+                           (CHECK_XI_DENOISED, "xi_denoised", tolerances.xi),
+                           (CHECK_XI_EQ, "xi_eq", tolerances.xi_eq)):
+        outcomes.append(_curve_outcome(name, candidate, baseline, lambda step, k=key: step.get(k),
+                                       tol, tolerances.grid_points, log=True, unit="log xi"))
+    return outcomes
+
+
+def any_failed(outcomes: Iterable[CheckOutcome]) -> bool:
+    return any(o.failed for o in outcomes)
+
+
+def outcomes_to_dict(outcomes: list[CheckOutcome], tolerances: Tolerances,
+                     notes: list[str] = ()) -> dict[str, Any]:
+    """The ``--json`` document."""
+    return {KEY_PASSED: not any_failed(outcomes), KEY_CHECKS: [o.to_dict() for o in outcomes],
+            KEY_TOLERANCES: tolerances.to_dict(), KEY_NOTES: list(notes)}
+
+
+def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances) -> list[CheckOutcome]:
+    c_found, b_found = bool(cand.get("found")), bool(base.get("found"))
+    said = {True: "critical point found", False: "no critical point"}
+    found = CheckOutcome(CHECK_CRITICAL_FOUND, STATUS_PASS if c_found == b_found else STATUS_FAIL, None, None, "",
+                         f"candidate: {said[c_found]}; baseline: {said[b_found]}")
+    if tol.critical_t is None:
+        return [found, _skip(CHECK_CRITICAL_T, "turned off (critical_t: null)", "t")]
+    c_t, b_t = cand.get("t"), base.get("t")
+    if not (_is_number(c_t) and _is_number(b_t)):
+        return [found, _skip(CHECK_CRITICAL_T, "no critical time on both sides", "t")]
+    # Allowed shift: the tolerance, or the combined 95% half-width when the CIs are wider.
+    h_c, h_b = _halfwidth(cand.get("ci95")), _halfwidth(base.get("ci95"))
+    ci_allowed = tol.ci_scale * math.hypot(h_c, h_b)
+    allowed = max(tol.critical_t, ci_allowed)
+    diff = c_t - b_t
+    why = f"tolerance {tol.critical_t:g}" if allowed == tol.critical_t else f"CI half-width {ci_allowed:.3g}"
+    detail = f"candidate {_t_with_ci(cand)}, baseline {_t_with_ci(base)}; allowed by {why}"
+    return [found, CheckOutcome(CHECK_CRITICAL_T, _status(abs(diff), allowed), diff, allowed, "t", detail)]
+
+
+def _marker_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances) -> list[CheckOutcome]:
+    c_markers, b_markers = cand.get("markers") or {}, base.get("markers") or {}
+    names = [m for m in MARKERS if m in c_markers or m in b_markers]
+    names += sorted((set(c_markers) | set(b_markers)) - set(MARKERS))
+    outcomes = []
+    for marker in names:
+        name = marker_check_name(marker)
+        c_t, b_t = _marker_t(c_markers.get(marker)), _marker_t(b_markers.get(marker))
+        if tol.markers is None:
+            outcomes.append(_skip(name, "turned off (markers: null)", "t"))
+        elif c_t is None and b_t is None:
+            outcomes.append(_skip(name, "found in neither result", "t"))
+        elif c_t is None or b_t is None:
+            side = "baseline" if c_t is None else "candidate"
+            status = STATUS_FAIL if tol.marker_presence else STATUS_SKIP
+            outcomes.append(CheckOutcome(name, status, None, tol.markers, "t", f"found only in the {side}"))
+        else:
+            outcomes.append(CheckOutcome(name, _status(abs(c_t - b_t), tol.markers), c_t - b_t, tol.markers, "t",
+                                         f"candidate t = {c_t:.3f}, baseline t = {b_t:.3f}"))
+    return outcomes
+
+
+def _curve_outcome(name: str, candidate: Mapping[str, Any], baseline: Mapping[str, Any], value_of,
+                   tolerance: float | None, grid_points: int, *, log: bool, unit: str) -> CheckOutcome:
+    """RMS difference of one per-step curve on a common t grid (log-ratio for lengths)."""
+    if tolerance is None:
+        return _skip(name, "turned off (tolerance null)", unit)
+    c_curve, b_curve = _curve(candidate["steps"], value_of), _curve(baseline["steps"], value_of)
+    if b_curve is None and c_curve is None:
+        return _skip(name, "no values in either result", unit)
+    if c_curve is None or b_curve is None:
+        side = "candidate" if c_curve is None else "baseline"
+        return CheckOutcome(name, STATUS_FAIL, None, tolerance, unit, f"no values in the {side}")
+    lo, hi = max(c_curve[0][0], b_curve[0][0]), min(c_curve[0][-1], b_curve[0][-1])
+    if not hi > lo:
+        return CheckOutcome(name, STATUS_FAIL, None, tolerance, unit, "the t ranges of the two results do not overlap")
+    grid = np.linspace(lo, hi, grid_points)
+    c_vals, b_vals = (np.interp(grid, t, v) for t, v in (c_curve, b_curve))
+    if log:
+        c_vals, b_vals = (np.log(np.maximum(v, XI_FLOOR_PX)) for v in (c_vals, b_vals))
+    diff = c_vals - b_vals
+    rms = float(np.sqrt(np.mean(diff**2)))
+    worst = int(np.argmax(np.abs(diff)))
+    span = f"t in [{lo:.2f}, {hi:.2f}]"
+    detail = f"largest gap {diff[worst]:+.3g} at t = {grid[worst]:.2f}, over {span}" if rms > 0 else \
+        f"identical over {span}"
+    return CheckOutcome(name, _status(rms, tolerance), rms, tolerance, f"RMS {unit}", detail)
+
+
+def _curve(steps: list[Mapping[str, Any]], value_of) -> tuple[np.ndarray, np.ndarray] | None:
+    """(t ascending, values) over the steps with a finite value; None when fewer than 2."""
+    pairs = sorted((float(s["t"]), float(v)) for s in steps if _is_number(v := value_of(s)))
+    if len(pairs) < 2:
+        return None
+    t, v = np.array(pairs).T
+    return t, v
+
+
+def _shell_value(step: Mapping[str, Any], shell: int) -> Any:
+    values = step.get("stiffness")
+    return values[shell] if isinstance(values, list) and shell < len(values) else None
+
+
+def _marker_t(marker: Any) -> float | None:
+    return float(marker["t"]) if isinstance(marker, Mapping) and _is_number(marker.get("t")) else None
+
+
+def _halfwidth(ci: Any) -> float:
+    if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci):
+        return abs(ci[1] - ci[0]) / 2
+    return 0.0
+
+
+def _t_with_ci(critical: Mapping[str, Any]) -> str:
+    ci = critical.get("ci95")
+    text = f"{critical['t']:.3f}"
+    if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def _status(measured: float, allowed: float) -> str:
+    return STATUS_PASS if measured <= allowed + 1e-12 else STATUS_FAIL
+
+
+def _skip(name: str, detail: str, unit: str) -> CheckOutcome:
+    return CheckOutcome(name, STATUS_SKIP, None, None, unit, detail)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _require_type(doc: Mapping[str, Any], key: str, kind: type, source: str) -> None:
+    if not isinstance(doc.get(key), kind):
+        raise UserError(f"{source}: '{key}' is missing or not a {'list' if kind is list else 'mapping'}")
+
+
+def _read_text(path: Path, role: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{role} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{role} {path} is a directory", "give a file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {role} {path}: {err}") from None

@@ -1,0 +1,13 @@
+"""Command-line interface: a thin layer over the library (STYLE.md principle 4)."""
+
+from __future__ import annotations
+
+from ._app import app
+from . import analyze as _analyze  # noqa: F401  (registers `analyze`)
+from . import models as _models  # noqa: F401  (registers `models`)
+from . import check as _check  # noqa: F401  (registers `check`)
+from . import plot as _plot  # noqa: F401  (registers `plot`)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,67 @@
+"""The Typer application and what every command shares: error mapping, output, console.
+
+Contract (DESIGN.md §7): data on stdout or ``--out FILE``; progress and logs on stderr.
+Exit 0 ok, 1 a check failed, 2 bad input (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+from ..errors import UserError
+from ..io import atomic_write_text
+
+app = typer.Typer(
+    name="diffcrit",
+    help="Measure when a diffusion model decides what it draws: mode stiffness, correlation "
+    "length and the critical time of the generative phase transition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Everything for humans goes to stderr; stdout carries data only.
+console = Console(stderr=True)
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    """Print one line on stderr and exit 2 (bad input)."""
+    line = f"error: {message}" + (f" — {hint}" if hint else "")
+    console.print(line, style="bold red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Map ``UserError`` to one stderr line and exit 2; Ctrl-C to exit 130 with a note."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as err:
+            fail(err.message, err.hint)
+        except KeyboardInterrupt:
+            console.print("interrupted: no result written", style="yellow")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def emit_json(document: dict, out: Path | None) -> None:
+    """Write ``document`` to ``out`` atomically, or to stdout when ``out`` is None."""
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(out, text)
+        console.print(f"wrote {out}", style="dim", markup=False, highlight=False)

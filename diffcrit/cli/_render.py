@@ -1,0 +1,76 @@
+"""Rich rendering on stderr: the progress bar and the analyze summary (the library never prints)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@contextlib.contextmanager
+def progress_callback(console: Console, enabled: bool = True) -> Iterator:
+    """A callback for ``analyze`` events that drives a Rich progress bar (or does nothing)."""
+    if not enabled:
+        yield lambda event: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("sigma {task.fields[sigma]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sampling + probing", total=None, sigma="-")
+
+        def callback(event: dict) -> None:
+            if event.get("stage") == "sampling":
+                progress.update(task, completed=event["step"], total=event["total"], sigma=f"{event['sigma']:.3g}")
+
+        yield callback
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _sparkline(values: list, width: int = 40) -> str:
+    from ..sparkline import sparkline
+
+    return sparkline(values, width)
+
+
+def render_summary(console: Console, document: dict) -> None:
+    """Critical time, markers (with theory beside them where it exists) and compact curves."""
+    critical = document["critical"]
+    theory = document.get("theory") or {}
+    title = f"{document['model']['id']} — critical time"
+    table = Table(title=title, title_justify="left")
+    for column in ("", "t", "sigma", "step", "fraction"):
+        table.add_column(column, justify="right" if column else "left")
+    if theory.get("critical_t") is not None:
+        table.add_column("theory t", justify="right")
+    rows = [("consensus", critical)] + [(name, marker) for name, marker in critical["markers"].items()]
+    for name, entry in rows:
+        cells = [name] + [_fmt((entry or {}).get(k)) for k in ("t", "sigma", "step", "fraction")]
+        if theory.get("critical_t") is not None:
+            cells.append(_fmt(theory["critical_t"]))
+        table.add_row(*cells)
+    console.print(table)
+    if critical["found"]:
+        ci = critical.get("ci95")
+        console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
+                      f"  (method: {document['environment']['probe_method']})", highlight=False)
+    else:
+        console.print("no critical time found (no marker is an interior feature of its curve)", style="yellow")
+    if theory.get("measured_minus_predicted"):
+        console.print("measured - theory: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in theory["measured_minus_predicted"].items()),
+                      highlight=False)
+    steps = document["steps"]
+    s_low = [(s["stiffness"] or [None])[0] for s in steps]
+    xi = [s["xi_denoised"] for s in steps]
+    for label, values in (("s(k=0)  ", s_low), ("xi(D(y))", xi)):
+        line = _sparkline(values)
+        if line:
+            console.print(f"{label} {line}   (generation order →)", highlight=False)

@@ -1,0 +1,80 @@
+"""``diffcrit analyze``: instrumented sampling, stiffness probes and the critical time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..io import check_writable
+from ._app import app, console, emit_json, user_errors
+from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PromptOpt,
+                       QuietOpt, RevisionOpt, SamplesOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._render import progress_callback, render_summary
+
+
+@app.command()
+@user_errors
+def analyze(
+    model: ModelOpt = DEFAULT_MODEL,
+    steps: StepsOpt = 50,
+    samples: SamplesOpt = 16,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = 64,
+    shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
+    directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 4,
+    probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
+    probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: JVP where it works).")] = "auto",
+    linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where DESIGN §6 theory is exact).")] = "trajectory",
+    probe_every: Annotated[int, typer.Option(help="Probe every N-th step (the last step always).")] = 1,
+    fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ci95 of the critical time (0: none).")] = 200,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
+    class_label: ClassOpt = None,
+    prompt: PromptOpt = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, EulerDiscreteScheduler, ...).")] = None,
+    prediction_type: Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")] = None,
+    sigma_min: Annotated[float, typer.Option(help="Callable/analytic models: smallest sigma of the Karras schedule.")] = 0.002,
+    sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = 80.0,
+    rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = 7.0,
+    churn: Annotated[float, typer.Option(help="Callable/analytic models: stochastic churn (0 = deterministic).")] = 0.0,
+    subfolder: SubfolderOpt = None,
+    revision: RevisionOpt = None,
+    variant: VariantOpt = None,
+    offline: OfflineOpt = False,
+    out: OutOpt = None,
+    save_samples: Annotated[Optional[Path], typer.Option(help="Write the final samples (safetensors, key 'samples', N x C x H x W).")] = None,
+    save_states: Annotated[Optional[Path], typer.Option(help="Stream per-step y and D(y): a folder (one safetensors per step) or a .npy file.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also write the figure (.png/.svg/.pdf).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
+
+    Writes the JSON document (DESIGN.md §7) to stdout or --out; progress and a summary go to stderr.
+    """
+    from .. import analyze as run_analysis
+    from ..loading import LoadOptions
+
+    for path, what in ((out, "--out file"), (plot, "--plot file")):
+        if path is not None:
+            check_writable(path, what)
+    options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
+                   directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
+                   probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap, device=device, dtype=dtype,
+                   class_label=class_label, prompt=prompt, scheduler=scheduler, prediction_type=prediction_type,
+                   sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
+    load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
+    with progress_callback(console, enabled=not quiet) as callback:
+        result = run_analysis(model, save_samples_to=save_samples, save_states=save_states, callback=callback,
+                              load_options=load, **options)
+    document = result.to_dict()
+    if plot is not None:
+        from ..plotting import plot_results
+
+        plot_results([document], plot)
+        console.print(f"wrote {plot}", style="dim", markup=False, highlight=False)
+    if not quiet:
+        render_summary(console, document)
+    emit_json(document, out)

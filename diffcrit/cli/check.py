@@ -1,0 +1,123 @@
+"""``diffcrit check``: gate a release on the critical time staying where the baseline put it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..check_report import format_measured, format_tolerance, render_junit, render_markdown, verdict
+from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, compare_results, config_differences,
+                        load_result, load_tolerances, outcomes_to_dict, validate_analyze)
+from ..errors import UserError
+from ..io import atomic_write_text, check_writable
+from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors
+
+_STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
+
+
+@app.command()
+@user_errors
+def check(
+    candidate: Annotated[Optional[Path], typer.Argument(
+        help="Candidate analyze result JSON. Leave out and give --model to analyse one now.",
+        show_default=False)] = None,
+    baseline: Annotated[Path, typer.Option(
+        "--baseline", "-b", help="Baseline analyze result JSON to compare against.", show_default=False)] = ...,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Analyse this model (hub id, folder or builtin:NAME) with the baseline's config "
+        "and check the result.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="YAML file whose 'check:' section sets tolerances (default: documented defaults).",
+        show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
+    junit: Annotated[Optional[Path], typer.Option(
+        "--junit", help="Write JUnit XML, one test case per check.", show_default=False)] = None,
+    save_candidate: Annotated[Optional[Path], typer.Option(
+        "--save-candidate", help="With --model: also write the candidate's analyze result JSON.",
+        show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="With --model: run on this device instead of the baseline's (auto, cpu, cuda).",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the outcomes as JSON on stdout.")] = False,
+) -> None:
+    """Compare a candidate with a baseline: critical time (with CIs), markers, stiffness and xi curves.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input.
+    """
+    # 1. Cheap checks before any analysis.
+    if (candidate is None) == (model is None):
+        raise UserError("give either a candidate result JSON or --model, not both" if candidate
+                        else "nothing to check: give a candidate result JSON or --model",
+                        "diffcrit check candidate.json --baseline baseline.json")
+    if model is None and (save_candidate or device):
+        raise UserError("--save-candidate and --device need --model")
+    for path, what in ((report, "report"), (junit, "JUnit XML"), (save_candidate, "candidate result")):
+        if path is not None:
+            check_writable(path, what)
+    tolerances = load_tolerances(config)
+    base_doc = load_result(baseline, "baseline")
+    validate_analyze(base_doc, f"baseline {baseline}")
+
+    # 2. The candidate: read it, or analyse the model with the baseline's config.
+    if model is not None:
+        cand_doc = _analyse_candidate(model, base_doc, device)
+        if save_candidate is not None:
+            atomic_write_text(save_candidate, json.dumps(cand_doc, indent=2, allow_nan=False) + "\n")
+            console.print(f"wrote {save_candidate}", style="dim", markup=False, highlight=False)
+        cand_label = model
+    else:
+        cand_doc = load_result(candidate, "candidate")
+        cand_label = str(candidate)
+    validate_analyze(cand_doc, f"candidate {cand_label}")
+
+    # 3. Compare, render, exit.
+    outcomes = compare_results(cand_doc, base_doc, tolerances)
+    notes = config_differences(cand_doc, base_doc)
+    console.print(_table(outcomes, cand_label, str(baseline)))
+    for note in notes:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
+    failed = any_failed(outcomes)
+    console.print(verdict(outcomes), style="bold red" if failed else "bold green", markup=False, highlight=False)
+    if report is not None:
+        atomic_write_text(report, render_markdown(outcomes, candidate=cand_label, baseline=str(baseline), notes=notes))
+        console.print(f"wrote {report}", style="dim", markup=False, highlight=False)
+    if junit is not None:
+        atomic_write_text(junit, render_junit(outcomes, candidate=cand_label, baseline=str(baseline)))
+        console.print(f"wrote {junit}", style="dim", markup=False, highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
+    raise typer.Exit(EXIT_CHECK_FAILED if failed else EXIT_OK)
+
+
+def _analyse_candidate(model: str, baseline: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """Run ``diffcrit.analyze`` with the baseline's resolved config (imported late: torch is heavy)."""
+    import diffcrit
+
+    options = dict(baseline.get("config") or {})
+    if device is not None:
+        options["device"] = device
+    with console.status(f"analysing {model} with the baseline's config", spinner="dots"):
+        result = diffcrit.analyze(model, **options)
+    return result.to_dict() if hasattr(result, "to_dict") else result
+
+
+def _table(outcomes, candidate: str, baseline: str) -> Table:
+    table = Table(title=f"diffcrit check: {candidate} against {baseline}", title_justify="left", expand=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("tolerance", justify="right", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for o in outcomes:
+        cells = (o.name, o.status, format_measured(o), format_tolerance(o), o.unit, o.detail)
+        table.add_row(*(Text(c) for c in cells), style=_STATUS_STYLE.get(o.status, "dim"))
+    return table

@@ -1,0 +1,44 @@
+"""``diffcrit plot``: draw analyze or guide results into a PNG, SVG or PDF (headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..checking import load_result
+from ..errors import UserError
+from ..io import check_writable
+from ._app import app, console, user_errors
+
+
+@app.command()
+@user_errors
+def plot(
+    results: Annotated[list[Path], typer.Argument(
+        help="One or more result JSON files (all analyze or all guide); several overlay.", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Figure to write: .png, .svg or .pdf.", show_default=False)] = ...,
+    label: Annotated[Optional[list[str]], typer.Option(
+        "--label", "-l", help="Legend name per result, in order (default: the file names).",
+        show_default=False)] = None,
+) -> None:
+    """Plot stiffness heatmap and curves, xi curves, markers and t_c (analyze), or arms (guide)."""
+    from ..plotting import FORMATS, plot_results  # matplotlib loads only for this command
+
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"cannot tell the figure format of {out}", f"use one of {', '.join(FORMATS)}")
+    check_writable(out, "figure")
+    if label and len(label) != len(results):
+        raise UserError(f"got {len(label)} --label for {len(results)} results", "give one --label per result")
+    docs = [load_result(path, "result") for path in results]
+    labels = label or _file_labels(results)
+    plot_results(docs, out, labels=labels)
+    console.print(f"wrote {out}", style="dim", markup=False, highlight=False)
+
+
+def _file_labels(paths: list[Path]) -> list[str]:
+    """File stems, or the full paths when two stems collide."""
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]

@@ -1,0 +1,97 @@
+"""Typed defaults of ``analyze`` in one place (STYLE.md principle 8).
+
+The resolved config goes into every output (``Result.to_dict()['config']``), and
+``analyze(model, **config)`` reproduces a run from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UserError
+
+PROBE_METHODS = ("auto", "jvp", "fd")
+LINEARIZE_AT = ("trajectory", "zero")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class AnalyzeConfig:
+    # sampling
+    steps: int = 50
+    samples: int = 16
+    seed: int = 0
+    batch_size: int = 64
+    # probing (DESIGN.md §3)
+    shells: int = 4
+    directions: int = 4
+    probe_samples: int = 2
+    probe: str = "auto"
+    linearize_at: str = "trajectory"
+    fd_step: float = 5e-3
+    probe_batch: int = 256
+    probe_every: int = 1
+    # detection (DESIGN.md §5)
+    bootstrap: int = 200
+    # model and device
+    device: str = "auto"
+    dtype: str = "float32"
+    class_label: int | None = None
+    prompt: str | None = None
+    scheduler: str | None = None
+    prediction_type: str | None = None
+    # sampler for callable / analytic models: Karras et al. (2022) schedule
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    churn: float = 0.0
+
+    def validate(self) -> "AnalyzeConfig":
+        """Reject out-of-range values with one line naming the option and what is allowed."""
+        _at_least("steps", self.steps, 2)
+        _at_least("samples", self.samples, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("shells", self.shells, 2)
+        _at_least("directions", self.directions, 1)
+        _at_least("probe_samples", self.probe_samples, 1)
+        _at_least("probe_batch", self.probe_batch, 1)
+        _at_least("probe_every", self.probe_every, 1)
+        _at_least("bootstrap", self.bootstrap, 0)
+        _one_of("probe", self.probe, PROBE_METHODS)
+        _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
+        _one_of("device", self.device, DEVICES)
+        _one_of("dtype", self.dtype, DTYPES)
+        if not 0 < self.fd_step < 1:
+            raise UserError(f"fd_step must be in (0, 1), got {self.fd_step}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise UserError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+        if self.rho <= 0 or self.churn < 0:
+            raise UserError(f"need rho > 0 and churn >= 0, got rho={self.rho}, churn={self.churn}")
+        if self.probe_samples > self.samples:
+            self.probe_samples = self.samples
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_config(**options: Any) -> AnalyzeConfig:
+    """Build a validated config; an unknown option is a user error listing the known ones."""
+    known = {f.name for f in dataclasses.fields(AnalyzeConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+    return AnalyzeConfig(**options).validate()
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

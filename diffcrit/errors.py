@@ -1,0 +1,30 @@
+"""User-facing errors.
+
+A ``UserError`` is a mistake the user can fix (bad option, missing folder, unsupported model):
+the CLI prints its one-line message and exits 2. Anything else is a bug and keeps its traceback.
+Library code raises these; it never prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """A bad input: ``message`` says what was wrong and what is allowed; ``hint`` what to try next."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ModelOutputError(UserError):
+    """The model produced NaN or Inf; the message names the step."""
+
+
+def require(condition: bool, message: str, hint: str | None = None) -> None:
+    """Raise ``UserError(message, hint)`` unless ``condition`` holds."""
+    if not condition:
+        raise UserError(message, hint)

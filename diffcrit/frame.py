@@ -1,0 +1,41 @@
+"""The single time/noise frame of DESIGN.md §2.
+
+Notation (DESIGN.md §2):
+    y      = x0 + sigma * n          variance-exploding ("EDM") state, what diffcrit analyses
+    x_t    = sqrt(ab) x0 + sqrt(1-ab) eps   a VP model's own state, ab = alphas_cumprod[timestep]
+    sigma  = sqrt((1 - ab) / ab)     noise level in the VE frame
+    t      = log(1 + sigma^2) = -log(ab)    OU time of dx = -x/2 dt + dW
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def sigma_to_t(sigma: float) -> float:
+    """t = log(1 + sigma^2) (DESIGN.md §2)."""
+    return math.log1p(float(sigma) ** 2)
+
+
+def t_to_sigma(t: float) -> float:
+    """Inverse of ``sigma_to_t``: sigma = sqrt(exp(t) - 1)."""
+    return math.sqrt(math.expm1(float(t)))
+
+
+def alpha_bar_to_sigma(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """VP signal level ab -> VE sigma = sqrt((1 - ab) / ab)."""
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+def sigma_to_alpha_bar(sigma: torch.Tensor) -> torch.Tensor:
+    """VE sigma -> VP signal level ab = 1 / (1 + sigma^2)."""
+    return 1 / (1 + sigma**2)
+
+
+def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. (2022) Eq. 5 noise levels, decreasing, length n (no trailing zero)."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho

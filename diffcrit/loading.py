@@ -1,0 +1,212 @@
+"""Resolve what ``--model`` names into a ``LoadedModel`` (DESIGN.md §7).
+
+Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
+pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), or a
+hub id (downloaded once into the hub cache; ``offline`` uses the cache only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import builtins
+from .config import AnalyzeConfig
+from .denoisers import MODEL_CALLS, PREDICTION_TYPES, CallableDenoiser, DiffusersDenoiser
+from .errors import UserError
+from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper, check_frame
+
+DENOISER_COMPONENTS = ("unet", "transformer")
+HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*", "tokenizer*/*"]
+
+
+@dataclass
+class LoadOptions:
+    """Where and how to load: not part of the analysis config (they do not change results)."""
+
+    subfolder: str | None = None
+    revision: str | None = None
+    variant: str | None = None
+    offline: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """Everything the engine needs, whatever the family.
+
+    denoiser: the DESIGN.md §2 contract; make_stepper(device) -> a sampler for one batch;
+    conditioning(n) -> per-sample conditioning dict for n samples (or None);
+    theory(sigmas, directions) -> exact predictions (analytic models) or None.
+    """
+
+    denoiser: Any
+    shape: tuple[int, int, int]
+    make_stepper: Callable[[], Any]
+    info: dict
+    device: torch.device
+    conditioning: Callable[[int], dict | None] = lambda n: None
+    theory: Callable | None = None
+    module: torch.nn.Module | None = None
+    half_precision: bool = False
+    extras: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | None = None,
+               options: LoadOptions | None = None) -> LoadedModel:
+    options = options or LoadOptions()
+    device = resolve_device(config.device)
+    if callable(model) and not isinstance(model, (str, Path)):
+        if shape is None:
+            raise UserError("a callable denoiser needs shape=(C, H, W)")
+        name = getattr(model, "__name__", type(model).__name__)
+        return _karras_model(CallableDenoiser(model), tuple(shape), config, device,
+                             {"id": name, "kind": "callable", "class": type(model).__name__}, model=model)
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, kwargs = builtins.parse_spec(spec)
+        if entry.path is not None:
+            loaded = load_diffusers(entry.path, config, device, options)
+            loaded.info.update(id=spec, kind="builtin")
+            return loaded
+        analytic = entry.factory(**kwargs)
+        info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
+        return _karras_model(CallableDenoiser(analytic), analytic.shape, config, device, info, model=analytic)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_diffusers(path, config, device, options)
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
+                        "check the path; `diffcrit models` lists the built-ins")
+    return load_diffusers(download(spec, options), config, device, options, hub_id=spec)
+
+
+def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict, model: Any) -> LoadedModel:
+    if isinstance(model, torch.nn.Module):
+        model.to(device)
+    info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)
+
+    def make_stepper():
+        return KarrasEulerStepper(denoiser, config.steps, config.sigma_min, config.sigma_max, config.rho,
+                                  config.churn, device)
+
+    return LoadedModel(denoiser, tuple(shape), make_stepper, info, device, module=denoiser.module,
+                       theory=getattr(model, "theory", None))
+
+
+def download(repo_id: str, options: LoadOptions) -> Path:
+    """Fetch the denoiser, scheduler and text encoders of a hub pipeline (no VAE) into the cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=HUB_PATTERNS,
+                                      local_files_only=options.offline))
+    except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"could not get hub model {repo_id!r}: {reason}",
+                        "check the id, or pass a local folder (save_pretrained), or --offline with a cached copy") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+
+
+def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
+    """(denoiser folder, scheduler folder or None) of a pipeline or bare model folder."""
+    if options.subfolder:
+        folder = root / options.subfolder
+        if not (folder / "config.json").exists():
+            raise UserError(f"{folder} has no config.json", "check --subfolder")
+        scheduler = root / "scheduler"
+        return folder, scheduler if (scheduler / "scheduler_config.json").exists() else None
+    if (root / "model_index.json").exists():
+        index = _read_json(root / "model_index.json")
+        names = [c for c in DENOISER_COMPONENTS if c in index]
+        if not names:
+            raise UserError(f"{root}/model_index.json names no denoiser component",
+                            f"expected one of: {', '.join(DENOISER_COMPONENTS)}")
+        scheduler = root / "scheduler"
+        return root / names[0], scheduler if (scheduler / "scheduler_config.json").exists() else None
+    if (root / "config.json").exists():
+        return root, None
+    raise UserError(f"{root} has neither model_index.json nor config.json",
+                    "pass a pipeline folder, a model folder, or use --subfolder")
+
+
+def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
+    import diffusers
+
+    name = config.scheduler
+    if folder is None and name is None:
+        raise UserError("this model folder has no scheduler", f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
+    if name is not None and name not in SCHEDULER_FRAMES:
+        raise UserError(f"unsupported scheduler {name}", f"supported: {', '.join(SCHEDULER_FRAMES)}")
+    stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
+    cls = getattr(diffusers, name or stored.get("_class_name", ""), None)
+    if cls is None or cls.__name__ not in SCHEDULER_FRAMES:
+        raise UserError(f"unsupported scheduler {stored.get('_class_name')}",
+                        f"supported: {', '.join(SCHEDULER_FRAMES)}; override with --scheduler")
+    overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
+    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    check_frame(scheduler)
+    return scheduler
+
+
+def _load_denoiser_module(folder: Path, config: AnalyzeConfig, options: LoadOptions, device):
+    import diffusers
+
+    class_name = _read_json(folder / "config.json").get("_class_name")
+    if class_name not in MODEL_CALLS:
+        raise UserError(f"unsupported model class {class_name!r}", f"supported: {', '.join(MODEL_CALLS)}")
+    cls = diffusers.DiTTransformer2DModel if class_name == "Transformer2DModel" else getattr(diffusers, class_name)
+    dtype = getattr(torch, config.dtype)
+    try:
+        module = cls.from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise UserError(f"cannot load {class_name} from {folder}: {str(err).splitlines()[0][:200]}") from None
+    return module.to(device).eval().requires_grad_(False)
+
+
+def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
+                   hub_id: str | None = None) -> LoadedModel:
+    """A diffusers UNet/DiT and its scheduler, sampled exactly as its pipeline does."""
+    from .conditioning import build_conditioning
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"model folder {root} does not exist")
+    model_folder, scheduler_folder = _model_folder(root, options)
+    scheduler = _load_scheduler(scheduler_folder, config)
+    module = _load_denoiser_module(model_folder, config, options, device)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type not in PREDICTION_TYPES:
+        raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
+    denoiser = DiffusersDenoiser(module, prediction_type, scheduler.alphas_cumprod)
+    size = module.config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    shape = (int(module.config.in_channels), int(height), int(width))
+    conditioning, cond_info = build_conditioning(module, root, config, device)
+    info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
+            "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
+            "conditioning": cond_info, "dtype": config.dtype,
+            "subfolder": options.subfolder, "revision": options.revision, "variant": options.variant}
+
+    def make_stepper():
+        return SchedulerStepper(scheduler, denoiser, config.steps)
+
+    return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
+                       half_precision=config.dtype != "float32", extras={"scheduler": scheduler, "root": root})

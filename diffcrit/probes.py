@@ -1,0 +1,95 @@
+"""Jacobian-vector products of the denoiser along plane waves (DESIGN.md §3).
+
+    gains[p, m] = <v_m, J(y_p) v_m>,   J = dD/dy at the probe point y_p
+
+computed by forward-mode AD (``torch.func.jvp``, all tangents of a chunk in one batched call:
+the base point is repeated along the batch) or by central finite differences in float32
+(``[y + h v; y - h v]`` in one forward call, h = fd_step * sqrt(1 + sigma^2), the typical mode
+amplitude). Probing reads the denoiser only: it never touches the sampling generators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator
+
+import torch
+from torch.func import jvp
+
+# denoise_at(Y, rows) -> D(Y): Y (B, C, H, W); rows (B,) says which probe point each row belongs to
+# (so per-sample conditioning can follow it); sigma, timestep and conditioning are bound in it.
+BoundDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+FORWARD_AD_ERRORS = (RuntimeError, NotImplementedError)
+
+
+def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
+
+
+@contextlib.contextmanager
+def forward_ad_safe(module: torch.nn.Module | None) -> Iterator[None]:
+    """Work around forward-AD blockers (DESIGN.md §3) for the duration of a JVP.
+
+    Fused SDPA kernels have no forward derivative: use the math backend. GroupNorm fails on
+    non-contiguous input under forward AD: make its input contiguous (same values).
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    hooks = []
+    if module is not None:
+        hooks = [m.register_forward_pre_hook(_contiguous_inputs) for m in module.modules()
+                 if isinstance(m, torch.nn.GroupNorm)]
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _chunks(total: int, size: int) -> Iterator[slice]:
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+def jvp_columns(denoise_at: BoundDenoiser, points: torch.Tensor, rows: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
+    """J(points[rows]) tangents by forward-mode AD; one batched call."""
+    base = points[rows]
+    _, columns = jvp(lambda z: denoise_at(z, rows), (base,), (tangents,))
+    return columns
+
+
+def fd_columns(denoise_at: BoundDenoiser, points: torch.Tensor, rows: torch.Tensor, tangents: torch.Tensor,
+               step: torch.Tensor) -> torch.Tensor:
+    """Central differences (D(y + h v) - D(y - h v)) / 2h in float32; one forward of 2B rows."""
+    base = points[rows].float()
+    h = step[rows].view(-1, 1, 1, 1)
+    both = denoise_at(torch.cat([base + h * tangents, base - h * tangents]), torch.cat([rows, rows])).float()
+    plus, minus = both.chunk(2)
+    return (plus - minus) / (2 * h)
+
+
+def mode_gains(denoise_at: BoundDenoiser, points: torch.Tensor, directions: torch.Tensor, method: str,
+               fd_step: float, sigma: float, batch: int, module: torch.nn.Module | None = None) -> torch.Tensor:
+    """gains (P, M) = <v_m, J(y_p) v_m> for P probe points and M unit directions.
+
+    ``method`` is "jvp" or "fd"; pairs (p, m) are processed ``batch`` at a time.
+    """
+    n_points, n_dirs = points.shape[0], directions.shape[0]
+    pairs_p = torch.arange(n_points).repeat_interleave(n_dirs)
+    pairs_m = torch.arange(n_dirs).repeat(n_points)
+    gains = torch.empty(n_points * n_dirs, dtype=torch.float64)
+    step = torch.full((n_points,), fd_step * math.sqrt(1 + sigma**2), device=points.device)
+    for sl in _chunks(len(pairs_p), batch):
+        rows = pairs_p[sl].to(points.device)
+        tangents = directions[pairs_m[sl]].to(points.device, points.dtype)
+        if method == "jvp":
+            with forward_ad_safe(module):
+                columns = jvp_columns(denoise_at, points, rows, tangents)
+        else:
+            with torch.no_grad():
+                columns = fd_columns(denoise_at, points, rows, tangents, step)
+        gains[sl] = (tangents.double() * columns.double()).flatten(1).sum(1).cpu()
+    return gains.view(n_points, n_dirs)

@@ -1,0 +1,40 @@
+"""``python -m diffcrit.training train NAME [--steps N] [--out DIR]``: rebuild a built-in folder.
+
+Progress on stderr; exit 2 with one line for a bad name or option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import CHECKPOINTS
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m diffcrit.training",
+                                     description="Train the built-in diffcrit checkpoints.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train NAME and write its folder (seeded)")
+    train.add_argument("name", choices=sorted(CHECKPOINTS))
+    train.add_argument("--steps", type=int, default=None,
+                       help="diffusion training steps (default: the recipe's)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="output folder (default: the shipped diffcrit/builtins/checkpoints/NAME)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.steps is not None and args.steps < 1:
+        print(f"error: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+        return 2
+    from .train import train_builtin
+
+    train_builtin(args.name, out=args.out, steps=args.steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""What is written next to a built-in checkpoint: loss.csv, samples.png, MODEL_CARD.md.
+
+Pure formatting: dicts and tensors in, text or image files out; no training here.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CRITICAL_PLACEHOLDER = "Critical time: to be measured"
+
+
+def write_loss_csv(rows: list[dict[str, float]], path: Path) -> None:
+    """One line per logging window: step, loss (window mean), lr, elapsed_s."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "elapsed_s"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"step": row["step"], "loss": f"{row['loss']:.6f}",
+                             "lr": f"{row['lr']:.6g}", "elapsed_s": f"{row['elapsed_s']:.1f}"})
+
+
+def sample_grid_png(samples: torch.Tensor, classes: list[str], per_class: int, path: Path,
+                    cell: int = 64) -> None:
+    """Save samples (n_classes*per_class, 1, H, W) in [-1, 1] as a grid, one row per class,
+    class name in a left margin; pixels upscaled (nearest) to ``cell`` px."""
+    from PIL import Image, ImageDraw
+
+    margin, gap = 64, 2
+    n = len(classes)
+    canvas = Image.new("L", (margin + per_class * (cell + gap), n * (cell + gap)), 255)
+    draw = ImageDraw.Draw(canvas)
+    pixels = ((samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
+    for r in range(n):
+        draw.text((4, r * (cell + gap) + cell // 2 - 6), classes[r], fill=0)
+        for c in range(per_class):
+            tile = Image.fromarray(pixels[r * per_class + c]).resize((cell, cell), Image.NEAREST)
+            canvas.paste(tile, (margin + c * (cell + gap), r * (cell + gap)))
+    canvas.save(path)
+
+
+def _loss_table(rows: list[dict[str, float]], n_lines: int = 11) -> str:
+    """Markdown table of the loss log at ~n_lines evenly spaced windows (first and last kept)."""
+    picks = sorted({round(i * (len(rows) - 1) / (n_lines - 1)) for i in range(n_lines)})
+    lines = ["| step | train loss (window mean) | lr | elapsed (s) |", "|---:|---:|---:|---:|"]
+    lines += [f"| {rows[i]['step']} | {rows[i]['loss']:.4f} | {rows[i]['lr']:.2e} | "
+              f"{rows[i]['elapsed_s']:.0f} |" for i in picks]
+    return "\n".join(lines)
+
+
+def _accuracy_table(classes: list[str], cols: dict[str, list[float]]) -> str:
+    """Markdown table: one row per class, one column per named accuracy list."""
+    head = "| class | " + " | ".join(cols) + " |"
+    rule = "|---|" + "---:|" * len(cols)
+    body = [f"| {name} | " + " | ".join(f"{v[k]:.2f}" for v in cols.values()) + " |"
+            for k, name in enumerate(classes)]
+    return "\n".join([head, rule, *body])
+
+
+def model_card(name: str, cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
+    """MODEL_CARD.md text from the written train_config.json (``cfg``) and the loss log."""
+    res, tc, unet = cfg["results"], cfg["train"], cfg["unet"]
+    clf, smp = res["classifier"], res["samples"]
+    w = cfg["samples"]["guidance_scale"]
+    n_null = cfg["null_class"]
+    acc_cols = {f"CFG w={w:g}": smp["guided"]["accuracy_per_class"],
+                "no guidance (w=1)": smp["unguided"]["accuracy_per_class"],
+                "classifier held-out": clf["heldout_accuracy_per_class"]}
+    return f"""# builtin:{name}
+
+{cfg['summary']}
+
+A diffusers `DDPMPipeline` folder (`model_index.json`, `unet/`, `scheduler/`, safetensors),
+trained by `python -m diffcrit.training train {name}` (seeded; see Reproduce). Load it with
+`--model builtin:{name}` or as any local pipeline folder:
+
+```python
+from diffusers import UNet2DModel, DDPMScheduler
+unet = UNet2DModel.from_pretrained(folder, subfolder="unet")
+scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
+eps = unet(x_t, timestep, class_labels=labels).sample   # labels: class id, or {n_null} = null
+```
+
+## Data
+
+{cfg['data']['source']}. Classes: {', '.join(f'{k} = {c}' for k, c in enumerate(cfg['classes']))};
+null class (classifier-free guidance) = {n_null}. {res['n_train_images']} training images of
+shape {cfg['shape']} (C, H, W), values in [-1, 1].
+
+## Model
+
+`UNet2DModel`, {res['n_parameters']:,} parameters ({res['unet_bytes'] / 1e6:.2f} MB fp32 safetensors):
+block_out_channels {unet['block_out_channels']}, layers_per_block {unet['layers_per_block']},
+down {unet['down_block_types']}, up {unet['up_block_types']} (self-attention at the lowest
+resolution, head dim {unet['attention_head_dim']}), GroupNorm groups {unet['norm_num_groups']},
+`num_class_embeds` {unet['num_class_embeds']} (= {len(cfg['classes'])} classes + null).
+Scheduler: `DDPMScheduler`, {cfg['scheduler']['num_train_timesteps']} steps,
+`{cfg['scheduler']['beta_schedule']}` betas, prediction_type `{cfg['scheduler']['prediction_type']}`,
+clip_sample {cfg['scheduler']['clip_sample']}.
+
+## Training
+
+eps-prediction MSE, timesteps uniform in [0, 1000), label dropout to the null class with
+p = {tc['label_dropout']}. AdamW lr {tc['lr']:g} (linear warm-up {tc['warmup']} steps, cosine to
+{tc['min_lr_ratio']:g}x), batch {tc['batch']}, {tc['steps']} steps, grad-norm clip {tc['grad_clip']},
+EMA decay {tc['ema_decay']} (the shipped weights are the EMA), seed {tc['seed']}.
+
+- Wall time: **{res['wall_time_s'] / 60:.1f} min** on {res['environment']['torch_threads']} CPU
+  threads ({res['environment']['machine']}, torch {res['environment']['torch']}, shared machine).
+- Final training loss (mean of the last {res['final_loss_window']} steps): **{res['final_loss']:.4f}**.
+- Held-fixed evaluation loss of the EMA weights (512 images x 20 timesteps, fixed noise):
+  **{res['eval_loss_ema']:.4f}**.
+
+Loss curve (full log in `loss.csv`):
+
+{_loss_table(rows)}
+
+## Classifier (`classifier/`)
+
+`diffcrit.classifiers.SmallCNN` {cfg['classifier']['arch']['channels']}, loaded with
+`diffcrit.classifiers.load_classifier(folder)`; logits over the {len(cfg['classes'])} real
+classes for clean images in [-1, 1]. Split: {clf['split_description']}.
+Held-out accuracy **{clf['heldout_accuracy']:.3f}** on {clf['heldout_size']} images
+(train accuracy {clf['train_accuracy']:.3f}; {clf['wall_time_s']:.0f} s to train).
+
+## Samples
+
+`samples.png`: CFG samples, guidance scale w = {w:g}, {cfg['samples']['num_inference_steps']}
+DDIM steps (eta 0, trailing spacing), one row per class; sample i of a batch draws its noise
+from a generator seeded {cfg['samples']['seed']} + i.
+
+Class accuracy of generated samples, judged by the shipped classifier
+({smp['eval_per_class']} samples per class, {cfg['samples']['num_inference_steps']} DDIM steps):
+mean **{smp['guided']['accuracy']:.3f}** with CFG w = {w:g},
+{smp['unguided']['accuracy']:.3f} without guidance (chance {1 / len(cfg['classes']):.3f}).
+
+{_accuracy_table(cfg['classes'], acc_cols)}
+
+## {CRITICAL_PLACEHOLDER}
+
+Placeholder: the critical time t_c (DESIGN.md §5) with its 95% CI will be filled in from
+`diffcrit analyze --model builtin:{name}` once the analysis engine lands.
+
+## Reproduce
+
+```
+python -m diffcrit.training train {name}            # writes this folder (seeded)
+```
+
+All numbers above come from `train_config.json` (the exact recipe plus results). Bitwise equal
+weights need the same torch version and thread count ({tc['threads']}); otherwise expect figures
+within noise.
+
+## Limitations
+
+Tiny model, short CPU training: samples are recognisable but not perfect; it exists to give
+diffcrit a real trained network (attention included) to measure, in seconds, offline.
+"""

@@ -1,0 +1,358 @@
+"""Train the built-in class-conditional DDPM checkpoints and everything shipped beside them.
+
+Notation (DDPM, Ho et al. 2020): x0 data, eps ~ N(0, I), integer ``timestep`` in [0, T),
+ab = alphas_cumprod[timestep], x_t = sqrt(ab) x0 + sqrt(1 - ab) eps; the UNet predicts eps
+(prediction_type "epsilon"), loss = mean |eps_hat - eps|^2. Class conditioning through
+``num_class_embeds = n_classes + 1``; the last id (n_classes) is the null class, substituted for
+the true label with probability ``label_dropout`` so that one network also gives eps(x_t, null)
+for classifier-free guidance.
+
+Everything is seeded; ``python -m diffcrit.training train NAME`` rebuilds a shipped folder.
+Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from . import data as datasets
+
+# --- Recipes: every number the training uses, in one place; written out as train_config.json.
+
+_UNET_COMMON = {
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+    "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+    "norm_num_groups": 8,
+    "attention_head_dim": 32,
+}
+
+_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "epsilon",
+    "clip_sample": True,
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": {"builder": "digits_dataset", "kwargs": {"size": 16},
+                 "source": "sklearn.datasets.load_digits (1797 8x8 images, 0..16), bilinear "
+                           "upsampling to 16x16, scaled to [-1, 1]"},
+        "classes": datasets.DIGIT_CLASSES,
+        "unet": {**_UNET_COMMON, "sample_size": 16, "num_class_embeds": 11},
+        "scheduler": _SCHEDULER,
+        "train": {"steps": 4500, "batch": 64, "lr": 5e-4, "warmup": 200, "min_lr_ratio": 0.1,
+                  "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.999,
+                  "label_dropout": 0.12, "seed": 0, "log_every": 50, "threads": 2},
+        "classifier": {
+            "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 10,
+                     "channels": [16, 32, 64], "norm_groups": 4},
+            "split": {"kind": "random", "heldout_fraction": 0.2, "seed": 0},
+            "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
+        "samples": {"guidance_scale": 3.0, "num_inference_steps": 50, "grid_per_class": 8,
+                    "eval_per_class": 32, "seed": 0},
+    },
+    "textures": {
+        "data": {"builder": "textures_dataset",
+                 "kwargs": {"n_per_class": 4096, "size": 32, "rows": [0.0, 1.0], "seed": 0,
+                            "downscale": 2},
+                 "source": "skimage.data brick, grass, gravel (512x512 grayscale photos), "
+                           "2x box-downscaled to 256x256, random 32x32 crops with random "
+                           "flips, scaled to [-1, 1]"},
+        "classes": datasets.TEXTURE_CLASSES,
+        "unet": {**_UNET_COMMON, "sample_size": 32, "num_class_embeds": 4},
+        "scheduler": _SCHEDULER,
+        "train": {"steps": 3500, "batch": 32, "lr": 5e-4, "warmup": 200, "min_lr_ratio": 0.1,
+                  "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.999,
+                  "label_dropout": 0.12, "seed": 0, "log_every": 50, "threads": 2},
+        "classifier": {
+            "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 3,
+                     "channels": [16, 32, 64], "norm_groups": 4},
+            "split": {"kind": "rows", "train_rows": [0.0, 0.75], "heldout_rows": [0.75, 1.0],
+                      "n_train_per_class": 2048, "n_heldout_per_class": 512,
+                      "seed_train": 1, "seed_heldout": 2},
+            "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
+        "samples": {"guidance_scale": 3.0, "num_inference_steps": 50, "grid_per_class": 8,
+                    "eval_per_class": 64, "seed": 0},
+    },
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """A deep copy of the named recipe; ValueError listing the allowed names otherwise."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown built-in checkpoint {name!r}; allowed: {sorted(RECIPES)}")
+    return copy.deepcopy(RECIPES[name])
+
+
+def build_dataset(data_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call the named builder of diffcrit.training.data with its kwargs."""
+    kwargs = dict(data_cfg["kwargs"])
+    if "rows" in kwargs:
+        kwargs["rows"] = tuple(kwargs["rows"])
+    return getattr(datasets, data_cfg["builder"])(**kwargs)
+
+
+def build_unet(unet_cfg: dict[str, Any], seed: int) -> UNet2DModel:
+    """A freshly initialised UNet2DModel (weights drawn after torch.manual_seed(seed))."""
+    torch.manual_seed(seed)
+    return UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in unet_cfg.items()})
+
+
+def lr_at(step: int, steps: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay from 1
+    to ``min_ratio`` at ``steps``. ``step`` counts from 1."""
+    if step <= warmup:
+        return step / max(warmup, 1)
+    progress = (step - warmup) / max(steps - warmup, 1)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1.0 - decay)
+
+
+def diffusion_batch(
+    x0: torch.Tensor, labels: torch.Tensor, scheduler: DDPMScheduler, null_class: int,
+    label_dropout: float, batch: int, g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw a training batch: (x_t, timestep, class ids with dropout to null, eps target)."""
+    idx = torch.randint(0, len(x0), (batch,), generator=g)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
+    eps = torch.randn(x0[idx].shape, generator=g)
+    drop = torch.rand(batch, generator=g) < label_dropout
+    cls = torch.where(drop, torch.full_like(labels[idx], null_class), labels[idx])
+    return scheduler.add_noise(x0[idx], eps, timesteps), timesteps, cls, eps
+
+
+def train_diffusion(
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    x0: torch.Tensor,
+    labels: torch.Tensor,
+    null_class: int,
+    tc: dict[str, Any],
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> tuple[UNet2DModel, list[dict[str, float]]]:
+    """Train ``unet`` in place on eps-prediction MSE; return (EMA copy, loss log rows).
+
+    Loss rows average the training loss over each ``log_every`` window:
+    {"step", "loss", "lr", "elapsed_s"}."""
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    g = torch.Generator().manual_seed(tc["seed"] + 1)
+    rows, window, t0 = [], [], time.time()
+    unet.train()
+    for step in range(1, tc["steps"] + 1):
+        # 1. learning rate, 2. batch, 3. eps-MSE step, 4. EMA (warm-up decay as in diffusers).
+        lr = tc["lr"] * lr_at(step, tc["steps"], tc["warmup"], tc["min_lr_ratio"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x_t, timesteps, cls, eps = diffusion_batch(
+            x0, labels, scheduler, null_class, tc["label_dropout"], tc["batch"], g)
+        loss = F.mse_loss(unet(x_t, timesteps, class_labels=cls).sample, eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), tc["grad_clip"])
+        opt.step()
+        ema_update(ema, unet, min(tc["ema_decay"], (1 + step) / (10 + step)))
+        window.append(loss.item())
+        if step % tc["log_every"] == 0 or step == tc["steps"]:
+            rows.append({"step": step, "loss": sum(window) / len(window), "lr": lr,
+                         "elapsed_s": time.time() - t0})
+            window = []
+            if step % (10 * tc["log_every"]) == 0 or step == tc["steps"]:
+                log(f"diffusion step {step}/{tc['steps']} loss {rows[-1]['loss']:.4f} "
+                    f"lr {lr:.2e} ({rows[-1]['elapsed_s']:.0f}s)")
+    return ema.eval(), rows
+
+
+@torch.no_grad()
+def eval_loss(
+    unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
+    n: int = 512, n_timesteps: int = 20, seed: int = 1234,
+) -> float:
+    """Conditional eps-MSE on a fixed set: n data items x n_timesteps evenly spaced timesteps,
+    fixed noise. Comparable across runs of the same recipe (final-loss figure of the card)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x0), generator=g)[:n]
+    grid = torch.linspace(0, scheduler.config.num_train_timesteps - 1, n_timesteps).long()
+    total = 0.0
+    for timestep in grid.tolist():
+        eps = torch.randn(x0[idx].shape, generator=g)
+        ts = torch.full((len(idx),), timestep, dtype=torch.long)
+        x_t = scheduler.add_noise(x0[idx], eps, ts)
+        total += F.mse_loss(unet(x_t, ts, class_labels=labels[idx]).sample, eps).item()
+    return total / n_timesteps
+
+
+def save_pipeline(unet: UNet2DModel, scheduler: DDPMScheduler, folder: Path) -> None:
+    """Write a diffusers pipeline folder (model_index.json, unet/, scheduler/), safetensors."""
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded next to the wall time."""
+    import diffusers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads(), "device": "cpu"}
+
+
+# --- The whole build of one built-in folder, as numbered steps.
+
+
+def classifier_split(
+    cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """(x_train, y_train, x_heldout, y_heldout, description) for the recipe's classifier split:
+    "random" (a seeded fraction of the diffusion data) or "rows" (texture crops from disjoint
+    horizontal bands of each photo: held-out pixels are never seen by the classifier)."""
+    split = cfg["classifier"]["split"]
+    if split["kind"] == "random":
+        tr, ho = datasets.holdout_split(len(x), split["heldout_fraction"], split["seed"])
+        desc = f"seeded random {split['heldout_fraction']:.0%} held out (seed {split['seed']})"
+        return x[tr], y[tr], x[ho], y[ho], desc
+    if split["kind"] == "rows":
+        kw = {k: v for k, v in cfg["data"]["kwargs"].items() if k not in ("rows", "seed",
+                                                                       "n_per_class")}
+        x_tr, y_tr = datasets.textures_dataset(split["n_train_per_class"], rows=tuple(
+            split["train_rows"]), seed=split["seed_train"], **kw)
+        x_ho, y_ho = datasets.textures_dataset(split["n_heldout_per_class"], rows=tuple(
+            split["heldout_rows"]), seed=split["seed_heldout"], **kw)
+        desc = (f"crops from rows {split['train_rows']} of each photo for training, rows "
+                f"{split['heldout_rows']} held out (disjoint pixels)")
+        return x_tr, y_tr, x_ho, y_ho, desc
+    raise ValueError(f"unknown split kind {split['kind']!r}; allowed: ['random', 'rows']")
+
+
+def fit_classifier(cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict]:
+    """Train the recipe's classifier; return (model, figures for train_config.json)."""
+    from .classifier_train import accuracy, per_class_accuracy, predict, train_classifier
+
+    cc = cfg["classifier"]
+    x_tr, y_tr, x_ho, y_ho, desc = classifier_split(cfg, x, y)
+    t0 = time.time()
+    model = train_classifier(x_tr, y_tr, cc["arch"], steps=cc["steps"], batch=cc["batch"],
+                             lr=cc["lr"], noise_std=cc["noise_std"], seed=cc["seed"])
+    wall = time.time() - t0
+    pred_ho = predict(model, x_ho)
+    return model, {
+        "split_description": desc, "train_size": len(x_tr), "heldout_size": len(x_ho),
+        "train_accuracy": accuracy(predict(model, x_tr), y_tr),
+        "heldout_accuracy": accuracy(pred_ho, y_ho),
+        "heldout_accuracy_per_class": per_class_accuracy(pred_ho, y_ho, len(cfg["classes"])),
+        "wall_time_s": wall,
+    }
+
+
+def judge_samples(cfg: dict[str, Any], unet: UNet2DModel, classifier: Any,
+                  guidance_scale: float) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``eval_per_class`` images per class with CFG and score them with the classifier.
+    Returns (samples, {"guidance_scale", "accuracy", "accuracy_per_class"})."""
+    from .classifier_train import accuracy, per_class_accuracy, predict
+    from .sampling import class_rows, sample_cfg
+
+    sc, n = cfg["samples"], len(cfg["classes"])
+    labels = class_rows(n, sc["eval_per_class"])
+    x = sample_cfg(unet, cfg["scheduler"], labels, cfg["null_class"], guidance_scale,
+                   sc["num_inference_steps"], sc["seed"])
+    pred = predict(classifier, x)
+    return x, {"guidance_scale": guidance_scale, "accuracy": accuracy(pred, labels),
+               "accuracy_per_class": per_class_accuracy(pred, labels, n)}
+
+
+def default_out(name: str) -> Path:
+    """The shipped folder: diffcrit/builtins/checkpoints/<name>."""
+    return Path(__file__).resolve().parent.parent / "builtins" / "checkpoints" / name
+
+
+def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
+                  log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+    """Build one built-in folder from its recipe; returns the written train_config.json."""
+    import json
+
+    from ..classifiers import save_classifier
+    from . import CHECKPOINTS
+    from .card import model_card, sample_grid_png, write_loss_csv
+    from .sampling import class_rows, sample_cfg
+
+    # 1. Resolve the recipe (the --steps override is recorded), threads, data.
+    cfg = recipe(name)
+    if steps is not None:
+        cfg["train"]["steps"] = int(steps)
+    out = Path(out) if out is not None else default_out(name)
+    torch.set_num_threads(cfg["train"]["threads"])
+    x, y = build_dataset(cfg["data"])
+    meta = CHECKPOINTS[name]
+    cfg.update(name=name, summary=meta["summary"], null_class=len(cfg["classes"]),
+               shape=list(x.shape[1:]))
+    assert cfg["unet"]["num_class_embeds"] == cfg["null_class"] + 1
+    log(f"[{name}] data {tuple(x.shape)}; training {cfg['train']['steps']} steps -> {out}")
+
+    # 2. Diffusion model (the EMA weights are shipped).
+    scheduler = DDPMScheduler(**cfg["scheduler"])
+    unet = build_unet(cfg["unet"], cfg["train"]["seed"])
+    t0 = time.time()
+    ema, rows = train_diffusion(unet, scheduler, x, y, cfg["null_class"], cfg["train"], log)
+    wall = time.time() - t0
+    tail = rows[-max(1, len(rows) // 20):]
+    out.mkdir(parents=True, exist_ok=True)
+    save_pipeline(ema, scheduler, out)
+
+    # 3. Classifier on the same data, held-out accuracy.
+    log(f"[{name}] classifier")
+    classifier, clf = fit_classifier(cfg, x, y)
+    save_classifier(classifier, {**cfg["classifier"]["arch"], "classes": cfg["classes"],
+                                 "sample_size": cfg["shape"][-1], "input_range": [-1.0, 1.0],
+                                 "heldout_accuracy": clf["heldout_accuracy"],
+                                 "heldout_size": clf["heldout_size"],
+                                 "split": clf["split_description"]}, out / "classifier")
+
+    # 4. Samples: per-class accuracy with and without CFG, and the grid.
+    log(f"[{name}] sampling")
+    sc = cfg["samples"]
+    _, guided = judge_samples(cfg, ema, classifier, sc["guidance_scale"])
+    _, unguided = judge_samples(cfg, ema, classifier, 1.0)
+    grid = sample_cfg(ema, cfg["scheduler"], class_rows(len(cfg["classes"]), sc["grid_per_class"]),
+                      cfg["null_class"], sc["guidance_scale"], sc["num_inference_steps"], sc["seed"])
+    sample_grid_png(grid, cfg["classes"], sc["grid_per_class"], out / "samples.png")
+
+    # 5. Record everything, then the card.
+    cfg["results"] = {
+        "wall_time_s": wall, "final_loss": sum(r["loss"] for r in tail) / len(tail),
+        "final_loss_window": len(tail) * cfg["train"]["log_every"],
+        "eval_loss_ema": eval_loss(ema, scheduler, x, y), "n_train_images": len(x),
+        "n_parameters": sum(p.numel() for p in ema.parameters()),
+        "unet_bytes": (out / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size,
+        "classifier": clf,
+        "samples": {"eval_per_class": sc["eval_per_class"], "guided": guided,
+                    "unguided": unguided},
+        "environment": environment(),
+        "command": f"python -m diffcrit.training train {name}"
+                   + (f" --steps {steps}" if steps is not None else ""),
+    }
+    (out / "train_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    write_loss_csv(rows, out / "loss.csv")
+    (out / "MODEL_CARD.md").write_text(model_card(name, cfg, rows))
+    log(f"[{name}] done in {wall / 60:.1f} min; final loss {cfg['results']['final_loss']:.4f}; "
+        f"classifier {clf['heldout_accuracy']:.3f}; CFG accuracy {guided['accuracy']:.3f}")
+    return cfg

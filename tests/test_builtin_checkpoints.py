@@ -1,0 +1,218 @@
+"""The shipped built-in checkpoints (builtin:digits, builtin:textures) and their data builders.
+
+Checks the folders load through diffusers as ordinary pipeline folders, agree with the recorded
+training config, ship a classifier that meets its recorded accuracy, and generate samples the
+classifier recognises (CFG, few DDIM steps: the whole file runs in well under a minute on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffcrit.classifiers import load_classifier
+from diffcrit.training import CHECKPOINTS
+from diffcrit.training import data as datasets
+
+NAMES = ["digits", "textures"]
+MAX_BYTES = 10 * 1024 * 1024
+# Floors well below the shipped figures (see each MODEL_CARD.md) but far above chance.
+HELDOUT_FLOOR = {"digits": 0.95, "textures": 0.90}
+CFG_FLOOR = {"digits": 0.6, "textures": 0.8}
+CFG_PER_CLASS = {"digits": 4, "textures": 8}
+REQUIRED_FILES = [
+    "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+    "scheduler/scheduler_config.json", "classifier/config.json", "classifier/model.safetensors",
+    "MODEL_CARD.md", "train_config.json", "loss.csv", "samples.png",
+]
+
+
+def folder(name: str) -> Path:
+    return Path(CHECKPOINTS[name]["path"])
+
+
+def train_config(name: str) -> dict:
+    return json.loads((folder(name) / "train_config.json").read_text())
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def loaded(request):
+    """(name, unet, scheduler) loaded the way any local pipeline folder is."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    name = request.param
+    unet = UNet2DModel.from_pretrained(folder(name), subfolder="unet").eval()
+    scheduler = DDPMScheduler.from_pretrained(folder(name), subfolder="scheduler")
+    return name, unet, scheduler
+
+
+# --- Folder contents and registry.
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_folder_has_every_file_and_fits_size(name):
+    root = folder(name)
+    missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+    assert not missing, f"{name}: missing {missing}"
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size <= MAX_BYTES, f"{name}: {size / 1e6:.1f} MB on disk"
+    index = json.loads((root / "model_index.json").read_text())
+    assert index["_class_name"] == "DDPMPipeline"
+    assert index["unet"] == ["diffusers", "UNet2DModel"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_entry_matches_training(name):
+    entry, cfg = CHECKPOINTS[name], train_config(name)
+    assert set(entry) >= {"path", "summary", "conditioning", "classes", "null_class", "shape"}
+    assert entry["classes"] == cfg["classes"]
+    assert entry["null_class"] == cfg["null_class"] == len(cfg["classes"])
+    assert entry["shape"] == cfg["shape"]
+    assert f"null {entry['null_class']}" in entry["conditioning"]
+
+
+def test_unet_and_scheduler_agree_with_train_config(loaded):
+    name, unet, scheduler = loaded
+    cfg = train_config(name)
+    for key, value in cfg["unet"].items():
+        got = unet.config[key]
+        assert (list(got) if isinstance(got, (list, tuple)) else got) == value, key
+    for key, value in cfg["scheduler"].items():
+        assert scheduler.config[key] == value, key
+    assert unet.config.num_class_embeds == cfg["null_class"] + 1
+    assert [unet.config.in_channels, unet.config.sample_size, unet.config.sample_size] == \
+        cfg["shape"]
+    assert any("Attn" in block for block in unet.config.down_block_types)
+    assert scheduler.config.prediction_type == "epsilon"
+    assert scheduler.config.num_train_timesteps == 1000
+    res = cfg["results"]
+    assert res["n_parameters"] == sum(p.numel() for p in unet.parameters())
+    assert res["wall_time_s"] > 0 and math.isfinite(res["final_loss"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_log_and_card(name):
+    cfg = train_config(name)
+    with open(folder(name) / "loss.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] == cfg["train"]["steps"]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    card = (folder(name) / "MODEL_CARD.md").read_text()
+    assert f"builtin:{name}" in card
+    assert f"{cfg['results']['final_loss']:.4f}" in card
+    assert f"{cfg['results']['classifier']['heldout_accuracy']:.3f}" in card
+    assert "Critical time" in card
+
+
+# --- Classifier and sample quality.
+
+
+def heldout_data(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rebuild the classifier's held-out set from the recorded split."""
+    cfg = train_config(name)
+    split = cfg["classifier"]["split"]
+    if split["kind"] == "random":
+        x, y = datasets.digits_dataset(**cfg["data"]["kwargs"])
+        _, ho = datasets.holdout_split(len(x), split["heldout_fraction"], split["seed"])
+        return x[ho], y[ho]
+    kw = cfg["data"]["kwargs"]
+    return datasets.textures_dataset(split["n_heldout_per_class"], size=kw["size"],
+                                     rows=tuple(split["heldout_rows"]),
+                                     seed=split["seed_heldout"], downscale=kw["downscale"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_classifier_reproduces_recorded_heldout_accuracy(name):
+    clf = load_classifier(folder(name))
+    assert clf.classes == CHECKPOINTS[name]["classes"]
+    assert clf.heldout_accuracy >= HELDOUT_FLOOR[name]
+    x, y = heldout_data(name)
+    with torch.no_grad():
+        logits = clf(x)
+    assert logits.shape == (len(x), len(clf.classes))
+    acc = float((logits.argmax(1) == y).float().mean())
+    assert acc == pytest.approx(clf.heldout_accuracy, abs=2.0 / len(x))
+
+
+def test_cfg_samples_are_recognised(loaded):
+    from diffcrit.training.sampling import class_rows, sample_cfg
+
+    name, unet, scheduler = loaded
+    entry = CHECKPOINTS[name]
+    clf = load_classifier(folder(name))
+    labels = class_rows(len(entry["classes"]), CFG_PER_CLASS[name])
+    x = sample_cfg(unet, scheduler.config, labels, entry["null_class"], guidance_scale=3.0,
+                   num_inference_steps=20, seed=100)
+    assert x.shape == (len(labels), *entry["shape"])
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    with torch.no_grad():
+        acc = float((clf(x).argmax(1) == labels).float().mean())
+    chance = 1.0 / len(entry["classes"])
+    assert acc >= CFG_FLOOR[name], f"{name}: CFG accuracy {acc:.2f} (chance {chance:.2f})"
+
+
+def test_jvp_through_attention_matches_finite_differences(loaded):
+    """Forward-mode AD runs through the shipped network, attention included (math SDPA)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    name, unet, _ = loaded
+    shape = CHECKPOINTS[name]["shape"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *shape), generator=g)
+    v = torch.randn((2, *shape), generator=g)
+    timestep = torch.tensor([400, 400])
+    labels = torch.tensor([1, CHECKPOINTS[name]["null_class"]])
+
+    def f(inp):
+        return unet(inp, timestep, class_labels=labels).sample
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        _, jv = torch.func.jvp(f, (x,), (v,))
+        h = 1e-2
+        fd = (f(x + h * v) - f(x - h * v)) / (2 * h)
+    assert torch.linalg.vector_norm(jv - fd) <= 1e-2 * torch.linalg.vector_norm(fd)
+
+
+# --- Data builders.
+
+
+def test_digits_dataset_is_deterministic_and_shaped():
+    x, y = datasets.digits_dataset()
+    x2, y2 = datasets.digits_dataset()
+    assert x.shape == (1797, 1, 16, 16) and x.dtype == torch.float32
+    assert y.shape == (1797,) and y.dtype == torch.int64
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert x.min() >= -1.0 and x.max() <= 1.0 and x.min() == -1.0
+    assert sorted(y.unique().tolist()) == list(range(10))
+
+
+def test_textures_dataset_is_deterministic_and_shaped():
+    x, y = datasets.textures_dataset(n_per_class=16, seed=3)
+    x2, y2 = datasets.textures_dataset(n_per_class=16, seed=3)
+    x3, _ = datasets.textures_dataset(n_per_class=16, seed=4)
+    assert x.shape == (48, 1, 32, 32) and x.dtype == torch.float32
+    assert torch.equal(x, x2) and torch.equal(y, y2) and not torch.equal(x, x3)
+    assert y.tolist() == [0] * 16 + [1] * 16 + [2] * 16
+    assert x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_texture_crops_stay_in_their_row_band():
+    img = torch.arange(64.0).repeat_interleave(64).reshape(64, 64)  # value = row index
+    crops = datasets.random_crops(img, 50, 8, (0.75, 1.0), torch.Generator().manual_seed(0))
+    assert crops.shape == (50, 1, 8, 8) and crops.min() >= 48
+    with pytest.raises(ValueError, match="thinner"):
+        datasets.random_crops(img, 1, 32, (0.75, 1.0), torch.Generator())
+
+
+def test_holdout_split_is_a_seeded_partition():
+    tr, ho = datasets.holdout_split(100, 0.2, seed=0)
+    assert len(ho) == 20 and len(tr) == 80
+    assert sorted(torch.cat([tr, ho]).tolist()) == list(range(100))
+    assert torch.equal(ho, datasets.holdout_split(100, 0.2, seed=0)[1])

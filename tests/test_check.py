@@ -1,0 +1,287 @@
+"""`diffcrit check`: comparisons, tolerances, reports and the command's exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from diffcrit.check_report import render_junit, render_markdown
+from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, STATUS_FAIL, STATUS_PASS,
+                               STATUS_SKIP, Tolerances, any_failed, compare_results, load_result,
+                               load_tolerances, marker_check_name, outcomes_to_dict, stiffness_check_name,
+                               tolerances_from_mapping)
+from diffcrit.errors import UserError
+from result_factory import import_cli, make_analyze_result, make_guide_result, shifted, with_changes
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "diffcrit" / "schema" / "result.schema.json"
+
+
+@pytest.fixture(scope="module")
+def baseline() -> dict:
+    return make_analyze_result(1.5)
+
+
+def by_name(outcomes) -> dict:
+    return {o.name: o for o in outcomes}
+
+
+# -- the synthetic results are real results ---------------------------------------------------
+
+
+def test_factory_results_are_schema_valid():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    for doc in (make_analyze_result(1.5), make_analyze_result(0.8, probe_every=3, ci_halfwidth=None, noise=0.05)):
+        jsonschema.validate(doc, schema)
+
+
+def test_factory_places_the_consensus_at_the_requested_t_c():
+    doc = make_analyze_result(2.2)
+    markers = [m["t"] for m in doc["critical"]["markers"].values()]
+    assert doc["critical"]["t"] == pytest.approx(statistics.median(markers)) == pytest.approx(2.2)  # DESIGN.md §5
+    s0 = [step["stiffness"][0] for step in doc["steps"]]
+    assert min(s0) < 0 < s0[0]
+
+
+# -- compare_results ---------------------------------------------------------------------------
+
+
+def test_identical_candidate_passes_every_check(baseline):
+    outcomes = compare_results(baseline, baseline)
+    assert not any_failed(outcomes)
+    assert all(o.status == STATUS_PASS for o in outcomes)
+    names = [o.name for o in outcomes]
+    assert names[:2] == [CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T]
+    assert stiffness_check_name(0) in names and CHECK_XI_EQ in names
+    assert by_name(outcomes)[CHECK_CRITICAL_T].measured == 0
+
+
+def test_shifted_critical_time_is_caught(baseline):
+    outcomes = by_name(compare_results(shifted(baseline, 0.5), baseline))
+    assert outcomes[CHECK_CRITICAL_T].status == STATUS_FAIL
+    assert outcomes[CHECK_CRITICAL_T].measured == pytest.approx(0.5)
+    assert outcomes[stiffness_check_name(0)].status == STATUS_FAIL
+
+
+def test_small_shift_within_tolerance_passes(baseline):
+    outcomes = compare_results(shifted(baseline, 0.02), baseline)
+    assert not any_failed(outcomes)
+
+
+def test_wide_confidence_intervals_widen_the_allowed_shift(baseline):
+    wide = lambda doc: with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.5,
+                                                                               doc["critical"]["t"] + 0.5]})
+    cand, base = wide(shifted(baseline, 0.5)), wide(baseline)
+    outcome = by_name(compare_results(cand, base, Tolerances()))[CHECK_CRITICAL_T]
+    assert outcome.status == STATUS_PASS and outcome.tolerance == pytest.approx(0.5 * 2**0.5)
+    strict = by_name(compare_results(cand, base, Tolerances(ci_scale=0.0)))[CHECK_CRITICAL_T]
+    assert strict.status == STATUS_FAIL and strict.tolerance == 0.25
+
+
+def test_lost_critical_point_and_marker_fail(baseline):
+    critical = {**baseline["critical"], "found": False, "t": None, "ci95": None,
+                "markers": {**baseline["critical"]["markers"], "stiffness_zero": None}}
+    outcomes = by_name(compare_results(with_changes(baseline, critical=critical), baseline))
+    assert outcomes[CHECK_CRITICAL_FOUND].status == STATUS_FAIL
+    assert outcomes[CHECK_CRITICAL_T].status == STATUS_SKIP
+    assert outcomes[marker_check_name("stiffness_zero")].status == STATUS_FAIL
+    relaxed = compare_results(with_changes(baseline, critical=critical), baseline, Tolerances(marker_presence=False))
+    assert by_name(relaxed)[marker_check_name("stiffness_zero")].status == STATUS_SKIP
+
+
+def test_curves_compare_on_a_common_grid_across_step_counts(baseline):
+    coarse = make_analyze_result(1.5, steps=25, probe_every=2)  # other grid, unprobed steps (null)
+    outcomes = by_name(compare_results(coarse, baseline))
+    assert outcomes[stiffness_check_name(0)].status == STATUS_PASS
+    assert outcomes[stiffness_check_name(0)].measured < 0.05
+
+
+def test_missing_stiffness_in_candidate_fails_and_null_tolerance_skips(baseline):
+    steps = [{**step, "stiffness": None, "stiffness_sem": None} for step in baseline["steps"]]
+    outcomes = by_name(compare_results(with_changes(baseline, steps=steps), baseline))
+    assert outcomes[stiffness_check_name(0)].status == STATUS_FAIL
+    assert "no values in the candidate" in outcomes[stiffness_check_name(0)].detail
+    off = by_name(compare_results(with_changes(baseline, steps=steps), baseline, Tolerances(stiffness=None)))
+    assert off[stiffness_check_name(0)].status == STATUS_SKIP
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: with_changes(d, schema_version=2), "schema_version 2"),
+    (lambda d: with_changes(d, model={**d["model"], "shape": [4, 32, 32]}), "different model shapes"),
+    (lambda d: with_changes(d, steps=[]), "at least 2 steps"),
+    (lambda d: make_guide_result(), "guide result"),
+])
+def test_incompatible_results_are_user_errors(baseline, change, message):
+    with pytest.raises(UserError, match=message):
+        compare_results(change(baseline), baseline)
+
+
+# -- tolerances --------------------------------------------------------------------------------
+
+
+def test_example_yaml_documents_the_defaults():
+    assert load_tolerances(ROOT / "examples" / "diffcrit.yaml") == Tolerances()
+    assert load_tolerances(None) == Tolerances()
+
+
+def test_tolerance_overrides_and_null_turns_a_check_off():
+    tol = tolerances_from_mapping({"critical_t": 0.1, "xi_eq": None, "stiffness_shells": 2})
+    assert (tol.critical_t, tol.xi_eq, tol.stiffness_shells) == (0.1, None, 2)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"critcal_t": 0.1}, "unknown key 'critcal_t'"),
+    ({"critical_t": "wide"}, "critical_t must be a number >= 0 or null"),
+    ({"critical_t": -1}, "critical_t must be a number >= 0 or null"),
+    ({"stiffness": True}, "stiffness must be a number >= 0 or null"),
+    ({"marker_presence": "yes"}, "marker_presence must be true or false"),
+    ({"grid_points": 1}, "grid_points must be an integer >= 2"),
+    ({"ci_scale": None}, "ci_scale must be a number >= 0"),
+])
+def test_bad_tolerances_are_one_line_user_errors(data, message):
+    with pytest.raises(UserError, match=message) as err:
+        tolerances_from_mapping(data)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_file_errors(tmp_path):
+    bad_section = tmp_path / "a.yaml"
+    bad_section.write_text("tolerances:\n  critical_t: 0.1\n")
+    with pytest.raises(UserError, match="unknown key 'tolerances'"):
+        load_tolerances(bad_section)
+    broken = tmp_path / "b.yaml"
+    broken.write_text("check: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_tolerances(broken)
+    with pytest.raises(UserError, match="does not exist"):
+        load_tolerances(tmp_path / "missing.yaml")
+
+
+# -- renderings --------------------------------------------------------------------------------
+
+
+def test_junit_parses_and_counts(baseline):
+    outcomes = compare_results(shifted(baseline, 0.5), baseline)
+    root = ET.fromstring(render_junit(outcomes, candidate="c.json", baseline="b.json"))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == int(suite.get("tests")) == len(outcomes)
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {o.name for o in outcomes if o.failed} and CHECK_CRITICAL_T in failed
+    assert int(suite.get("failures")) == len(failed)
+
+
+def test_markdown_has_a_row_per_check(baseline):
+    outcomes = compare_results(shifted(baseline, 0.5), baseline)
+    text = render_markdown(outcomes, candidate="c.json", baseline="b.json", notes=["config steps: 1 vs 2"])
+    assert text.startswith("## ❌ diffcrit check failed")
+    assert sum(line.startswith("| `") for line in text.splitlines()) == len(outcomes)
+    assert "config steps: 1 vs 2" in text
+
+
+def test_json_document_round_trips(baseline):
+    doc = outcomes_to_dict(compare_results(baseline, baseline), Tolerances())
+    assert json.loads(json.dumps(doc, allow_nan=False))["passed"] is True
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return import_cli().app
+
+
+@pytest.fixture()
+def files(tmp_path, baseline):
+    paths = {"base": tmp_path / "baseline.json", "same": tmp_path / "same.json", "moved": tmp_path / "moved.json"}
+    for key, doc in (("base", baseline), ("same", baseline), ("moved", shifted(baseline, 0.5))):
+        paths[key].write_text(json.dumps(doc))
+    return paths
+
+
+def invoke(cli, *args):
+    return CliRunner().invoke(cli, ["check", *map(str, args)], env={"COLUMNS": "200"})
+
+
+def test_cli_pass_exits_0(cli, files):
+    res = invoke(cli, files["same"], "--baseline", files["base"])
+    assert res.exit_code == 0, res.output
+    assert "critical.t" in res.output and "passed: 12 checks" in res.output
+
+
+def test_cli_regression_exits_1_and_writes_reports(cli, files, tmp_path):
+    report, junit = tmp_path / "summary.md", tmp_path / "results.xml"
+    res = invoke(cli, files["moved"], "-b", files["base"], "--report", report, "--junit", junit)
+    assert res.exit_code == 1, res.output
+    assert "failed:" in res.output and "critical.t" in res.output
+    assert "❌" in report.read_text()
+    assert ET.parse(junit).getroot().find("testsuite").get("failures") != "0"
+
+
+def test_cli_json_on_stdout(cli, files):
+    res = CliRunner().invoke(cli, ["check", str(files["moved"]), "-b", str(files["base"]), "--json"])
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["passed"] is False
+
+
+def test_cli_config_tolerances_apply(cli, files, tmp_path):
+    loose = tmp_path / "diffcrit.yaml"
+    loose.write_text("check:\n  critical_t: 1.0\n  stiffness: null\n  xi: 1.0\n  xi_eq: null\n")
+    assert invoke(cli, files["moved"], "-b", files["base"], "--config", loose).exit_code == 0
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda p: p.write_text("{not json"), "is not valid JSON (line 1"),
+    (lambda p: p.write_text("[1, 2]"), "is not a diffcrit result"),
+    (lambda p: p.write_text(json.dumps(with_changes(make_analyze_result(), schema_version=2))), "schema_version 2"),
+    (lambda p: p.write_text(json.dumps(make_analyze_result(shape=(4, 16, 16)))), "different model shapes"),
+    (lambda p: p.write_text(json.dumps(make_guide_result())), "is a guide result"),
+])
+def test_cli_bad_candidate_exits_2_with_one_line(cli, files, tmp_path, make_bad, message):
+    bad = tmp_path / "bad.json"
+    make_bad(bad)
+    res = invoke(cli, bad, "-b", files["base"])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert res.output.strip().count("\n") == 0 and "Traceback" not in res.output
+
+
+def test_cli_bad_config_and_arguments_exit_2(cli, files, tmp_path):
+    cfg = tmp_path / "diffcrit.yaml"
+    cfg.write_text("check:\n  critical_t: wide\n")
+    res = invoke(cli, files["same"], "-b", files["base"], "--config", cfg)
+    assert res.exit_code == 2 and "critical_t must be a number >= 0 or null" in res.output
+    assert invoke(cli, files["same"], "-b", tmp_path / "missing.json").exit_code == 2
+    both = invoke(cli, files["same"], "-b", files["base"], "--model", "builtin:x")
+    assert both.exit_code == 2 and "not both" in both.output
+    assert invoke(cli, "-b", files["base"]).exit_code == 2
+
+
+def test_cli_model_analyses_with_the_baselines_config(cli, files, baseline, monkeypatch, tmp_path):
+    import diffcrit
+
+    seen = {}
+
+    class FakeResult:
+        def to_dict(self):
+            return shifted(baseline, 0.5)
+
+    def fake_analyze(model, **options):
+        seen.update(model=model, options=options)
+        return FakeResult()
+
+    monkeypatch.setattr(diffcrit, "analyze", fake_analyze, raising=False)
+    saved = tmp_path / "candidate.json"
+    res = invoke(cli, "--model", "./release-candidate", "-b", files["base"], "--device", "cpu",
+                 "--save-candidate", saved)
+    assert res.exit_code == 1, res.output
+    assert seen["model"] == "./release-candidate"
+    assert seen["options"] == {**baseline["config"], "device": "cpu"}
+    assert load_result(saved)["critical"]["t"] == pytest.approx(2.0)

@@ -1,0 +1,49 @@
+"""Tiny diffusers models built in code (STYLE.md: tests build their models; no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiTPipeline, DiTTransformer2DModel,
+                       UNet2DConditionModel, UNet2DModel)
+
+
+def tiny_unet(num_class_embeds: int | None = None, seed: int = 0) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=8,
+                       num_class_embeds=num_class_embeds).eval()
+
+
+def tiny_cond_unet(seed: int = 0) -> UNet2DConditionModel:
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=12, attention_head_dim=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).eval()
+
+
+def tiny_dit(seed: int = 0) -> DiTTransformer2DModel:
+    torch.manual_seed(seed)
+    return DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                 num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=10).eval()
+
+
+def tiny_vae(seed: int = 0) -> AutoencoderKL:
+    torch.manual_seed(seed)
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), layers_per_block=1,
+                         norm_num_groups=4, down_block_types=("DownEncoderBlock2D",),
+                         up_block_types=("UpDecoderBlock2D",), sample_size=8).eval()
+
+
+def save_ddpm_pipeline(folder: Path, scheduler_cls=DDPMScheduler, num_class_embeds: int | None = None, **scheduler_kwargs) -> Path:
+    scheduler = scheduler_cls(num_train_timesteps=100, **scheduler_kwargs)
+    DDPMPipeline(unet=tiny_unet(num_class_embeds), scheduler=scheduler).save_pretrained(folder)
+    return folder
+
+
+def save_dit_pipeline(folder: Path) -> Path:
+    DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DDIMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    return folder
