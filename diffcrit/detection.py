@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from .estimators import STIFFNESS_RESOLUTION
+
 STIFFNESS_ZERO = "stiffness_zero"
 STIFFNESS_MIN = "stiffness_min"
 XI_EQ_PEAK = "xi_eq_peak"
@@ -29,12 +31,19 @@ def _valid(t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], values[keep]
 
 
-def stiffness_zero(t: np.ndarray, s_low: np.ndarray) -> float | None:
-    """Earliest t (generation order) where s crosses below 0, linear in t between the two points."""
+def stiffness_zero(t: np.ndarray, s_low: np.ndarray, resolution: float = STIFFNESS_RESOLUTION) -> float | None:
+    """Earliest t (generation order) where s crosses below 0, linear in t between the two points.
+
+    Only a resolved crossing counts: s must reach below -resolution after having been >= 0
+    (round-off wobble of a stiffness that tends to 0 is no crossing).
+    """
     t, s = _valid(t, s_low)
-    for i in range(1, len(s)):
-        if s[i - 1] >= 0 > s[i]:
-            return float(t[i - 1] + (t[i] - t[i - 1]) * s[i - 1] / (s[i - 1] - s[i]))
+    below = np.flatnonzero(s < -resolution)
+    for i in below:
+        before = np.flatnonzero(s[:i] >= 0)
+        if before.size:
+            j = before[-1]
+            return float(t[j] + (t[j + 1] - t[j]) * s[j] / (s[j] - s[j + 1]))
     return None
 
 

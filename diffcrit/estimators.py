@@ -36,8 +36,8 @@ def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray, sigma: np.ndarray
     """Least squares s(k) = s0 + c k^2 over the shells -> (r, kappa, xi_eq), each (...,) (DESIGN.md §3).
 
     stiffness: (..., K) shell means; k2: (K,) mean |k|^2 of each shell's probe directions;
-    sigma: (...,). r = s0 / sigma^2, kappa = c / sigma^2, xi_eq = sqrt(c / |s0|) pixels (NaN when c <= 0);
-    all NaN where no shell's |s| exceeds STIFFNESS_RESOLUTION.
+    sigma: (...,). r = s0 / sigma^2, kappa = c / sigma^2, xi_eq = sqrt(c / |s0|) pixels (NaN when c <= 0
+    or |s0| is below STIFFNESS_RESOLUTION); all NaN where no shell's |s| exceeds it.
     """
     resolved = np.abs(stiffness).max(-1) > STIFFNESS_RESOLUTION
     design = np.stack([np.ones_like(k2), k2], axis=1)  # (K, 2)
@@ -45,7 +45,7 @@ def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray, sigma: np.ndarray
     s0 = coef[0].reshape(stiffness.shape[:-1])
     c = coef[1].reshape(stiffness.shape[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        xi_eq = np.where((c > 0) & (s0 != 0), np.sqrt(np.abs(c / s0)), np.nan)
+        xi_eq = np.where((c > 0) & (np.abs(s0) > STIFFNESS_RESOLUTION), np.sqrt(np.abs(c / s0)), np.nan)
     unresolved = lambda v: np.where(resolved, v, np.nan)  # noqa: E731
     return unresolved(s0 / sigma**2), unresolved(c / sigma**2), unresolved(xi_eq)
 

@@ -12,8 +12,8 @@ patch has norm |Ω|), so J = C(δ)/sigma^2 on Ω and t_c = log(1 + C_Ω(0)).
 Computation: identical patches are merged once, each keeping its multiplicity n_μ as log n_μ
 added to its logit (exact: n identical terms e^l sum to e^{l + log n}). The aligned images give
 only two distinct patches. Logits are one ``addmm`` per chunk of query pixels,
-[y_Ω / sigma^2, 1 / sigma^2] · [P^μ, -||P^μ||^2 / 2] + log n_μ (the -||y_Ω||^2 term is the same for
-every μ and cancels in the softmax); chunks bound the memory to ``block`` logits.
+[y_Ω / sigma^2, 1 / sigma^2] · [P^μ, -||P^μ||^2 / 2] + log n_μ (the -||y_Ω||^2 term, and any constant
+shift of ||P^μ||^2, is the same for every μ and cancels in the softmax); chunks bound the memory to ``block`` logits.
 """
 
 from __future__ import annotations
@@ -100,11 +100,16 @@ class PatchModel:
         return (1, self.L, self.L)
 
     def _table(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(keys (M, p^2 + 1) = [P, -||P||^2/2], log n (M,), centres (M, 1)) in dtype on device."""
+        """(keys (M, p^2 + 1) = [P, -(||P||^2 - min ||P||^2)/2], log n (M,), centres (M, 1)) in dtype on device.
+
+        The norm term is shifted by its minimum (a constant over μ, so the softmax is unchanged): for
+        ±1 patches it is then exactly 0, and log n_μ is not lost to float32 rounding of -|Ω|/(2 sigma^2).
+        """
         key = (dtype, device)
         if key not in self._tables:
             patches = self.patches.double()
-            keys = torch.cat([patches, -0.5 * (patches**2).sum(1, keepdim=True)], 1)
+            norm2 = (patches**2).sum(1, keepdim=True)
+            keys = torch.cat([patches, -0.5 * (norm2 - norm2.min())], 1)  # shift: softmax-invariant, keeps log n exact
             centre = patches[:, self.p * self.p // 2 : self.p * self.p // 2 + 1]
             self._tables[key] = tuple(t.to(device, dtype).contiguous() for t in (keys, self.counts.double().log(), centre))
         return self._tables[key]

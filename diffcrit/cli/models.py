@@ -13,7 +13,7 @@ def models() -> None:
     """List the built-in models (use as --model builtin:NAME[?k=v&...])."""
     table = Table(title="built-in models", title_justify="left")
     for column in ("name", "kind", "size", "conditioning", "good for", "options"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name", overflow="fold")
     for entry in entries():
         size = "-"
         if entry.path is not None:

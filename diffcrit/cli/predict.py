@@ -1,0 +1,110 @@
+"""``diffcrit predict``: the critical times the data alone predicts, optionally beside a measurement."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..io import check_writable
+from ._app import app, console, emit_json, user_errors
+from ._options import OutOpt, QuietOpt
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator:
+    """``progress(done, total, stage)`` driving a Rich bar on stderr (or nothing)."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(done: int, total: int, stage: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress
+
+
+def _summary(document: dict) -> None:
+    table = Table(title=f"{document['data']['source']} — predicted critical times", title_justify="left")
+    for column in ("prediction", "t", "sigma", "from"):
+        table.add_column(column, justify="left" if column in ("prediction", "from") else "right")
+    spec = document["speciation"]
+    table.add_row("speciation", f"{spec['t']:.4g}", f"{spec['sigma']:.4g}", f"Lambda = {spec['top_eigenvalue']:.4g}")
+    if "patch" in document:
+        patch = document["patch"]
+        table.add_row(f"patch p={patch['p']}", f"{patch['critical_t']:.4g}", f"{patch['critical_sigma']:.4g}",
+                      f"C_Omega(0) = {patch['C_Omega_0']:.4g}")
+    compare = document.get("compare")
+    if compare and compare["critical_t"]["measured"] is not None:
+        table.add_row("measured", f"{compare['critical_t']['measured']:.4g}", "", compare["result"])
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def predict(
+    data: Annotated[str, typer.Option(
+        "--data", "-d", help="Image folder (PNG/JPG..., pixels mapped to [-1, 1]), .npy/.npz array (N,C,H,W) or "
+        "(N,H,W) taken as is, or builtin:NAME[?k=v] (patch: its training set; mixture: ±m; gaussian: random-phase "
+        "draws; digits, textures: their training data).", show_default=False)],
+    patch: Annotated[Optional[int], typer.Option(
+        "--patch", "-p", help="Odd patch side p: also predict the patch model's t_c = log(1 + C_Omega(0)).",
+        show_default=False)] = None,
+    compare: Annotated[Optional[Path], typer.Option(
+        "--compare", help="An analyze result JSON: use its noise levels and probe set, and put its measured "
+        "curves and critical time beside the predictions.", show_default=False)] = None,
+    out: OutOpt = None,
+    steps: Annotated[int, typer.Option(help="Without --compare: noise levels of the curves (analyze's Karras schedule).")] = 50,
+    sigma_min: Annotated[float, typer.Option(help="Without --compare: smallest sigma.")] = 0.002,
+    sigma_max: Annotated[float, typer.Option(help="Without --compare: largest sigma.")] = 80.0,
+    rho: Annotated[float, typer.Option(help="Without --compare: Karras rho.")] = 7.0,
+    shells: Annotated[int, typer.Option(help="Without --compare: Fourier shells 0..K-1 of the curves.")] = 4,
+    directions: Annotated[int, typer.Option(help="Without --compare: plane-wave directions per shell, as analyze probes.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per streamed batch.")] = 256,
+    draws: Annotated[int, typer.Option(help="builtin:gaussian only: number of random-phase draws.")] = 4096,
+    seed: Annotated[int, typer.Option(help="builtin:gaussian only: seed of the draws.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Predict critical times from data: speciation log(1 + Lambda), Gaussian-model stiffness, patch t_c.
+
+    Writes a JSON document (kind "predict") to stdout or --out; progress and a summary go to stderr.
+    """
+    from ..checking import load_result, validate_analyze
+    from ..datasets import open_data
+    from ..predict import compare_block, default_grid, grid_from_result, predict as run_prediction, document as build_document
+
+    # 1. Cheap checks before reading any data.
+    if out is not None:
+        check_writable(out, "--out file")
+    result = None
+    if compare is not None:
+        result = load_result(compare, "--compare result")
+        validate_analyze(result, f"--compare result {compare}")
+    source = open_data(data, draws=draws, seed=seed)
+    if result is not None:
+        grid = grid_from_result(result, source.shape)
+    else:
+        grid = default_grid(source.shape, steps, shells, directions, sigma_min, sigma_max, rho)
+
+    # 2. One pass over the data (more above the full-covariance limit), then the predictions.
+    with _progress(not quiet) as progress:
+        body = run_prediction(source, grid, patch=patch, batch_size=batch_size, progress=progress)
+    config = {"data": data, "patch": patch, "compare": None if compare is None else str(compare),
+              "grid": grid.source, "shells": grid.shells, "directions": grid.directions,
+              "batch_size": batch_size, "draws": draws, "seed": seed}
+    if result is None:
+        config.update(steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    comparison = None if result is None else compare_block(result, body, str(compare))
+    document = build_document(body, config, comparison)
+    if not quiet:
+        _summary(document)
+    emit_json(document, out)

@@ -1,0 +1,214 @@
+"""Data sets for ``predict``: an image folder, a .npy/.npz array, or the data of a built-in.
+
+Contract: ``open_data(spec)`` checks what it can cheaply (the path exists, the first image or the
+array header) and returns a ``DataSource`` that streams float32 batches (b, C, H, W) in the VE
+frame's clean space x0. Scale: image files map 0..255 (0..65535 for 16-bit) onto [-1, 1], the range
+diffusion models are trained on; arrays are used as they are (save them in the model's scale). A
+file that cannot be read, or whose size differs from the first, is a ``UserError`` naming it,
+raised when the stream reaches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+NPZ_KEYS = ("images", "x", "data")  # tried in this order when an .npz holds several arrays
+GAUSSIAN_DRAWS = 4096
+
+
+@dataclass
+class DataSource:
+    """A data set streamed in batches: ``read(lo, hi)`` -> (hi - lo, C, H, W) float32."""
+
+    spec: str
+    kind: str  # "folder", "array" or "builtin"
+    shape: tuple[int, int, int]
+    count: int
+    read: Callable[[int, int], torch.Tensor] = field(repr=False)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def batches(self, size: int) -> Iterator[torch.Tensor]:
+        for lo in range(0, self.count, size):
+            yield self.read(lo, min(lo + size, self.count))
+
+    def describe(self) -> dict:
+        return {"source": self.spec, "kind": self.kind, "count": self.count, "shape": list(self.shape), **self.notes}
+
+
+def open_data(spec: str, *, draws: int = GAUSSIAN_DRAWS, seed: int = 0) -> DataSource:
+    """``builtin:NAME[?k=v]``, a folder of images, or a .npy / .npz array (N, C, H, W) or (N, H, W).
+
+    ``draws`` and ``seed`` set the random-phase draws of ``builtin:gaussian`` (``gaussian_draws``).
+    """
+    from .builtins import PREFIX
+
+    if spec.startswith(PREFIX):
+        return _builtin(spec, draws, seed)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(f"--data {spec}: no such file or folder", "give an image folder, a .npy/.npz file or builtin:NAME")
+    if path.is_dir():
+        return _folder(path)
+    if path.suffix.lower() in (".npy", ".npz"):
+        return _array_source(str(path), "array", _load_array(path))
+    raise UserError(f"--data {spec}: not a folder, .npy or .npz file", "give an image folder, a .npy/.npz file or builtin:NAME")
+
+
+# --- arrays -----------------------------------------------------------------------------------
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
+            if key is None:
+                raise UserError(f"--data {path}: the .npz holds {', '.join(keys) or 'no arrays'}",
+                                f"save one array, or name it one of {', '.join(NPZ_KEYS)}")
+            return archive[key]
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"--data {path}: cannot read the array ({err})") from None
+
+
+def _array_source(spec: str, kind: str, array: np.ndarray | torch.Tensor, notes: dict | None = None) -> DataSource:
+    """(N, C, H, W) or (N, H, W) numeric array -> DataSource (memory-mapped arrays stay on disk)."""
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4 or min(array.shape) < 1:
+        raise UserError(f"--data {spec}: array of shape {tuple(array.shape)}", "expected (N, C, H, W) or (N, H, W)")
+    if isinstance(array, np.ndarray) and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise UserError(f"--data {spec}: array of dtype {array.dtype}", "expected numbers")
+
+    def read(lo: int, hi: int) -> torch.Tensor:
+        batch = torch.as_tensor(np.asarray(array[lo:hi], dtype=np.float32))
+        if not torch.isfinite(batch).all():
+            raise UserError(f"--data {spec}: NaN or Inf in rows {lo}..{hi - 1}")
+        return batch
+
+    return DataSource(spec, kind, tuple(int(v) for v in array.shape[1:]), int(array.shape[0]), read, notes or {})
+
+
+# --- image folders ----------------------------------------------------------------------------
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file -> (C, H, W) float32 in [-1, 1]: grayscale C = 1, colour C = 3 (alpha dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                pixels, top = np.asarray(image, dtype=np.float64), 65535.0
+            elif image.mode in ("1", "L", "LA", "F"):
+                pixels, top = np.asarray(image.convert("L"), dtype=np.float64), 255.0
+            else:
+                pixels, top = np.asarray(image.convert("RGB"), dtype=np.float64), 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise UserError(f"cannot read image {path}: {err}", "fix or remove the file") from None
+    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return (pixels / top * 2 - 1).astype(np.float32)
+
+
+def _folder(path: Path) -> DataSource:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"--data {path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    shape = read_image(files[0]).shape
+
+    def read(lo: int, hi: int) -> torch.Tensor:
+        images = []
+        for file in files[lo:hi]:
+            image = read_image(file)
+            if image.shape != shape:
+                raise UserError(f"image {file} is {_dims(image.shape)}, the first image {files[0].name} is {_dims(shape)}",
+                                "all images must share one size and channel count")
+            images.append(image)
+        return torch.from_numpy(np.stack(images))
+
+    return DataSource(str(path), "folder", tuple(shape), len(files), read, {"scale": "pixel values 0..max -> [-1, 1]"})
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[2]} with {shape[0]} channel(s)"
+
+
+# --- built-ins --------------------------------------------------------------------------------
+
+def gaussian_draws(model: Any, count: int, seed: int) -> torch.Tensor:
+    """Random-phase draws of a ``GaussianField`` (count, C, H, W): F(k) = sqrt(P(k)) e^{i phi(k)}.
+
+    Each draw has the field's exact amplitudes and uniformly random phases (the phases of seeded
+    white noise, so the draw is real), so its covariance is the model's and its empirical spectrum
+    |F(k)|^2 equals P(k) draw by draw: predictions from these draws reproduce the exact theory up
+    to the O(1/count) subtraction of the sample mean.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.fft.fft2(torch.randn(count, *model.shape, generator=generator, dtype=torch.float64))
+    phase = noise / noise.abs().clamp_min(1e-300)
+    numel = model.shape[-1] * model.shape[-2]
+    return torch.fft.ifft2(phase * (model.spectrum * numel).sqrt()).real.float()
+
+
+def _builtin(spec: str, draws: int, seed: int) -> DataSource:
+    from . import builtins
+
+    name = spec[len(builtins.PREFIX):].partition("?")[0]
+    try:
+        entry, options = builtins.parse_spec(spec)
+    except UserError:
+        if _recipe(name, required=False) is None:
+            raise
+        entry, options = None, {}
+    if entry is None or entry.factory is None:
+        return _training_data(spec, name)
+    model = entry.factory(**options)
+    if entry.name == "patch":
+        return _array_source(spec, "builtin", model.images, {"data": "the patch model's training set", **model.describe()})
+    if entry.name == "mixture":
+        return _array_source(spec, "builtin", torch.stack([model.mean, -model.mean]),
+                             {"data": "the two points +m and -m (equal weights)", **model.describe()})
+    if entry.name == "gaussian":
+        if draws < 2:
+            raise UserError(f"--draws must be >= 2, got {draws}")
+        return _array_source(spec, "builtin", gaussian_draws(model, draws, seed),
+                             {"data": f"{draws} random-phase draws (exact amplitudes sqrt(P(k)), seed {seed})",
+                              "draws": draws, "seed": seed, **model.describe()})
+    raise UserError(f"builtin:{entry.name} has no data set for predict", "use patch, mixture, gaussian or a trained built-in")
+
+
+def _recipe(name: str, required: bool = True) -> dict | None:
+    try:
+        from .training.train import RECIPES
+    except ImportError as err:
+        if not required:
+            return None
+        raise UserError(f"builtin:{name}: its training data needs diffcrit.training, which cannot be imported ({err})",
+                        "reinstall diffcrit with its [train] extra") from None
+    return RECIPES.get(name)
+
+
+def _training_data(spec: str, name: str) -> DataSource:
+    """The training data of a trained built-in checkpoint, rebuilt by ``diffcrit.training``."""
+    recipe = _recipe(name)
+    if recipe is None:
+        raise UserError(f"builtin:{name} has no training recipe in diffcrit.training")
+    from .training.train import build_dataset
+
+    try:
+        images, _ = build_dataset(recipe["data"])
+    except ImportError as err:
+        raise UserError(f"builtin:{name}: building its training data needs {err.name or err}",
+                        "pip install 'diffcrit[train]'") from None
+    return _array_source(spec, "builtin", images, {"data": recipe["data"].get("source", "training data"),
+                                                   "builder": recipe["data"]["builder"]})
+
+
+__all__ = ["DataSource", "open_data", "read_image", "gaussian_draws"]

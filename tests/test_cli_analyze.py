@@ -1,0 +1,173 @@
+"""The analyze CLI: outputs, streaming, and one-line errors with exit 2 (issue 2)."""
+
+import json
+import shutil
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import diffcrit
+from diffcrit.cli import app
+from diffcrit.report import schema
+from diffcrit.states import load_samples
+
+FAST = ["--steps", "6", "--samples", "3", "--probe-samples", "1", "--directions", "1", "--shells", "2",
+        "--bootstrap", "0", "--quiet"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_default_model_json_on_stdout_validates_against_schema():
+    result = run("analyze", "--steps", "20", "--samples", "4", "--bootstrap", "20", "--quiet")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, schema())
+    assert document["model"]["id"] == "builtin:mixture"
+    assert document["environment"]["probe_method"] == "jvp"
+    assert len(document["steps"]) == 20 and document["shells"][0] == 0.0
+
+
+def test_pipeline_folder_outputs(ddpm_folder, tmp_path):
+    out, samples, states = tmp_path / "r.json", tmp_path / "s.safetensors", tmp_path / "states"
+    result = run("analyze", "--model", str(ddpm_folder), *FAST, "--out", str(out), "--save-samples", str(samples),
+                 "--save-states", str(states))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # data went to --out
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, schema())
+    assert document["model"]["class"] == "UNet2DModel" and document["model"]["scheduler"] == "DDPMScheduler"
+    assert load_samples(samples).shape == (3, 1, 8, 8)
+    index = json.loads((states / "index.json").read_text())
+    assert [s["index"] for s in index["steps"]] == list(range(6))
+    step = load_file(str(states / "step_0005.safetensors"))
+    assert step["y"].shape == step["denoised"].shape == (3, 1, 8, 8)
+
+
+def test_states_npy_streams_every_step(tmp_path):
+    target = tmp_path / "states.npy"
+    result = diffcrit.analyze("builtin:gaussian?size=8", steps=5, samples=2, bootstrap=0, save_states=target)
+    array = np.load(target, mmap_mode="r")
+    assert array.shape == (5, 2, 2, 1, 8, 8)
+    final_y = array[-1, 0]
+    assert np.isfinite(final_y).all() and np.abs(final_y).sum() > 0
+    assert len(json.loads(target.with_suffix(".npy.json").read_text())["steps"]) == 5
+    assert result.samples.shape == (2, 1, 8, 8)
+
+
+def test_bare_model_folder_needs_and_takes_a_scheduler(ddpm_folder):
+    bare = ddpm_folder / "unet"
+    one_line_error(run("analyze", "--model", str(bare), *FAST), "no scheduler", "--scheduler")
+    ok = run("analyze", "--model", str(bare), "--scheduler", "DDIMScheduler", "--prediction-type", "epsilon", *FAST)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["model"]["scheduler"] == "DDIMScheduler"
+    sub = run("analyze", "--model", str(ddpm_folder), "--subfolder", "unet", *FAST)
+    assert sub.exit_code == 0, sub.output
+
+
+def test_dit_needs_a_class_label(dit_folder):
+    one_line_error(run("analyze", "--model", str(dit_folder), *FAST), "class-conditional", "--class-label")
+    one_line_error(run("analyze", "--model", str(dit_folder), "--class-label", "99", *FAST), "out of range")
+    ok = run("analyze", "--model", str(dit_folder), "--class-label", "3", *FAST)
+    assert ok.exit_code == 0, ok.output
+    document = json.loads(ok.stdout)
+    assert document["model"]["shape"] == [4, 8, 8] and document["environment"]["probe_method"] == "jvp"
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--steps", "1"], ["steps", ">= 2"]),
+    (["--samples", "0"], ["samples", ">= 1"]),
+    (["--shells", "1"], ["shells", ">= 2"]),
+    (["--probe", "magic"], ["probe", "auto, jvp, fd"]),
+    (["--linearize-at", "middle"], ["linearize_at", "trajectory, zero"]),
+    (["--model", "builtin:nosuch"], ["unknown built-in", "mixture"]),
+    (["--model", "builtin:mixture?m3=2"], ["no option 'm3'", "m2"]),
+    (["--model", "./missing-folder"], ["neither a folder"]),
+    (["--model", "someone/missing-model", "--offline"], ["could not get hub model", "--offline"]),
+    (["--out", "/nonexistent-dir/x.json"], ["does not exist"]),
+    (["--save-samples", "/nonexistent-dir/x.safetensors"], ["does not exist"]),
+])
+def test_bad_input_is_one_line_and_exit_2(args, fragments):
+    one_line_error(run("analyze", *args, "--quiet"), *fragments)
+
+
+def test_folder_without_config_and_unsupported_class(tmp_path, ddpm_folder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(run("analyze", "--model", str(empty), *FAST), "neither model_index.json nor config.json")
+    odd = tmp_path / "odd"
+    shutil.copytree(ddpm_folder, odd)
+    config = json.loads((odd / "unet" / "config.json").read_text())
+    (odd / "unet" / "config.json").write_text(json.dumps({**config, "_class_name": "VQModel"}))
+    one_line_error(run("analyze", "--model", str(odd), *FAST), "unsupported model class", "UNet2DModel")
+
+
+def test_unwritable_output_is_checked_before_sampling(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("diffcrit.engine.run", lambda *a, **k: calls.append(1))
+    one_line_error(run("analyze", "--out", str(tmp_path / "no" / "r.json"), "--quiet"), "does not exist")
+    assert calls == []
+
+
+def test_nan_from_the_model_names_the_step(tmp_path):
+    def broken(y, sigma):
+        return torch.where(sigma.view(-1, 1, 1, 1) < 1.0, torch.full_like(y, float("nan")), y * 0)
+
+    with pytest.raises(diffcrit.UserError, match=r"NaN or Inf at step \d+"):
+        diffcrit.analyze(broken, shape=(1, 8, 8), steps=10, samples=2, bootstrap=0)
+
+
+def test_interrupt_leaves_no_json_and_readable_states(tmp_path, monkeypatch):
+    from diffcrit import engine
+
+    original = engine._probe_step
+    count = {"n": 0}
+
+    def interrupt_at_step_3(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_probe_step", interrupt_at_step_3)
+    out, states = tmp_path / "r.json", tmp_path / "states"
+    result = run("analyze", "--steps", "8", "--samples", "2", "--out", str(out), "--save-states", str(states), "--quiet")
+    assert result.exit_code == 130
+    assert not out.exists() and not list(tmp_path.glob(".r.json*"))
+    written = json.loads((states / "index.json").read_text())["steps"]
+    assert [s["index"] for s in written] == [0, 1, 2]
+    assert load_file(str(states / "step_0002.safetensors"))["y"].shape == (2, 1, 32, 32)
+
+
+def test_callable_api_and_config_round_trip():
+    def shrink(y, sigma):
+        return y / (1 + sigma.view(-1, 1, 1, 1) ** 2)  # exact denoiser of a white unit Gaussian
+
+    result = diffcrit.analyze(shrink, shape=(1, 8, 8), steps=8, samples=4, bootstrap=0)
+    document = result.to_dict()
+    assert document["model"]["kind"] == "callable"
+    for step in document["steps"]:  # J = I / (1 + sigma^2): s = sigma^2 / (1 + sigma^2) on every shell
+        expected = step["sigma"] ** 2 / (1 + step["sigma"] ** 2)
+        np.testing.assert_allclose(step["stiffness"], expected, atol=1e-5)
+    again = diffcrit.analyze(shrink, shape=(1, 8, 8), **document["config"])
+    assert again.to_dict()["steps"] == document["steps"]
+
+
+def test_models_lists_builtins():
+    result = run("models")
+    assert result.exit_code == 0
+    assert "builtin:mixture" in result.output and "builtin:gaussian" in result.output
