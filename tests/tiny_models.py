@@ -47,3 +47,37 @@ def save_ddpm_pipeline(folder: Path, scheduler_cls=DDPMScheduler, num_class_embe
 def save_dit_pipeline(folder: Path) -> Path:
     DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DDIMScheduler(num_train_timesteps=100)).save_pretrained(folder)
     return folder
+
+
+def save_sd_pipeline(folder: Path) -> Path:
+    """A tiny Stable-Diffusion-1.x-shaped folder: UNet2DConditionModel, scheduler, CLIP text encoder + tokenizer.
+
+    The tokenizer is a word-level CLIP BPE with a handful of words (no merges), written to disk.
+    """
+    import json
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    words = ["a", "red", "barn", "blue", "sky"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{f"{w}</w>": i + 2 for i, w in enumerate(words)}}
+    for ch in "abdeklnrsuy":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(f"{ch}</w>", len(vocab))
+    tok_dir = folder / "tokenizer"
+    tok_dir.mkdir(parents=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=8)
+    tokenizer.save_pretrained(tok_dir)
+    torch.manual_seed(0)
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=12, intermediate_size=16,
+                                           num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=8,
+                                           bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    encoder.save_pretrained(folder / "text_encoder")
+    tiny_cond_unet().save_pretrained(folder / "unet")
+    DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"]}))
+    return folder
