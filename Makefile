@@ -16,7 +16,7 @@ install: $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
 
 demo: install
-	$(VENV)/bin/diffcrit analyze --out demo.json
+	$(VENV)/bin/diffcrit analyze --out demo.json --plot demo.png
 
 test: install
 	$(PY) -m pytest

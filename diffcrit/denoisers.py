@@ -81,7 +81,8 @@ def _call_dit(model, x, timestep, cond):
     return model(x, timestep=timestep, **(cond or {})).sample
 
 
-# class name -> how to call it; the DiT hub checkpoints name their class Transformer2DModel.
+# class name -> how to call it. DiT hub checkpoints name their class Transformer2DModel;
+# diffusers loads those as DiTTransformer2DModel, any other Transformer2DModel is rejected on load.
 MODEL_CALLS: dict[str, Callable] = {
     "UNet2DModel": _call_unet2d,
     "UNet2DConditionModel": _call_unet2d_condition,

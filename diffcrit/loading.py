@@ -172,12 +172,14 @@ def _load_denoiser_module(folder: Path, config: AnalyzeConfig, options: LoadOpti
     class_name = _read_json(folder / "config.json").get("_class_name")
     if class_name not in MODEL_CALLS:
         raise UserError(f"unsupported model class {class_name!r}", f"supported: {', '.join(MODEL_CALLS)}")
-    cls = diffusers.DiTTransformer2DModel if class_name == "Transformer2DModel" else getattr(diffusers, class_name)
     dtype = getattr(torch, config.dtype)
-    try:
-        module = cls.from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
+    try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
+        module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {str(err).splitlines()[0][:200]}") from None
+    if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
+        raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
+                        "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
     return module.to(device).eval().requires_grad_(False)
 
 

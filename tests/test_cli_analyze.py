@@ -171,3 +171,14 @@ def test_models_lists_builtins():
     result = run("models")
     assert result.exit_code == 0
     assert "builtin:mixture" in result.output and "builtin:gaussian" in result.output
+
+
+def test_hub_style_dit_config_loads(dit_folder, tmp_path):
+    """facebook/DiT-XL-2-256 names its class Transformer2DModel; it must load as DiT."""
+    hub_like = tmp_path / "dit"
+    shutil.copytree(dit_folder, hub_like)
+    config_path = hub_like / "transformer" / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "_class_name": "Transformer2DModel"}))
+    ok = run("analyze", "--model", str(hub_like), "--class-label", "1", *FAST)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["model"]["class"] == "DiTTransformer2DModel"
