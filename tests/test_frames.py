@@ -61,7 +61,12 @@ def test_stiffness_matches_theory_along_every_scheduler(name):
     loaded = LoadedModel(denoiser, field.shape, lambda: SchedulerStepper(scheduler, denoiser, config.steps),
                          {"id": name}, torch.device("cpu"), module=model)
     directions = plane_wave_directions(field.shape, config.shells, config.directions)
-    records, samples = engine.run(loaded, config, directions, None, lambda event: None)
+    seen = []
+    capture = types.SimpleNamespace(write=lambda info, y, d: seen.append((info.sigma, y, d)))
+    records, samples = engine.run(loaded, config, directions, capture, lambda event: None)
+    for sigma, y, denoised in seen:  # the recorded (y, sigma) pair is where the model's D was taken
+        exact = field(y.double(), torch.full((len(y),), sigma, dtype=torch.float64))
+        torch.testing.assert_close(denoised.double(), exact, atol=2e-4 * (1 + sigma), rtol=1e-4)
     curves = engine.compute_curves(records, directions, side=8)
     predicted = np.array(field.theory([info.sigma for info in records.infos], directions)["stiffness"])
     np.testing.assert_allclose(curves.stiffness, predicted, atol=2e-3)
