@@ -60,3 +60,31 @@ def test_gains_of_a_linear_map_are_exact():
     for method in ("jvp", "fd"):
         gains = mode_gains(lambda z, r: 0.3 * z, points, directions, method, 5e-3, 2.0, batch=4)
         torch.testing.assert_close(gains, torch.full_like(gains, 0.3), atol=1e-5, rtol=0)
+
+
+class _NoForwardAD(torch.autograd.Function):
+    """Identity with a backward but no forward-mode rule (like a fused kernel)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_auto_falls_back_to_finite_differences_and_records_why():
+    import diffcrit
+
+    def fused(y, sigma):
+        return _NoForwardAD.apply(y) / (1 + sigma.view(-1, 1, 1, 1) ** 2)
+
+    document = diffcrit.analyze(fused, shape=(1, 8, 8), steps=6, samples=2, bootstrap=0).to_dict()
+    assert document["environment"]["probe_method"] == "fd"
+    assert "forward AD failed" in document["environment"]["probe_note"]
+    for step in document["steps"]:  # and the FD values are right: s = sigma^2 / (1 + sigma^2)
+        expected = step["sigma"] ** 2 / (1 + step["sigma"] ** 2)
+        assert step["stiffness"] == pytest.approx([expected] * 4, abs=2e-3)
+    with pytest.raises(RuntimeError):
+        diffcrit.analyze(fused, shape=(1, 8, 8), steps=3, samples=1, bootstrap=0, probe="jvp")
