@@ -164,7 +164,7 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
     try:
         entry, options = builtins.parse_spec(spec)
     except UserError:
-        if _recipe(name, required=False) is None:
+        if "?" in spec or _recipe(name, required=False) is None:  # trained built-ins take no options
             raise
         entry, options = None, {}
     if entry is None or entry.factory is None:

@@ -84,18 +84,23 @@ def xi_eq_peak(t: np.ndarray, xi_eq: np.ndarray) -> float | None:
 
 
 def xi_growth(t: np.ndarray, xi_denoised: np.ndarray) -> float | None:
-    """t of the interior maximum of d xi / d(-t), the growth of xi(D(y)) along generation.
+    """t of the interior maximum of d xi / d(-ln sigma), the growth of xi(D(y)) along generation.
 
-    Rates sit at the midpoints of consecutive steps; the maximum must be a growth (rate > 0).
+    Rates are taken per unit ln sigma (the natural step measure of noise schedules): per unit t
+    they would blow up as 1/sigma^2 at small sigma (dt = 2 sigma^2/(1 + sigma^2) d ln sigma) and
+    any round-off wobble of xi there would win. Rates sit at the midpoints (in ln sigma) of
+    consecutive steps; the maximum must be a growth (rate > 0).
     """
     t, xi = _valid(t, xi_denoised)
     if len(xi) < 4:
         return None
-    rates = np.diff(xi) / -np.diff(t)
+    log_sigma = 0.5 * np.log(np.expm1(t))
+    rates = np.diff(xi) / -np.diff(log_sigma)
     i = _interior_argextreme(rates, 1.0)
     if i is None or rates[i] <= 0:
         return None
-    return refine_extremum(0.5 * (t[1:] + t[:-1]), rates, i)
+    middle = refine_extremum(0.5 * (log_sigma[1:] + log_sigma[:-1]), rates, i)
+    return float(np.log1p(np.exp(2 * middle)))
 
 
 def find_markers(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, xi_denoised: np.ndarray) -> dict[str, float | None]:

@@ -90,15 +90,15 @@ def default_grid(shape: tuple[int, int, int], steps: int | None = None, shells: 
                  rho: float | None = None) -> Grid:
     """analyze's sampler grid and probe set (defaults from config.AnalyzeConfig): a Karras schedule."""
     base = AnalyzeConfig()
-    steps, sigma_min = steps or base.steps, sigma_min or base.sigma_min
-    sigma_max, rho = sigma_max or base.sigma_max, rho or base.rho
+    steps, shells, directions = _given(steps, base.steps), _given(shells, base.shells), _given(directions, base.directions)
+    sigma_min, sigma_max, rho = _given(sigma_min, base.sigma_min), _given(sigma_max, base.sigma_max), _given(rho, base.rho)
     if steps < 2 or not 0 < sigma_min < sigma_max or rho <= 0:
         raise UserError(f"need steps >= 2, 0 < sigma_min < sigma_max and rho > 0, got steps={steps}, "
                         f"sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}")
-    if (shells or base.shells) < 2 or (directions or base.directions) < 1:
+    if shells < 2 or directions < 1:
         raise UserError(f"need shells >= 2 and directions >= 1, got {shells} and {directions}")
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
-    return _with_probe(Grid(sigmas, shells or base.shells, directions or base.directions,
+    return _with_probe(Grid(sigmas, shells, directions,
                             f"Karras schedule: {steps} steps, sigma {sigma_min}..{sigma_max}, rho {rho}"), shape)
 
 
@@ -115,8 +115,15 @@ def grid_from_result(result: dict, shape: tuple[int, int, int]) -> Grid:
     return _with_probe(grid, shape)
 
 
+def _given(value, default):
+    return default if value is None else value
+
+
 def _with_probe(grid: Grid, shape: tuple[int, int, int]) -> Grid:
-    grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
+    try:
+        grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
+    except ValueError as err:
+        raise UserError(f"cannot probe {grid.shells} shells: {err}", "use fewer --shells") from None
     return grid
 
 
@@ -184,14 +191,11 @@ def spectrum_block(power: torch.Tensor) -> dict:
 
 
 def gaussian_block(power: torch.Tensor, grid: Grid) -> dict:
-    probe = grid.probe
-    h, w = power.shape[-2:]
-    at_probes = power.double()[probe.channel, probe.freq[:, 0] % h, probe.freq[:, 1] % w]
-    shell_power = theory.shell_means(at_probes, probe)
+    shell_power = theory.shell_means(theory.power_at(power, grid.probe), grid.probe)
     return {"formula": "s(k) = sigma^2 / (P(k) + sigma^2), the exact stiffness of a Gaussian field with the data's "
                        "power spectrum; per shell averaged over analyze's probe directions",
             "sigma": grid.sigmas, "t": [sigma_to_t(s) for s in grid.sigmas],
-            "stiffness": theory.gaussian_stiffness(power, grid.sigmas, probe),
+            "stiffness": theory.gaussian_stiffness(power, grid.sigmas, grid.probe),
             "shell_power": shell_power, "t_half": [math.log1p(max(p, 0.0)) for p in shell_power],
             "t_half_meaning": "t at which the shell's s = 1/2 (sigma^2 = its mean power); Gaussian data have no "
                               "critical point: s stays > 0"}
@@ -243,6 +247,7 @@ def compare_block(result: dict, prediction: dict, source: str) -> dict:
              "measured_minus_predicted": {k: (None if measured_t is None else measured_t - v) for k, v in predicted_t.items()}}
     if "patch" in prediction:
         block["patch_stiffness"] = prediction["patch"]["stiffness"]
+        block["patch_stiffness_note"] = "the patch prediction holds at y = 0: compare it with a run made with linearize_at = zero"
         zero = markers.get("stiffness_zero")
         block["stiffness_zero_minus_patch"] = None if zero is None else zero - prediction["patch"]["critical_t"]
     return block

@@ -86,14 +86,18 @@ def biroli_speciation_time(top: float) -> float:
 
 # --- Gaussian model: the exact linear denoiser of a stationary field --------------------------
 
+def power_at(power: torch.Tensor, directions: ProbeDirections) -> torch.Tensor:
+    """P at each probe direction (M,): its own channel and frequency on the (C, H, W) FFT grid."""
+    h, w = power.shape[-2:]
+    return power.double()[directions.channel, directions.freq[:, 0] % h, directions.freq[:, 1] % w]
+
+
 def gaussian_stiffness(power: torch.Tensor, sigmas: list[float], directions: ProbeDirections) -> list[list[float]]:
     """s(k) = sigma^2 / (P(k) + sigma^2) (DESIGN.md §6) at every probe direction, averaged per shell.
 
-    power: (C, H, W) P_c(k) on the FFT grid; each direction reads its own channel and frequency.
-    Returns [[s per shell] per sigma].
+    power: (C, H, W) P_c(k) on the FFT grid. Returns [[s per shell] per sigma].
     """
-    h, w = power.shape[-2:]
-    p = power.double()[directions.channel, directions.freq[:, 0] % h, directions.freq[:, 1] % w]
+    p = power_at(power, directions)
     return [shell_means(s**2 / (p + s**2), directions) for s in sigmas]
 
 

@@ -48,6 +48,8 @@ def domain_patterns(count: int, size: int, xi: float, generator: torch.Generator
     """``count`` random ±1 domain patterns (count, 1, size, size): white noise smoothed by a Gaussian
     of width ``xi`` pixels (periodic), then the upper half of the pixels set +1 and the lower half -1
     (exactly zero-mean for even size; xi = 0 gives balanced independent pixels)."""
+    if count == 0:
+        return torch.zeros(0, 1, size, size)
     noise = torch.randn(count, 1, size, size, generator=generator, dtype=torch.float64)
     n = integer_frequencies(size).double()
     k2 = (2 * math.pi / size) ** 2 * (n[:, None] ** 2 + n[None, :] ** 2)

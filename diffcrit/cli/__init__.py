@@ -7,6 +7,7 @@ from . import analyze as _analyze  # noqa: F401  (registers `analyze`)
 from . import models as _models  # noqa: F401  (registers `models`)
 from . import check as _check  # noqa: F401  (registers `check`)
 from . import plot as _plot  # noqa: F401  (registers `plot`)
+from . import predict as _predict  # noqa: F401  (registers `predict`)
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""Marker definitions of DESIGN §5 on synthetic curves with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from diffcrit import detection
+from diffcrit.frame import karras_sigmas
+
+
+def grid(n=60):
+    sigma = karras_sigmas(n).numpy()
+    return np.log1p(sigma**2)
+
+
+def test_stiffness_zero_interpolates_linearly_in_t():
+    t = np.array([4.0, 3.0, 2.0, 1.0])
+    assert detection.stiffness_zero(t, np.array([0.5, 0.25, -0.75, -1.0])) == pytest.approx(2.75)
+    assert detection.stiffness_zero(t, np.array([-0.5, -0.2, -0.1, -1.0])) is None  # never >= 0 before
+    assert detection.stiffness_zero(t, np.array([0.5, 0.2, -1e-6, 0.1])) is None  # round-off is no crossing
+
+
+def test_extremum_markers_need_an_interior_prominent_feature():
+    t = grid()
+    dip = 1 - 0.8 * np.exp(-((t - 2.0) ** 2) / 0.2)
+    assert detection.stiffness_min(t, dip) == pytest.approx(2.0, abs=0.05)
+    assert detection.stiffness_min(t, np.linspace(1, 0, len(t))) is None  # monotone: minimum at an end
+    plateau = 4 - 4 * np.exp(-t) + 1e-3 * np.sin(40 * t)  # rises to a noisy plateau
+    assert detection.xi_eq_peak(t, plateau) is None
+
+
+def test_xi_growth_ignores_round_off_at_small_sigma():
+    t = grid(100)
+    log_sigma = 0.5 * np.log(np.expm1(t))
+    xi = 1 + 3 / (1 + np.exp(4 * (log_sigma - math.log(3.0))))  # sigmoid rise around sigma = 3
+    xi[-3:] += [0.0, 0.002, 0.0]  # a wobble at sigma ~ 0.002, tiny in xi but huge per unit t
+    marker = detection.xi_growth(t, xi)
+    assert marker == pytest.approx(math.log1p(9.0), rel=0.05)
+
+
+def test_consensus_is_the_median_of_present_markers():
+    assert detection.consensus({"a": 1.0, "b": None, "c": 3.0, "d": 2.5}) == 2.5
+    assert detection.consensus({"a": None}) is None
