@@ -1,4 +1,4 @@
-"""Small image classifiers shipped next to diffusion checkpoints (guidance alignment, sample checks).
+"""Small image classifiers shipped beside diffusion checkpoints (guidance alignment, sample checks).
 
 Interface: ``classifier(x) -> logits``; x float32 NCHW in the model's own data range [-1, 1]
 (clean images, i.e. x0 or D(y), not noisy states); logits (B, n_classes) over the real classes

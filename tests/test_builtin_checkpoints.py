@@ -23,7 +23,8 @@ NAMES = ["digits", "textures"]
 MAX_BYTES = 10 * 1024 * 1024
 # Floors well below the shipped figures (see each MODEL_CARD.md) but far above chance.
 HELDOUT_FLOOR = {"digits": 0.95, "textures": 0.90}
-CFG_FLOOR = {"digits": 0.6, "textures": 0.8}
+CFG_FLOOR = {"digits": 0.7, "textures": 0.7}
+CFG_SCALE = 1.5  # the shipped grids' scale; larger w degrades the digits model (see its card)
 CFG_PER_CLASS = {"digits": 4, "textures": 8}
 REQUIRED_FILES = [
     "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
@@ -148,7 +149,7 @@ def test_cfg_samples_are_recognised(loaded):
     entry = CHECKPOINTS[name]
     clf = load_classifier(folder(name))
     labels = class_rows(len(entry["classes"]), CFG_PER_CLASS[name])
-    x = sample_cfg(unet, scheduler.config, labels, entry["null_class"], guidance_scale=3.0,
+    x = sample_cfg(unet, scheduler.config, labels, entry["null_class"], guidance_scale=CFG_SCALE,
                    num_inference_steps=20, seed=100)
     assert x.shape == (len(labels), *entry["shape"])
     assert x.min() >= -1.0 and x.max() <= 1.0
@@ -164,6 +165,9 @@ def test_jvp_through_attention_matches_finite_differences(loaded):
 
     name, unet, _ = loaded
     shape = CHECKPOINTS[name]["shape"]
+    # Known forward-AD blocker (DESIGN.md §3): GroupNorm on a non-contiguous tangent.
+    hooks = [m.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
+             for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
     g = torch.Generator().manual_seed(0)
     x = torch.randn((2, *shape), generator=g)
     v = torch.randn((2, *shape), generator=g)
@@ -173,11 +177,15 @@ def test_jvp_through_attention_matches_finite_differences(loaded):
     def f(inp):
         return unet(inp, timestep, class_labels=labels).sample
 
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        _, jv = torch.func.jvp(f, (x,), (v,))
-        h = 1e-2
-        fd = (f(x + h * v) - f(x - h * v)) / (2 * h)
-    assert torch.linalg.vector_norm(jv - fd) <= 1e-2 * torch.linalg.vector_norm(fd)
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            _, jv = torch.func.jvp(f, (x,), (v,))
+            h = 1e-2
+            fd = (f(x + h * v) - f(x - h * v)) / (2 * h)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert torch.linalg.vector_norm(jv - fd) <= 1e-3 * torch.linalg.vector_norm(fd)
 
 
 # --- Data builders.
@@ -216,3 +224,65 @@ def test_holdout_split_is_a_seeded_partition():
     assert len(ho) == 20 and len(tr) == 80
     assert sorted(torch.cat([tr, ho]).tolist()) == list(range(100))
     assert torch.equal(ho, datasets.holdout_split(100, 0.2, seed=0)[1])
+
+
+# --- Training code on a tiny model built in code.
+
+
+def tiny_unet(n_classes: int = 3):
+    from diffcrit.training.train import build_unet
+
+    return build_unet({"sample_size": 8, "in_channels": 1, "out_channels": 1,
+                       "block_out_channels": [8, 16], "layers_per_block": 1,
+                       "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                       "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "norm_num_groups": 4,
+                       "attention_head_dim": 8, "num_class_embeds": n_classes + 1}, seed=0)
+
+
+def test_training_loop_is_seeded():
+    from diffusers import DDPMScheduler
+
+    from diffcrit.training.train import _TRAIN, train_diffusion
+
+    x = torch.rand((12, 1, 8, 8), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    y = torch.arange(12) % 3
+    tc = {**_TRAIN, "steps": 3, "batch": 4, "warmup": 1, "log_every": 1}
+    runs = [train_diffusion(tiny_unet(), DDPMScheduler(), x, y, 3, tc, log=lambda _: None)
+            for _ in range(2)]
+    (ema_a, rows_a), (ema_b, rows_b) = runs
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b] and len(rows_a) == 3
+    for p, q in zip(ema_a.parameters(), ema_b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    from diffcrit.training.train import lr_at
+
+    assert lr_at(1, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(10, 100, 10, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(50, 100, 10, 0.1) < lr_at(20, 100, 10, 0.1)
+
+
+def test_cfg_sampler_does_not_depend_on_batch_composition():
+    """DESIGN.md §7: sample i draws its noise from seed + i, so a sample alone equals itself
+    in a batch."""
+    from diffusers import DDPMScheduler
+
+    from diffcrit.training.sampling import sample_cfg
+
+    unet = tiny_unet().eval()
+    config = DDPMScheduler(beta_schedule="squaredcos_cap_v2").config
+    both = sample_cfg(unet, config, torch.tensor([0, 2]), 3, 2.0, 5, seed=7)
+    alone = sample_cfg(unet, config, torch.tensor([0]), 3, 2.0, 5, seed=7)
+    assert both.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(both[:1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_training_cli_rejects_unknown_names():
+    from diffcrit.training.__main__ import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["train", "nope"])
+    assert err.value.code == 2
+    assert main(["train", "digits", "--steps", "0"]) == 2

@@ -24,7 +24,7 @@ CHECKPOINTS: dict[str, dict] = {
     "textures": {
         "path": CHECKPOINTS_DIR / "textures",
         "summary": "Class-conditional DDPM on 32x32 grayscale crops of scikit-image's brick, "
-                   "grass and gravel photos (1.1M params, attention at 8x8): stationary "
+                   "grass and gravel photos (1.1M params, 4 levels, attention at 4x4): stationary "
                    "textures, pattern formation at a characteristic scale.",
         "conditioning": "class: 3 textures (brick, grass, gravel) + null 3",
         "classes": ["brick", "grass", "gravel"],

@@ -1,5 +1,8 @@
 """``python -m diffcrit.training train NAME [--steps N] [--out DIR]``: rebuild a built-in folder.
 
+``python -m diffcrit.training evaluate NAME [--out DIR]``: from the trained folder, redo the
+sample checks, samples.png and MODEL_CARD.md (no training).
+
 Progress on stderr; exit 2 with one line for a bad name or option.
 """
 
@@ -21,12 +24,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     train.add_argument("--steps", type=int, default=None,
                        help="diffusion training steps (default: the recipe's)")
     train.add_argument("--out", type=Path, default=None,
-                       help="output folder (default: the shipped diffcrit/builtins/checkpoints/NAME)")
+                       help="output folder (default: diffcrit/builtins/checkpoints/NAME)")
+    evaluate = sub.add_parser("evaluate", help="redo samples, sample accuracy and the card")
+    evaluate.add_argument("name", choices=sorted(CHECKPOINTS))
+    evaluate.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "evaluate":
+        from .train import evaluate_builtin
+
+        evaluate_builtin(args.name, out=args.out)
+        return 0
     if args.steps is not None and args.steps < 1:
         print(f"error: --steps must be >= 1, got {args.steps}", file=sys.stderr)
         return 2

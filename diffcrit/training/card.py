@@ -63,13 +63,16 @@ def _accuracy_table(classes: list[str], cols: dict[str, list[float]]) -> str:
 
 def model_card(name: str, cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
     """MODEL_CARD.md text from the written train_config.json (``cfg``) and the loss log."""
-    res, tc, unet = cfg["results"], cfg["train"], cfg["unet"]
-    clf, smp = res["classifier"], res["samples"]
-    w = cfg["samples"]["guidance_scale"]
-    n_null = cfg["null_class"]
-    acc_cols = {f"CFG w={w:g}": smp["guided"]["accuracy_per_class"],
-                "no guidance (w=1)": smp["unguided"]["accuracy_per_class"],
-                "classifier held-out": clf["heldout_accuracy_per_class"]}
+    sections = [_header(name, cfg), _data_and_model(cfg), _training(cfg, rows),
+                _classifier(cfg), _samples(cfg),
+                f"## {CRITICAL_PLACEHOLDER}\n\nPlaceholder: the critical time t_c "
+                f"(DESIGN.md §5) with its 95% CI will be filled in from `diffcrit analyze "
+                f"--model builtin:{name}` once the analysis engine lands.",
+                _reproduce_and_limits(name, cfg)]
+    return "\n\n".join(sections) + "\n"
+
+
+def _header(name: str, cfg: dict[str, Any]) -> str:
     return f"""# builtin:{name}
 
 {cfg['summary']}
@@ -82,81 +85,111 @@ trained by `python -m diffcrit.training train {name}` (seeded; see Reproduce). L
 from diffusers import UNet2DModel, DDPMScheduler
 unet = UNet2DModel.from_pretrained(folder, subfolder="unet")
 scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
-eps = unet(x_t, timestep, class_labels=labels).sample   # labels: class id, or {n_null} = null
-```
+eps = unet(x_t, timestep, class_labels=labels).sample  # class ids; null = {cfg['null_class']}
+```"""
 
-## Data
 
-{cfg['data']['source']}. Classes: {', '.join(f'{k} = {c}' for k, c in enumerate(cfg['classes']))};
-null class (classifier-free guidance) = {n_null}. {res['n_train_images']} training images of
-shape {cfg['shape']} (C, H, W), values in [-1, 1].
+def _data_and_model(cfg: dict[str, Any]) -> str:
+    res, unet, sch = cfg["results"], cfg["unet"], cfg["scheduler"]
+    classes = ", ".join(f"{k} = {c}" for k, c in enumerate(cfg["classes"]))
+    return f"""## Data
+
+{cfg['data']['source']}. Classes: {classes}; null class (classifier-free guidance) =
+{cfg['null_class']}. {res['n_train_images']} training images of shape {cfg['shape']} (C, H, W),
+values in [-1, 1].
 
 ## Model
 
-`UNet2DModel`, {res['n_parameters']:,} parameters ({res['unet_bytes'] / 1e6:.2f} MB fp32 safetensors):
-block_out_channels {unet['block_out_channels']}, layers_per_block {unet['layers_per_block']},
-down {unet['down_block_types']}, up {unet['up_block_types']} (self-attention at the lowest
-resolution, head dim {unet['attention_head_dim']}), GroupNorm groups {unet['norm_num_groups']},
-`num_class_embeds` {unet['num_class_embeds']} (= {len(cfg['classes'])} classes + null).
-Scheduler: `DDPMScheduler`, {cfg['scheduler']['num_train_timesteps']} steps,
-`{cfg['scheduler']['beta_schedule']}` betas, prediction_type `{cfg['scheduler']['prediction_type']}`,
-clip_sample {cfg['scheduler']['clip_sample']}.
+`UNet2DModel`, {res['n_parameters']:,} parameters ({res['unet_bytes'] / 1e6:.2f} MB fp32
+safetensors): block_out_channels {unet['block_out_channels']}, layers_per_block
+{unet['layers_per_block']}, down {unet['down_block_types']}, up {unet['up_block_types']}
+(self-attention at the lowest resolution, head dim {unet['attention_head_dim']}), GroupNorm
+groups {unet['norm_num_groups']}, `num_class_embeds` {unet['num_class_embeds']}
+(= {len(cfg['classes'])} classes + null). Scheduler: `DDPMScheduler`,
+{sch['num_train_timesteps']} steps, `{sch['beta_schedule']}` betas, prediction_type
+`{sch['prediction_type']}`, clip_sample {sch['clip_sample']}."""
 
-## Training
+
+def _training(cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
+    res, tc, env = cfg["results"], cfg["train"], cfg["results"]["environment"]
+    return f"""## Training
 
 eps-prediction MSE, timesteps uniform in [0, 1000), label dropout to the null class with
 p = {tc['label_dropout']}. AdamW lr {tc['lr']:g} (linear warm-up {tc['warmup']} steps, cosine to
-{tc['min_lr_ratio']:g}x), batch {tc['batch']}, {tc['steps']} steps, grad-norm clip {tc['grad_clip']},
-EMA decay {tc['ema_decay']} (the shipped weights are the EMA), seed {tc['seed']}.
+{tc['min_lr_ratio']:g}x), batch {tc['batch']}, {tc['steps']} steps, grad-norm clip
+{tc['grad_clip']}, EMA decay {tc['ema_decay']} (the shipped weights are the EMA), seed
+{tc['seed']}.
 
-- Wall time: **{res['wall_time_s'] / 60:.1f} min** on {res['environment']['torch_threads']} CPU
-  threads ({res['environment']['machine']}, torch {res['environment']['torch']}, shared machine).
-- Final training loss (mean of the last {res['final_loss_window']} steps): **{res['final_loss']:.4f}**.
-- Held-fixed evaluation loss of the EMA weights (512 images x 20 timesteps, fixed noise):
-  **{res['eval_loss_ema']:.4f}**.
+- Wall time: **{res['wall_time_s'] / 60:.1f} min** (process CPU time
+  {res['cpu_time_s'] / 60:.1f} min) with {env['torch_threads']} torch thread(s) on a 2-core
+  machine shared with other jobs ({env['machine']}, torch {env['torch']}).
+- Final training loss (mean of the last {res['final_loss_window']} steps):
+  **{res['final_loss']:.4f}**.
+- Loss of the shipped EMA weights on a fixed set (512 training images x 20 evenly spaced
+  timesteps 0..999, fixed noise): **{res['eval_loss_ema']:.4f}**. Not the train loss's twin:
+  the grid gives timestep 0, where eps is barely identifiable, a weight of 1/20 instead of 1/1000.
 
 Loss curve (full log in `loss.csv`):
 
-{_loss_table(rows)}
+{_loss_table(rows)}"""
 
-## Classifier (`classifier/`)
+
+def _classifier(cfg: dict[str, Any]) -> str:
+    clf = cfg["results"]["classifier"]
+    return f"""## Classifier (`classifier/`)
 
 `diffcrit.classifiers.SmallCNN` {cfg['classifier']['arch']['channels']}, loaded with
 `diffcrit.classifiers.load_classifier(folder)`; logits over the {len(cfg['classes'])} real
 classes for clean images in [-1, 1]. Split: {clf['split_description']}.
 Held-out accuracy **{clf['heldout_accuracy']:.3f}** on {clf['heldout_size']} images
-(train accuracy {clf['train_accuracy']:.3f}; {clf['wall_time_s']:.0f} s to train).
+(train accuracy {clf['train_accuracy']:.3f}; {clf['wall_time_s']:.0f} s to train)."""
 
-## Samples
 
-`samples.png`: CFG samples, guidance scale w = {w:g}, {cfg['samples']['num_inference_steps']}
-DDIM steps (eta 0, trailing spacing), one row per class; sample i of a batch draws its noise
-from a generator seeded {cfg['samples']['seed']} + i.
+def _samples(cfg: dict[str, Any]) -> str:
+    smp, sc = cfg["results"]["samples"], cfg["samples"]
+    by_w = {r["guidance_scale"]: r for r in smp["by_guidance_scale"]}
+    cols = {f"w = {w:g}": r["accuracy_per_class"] for w, r in by_w.items()}
+    cols["classifier held-out"] = cfg["results"]["classifier"]["heldout_accuracy_per_class"]
+    means = ", ".join(f"w = {w:g}: **{r['accuracy']:.3f}**" for w, r in by_w.items())
+    return f"""## Samples
 
-Class accuracy of generated samples, judged by the shipped classifier
-({smp['eval_per_class']} samples per class, {cfg['samples']['num_inference_steps']} DDIM steps):
-mean **{smp['guided']['accuracy']:.3f}** with CFG w = {w:g},
-{smp['unguided']['accuracy']:.3f} without guidance (chance {1 / len(cfg['classes']):.3f}).
+`samples.png`: CFG samples at guidance scale w = {sc['guidance_scale']:g}
+(eps = eps(null) + w (eps(class) - eps(null)); w = 1 is plain conditional sampling),
+{sc['num_inference_steps']} DDIM steps (eta 0, trailing spacing), one row per class; sample i
+draws its noise from a generator seeded {sc['seed']} + i.
 
-{_accuracy_table(cfg['classes'], acc_cols)}
+Class accuracy of generated samples as judged by the shipped classifier
+({smp['eval_per_class']} samples per class, {smp['num_inference_steps']} DDIM steps), mean over
+classes (chance {1.0 / len(cfg['classes']):.3f}): {means}.
 
-## {CRITICAL_PLACEHOLDER}
+{_accuracy_table(cfg['classes'], cols)}
 
-Placeholder: the critical time t_c (DESIGN.md §5) with its 95% CI will be filled in from
-`diffcrit analyze --model builtin:{name}` once the analysis engine lands.
+{_guidance_note(by_w)}""".rstrip()
 
-## Reproduce
+
+def _guidance_note(by_w: dict[float, dict]) -> str:
+    """A sentence when the strongest guidance scale scores clearly below the best one."""
+    best, w_max = max(by_w, key=lambda w: by_w[w]["accuracy"]), max(by_w)
+    if by_w[best]["accuracy"] - by_w[w_max]["accuracy"] < 0.05:
+        return ""
+    return (f"Strong guidance hurts this small model: accuracy falls from "
+            f"{by_w[best]['accuracy']:.3f} at w = {best:g} to {by_w[w_max]['accuracy']:.3f} at "
+            f"w = {w_max:g}; use w <= {best:g} for class-faithful samples.")
+
+
+def _reproduce_and_limits(name: str, cfg: dict[str, Any]) -> str:
+    return f"""## Reproduce
 
 ```
-python -m diffcrit.training train {name}            # writes this folder (seeded)
+python -m diffcrit.training train {name}      # trains and writes this folder (seeded)
+python -m diffcrit.training evaluate {name}   # only redo samples, sample accuracy, this card
 ```
 
-All numbers above come from `train_config.json` (the exact recipe plus results). Bitwise equal
-weights need the same torch version and thread count ({tc['threads']}); otherwise expect figures
-within noise.
+All figures above come from `train_config.json` (the exact recipe plus results). Bitwise equal
+weights need the same torch version and thread count ({cfg['train']['threads']}); otherwise
+expect figures within noise.
 
 ## Limitations
 
-Tiny model, short CPU training: samples are recognisable but not perfect; it exists to give
-diffcrit a real trained network (attention included) to measure, in seconds, offline.
-"""
+Tiny model, short CPU training: samples are recognisable but not perfect. It exists to give
+diffcrit a real trained network (attention included) to measure in seconds, offline."""

@@ -29,16 +29,25 @@ from . import data as datasets
 
 # --- Recipes: every number the training uses, in one place; written out as train_config.json.
 
-_UNET_COMMON = {
-    "in_channels": 1,
-    "out_channels": 1,
-    "block_out_channels": [32, 64, 64],
-    "layers_per_block": 1,
-    "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
-    "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
-    "norm_num_groups": 8,
-    "attention_head_dim": 32,
-}
+# One self-attention block at the lowest resolution (4x4 for both), so JVP probes cross attention.
+_UNET_COMMON = {"in_channels": 1, "out_channels": 1, "layers_per_block": 1, "norm_num_groups": 8,
+                "attention_head_dim": 32}
+_UNET_DIGITS = {**_UNET_COMMON, "sample_size": 16, "block_out_channels": [32, 64, 64],
+                "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+                "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+                "num_class_embeds": 11}
+# Four levels, thin at 32x32 (CPU cost) and deep enough to see several texels.
+_UNET_TEXTURES = {**_UNET_COMMON, "sample_size": 32, "block_out_channels": [16, 32, 64, 64],
+                  "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D",
+                                       "AttnDownBlock2D"],
+                  "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+                  "num_class_embeds": 4}
+
+# One CPU thread: on a shared 2-core machine two threads ran ~4x slower per step than one
+# (OpenMP barriers stall whenever another process holds a core).
+_TRAIN = {"lr": 1e-3, "warmup": 200, "min_lr_ratio": 0.1, "weight_decay": 0.0,
+          "grad_clip": 1.0, "ema_decay": 0.999, "label_dropout": 0.12, "seed": 0,
+          "log_every": 50, "threads": 1}
 
 _SCHEDULER = {
     "num_train_timesteps": 1000,
@@ -47,24 +56,25 @@ _SCHEDULER = {
     "clip_sample": True,
 }
 
+# Sample checks: the grid uses ``guidance_scale``; accuracy is measured at every scale listed.
+_SAMPLES = {"guidance_scale": 1.5, "eval_guidance_scales": [1.0, 1.5, 2.0, 3.0],
+            "num_inference_steps": 50, "grid_per_class": 8, "eval_per_class": 32, "seed": 0}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": {
         "data": {"builder": "digits_dataset", "kwargs": {"size": 16},
                  "source": "sklearn.datasets.load_digits (1797 8x8 images, 0..16), bilinear "
                            "upsampling to 16x16, scaled to [-1, 1]"},
         "classes": datasets.DIGIT_CLASSES,
-        "unet": {**_UNET_COMMON, "sample_size": 16, "num_class_embeds": 11},
+        "unet": _UNET_DIGITS,
         "scheduler": _SCHEDULER,
-        "train": {"steps": 4500, "batch": 64, "lr": 5e-4, "warmup": 200, "min_lr_ratio": 0.1,
-                  "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.999,
-                  "label_dropout": 0.12, "seed": 0, "log_every": 50, "threads": 2},
+        "train": {**_TRAIN, "steps": 3000, "batch": 64},
         "classifier": {
             "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 10,
                      "channels": [16, 32, 64], "norm_groups": 4},
             "split": {"kind": "random", "heldout_fraction": 0.2, "seed": 0},
             "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
-        "samples": {"guidance_scale": 3.0, "num_inference_steps": 50, "grid_per_class": 8,
-                    "eval_per_class": 32, "seed": 0},
+        "samples": _SAMPLES,
     },
     "textures": {
         "data": {"builder": "textures_dataset",
@@ -74,11 +84,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                            "2x box-downscaled to 256x256, random 32x32 crops with random "
                            "flips, scaled to [-1, 1]"},
         "classes": datasets.TEXTURE_CLASSES,
-        "unet": {**_UNET_COMMON, "sample_size": 32, "num_class_embeds": 4},
+        "unet": _UNET_TEXTURES,
         "scheduler": _SCHEDULER,
-        "train": {"steps": 3500, "batch": 32, "lr": 5e-4, "warmup": 200, "min_lr_ratio": 0.1,
-                  "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.999,
-                  "label_dropout": 0.12, "seed": 0, "log_every": 50, "threads": 2},
+        "train": {**_TRAIN, "steps": 3500, "batch": 32},
         "classifier": {
             "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 3,
                      "channels": [16, 32, 64], "norm_groups": 4},
@@ -86,8 +94,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                       "n_train_per_class": 2048, "n_heldout_per_class": 512,
                       "seed_train": 1, "seed_heldout": 2},
             "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
-        "samples": {"guidance_scale": 3.0, "num_inference_steps": 50, "grid_per_class": 8,
-                    "eval_per_class": 64, "seed": 0},
+        "samples": {**_SAMPLES, "eval_per_class": 64},
     },
 }
 
@@ -178,7 +185,7 @@ def train_diffusion(
             rows.append({"step": step, "loss": sum(window) / len(window), "lr": lr,
                          "elapsed_s": time.time() - t0})
             window = []
-            if step % (10 * tc["log_every"]) == 0 or step == tc["steps"]:
+            if step % (5 * tc["log_every"]) == 0 or step == tc["steps"]:
                 log(f"diffusion step {step}/{tc['steps']} loss {rows[-1]['loss']:.4f} "
                     f"lr {lr:.2e} ({rows[-1]['elapsed_s']:.0f}s)")
     return ema.eval(), rows
@@ -265,9 +272,9 @@ def fit_classifier(cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> tup
 
 
 def judge_samples(cfg: dict[str, Any], unet: UNet2DModel, classifier: Any,
-                  guidance_scale: float) -> tuple[torch.Tensor, dict[str, Any]]:
+                  guidance_scale: float) -> dict[str, Any]:
     """Sample ``eval_per_class`` images per class with CFG and score them with the classifier.
-    Returns (samples, {"guidance_scale", "accuracy", "accuracy_per_class"})."""
+    Returns {"guidance_scale", "accuracy", "accuracy_per_class"}."""
     from .classifier_train import accuracy, per_class_accuracy, predict
     from .sampling import class_rows, sample_cfg
 
@@ -276,8 +283,8 @@ def judge_samples(cfg: dict[str, Any], unet: UNet2DModel, classifier: Any,
     x = sample_cfg(unet, cfg["scheduler"], labels, cfg["null_class"], guidance_scale,
                    sc["num_inference_steps"], sc["seed"])
     pred = predict(classifier, x)
-    return x, {"guidance_scale": guidance_scale, "accuracy": accuracy(pred, labels),
-               "accuracy_per_class": per_class_accuracy(pred, labels, n)}
+    return {"guidance_scale": guidance_scale, "accuracy": accuracy(pred, labels),
+            "accuracy_per_class": per_class_accuracy(pred, labels, n)}
 
 
 def default_out(name: str) -> Path:
@@ -287,13 +294,11 @@ def default_out(name: str) -> Path:
 
 def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Build one built-in folder from its recipe; returns the written train_config.json."""
-    import json
-
+    """Build one built-in folder from its recipe: train, then ``evaluate_builtin``.
+    Returns the written train_config.json."""
     from ..classifiers import save_classifier
     from . import CHECKPOINTS
-    from .card import model_card, sample_grid_png, write_loss_csv
-    from .sampling import class_rows, sample_cfg
+    from .card import write_loss_csv
 
     # 1. Resolve the recipe (the --steps override is recorded), threads, data.
     cfg = recipe(name)
@@ -302,8 +307,7 @@ def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
     out = Path(out) if out is not None else default_out(name)
     torch.set_num_threads(cfg["train"]["threads"])
     x, y = build_dataset(cfg["data"])
-    meta = CHECKPOINTS[name]
-    cfg.update(name=name, summary=meta["summary"], null_class=len(cfg["classes"]),
+    cfg.update(name=name, summary=CHECKPOINTS[name]["summary"], null_class=len(cfg["classes"]),
                shape=list(x.shape[1:]))
     assert cfg["unet"]["num_class_embeds"] == cfg["null_class"] + 1
     log(f"[{name}] data {tuple(x.shape)}; training {cfg['train']['steps']} steps -> {out}")
@@ -311,12 +315,13 @@ def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
     # 2. Diffusion model (the EMA weights are shipped).
     scheduler = DDPMScheduler(**cfg["scheduler"])
     unet = build_unet(cfg["unet"], cfg["train"]["seed"])
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     ema, rows = train_diffusion(unet, scheduler, x, y, cfg["null_class"], cfg["train"], log)
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, time.process_time() - c0
     tail = rows[-max(1, len(rows) // 20):]
     out.mkdir(parents=True, exist_ok=True)
     save_pipeline(ema, scheduler, out)
+    write_loss_csv(rows, out / "loss.csv")
 
     # 3. Classifier on the same data, held-out accuracy.
     log(f"[{name}] classifier")
@@ -327,32 +332,80 @@ def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
                                  "heldout_size": clf["heldout_size"],
                                  "split": clf["split_description"]}, out / "classifier")
 
-    # 4. Samples: per-class accuracy with and without CFG, and the grid.
-    log(f"[{name}] sampling")
-    sc = cfg["samples"]
-    _, guided = judge_samples(cfg, ema, classifier, sc["guidance_scale"])
-    _, unguided = judge_samples(cfg, ema, classifier, 1.0)
-    grid = sample_cfg(ema, cfg["scheduler"], class_rows(len(cfg["classes"]), sc["grid_per_class"]),
-                      cfg["null_class"], sc["guidance_scale"], sc["num_inference_steps"], sc["seed"])
-    sample_grid_png(grid, cfg["classes"], sc["grid_per_class"], out / "samples.png")
-
-    # 5. Record everything, then the card.
+    # 4. Record the training figures; samples and the card come from the saved folder.
     cfg["results"] = {
-        "wall_time_s": wall, "final_loss": sum(r["loss"] for r in tail) / len(tail),
+        "wall_time_s": wall, "cpu_time_s": cpu,
+        "final_loss": sum(r["loss"] for r in tail) / len(tail),
         "final_loss_window": len(tail) * cfg["train"]["log_every"],
         "eval_loss_ema": eval_loss(ema, scheduler, x, y), "n_train_images": len(x),
         "n_parameters": sum(p.numel() for p in ema.parameters()),
         "unet_bytes": (out / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size,
-        "classifier": clf,
-        "samples": {"eval_per_class": sc["eval_per_class"], "guided": guided,
-                    "unguided": unguided},
-        "environment": environment(),
+        "classifier": clf, "environment": environment(),
         "command": f"python -m diffcrit.training train {name}"
                    + (f" --steps {steps}" if steps is not None else ""),
     }
+    write_train_config(cfg, out)
+    log(f"[{name}] trained in {wall / 60:.1f} min; final loss {cfg['results']['final_loss']:.4f}; "
+        f"classifier held-out accuracy {clf['heldout_accuracy']:.3f}")
+    return evaluate_builtin(name, out, log)
+
+
+def write_train_config(cfg: dict[str, Any], out: Path) -> None:
+    """train_config.json: the exact recipe plus ``results``."""
+    import json
+
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    write_loss_csv(rows, out / "loss.csv")
-    (out / "MODEL_CARD.md").write_text(model_card(name, cfg, rows))
-    log(f"[{name}] done in {wall / 60:.1f} min; final loss {cfg['results']['final_loss']:.4f}; "
-        f"classifier {clf['heldout_accuracy']:.3f}; CFG accuracy {guided['accuracy']:.3f}")
+
+
+def evaluate_builtin(name: str, out: Path | None = None,
+                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+    """From a trained folder: CFG sample accuracy for each of the recipe's
+    ``eval_guidance_scales``, samples.png and MODEL_CARD.md. Updates and returns
+    train_config.json (training figures untouched; sample settings from the current recipe)."""
+    import json
+
+    from ..classifiers import load_classifier
+    from .card import sample_grid_png
+    from .sampling import class_rows, sample_cfg
+
+    # 1. The folder's config, the recipe's sample settings, the shipped networks.
+    out = Path(out) if out is not None else default_out(name)
+    cfg = json.loads((out / "train_config.json").read_text())
+    cfg["samples"] = recipe(name)["samples"]
+    torch.set_num_threads(cfg["train"]["threads"])
+    unet = UNet2DModel.from_pretrained(out, subfolder="unet").eval()
+    classifier = load_classifier(out)
+    sc = cfg["samples"]
+
+    # 2. Sample accuracy across guidance scales, then the grid.
+    log(f"[{name}] sampling: guidance scales {sc['eval_guidance_scales']}")
+    sweep = [judge_samples(cfg, unet, classifier, w) for w in sc["eval_guidance_scales"]]
+    labels = class_rows(len(cfg["classes"]), sc["grid_per_class"])
+    grid = sample_cfg(unet, cfg["scheduler"], labels, cfg["null_class"], sc["guidance_scale"],
+                      sc["num_inference_steps"], sc["seed"])
+    sample_grid_png(grid, cfg["classes"], sc["grid_per_class"], out / "samples.png")
+
+    # 3. Record and write the card.
+    cfg["results"]["samples"] = {"eval_per_class": sc["eval_per_class"],
+                                 "num_inference_steps": sc["num_inference_steps"],
+                                 "by_guidance_scale": sweep}
+    write_train_config(cfg, out)
+    write_card(name, out)
+    log(f"[{name}] sample accuracy by guidance scale: "
+        + ", ".join(f"w={r['guidance_scale']:g}: {r['accuracy']:.3f}" for r in sweep))
     return cfg
+
+
+def write_card(name: str, out: Path) -> None:
+    """(Re)write MODEL_CARD.md from the folder's train_config.json and loss.csv."""
+    import csv
+    import json
+
+    from .card import model_card
+
+    cfg = json.loads((out / "train_config.json").read_text())
+    with open(out / "loss.csv") as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    for r in rows:
+        r["step"] = int(r["step"])
+    (out / "MODEL_CARD.md").write_text(model_card(name, cfg, rows))
