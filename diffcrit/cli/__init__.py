@@ -8,6 +8,7 @@ from . import models as _models  # noqa: F401  (registers `models`)
 from . import check as _check  # noqa: F401  (registers `check`)
 from . import plot as _plot  # noqa: F401  (registers `plot`)
 from . import predict as _predict  # noqa: F401  (registers `predict`)
+from . import guide as _guide  # noqa: F401  (registers `guide`)
 
 
 def main() -> None:

@@ -1,0 +1,248 @@
+"""``diffcrit guide``: classifier-free guidance pulses at the critical time, measured (issue 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import UserError
+from ..io import atomic_write_bytes, check_writable
+from ._app import app, console, emit_json, user_errors
+from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, QuietOpt, RevisionOpt, SamplesOpt,
+                       SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+
+
+@app.command()
+@user_errors
+def guide(
+    model: ModelOpt = ...,
+    at: Annotated[str, typer.Option(help="Treatment arm: critical (window centred on t_c) | a:b (a window in t = log(1+sigma^2)) | all | none.")] = "critical",
+    compare: Annotated[Optional[str], typer.Option(help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="Guidance scale S inside the window (> 1); outside it the model runs conditionally only.")] = 3.0,
+    width: Annotated[float, typer.Option(help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = 1.0,
+    critical_from: Annotated[Optional[Path], typer.Option(help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
+    classifier: Annotated[Optional[Path], typer.Option(help="Scores class alignment: a diffcrit classifier folder, a TorchScript file (images in [-1,1] -> logits) or a transformers image-classification folder. Built-ins ship their own.")] = None,
+    label_map: Annotated[Optional[str], typer.Option(help="Model class id -> classifier output: a JSON file {\"3\": 207} or pairs 3=207,5=1.")] = None,
+    class_label: Annotated[Optional[int], typer.Option("--class-label", help="One target class for every sample.")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Target classes a,b,c cycled over samples (default: every class in turn).")] = None,
+    steps: StepsOpt = 50,
+    samples: SamplesOpt = 64,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
+    analyze_samples: Annotated[int, typer.Option(help="Samples for measuring t_c when no --critical-from is given.")] = 16,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
+    suggest: Annotated[bool, typer.Option("--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
+    scheduler: Annotated[Optional[str], typer.Option(help="Override the scheduler class (DDPMScheduler, DDIMScheduler, ...).")] = None,
+    prediction_type: Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")] = None,
+    subfolder: SubfolderOpt = None,
+    revision: RevisionOpt = None,
+    variant: VariantOpt = None,
+    offline: OfflineOpt = False,
+    out: OutOpt = None,
+    save_images: Annotated[Optional[Path], typer.Option(help="Write one grid PNG per arm into this folder (decoded images).")] = None,
+    save_samples: Annotated[Optional[Path], typer.Option(help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply classifier-free guidance only in a window of t (a pulse) and measure class alignment.
+
+    Every arm uses the same seeds and target classes; the JSON (kind "guide") goes to stdout or --out,
+    the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
+    """
+    from ..guide_engine import guide as run_guide
+    from ..guide_engine import suggest as run_suggest
+    from ..loading import LoadOptions
+
+    # 1. Cheap checks before any model is loaded.
+    for path, what in ((out, "--out file"), (save_samples, "--save-samples file")):
+        if path is not None:
+            check_writable(path, what)
+    if save_images is not None and save_images.exists() and not save_images.is_dir():
+        raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
+    options = dict(at=at, compare=_split(compare, "--compare", str), scale=scale, width=width, steps=steps,
+                   samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
+                   classes=_split(classes, "--classes", int), analyze_samples=analyze_samples, bootstrap=bootstrap,
+                   device=device, dtype=dtype, scheduler=scheduler, prediction_type=prediction_type)
+    load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
+    # 2. Run.
+    with _progress(console, enabled=not quiet) as callback:
+        if suggest:
+            document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load, **options)
+        else:
+            result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
+                               keep_images=save_images is not None, callback=callback, load_options=load, **options)
+            document = result.to_dict()
+    # 3. Outputs.
+    if suggest:
+        if not quiet:
+            render_suggestion(console, document)
+        emit_json(document, out)
+        return
+    if save_samples is not None:
+        _write_samples(save_samples, result)
+    if save_images is not None:
+        _write_grids(save_images, result.images)
+    if not quiet:
+        render_guide(console, document)
+    emit_json(document, out)
+
+
+def _split(text: str | None, option: str, kind: type) -> list | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = [kind(p) for p in parts]
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a comma-separated list of {kind.__name__}s") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+@contextlib.contextmanager
+def _progress(out: Console, enabled: bool) -> Iterator:
+    """Progress of the t_c analysis (stage "sampling") and of each arm (stage "guide")."""
+    if not enabled:
+        yield lambda event: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def callback(event: dict) -> None:
+            name = "measuring t_c (analyze)" if event.get("stage") == "sampling" else f"arm {event.get('arm')}"
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=None)
+            done, total = (event["step"], event["total"]) if event.get("stage") == "sampling" else (event["done"], event["total"])
+            progress.update(tasks[name], completed=done, total=total)
+
+        yield callback
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _ci(ci, fmt: str = ".3f") -> str:
+    return f"{ci[0]:{fmt}}–{ci[1]:{fmt}}" if ci else "-"
+
+
+def _windows(arm: dict) -> str:
+    windows = arm.get("windows") or []
+    if not windows:
+        return "never"
+    if len(windows) == 1:
+        return f"[{windows[0][0]:.2f},{windows[0][1]:.2f}]"
+    widths = [hi - lo for lo, hi in windows]
+    if max(widths) - min(widths) < 1e-9:
+        return f"random, w={widths[0]:.3g}"
+    return "random, same steps"
+
+
+def render_guide(out: Console, document: dict) -> None:
+    """Arms (windows, guided steps, metric means with ci95) and the paired comparisons."""
+    critical, metrics = document["critical"], document["metric_names"]
+    n = document["arms"][0]["n"] if document["arms"] else 0
+    title = f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, n = {n} per arm"
+    if critical.get("t") is not None:
+        title += f", t_c = {critical['t']:.3g} [{_ci(critical.get('ci95'), '.3g')}]"
+    table = Table(title=escape(title + "; cells: mean [ci95]"), title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("arm", "window in t", "steps", *metrics):
+        table.add_column(column, justify="left" if column in ("arm", "window in t") else "right", no_wrap=True)
+    for arm in document["arms"]:
+        cells = [arm["name"], _windows(arm), _fmt(arm["guided_steps_mean"])]
+        for m in metrics:
+            stat = arm["metrics"][m]
+            cells.append(f"{stat['mean']:.3f} [{_ci(stat['ci95'], '.2f')}]")
+        table.add_row(*cells)
+    out.print(table)
+    if not document["scored"]:
+        out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
+        return
+    treatment = document["arms"][0]["name"]
+    comparisons = Table(title=f"{treatment} − other arm, paired; r = matched-pairs rank-biserial", title_justify="left",
+                        box=box.SIMPLE_HEAD)
+    for column in ("versus", "metric", "diff", "ci95", "Wilcoxon p", "r"):
+        comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right")
+    for c in document["comparisons"]:
+        comparisons.add_row(c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"),
+                            f"{c['wilcoxon_p']:.2g}", f"{c['effect_size']:+.2f}")
+    out.print(comparisons)
+
+
+def render_suggestion(out: Console, document: dict) -> None:
+    interval, critical = document["interval"], document["critical"]
+    table = Table(title=escape(f"{document['model']['id']} — recommended guidance interval"), title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    rows = [("t_c (evidence)", f"{critical['t']:.4g} (ci95 {_ci(critical.get('ci95'), '.4g')})"), ("source", critical["source"]),
+            ("window width W (t)", _fmt(document["window_width_t"])),
+            ("t", f"[{interval['t'][0]:.4g}, {interval['t'][1]:.4g}]"),
+            ("sigma", f"[{interval['sigma'][0]:.4g}, {interval['sigma'][1]:.4g}]"),
+            (f"steps of {interval['num_inference_steps']} ({interval['scheduler']})",
+             f"{interval['steps'][0]}..{interval['steps'][1]} ({interval['step_count']} steps)"),
+            ("timesteps", f"{_fmt(interval['timesteps'][0])} .. {_fmt(interval['timesteps'][-1])}")]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    for note in document.get("notes") or []:
+        out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+def _write_samples(path: Path, result) -> None:
+    from safetensors.torch import save
+
+    tensors = {f"samples.{name}": s.float().contiguous() for name, s in result.samples.items()}
+    tensors["classes"] = result.targets.contiguous()
+    meta = {"model": str(result.document["model"]["id"]), "seed": str(result.document["config"]["seed"]),
+            "arms": ",".join(result.samples)}
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+    console.print(f"wrote {path}", style="dim", markup=False, highlight=False)
+
+
+def _write_grids(folder: Path, images: dict) -> None:
+    """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --save-images folder {folder}: {err.strerror}") from None
+    for name, batch in images.items():
+        n, c, h, w = batch.shape
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+        zoom = max(1, math.ceil(48 / max(h, w)))
+        shown = batch[:, :3] if c >= 3 else batch[:, :1]  # grey or RGB
+        pixels = ((shown.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        grid = np.full((rows * (h + 2), cols * (w + 2), pixels.shape[1]), 255, dtype=np.uint8)
+        for k in range(n):
+            r, q = divmod(k, cols)
+            grid[r * (h + 2) + 1: r * (h + 2) + 1 + h, q * (w + 2) + 1: q * (w + 2) + 1 + w] = pixels[k].transpose(1, 2, 0)
+        picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+        picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        atomic_write_bytes(folder / f"{_safe(name)}.png", buffer.getvalue())
+    console.print(f"wrote {len(images)} grid(s) into {folder}", style="dim", markup=False, highlight=False)

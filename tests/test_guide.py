@@ -1,0 +1,353 @@
+"""`diffcrit guide`: guidance pulses, equivalence with diffusers, paired statistics, CLI (issue 5)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DiTPipeline, UNet2DModel
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import diffcrit
+from diffcrit import alignment
+from diffcrit.errors import UserError
+from diffcrit.guidance import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
+                               random_windows, sample_arm)
+from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, step_grid
+from diffcrit.plotting import plot_results
+from result_factory import make_analyze_result
+from tiny_models import save_ddpm_pipeline
+
+N_CLASSES = 4  # tiny class-conditional UNet: num_class_embeds = 5, null id 4 (the last embedding)
+FAST = dict(steps=8, device="cpu", bootstrap=0)
+
+
+def generators(n, seed=0):
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def cond_folder(tmp_path_factory):
+    return save_ddpm_pipeline(tmp_path_factory.mktemp("cond"), num_class_embeds=N_CLASSES + 1)
+
+
+@pytest.fixture(scope="module")
+def trailing_ddim_folder(tmp_path_factory):
+    return save_ddpm_pipeline(tmp_path_factory.mktemp("ddim_cond"), DDIMScheduler, num_class_embeds=N_CLASSES + 1,
+                              timestep_spacing="trailing")
+
+
+@pytest.fixture(scope="module")
+def torchscript_classifier(tmp_path_factory):
+    """A TorchScript classifier for the tiny UNet's 1x8x8 images: 4 logits."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, N_CLASSES))
+    path = tmp_path_factory.mktemp("clf") / "classifier.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def critical_json(tmp_path_factory):
+    """An analyze result whose t_c (0.45) sits inside the tiny schedule's t range [0, 0.84]."""
+    path = tmp_path_factory.mktemp("crit") / "critical.json"
+    path.write_text(json.dumps(make_analyze_result(0.45, ci_halfwidth=0.03)))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence with diffusers and with the unguided sampler
+
+
+def test_at_all_equals_dit_pipeline_with_guidance(dit_folder):
+    pipe = DiTPipeline.from_pretrained(dit_folder)
+    # DiTPipeline hard-codes the null id 1000 (ImageNet DiT's num_embeds_ada_norm); this tiny DiT
+    # has 10 classes, so its null row is 10: map 1000 -> 10 as the pipeline would for its own size.
+    null, forward = pipe.transformer.config.num_embeds_ada_norm, pipe.transformer.forward
+    pipe.transformer.forward = lambda *a, class_labels=None, **k: forward(
+        *a, class_labels=torch.where(class_labels == 1000, null, class_labels), **k)
+    latents, decode = {}, pipe.vae.decode
+    pipe.vae.decode = lambda z, *a, **k: (latents.setdefault("z", z.clone()), decode(z, *a, **k))[1]
+    pipe(class_labels=[3, 5, 7], guidance_scale=4.0, generator=generators(3), num_inference_steps=6, output_type="np")
+    expected = latents["z"] * pipe.vae.config.scaling_factor  # the pipeline divides by it before decoding
+    result = guide(str(dit_folder), at="all", classes=[3, 5, 7], samples=3, scale=4.0, **{**FAST, "steps": 6})
+    torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_at_all_equals_unet_cfg_reference(trailing_ddim_folder):
+    """The built-ins' convention: eps = eps_u + S (eps_c - eps_u) with the last class id as null."""
+    from diffcrit.training.sampling import sample_cfg
+
+    unet = UNet2DModel.from_pretrained(trailing_ddim_folder / "unet").eval()
+    scheduler_config = json.loads((trailing_ddim_folder / "scheduler" / "scheduler_config.json").read_text())
+    labels = torch.tensor([0, 1, 2, 3])
+    expected = sample_cfg(unet, scheduler_config, labels, N_CLASSES, guidance_scale=2.5, num_inference_steps=8, seed=0)
+    result = guide(str(trailing_ddim_folder), at="all", samples=4, scale=2.5, **FAST)
+    torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_at_none_equals_the_unguided_sampler(cond_folder):
+    reference = diffcrit.analyze(str(cond_folder), samples=3, class_label=2, probe_samples=1, directions=1, shells=2,
+                                 **FAST)
+    result = guide(str(cond_folder), at="none", class_label=2, samples=3, **FAST)
+    torch.testing.assert_close(result.samples["none"], reference.samples, atol=1e-6, rtol=0)
+
+
+def test_batch_size_does_not_change_the_samples(cond_folder):
+    options = dict(at="0.3:0.5", compare=[ARM_RANDOM], samples=4, **FAST)
+    whole, split = guide(str(cond_folder), batch_size=4, **options), guide(str(cond_folder), batch_size=1, **options)
+    for name in whole.samples:
+        torch.testing.assert_close(whole.samples[name], split.samples[name], atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pulses: guidance exactly on the in-window steps
+
+
+def forward_batch_sizes(module):
+    sizes = []
+    handle = module.register_forward_pre_hook(lambda mod, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+def test_explicit_window_doubles_the_batch_exactly_on_its_steps(cond_folder):
+    config = make_guide_config(samples=3, **FAST)
+    loaded, guidance = load_guided_model(str(cond_folder), config, None)
+    t = np.array([info.t for info in step_grid(loaded, 8)])
+    lo, hi = float(t[5]) - 1e-6, float(t[3]) + 1e-6  # steps 3, 4, 5
+    arm = Arm("window", np.tile([lo, hi], (3, 1)))
+    sizes, handle = forward_batch_sizes(loaded.module)
+    sample_arm(loaded, guidance, arm, torch.tensor([0, 1, 2]), 3.0, 8, 0, 3)
+    handle.remove()
+    assert sizes == [6 if 3 <= i <= 5 else 3 for i in range(8)]
+
+
+def test_random_windows_guide_each_sample_on_its_own_steps(cond_folder):
+    config = make_guide_config(samples=5, **FAST)
+    loaded, guidance = load_guided_model(str(cond_folder), config, None)
+    t = np.array([info.t for info in step_grid(loaded, 8)])
+    treatment, control = build_arms(["0.3:0.45", ARM_RANDOM], 5, t, None, 1.0, seed=0)
+    sizes, handle = forward_batch_sizes(loaded.module)
+    sample_arm(loaded, guidance, control, torch.arange(5) % N_CLASSES, 3.0, 8, 0, 5)
+    handle.remove()
+    assert sizes == [5 + int(control.guided(ti).sum()) for ti in t]
+    width = treatment.windows[0, 1] - treatment.windows[0, 0]
+    np.testing.assert_allclose(control.windows[:, 1] - control.windows[:, 0], width)
+    outside = (control.windows[:, 1] <= 0.3) | (control.windows[:, 0] >= 0.45)
+    inside_range = (control.windows[:, 0] >= t.min()) & (control.windows[:, 1] <= t.max())
+    assert outside.all() and inside_range.all()
+
+
+def test_random_windows_are_per_sample_and_reproducible():
+    a = random_windows(6, 0.5, (1.0, 1.5), (0.0, 5.0), seed=3)
+    b = random_windows(8, 0.5, (1.0, 1.5), (0.0, 5.0), seed=3)
+    np.testing.assert_array_equal(a, b[:6])  # sample i's window depends on seed + i only
+    assert len(np.unique(a[:, 0])) == 6
+    with pytest.raises(UserError, match="no window of width"):
+        random_windows(2, 2.0, (1.0, 3.0), (0.0, 4.0), seed=0)
+
+
+def test_random_step_blocks_match_the_treatment_step_count():
+    t_grid = np.linspace(3.0, 0.0, 31) ** 2 / 3  # dense at small t, like a VP schedule
+    treatment = (0.5, 1.2)
+    inside = (t_grid >= 0.5) & (t_grid <= 1.2)
+    arms = build_arms(["0.5:1.2", ARM_RANDOM, ARM_RANDOM_STEPS], 40, t_grid, None, 1.0, seed=0)
+    blocks = arms[2]
+    assert (blocks.guided_steps(t_grid) == inside.sum()).all()
+    for lo, hi in blocks.windows:
+        assert not (((t_grid >= lo) & (t_grid <= hi)) & inside).any()
+    assert len(np.unique(blocks.windows[:, 0])) > 3
+    np.testing.assert_array_equal(random_step_windows(5, treatment, t_grid, 0), blocks.windows[:5])
+    # a random window of equal width in t guides a different number of steps: why both controls exist
+    assert not (arms[1].guided_steps(t_grid) == inside.sum()).all()
+
+
+def test_family_specifics(cond_folder, dit_folder):
+    config = make_guide_config(**FAST)
+    _, unet = load_guided_model(str(cond_folder), config, None)
+    _, dit = load_guided_model(str(dit_folder), config, None)
+    assert (unet.family, unet.n_classes, unet.null_class) == ("unet", 4, 4)
+    assert (dit.family, dit.n_classes, dit.null_class) == ("dit", 10, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics on synthetic paired data
+
+
+def test_a_known_paired_difference_is_detected():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, 200)
+    better = base + 0.1 + 0.05 * rng.standard_normal(200)
+    c = alignment.paired_comparison(better, base, repeats=1000, seed=0)
+    assert c["diff_mean"] == pytest.approx(0.1, abs=0.02)
+    assert c["ci95"][0] > 0.05 and c["ci95"][1] < 0.15
+    assert c["wilcoxon_p"] < 1e-10 and c["effect_size"] > 0.8
+
+
+def test_identical_arms_give_p_one_and_no_effect():
+    values = np.random.default_rng(1).uniform(size=50)
+    c = alignment.paired_comparison(values, values.copy(), repeats=500, seed=0)
+    assert c["diff_mean"] == 0 and c["ci95"] == [0.0, 0.0]
+    assert c["wilcoxon_p"] == 1.0 and c["effect_size"] == 0.0
+
+
+def test_symmetric_noise_is_not_significant():
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(size=300), rng.uniform(size=300)
+    c = alignment.paired_comparison(a, b, repeats=500, seed=0)
+    assert c["ci95"][0] < 0 < c["ci95"][1] and c["wilcoxon_p"] > 0.05 and abs(c["effect_size"]) < 0.2
+
+
+def test_binary_metric_and_rank_biserial_extremes():
+    top1_a, top1_b = np.array([1, 1, 0, 1, 1, 0] * 10, float), np.array([0, 1, 0, 0, 1, 0] * 10, float)
+    c = alignment.paired_comparison(top1_a, top1_b, repeats=500, seed=0)
+    assert c["effect_size"] == 1.0 and c["wilcoxon_p"] < 0.01 and c["n_nonzero"] == 20
+    assert alignment.rank_biserial(-np.arange(1, 5.0)) == -1.0
+
+
+def test_arm_mean_ci_covers_the_mean():
+    values = np.random.default_rng(3).normal(0.5, 0.1, 400)
+    lo, hi = alignment.bootstrap_mean_ci(values, 1000, seed=0)
+    assert lo < values.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * 0.1 / 20, rel=0.25)
+
+
+def test_metrics_from_logits():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    metrics = alignment.logits_to_metrics(logits, np.array([0, 1]))
+    np.testing.assert_array_equal(metrics["top1"], [1.0, 0.0])
+    assert metrics["target_prob"][0] == pytest.approx(np.exp(2) / (np.exp(2) + 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def run(*args):
+    from diffcrit.cli import app, guide as _guide  # noqa: F401  (registers `guide`)
+
+    return CliRunner().invoke(app, ["guide", *args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+CLI_FAST = ["--steps", "8", "--samples", "4", "--device", "cpu", "--bootstrap", "50", "--quiet"]
+
+
+def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, critical_json, tmp_path):
+    out, images, samples = tmp_path / "g.json", tmp_path / "grids", tmp_path / "s.safetensors"
+    result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--width", "0.2",
+                 "--classifier", str(torchscript_classifier), *CLI_FAST, "--out", str(out),
+                 "--save-images", str(images), "--save-samples", str(samples))
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["kind"] == "guide" and document["schema_version"] == 1 and document["scored"] is True
+    for key in ("diffcrit_version", "created", "model", "config", "environment", "window_width_t", "metric_names",
+                "arms", "comparisons"):
+        assert key in document
+    assert document["critical"]["t"] == 0.45 and document["critical"]["ci95"] == pytest.approx([0.42, 0.48])
+    assert "critical-from" in document["critical"]["source"]
+    assert document["window_width_t"] == pytest.approx(0.2)
+    assert [arm["name"] for arm in document["arms"]] == ["critical", "random", "random-steps", "none", "all"]
+    for arm in document["arms"]:
+        assert arm["n"] == 4 and set(arm["metrics"]) == {"target_prob", "top1"}
+        assert all(set(m) >= {"mean", "ci95"} for m in arm["metrics"].values())
+    assert len(document["comparisons"]) == 8
+    for c in document["comparisons"]:
+        assert c["arm"] == "critical" and {"versus", "metric", "diff_mean", "ci95", "wilcoxon_p", "effect_size"} <= set(c)
+    assert sorted(p.name for p in images.iterdir()) == ["all.png", "critical.png", "none.png", "random-steps.png",
+                                                        "random.png"]
+    stored = load_file(str(samples))
+    assert stored["samples.critical"].shape == (4, 1, 8, 8) and stored["classes"].tolist() == [0, 1, 2, 3]
+    plot_results([document], tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_cli_without_classifier_still_runs_every_arm(cond_folder):
+    result = run("--model", str(cond_folder), "--at", "0.3:0.45", "--compare", "none,all", *CLI_FAST)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["scored"] is False and document["metric_names"] == [] and document["comparisons"] == []
+    assert "no alignment was scored" in document["note"]
+    assert [arm["name"] for arm in document["arms"]] == ["0.3:0.45", "none", "all"]
+    assert document["critical"]["t"] is None
+
+
+def test_cli_suggest(cond_folder, critical_json):
+    result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json), "--width", "0.2",
+                 "--steps", "20", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    interval = document["interval"]
+    assert document["kind"] == "guide-suggestion" and interval["t"] == pytest.approx([0.35, 0.55])
+    assert interval["sigma"][0] == pytest.approx(np.sqrt(np.expm1(0.35)))
+    first, last = interval["steps"]
+    assert 0 < first <= last < 19 and interval["step_count"] == last - first + 1
+    assert document["critical"]["ci95"] == pytest.approx([0.42, 0.48])
+
+
+def test_measured_critical_time_comes_from_analyze(cond_folder):
+    result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, width=0.4,
+                   **FAST)
+    critical = result.document["critical"]
+    assert critical["source"].startswith("analyze (class 0, 3 samples, seed 2")  # seeds apart from the guide's
+    assert result.document["arms"][0]["guided_steps_mean"] >= 1
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--at", "0.5:0.3"], ["inverted"]),
+    (["--at", "0.3:0.3"], ["empty"]),
+    (["--at", "5:6"], ["outside the sampled range"]),
+    (["--at", "sometimes"], ["unknown arm"]),
+    (["--class-label", "4"], ["out of range", "0..3"]),
+    (["--classes", "0,9"], ["out of range"]),
+    (["--scale", "1"], ["> 1"]),
+])
+def test_cli_bad_input_exits_2(cond_folder, args, fragments):
+    one_line_error(run("--model", str(cond_folder), "--compare", "none", *CLI_FAST, *args), *fragments)
+
+
+def test_cli_model_without_classes_exits_2(ddpm_folder):
+    one_line_error(run("--model", str(ddpm_folder), "--at", "all", *CLI_FAST), "class-conditional")
+    one_line_error(run("--model", "builtin:mixture", "--at", "all", *CLI_FAST), "class-conditional")
+
+
+def test_cli_classifier_that_does_not_match_exits_2(cond_folder, tmp_path):
+    path = tmp_path / "three.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))), str(path))
+    common = ["--model", str(cond_folder), "--at", "all", *CLI_FAST, "--classifier", str(path)]
+    one_line_error(run(*common), "3 outputs", "4 classes")
+    one_line_error(run(*common, "--label-map", "0=0,1=1,2=2,3=7"), "7")
+    wrong_input = tmp_path / "wrong.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))), str(wrong_input))
+    one_line_error(run("--model", str(cond_folder), "--at", "all", *CLI_FAST, "--classifier", str(wrong_input)),
+                   "classifier failed")
+
+
+def test_transformers_classifier_folder_scores(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=16, num_labels=N_CLASSES)
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
+    transformers.ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=[0.5] * 3,
+                                   image_std=[0.5] * 3).save_pretrained(tmp_path)
+    scorer = alignment.load_scorer(tmp_path, torch.device("cpu"))
+    assert scorer.info["form"] == "transformers"
+    assert alignment.check_scorer(scorer, N_CLASSES, [0, 1], (1, 8, 8)) == N_CLASSES  # grey images -> 3 channels
+    assert alignment.classify(scorer, torch.rand(5, 1, 8, 8) * 2 - 1).shape == (5, N_CLASSES)
+
+
+def test_unguidable_random_arm_is_a_user_error():
+    with pytest.raises(UserError, match="random windows are drawn relative to a window"):
+        arm_names("all", ["random"])
+    with pytest.raises(UserError, match="not a treatment"):
+        make_guide_config(at="random")
