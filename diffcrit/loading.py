@@ -7,6 +7,7 @@ hub id (downloaded once into the hub cache; ``offline`` uses the cache only).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     if spec.startswith(builtins.PREFIX):
         entry, kwargs = builtins.parse_spec(spec)
         if entry.path is not None:
+            if config.class_label is None and entry.null_class is not None:  # unconditional: the null class
+                config = dataclasses.replace(config, class_label=entry.null_class)
             loaded = load_diffusers(entry.path, config, device, options)
             loaded.info.update(id=spec, kind="builtin")
             return loaded

@@ -37,7 +37,8 @@ def test_default_model_json_on_stdout_validates_against_schema():
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     jsonschema.validate(document, schema())
-    assert document["model"]["id"] == "builtin:mixture"
+    assert document["model"]["id"] == "builtin:textures"  # the trained default, unconditional (null class)
+    assert document["model"]["conditioning"]["class_label"] == 3
     assert document["environment"]["probe_method"] == "jvp"
     assert len(document["steps"]) == 20 and document["shells"][0] == 0.0
 

@@ -18,7 +18,7 @@ from .patch import PatchModel
 
 PREFIX = "builtin:"
 # The model `diffcrit analyze` uses when no --model is given.
-DEFAULT_MODEL = "builtin:mixture"
+DEFAULT_MODEL = "builtin:textures"
 CHECKPOINT_ROOT = Path(__file__).parent / "checkpoints"
 
 
@@ -30,6 +30,7 @@ class BuiltinEntry:
     conditioning: str
     factory: Callable[..., Any] | None = None  # analytic: keyword options -> model
     path: Path | None = None  # checkpoint: pipeline folder
+    null_class: int | None = None  # checkpoint: the class id used when no --class-label is given
 
     def options(self) -> dict[str, Any]:
         """Documented options of an analytic model with their defaults."""
@@ -61,7 +62,8 @@ def _register_checkpoints() -> None:
         return
     for name, card in CHECKPOINTS.items():
         if Path(card["path"]).joinpath("model_index.json").exists():
-            register(BuiltinEntry(name, "checkpoint", card["summary"], card["conditioning"], path=Path(card["path"])))
+            register(BuiltinEntry(name, "checkpoint", card["summary"], card["conditioning"], path=Path(card["path"]),
+                                  null_class=card.get("null_class")))
 
 
 def _coerce(value: str, default: Any, key: str, name: str) -> Any:

@@ -3,6 +3,9 @@
 ``python -m diffcrit.training evaluate NAME [--out DIR]``: from the trained folder, redo the
 sample checks, samples.png and MODEL_CARD.md (no training).
 
+``python -m diffcrit.training measure NAME [--out DIR]``: run ``diffcrit analyze`` on the folder
+(default options, seeds 0-2) and put the measured critical time into the card.
+
 Progress on stderr; exit 2 with one line for a bad name or option.
 """
 
@@ -28,11 +31,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     evaluate = sub.add_parser("evaluate", help="redo samples, sample accuracy and the card")
     evaluate.add_argument("name", choices=sorted(CHECKPOINTS))
     evaluate.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")
+    measure = sub.add_parser("measure", help="measure the critical time and put it into the card")
+    measure.add_argument("name", choices=sorted(CHECKPOINTS))
+    measure.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "measure":
+        from .measure import measure_builtin
+
+        measure_builtin(args.name, out=args.out)
+        return 0
     if args.command == "evaluate":
         from .train import evaluate_builtin
 

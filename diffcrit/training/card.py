@@ -64,12 +64,28 @@ def _accuracy_table(classes: list[str], cols: dict[str, list[float]]) -> str:
 def model_card(name: str, cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
     """MODEL_CARD.md text from the written train_config.json (``cfg``) and the loss log."""
     sections = [_header(name, cfg), _data_and_model(cfg), _training(cfg, rows),
-                _classifier(cfg), _samples(cfg),
-                f"## {CRITICAL_PLACEHOLDER}\n\nPlaceholder: the critical time t_c "
-                f"(DESIGN.md §5) with its 95% CI will be filled in from `diffcrit analyze "
-                f"--model builtin:{name}` once the analysis engine lands.",
+                _classifier(cfg), _samples(cfg), _critical(name, cfg),
                 _reproduce_and_limits(name, cfg)]
     return "\n\n".join(sections) + "\n"
+
+
+def _critical(name: str, cfg: dict[str, Any]) -> str:
+    """The critical time diffcrit measures (train_config.json["critical_time"], from `measure`)."""
+    results = cfg.get("critical_time")
+    if not results:
+        return (f"## {CRITICAL_PLACEHOLDER}\n\nRun `python -m diffcrit.training measure {name}` to fill this in.")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"## Critical time measured by diffcrit {results['diffcrit_version']}", "",
+             f"`{results['command']}` with the analyze defaults (conditioning: {results['conditioning']}); "
+             "markers of DESIGN.md §5, consensus = their median, ci95 by bootstrap over samples.", "",
+             "| seed | t_c | sigma | ci95 | stiffness_zero | stiffness_min | xi_eq_peak | xi_growth | probe |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        ci = "-" if not run["ci95"] else f"[{run['ci95'][0]:.3f}, {run['ci95'][1]:.3f}]"
+        m = run["markers"]
+        lines.append(f"| {run['seed']} | {fmt(run['t'])} | {fmt(run['sigma'])} | {ci} | {fmt(m['stiffness_zero'])} | "
+                     f"{fmt(m['stiffness_min'])} | {fmt(m['xi_eq_peak'])} | {fmt(m['xi_growth'])} | {run['probe_method']} |")
+    return "\n".join(lines)
 
 
 def _header(name: str, cfg: dict[str, Any]) -> str:
