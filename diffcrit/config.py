@@ -14,6 +14,7 @@ from .errors import UserError
 
 PROBE_METHODS = ("auto", "jvp", "fd")
 LINEARIZE_AT = ("trajectory", "zero")
+PROBE_SCHEDULES = ("auto", "every")  # which steps are probed: schedule.py
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -27,13 +28,14 @@ class AnalyzeConfig:
     batch_size: int = 64
     # probing (DESIGN.md §3)
     shells: int = 4
-    directions: int = 4
+    directions: int = 2
     probe_samples: int = 2
     probe: str = "auto"
     linearize_at: str = "trajectory"
     fd_step: float = 5e-3
     probe_batch: int = 256
     probe_every: int = 1
+    probe_schedule: str = "auto"
     # detection (DESIGN.md §5)
     bootstrap: int = 200
     # model and device
@@ -62,6 +64,7 @@ class AnalyzeConfig:
         _at_least("bootstrap", self.bootstrap, 0)
         _one_of("probe", self.probe, PROBE_METHODS)
         _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
+        _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
         _one_of("device", self.device, DEVICES)
         _one_of("dtype", self.dtype, DTYPES)
         if not 0 < self.fd_step < 1:

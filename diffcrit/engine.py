@@ -1,16 +1,23 @@
 """``analyze``: instrumented sampling, mode-stiffness probing, curves and the critical time.
 
 The run, step by step (steps outer, sample batches inner, so every step sees all samples):
-  1. resolve the model into the one contract (loading.py) and check outputs are writable;
-  2. for each step: advance every batch (sampling.py), stream y and D(y) if asked, keep the
-     low Fourier modes of y and D(y) per sample and the shell structure factors, and probe
-     J along plane waves at the probe points (probes.py);
-  3. turn the records into curves (estimators.py), markers and consensus (detection.py), and a
+  1. resolve the model into the one contract (loading.py; rank 0 first under a launcher, so a hub
+     download happens once) and check outputs are writable;
+  2. for each step: advance this process's batches (sampling.py), stream y and D(y) if asked, keep
+     the low Fourier modes of y and D(y) per sample and the shell structure factors (sums over
+     samples merged across processes before the radial average), and probe J along plane waves at
+     the probe points on the steps the probe schedule picks (probes.py, schedule.py);
+  3. gather the per-sample records of all processes; with the auto schedule, probe the steps that
+     decide each marker from the kept probe points (no second sampling pass);
+  4. turn the records into curves (estimators.py), markers and consensus (detection.py), and a
      bootstrap interval over samples; build the JSON document (report.py).
+Several processes (distributed.py) split the samples and merge the records exactly: the document
+equals the single-process one.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,9 +27,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import detection, estimators
+from . import detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
 from .denoisers import select_cond
+from .distributed import GatheredStates, Ranks, current
 from .errors import ModelOutputError, UserError
 from .fourier import ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map, shell_wave_numbers
 from .io import check_writable
@@ -35,19 +43,88 @@ from .states import open_states, save_samples
 Callback = Callable[[dict], None]
 
 
+class StepRows:
+    """One kind of per-step array (e.g. gains (P, M)) for every step, in one block (S, ...).
+
+    Reads like the list of per-step rows the estimators take (``len``, index, iterate; a step not
+    recorded is None) and grows with ``append``. Why one block: a per-step numpy array kept in a
+    list is a small allocation that outlives its step; made between the step's large temporaries
+    (FFTs, activations) it splits their freed space in glibc's heap, and peak RSS then grows by
+    about one such temporary per step (0.25 MB a step on a 16 x 32 x 32 batch). Copied into a
+    block, the records cost only their own bytes.
+    """
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = capacity
+        self.block: np.ndarray | None = None
+        self.present = np.zeros(capacity, dtype=bool)
+        self.count = 0
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> "StepRows":
+        """All rows of an (S, ...) array."""
+        out = cls(len(rows))
+        out.block, out.present[:], out.count = np.array(rows), True, len(rows)
+        return out
+
+    def append(self, value: np.ndarray | None) -> None:
+        self.count += 1
+        self[self.count - 1] = value
+
+    def __setitem__(self, step: int, value: np.ndarray | None) -> None:
+        if step >= self.capacity:
+            self._grow(max(step + 1, 2 * self.capacity))
+        if value is None:
+            self.present[step] = False
+            return
+        value = np.asarray(value)
+        if self.block is None:
+            self.block = np.zeros((self.capacity, *value.shape), dtype=value.dtype)
+        self.block[step] = value
+        self.present[step] = True
+
+    def _grow(self, capacity: int) -> None:
+        self.present = np.concatenate([self.present, np.zeros(capacity - self.capacity, dtype=bool)])
+        if self.block is not None:
+            self.block = np.concatenate([self.block, np.zeros((capacity - self.capacity, *self.block.shape[1:]),
+                                                              dtype=self.block.dtype)])
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, step: int) -> np.ndarray | None:
+        if not -self.count <= step < self.count:
+            raise IndexError(step)
+        step %= self.count
+        return self.block[step] if self.present[step] else None
+
+    def __iter__(self):
+        return (self[i] for i in range(self.count))
+
+
 @dataclass
 class Records:
-    """Everything measured along the run, per step (S steps, N samples, P probe points, M directions)."""
+    """Everything measured along the run, per step (S steps, N samples, P probe points, M directions).
+
+    Only small per-step arrays, each kind in one block (StepRows): no field of a whole step is kept.
+    """
 
     infos: list[StepInfo] = field(default_factory=list)
-    gains: list[np.ndarray | None] = field(default_factory=list)  # (P, M) or None when not probed
-    coef_state: list[np.ndarray] = field(default_factory=list)  # (N, C, 3) complex
-    coef_denoised: list[np.ndarray] = field(default_factory=list)
-    structure_state: list[np.ndarray] = field(default_factory=list)  # (K,)
-    structure_denoised: list[np.ndarray] = field(default_factory=list)
+    gains: StepRows = field(default_factory=StepRows)  # (P, M), None when not probed
+    coef_state: StepRows = field(default_factory=StepRows)  # (N, C, 3) complex (this rank's rows while sampling)
+    coef_denoised: StepRows = field(default_factory=StepRows)
+    structure_state: StepRows = field(default_factory=StepRows)  # (K,), over all N samples
+    structure_denoised: StepRows = field(default_factory=StepRows)
     probe_method: str = "none"
     probe_note: str | None = None
+    schedule: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
+
+    @classmethod
+    def for_steps(cls, infos: list[StepInfo]) -> "Records":
+        n = len(infos)
+        return cls(list(infos), *(StepRows(n) for _ in range(5)))
 
 
 @dataclass
@@ -69,116 +146,283 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
 
     ``options`` are the fields of ``AnalyzeConfig`` (steps, samples, seed, shells, directions,
-    probe_samples, probe, linearize_at, ...). Returns a ``Result``; ``Result.to_dict()`` is the
-    JSON document of DESIGN.md §7 and ``Result.samples`` the final samples (N, C, H, W).
+    probe_samples, probe, probe_schedule, linearize_at, ...). Returns a ``Result``; ``Result.to_dict()``
+    is the JSON document of DESIGN.md §7 and ``Result.samples`` the final samples (N, C, H, W).
+    Under ``torchrun`` / ``accelerate launch`` every process returns the same Result and only rank 0
+    writes ``save_samples_to`` and ``save_states``.
     """
     started = time.perf_counter()
     config = make_config(**options)
-    if save_samples_to is not None:
+    ranks = current(config.device)
+    if config.samples < ranks.world:
+        raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
+                        "use at least one sample per process")
+    if save_samples_to is not None and ranks.is_main:
         check_writable(save_samples_to, "--save-samples file")
-    loaded = load_model(model, config, shape, load_options)
+    with ranks.main_first():
+        loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
-    states = open_states(save_states, config.steps, config.samples, loaded.shape) if save_states else None
+    states = _open_states(save_states, config, loaded.shape, ranks)
     try:
-        records, samples = run(loaded, config, directions, states, callback or (lambda event: None))
+        records, samples = run(loaded, config, directions, states, callback or (lambda event: None), ranks)
     finally:
         if states is not None:
             states.close()
-    if save_samples_to is not None:
+    if save_samples_to is not None and ranks.is_main:
         save_samples(save_samples_to, samples, {"model": loaded.info["id"], "seed": config.seed})
     analysed_at = time.perf_counter()
     document = build_document(loaded, config, directions, records)
+    document["environment"]["distributed"] = ranks.describe()
     document["timing"] = {"total_s": time.perf_counter() - started, "load_s": loaded_at - started,
                           **records.seconds, "analysis_s": time.perf_counter() - analysed_at}
     return Result(clean(document), samples)
 
 
+def _open_states(target: str | Path | None, config: AnalyzeConfig, shape: tuple[int, int, int], ranks: Ranks):
+    """The --save-states writer (rank 0 writes; under several ranks every rank joins the per-step gather)."""
+    if target is None:
+        return None
+    writer = open_states(target, config.steps, config.samples, shape) if ranks.is_main else None
+    return writer if ranks.world == 1 else GatheredStates(writer, ranks)
+
+
 def probed_steps(n_steps: int, every: int) -> set[int]:
     """Steps that get probed: every ``every``-th from the first, and always the last."""
-    return set(range(0, n_steps, every)) | {n_steps - 1}
+    return schedule.grid(n_steps, every)
 
 
-def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, states, callback: Callback):
-    """Sample all batches step by step, recording what the estimators need. -> (Records, final samples)."""
-    n = config.samples
-    generators = [torch.Generator("cpu").manual_seed(config.seed + i) for i in range(n)]
-    batches = [list(range(lo, min(lo + config.batch_size, n))) for lo in range(0, n, config.batch_size)]
-    steppers = [loaded.make_stepper() for _ in batches]
-    conds = [loaded.conditioning(len(b)) for b in batches]
-    noise = per_sample_noise(loaded.shape, generators)
-    xs = [stepper.init(noise[b]) for stepper, b in zip(steppers, batches)]
-    infos = steppers[0].infos
-    probe_at = probed_steps(len(infos), config.probe_every)
-    shells = shell_map(*loaded.shape[1:]).numpy()
-    probe_cond = loaded.conditioning(config.probe_samples)
-    records = Records(infos=list(infos))
-    for i, info in enumerate(infos):
-        tick = time.perf_counter()
+class _Batches:
+    """This process's samples (global indices ``mine``) in batches, each with its own stepper.
+
+    Sample i draws all its noise from a CPU generator seeded ``seed + i`` (DESIGN.md §7), so the
+    trajectories do not depend on the batch size or on how the samples are split over processes.
+    """
+
+    def __init__(self, loaded: LoadedModel, config: AnalyzeConfig, mine: range):
+        self.generators = [torch.Generator("cpu").manual_seed(config.seed + i) for i in mine]
+        size = config.batch_size
+        self.rows = [list(range(lo, min(lo + size, len(mine)))) for lo in range(0, len(mine), size)]
+        self.steppers = [loaded.make_stepper() for _ in self.rows]
+        self.conds = [loaded.conditioning(len(rows)) for rows in self.rows]
+        noise = per_sample_noise(loaded.shape, self.generators)
+        self.xs = [stepper.init(noise[rows]) for stepper, rows in zip(self.steppers, self.rows)]
+        self.infos = self.steppers[0].infos
+
+    def step(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance every batch by step i -> (y, D(y)), (n, C, H, W) float32 in the VE frame."""
         ys, ds = [], []
         with torch.no_grad():
-            for k, stepper in enumerate(steppers):
-                y, d, xs[k] = stepper.step(xs[k], i, conds[k], [generators[j] for j in batches[k]])
+            for k, stepper in enumerate(self.steppers):
+                generators = [self.generators[j] for j in self.rows[k]]
+                y, d, self.xs[k] = stepper.step(self.xs[k], i, self.conds[k], generators)
                 ys.append(y)
                 ds.append(d)
-        y, d = torch.cat(ys), torch.cat(ds)
-        if not (torch.isfinite(y).all() and torch.isfinite(d).all()):
-            raise ModelOutputError(f"the model produced NaN or Inf at step {i} (sigma={info.sigma:.4g}, "
-                                   f"timestep={info.timestep})", "try --dtype float32 or another scheduler")
-        _record_fields(records, y, d, shells, config.shells)
-        if states is not None:
-            states.write(info, y, d)
-        records.seconds["sampling_s"] += time.perf_counter() - tick
-        tick = time.perf_counter()
-        records.gains.append(_probe_step(loaded, config, directions, records, info, y, probe_cond) if i in probe_at else None)
-        records.seconds["probing_s"] += time.perf_counter() - tick
-        callback({"stage": "sampling", "step": i + 1, "total": len(infos), "sigma": info.sigma, "t": info.t})
-    return records, torch.cat([stepper.final(x).cpu() for stepper, x in zip(steppers, xs)])
+        return torch.cat(ys), torch.cat(ds)
+
+    def final(self) -> torch.Tensor:
+        return torch.cat([stepper.final(x).cpu() for stepper, x in zip(self.steppers, self.xs)])
 
 
-def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor, shells: np.ndarray, n_shells: int) -> None:
+def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, states, callback: Callback,
+        ranks: Ranks | None = None):
+    """Sample this process's batches step by step, recording what the estimators need.
+
+    -> (Records, final samples (N, C, H, W) of all processes). ``states`` has ``write(info, y, d)``
+    or is None; ``ranks`` splits the samples (default: one process).
+      1. per step: advance the batches, check, record the fields, stream the states, probe (or keep
+         the probe points for later);
+      2. gather the final samples and the per-sample records of all ranks;
+      3. auto schedule: probe the steps that decide the markers, from the kept points.
+    """
+    ranks = ranks or Ranks()
+    mine = ranks.split(config.samples)
+    batches = _Batches(loaded, config, mine)
+    infos = batches.infos
+    shells = shell_map(*loaded.shape[1:]).numpy()
+    records = Records.for_steps(infos)
+    prober = Prober(loaded, config, directions, records, ranks)
+    plan = _initial_plan(config, len(infos), records)
+    keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
+    store = schedule.PointStore(len(infos), (config.probe_samples, *loaded.shape)) if keep_points else None
+    try:
+        for i, info in enumerate(infos):
+            tick = time.perf_counter()
+            y, d = batches.step(i)
+            if ranks.any(not (torch.isfinite(y).all() and torch.isfinite(d).all())):
+                raise ModelOutputError(f"the model produced NaN or Inf at step {i} (sigma={info.sigma:.4g}, "
+                                       f"timestep={info.timestep})", "try --dtype float32 or another scheduler")
+            _record_fields(records, y, d, shells, config.shells, ranks, config.samples)
+            if states is not None:
+                states.write(info, y, d)
+            records.seconds["sampling_s"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            points = _probe_points(config, loaded, y, mine, ranks)
+            records.gains.append(_probe_step(prober, info, points, i in plan, store))
+            records.seconds["probing_s"] += time.perf_counter() - tick
+            callback({"stage": "sampling", "step": i + 1, "total": len(infos), "sigma": info.sigma, "t": info.t})
+        samples = ranks.all_rows(batches.final())
+        _merge_rows(records, ranks)
+        if config.probe_schedule == "auto":
+            tick = time.perf_counter()
+            _refine(prober, records, directions, loaded.shape[-1], store, callback)
+            records.seconds["probing_s"] += time.perf_counter() - tick
+    finally:
+        if store is not None:
+            store.close()
+    return records, samples
+
+
+def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[int]:
+    """The steps probed while sampling; the schedule's description goes into the JSON."""
+    if config.probe_schedule == "every":
+        records.schedule = {"mode": "every", "every": config.probe_every}
+        return schedule.grid(n_steps, config.probe_every)
+    stride = config.probe_every if config.probe_every > 1 else schedule.coarse_stride(n_steps)
+    records.schedule = {"mode": "auto", "coarse_stride": stride, "refined_steps": []}
+    return schedule.grid(n_steps, stride)
+
+
+def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor, shells: np.ndarray, n_shells: int,
+                   ranks: Ranks, count: int) -> None:
+    """Per-sample low modes (this rank's rows) and radial structure factors over all ``count`` samples (DESIGN.md §4).
+
+    S(k) is not linear in the sums of F and |F|^2, so the sums are merged over the ranks first.
+    """
     for field_, coef, structure in ((y, records.coef_state, records.structure_state),
                                     (d, records.coef_denoised, records.structure_denoised)):
         coef.append(low_mode_coefficients(field_).cpu().numpy())
-        sum_f, sum_f2 = fourier_sums(field_)
-        s = estimators.connected_structure_factor(sum_f.cpu().numpy(), sum_f2.cpu().numpy(), field_.shape[0])
+        sum_f, sum_f2 = (ranks.all_sum(s) for s in fourier_sums(field_))
+        s = estimators.connected_structure_factor(sum_f.cpu().numpy(), sum_f2.cpu().numpy(), count)
         structure.append(estimators.radial_average(s, shells, n_shells))
 
 
-def _probe_step(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records,
-                info: StepInfo, y: torch.Tensor, probe_cond: dict | None) -> np.ndarray:
-    """Mode gains (P, M) at this step's probe points: the first P samples' y, or y = 0."""
+def _merge_rows(records: Records, ranks: Ranks) -> None:
+    """Per-sample coefficients of all ranks, in sample order (contiguous slices in rank order)."""
+    if ranks.world == 1:
+        return
+    for name in ("coef_state", "coef_denoised"):
+        parts = ranks.all_objects(np.stack(list(getattr(records, name))))  # each (S, n_r, C, 3)
+        setattr(records, name, StepRows.of(np.concatenate(parts, axis=1)))
+
+
+def _probe_points(config: AnalyzeConfig, loaded: LoadedModel, y: torch.Tensor, mine: range,
+                  ranks: Ranks) -> torch.Tensor:
+    """The probe points (P, C, H, W) float32 on every rank: global samples 0..P-1 of this step, or y = 0."""
     if config.linearize_at == "zero":
-        points = torch.zeros(1, *loaded.shape, device=y.device)
-    else:
-        points = y[: config.probe_samples].float()
-    timestep = info.timestep
+        return torch.zeros(1, *loaded.shape, device=y.device)
+    local = max(0, min(mine.stop, config.probe_samples) - mine.start)
+    return ranks.all_rows(y[:local].float())
 
-    def denoise_at(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        sigma = torch.full((z.shape[0],), info.sigma, device=z.device)
-        ts = None if timestep is None else torch.full((z.shape[0],), timestep, device=z.device)
-        return loaded.denoiser(z, sigma, ts, select_cond(probe_cond, rows))
 
-    def gains(method: str) -> np.ndarray:
-        return mode_gains(denoise_at, points, directions.vectors, method, config.fd_step, info.sigma,
-                          config.probe_batch, loaded.module).numpy()
+def _probe_step(prober: "Prober", info: StepInfo, points: torch.Tensor, probe_now: bool,
+                store: schedule.PointStore | None) -> np.ndarray | None:
+    """One step's probing: keep the points for the auto schedule's refinement; gains (P, M) if probed now."""
+    if store is not None:
+        store.write(info.index, points)
+    return prober.gains(info, points) if probe_now else None
 
-    if records.probe_method == "none":
-        records.probe_method, records.probe_note = _choose_method(config, loaded)
-        if records.probe_method == "jvp" and config.probe == "auto":
-            try:
-                return gains("jvp")
-            except FORWARD_AD_ERRORS as err:
+
+def _refine(prober: "Prober", records: Records, directions: ProbeDirections, side: int,
+            store: schedule.PointStore | None, callback: Callback) -> None:
+    """Auto schedule, after sampling: probe the middles of the marker brackets until they are one step wide."""
+    refined: list[int] = []
+    while True:
+        probed = [i for i, g in enumerate(records.gains) if g is not None]
+        curves = compute_curves(records, directions, side)
+        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq))
+        if not todo:
+            break
+        for i in todo:
+            info = records.infos[i]
+            points = store.read(i).to(prober.device) if store is not None else \
+                torch.zeros(1, *prober.loaded.shape, device=prober.device)
+            records.gains[i] = prober.gains(info, points)
+            refined.append(i)
+            callback({"stage": "refining", "step": i + 1, "total": len(records.infos), "sigma": info.sigma,
+                      "t": info.t})
+    records.schedule["refined_steps"] = sorted(refined)
+
+
+def _float_cond(cond: dict | None) -> dict | None:
+    """Floating-point conditioning tensors in float32 (for the float32 probing copy of a half model)."""
+    if cond is None:
+        return None
+    return {k: _float_cond(v) if isinstance(v, dict) else (v.float() if torch.is_floating_point(v) else v)
+            for k, v in cond.items()}
+
+
+class Prober:
+    """Mode gains at one step's probe points; the directions are split over the ranks (DESIGN.md §3).
+
+    The method is chosen at the first probe (``auto``: JVP, or finite differences for half-precision
+    models or where forward AD fails; the same on every rank). Finite differences of a half-precision
+    model run on a float32 copy of its weights: half-precision round-off (~1e-3) would swamp a
+    difference of relative step 5e-3; the copy is made once, at the first probe.
+    """
+
+    def __init__(self, loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records,
+                 ranks: Ranks):
+        self.loaded, self.config, self.records, self.ranks = loaded, config, records, ranks
+        mine = ranks.split(directions.count)
+        self.vectors = directions.vectors[mine.start:mine.stop]
+        self.cond = loaded.conditioning(config.probe_samples)
+        self.device = loaded.device
+        self._fp32: tuple[Any, torch.nn.Module | None, dict | None] | None = None
+
+    def gains(self, info: StepInfo, points: torch.Tensor) -> np.ndarray:
+        """(P, M) gains <v_m, J(y_p) v_m> at this step's sigma, gathered over the ranks in direction order."""
+        records = self.records
+        if records.probe_method == "none":
+            records.probe_method, records.probe_note = _choose_method(self.config, self.loaded)
+            if records.probe_method == "jvp" and self.config.probe == "auto":
+                error = None
+                try:
+                    local = self._local(info, points, "jvp")
+                except FORWARD_AD_ERRORS as err:
+                    error = err
+                if not self.ranks.any(error is not None):
+                    return self._gather(local)
                 records.probe_method = "fd"
-                records.probe_note = f"forward AD failed ({type(err).__name__}: {str(err).splitlines()[0][:120]}); used finite differences"
-    return gains(records.probe_method)
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}" if error else "on another rank"
+                records.probe_note = f"forward AD failed ({reason}); used finite differences"
+        return self._gather(self._local(info, points, records.probe_method))
+
+    def _gather(self, local: np.ndarray) -> np.ndarray:
+        if self.ranks.world == 1:
+            return local
+        return self.ranks.all_rows(torch.from_numpy(local.T.copy())).numpy().T.copy()
+
+    def _local(self, info: StepInfo, points: torch.Tensor, method: str) -> np.ndarray:
+        denoiser, module, cond = self._model_for(method)
+        timestep = info.timestep
+
+        def denoise_at(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            sigma = torch.full((z.shape[0],), info.sigma, device=z.device)
+            ts = None if timestep is None else torch.full((z.shape[0],), timestep, device=z.device)
+            return denoiser(z, sigma, ts, select_cond(cond, rows))
+
+        return mode_gains(denoise_at, points, self.vectors, method, self.config.fd_step, info.sigma,
+                          self.config.probe_batch, module).numpy()
+
+    def _model_for(self, method: str):
+        """(denoiser, module, conditioning) to probe with: the model itself, or its float32 copy for FD in half precision."""
+        loaded = self.loaded
+        if method != "fd" or not loaded.half_precision or loaded.module is None:
+            return loaded.denoiser, loaded.module, self.cond
+        if self._fp32 is None:
+            denoiser = copy.copy(loaded.denoiser)
+            denoiser.module = copy.deepcopy(loaded.module).float()
+            self._fp32 = (denoiser, denoiser.module, _float_cond(self.cond))
+        return self._fp32
 
 
 def _choose_method(config: AnalyzeConfig, loaded: LoadedModel) -> tuple[str, str | None]:
     if config.probe != "auto":
         return config.probe, None
     if loaded.half_precision:
-        return "fd", "half-precision model: finite differences (forward AD in half precision is not validated)"
+        return "fd", ("half-precision model: finite differences on a float32 copy of the weights "
+                      "(forward AD in half precision is not validated)")
     return "jvp", None
 
 
@@ -199,7 +443,7 @@ def compute_curves(records: Records, directions: ProbeDirections, side: int, pro
     r, kappa, xi_eq = np.full(n_steps, np.nan), np.full(n_steps, np.nan), np.full(n_steps, np.nan)
     if probed:
         r[probed], kappa[probed], xi_eq[probed] = estimators.ginzburg_landau_fit(stiffness[probed], k2, sigma[probed])
-    coef_state, coef_denoised = np.stack(records.coef_state), np.stack(records.coef_denoised)
+    coef_state, coef_denoised = np.stack(list(records.coef_state)), np.stack(list(records.coef_denoised))
     if sample_rows is not None:
         coef_state, coef_denoised = coef_state[:, sample_rows], coef_denoised[:, sample_rows]
     return Curves(stiffness, sem, r, kappa, xi_eq, estimators.correlation_length(coef_state, side),
@@ -290,6 +534,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
                   "probe_points": 1 if config.linearize_at == "zero" else config.probe_samples,
                   "fd_step": config.fd_step if records.probe_method == "fd" else None,
                   "probed_steps": sum(g is not None for g in records.gains),
+                  "schedule": records.schedule,
                   **directions.describe()},
         "steps": steps,
         "critical": critical,

@@ -158,7 +158,7 @@ def test_callable_api_and_config_round_trip():
     def shrink(y, sigma):
         return y / (1 + sigma.view(-1, 1, 1, 1) ** 2)  # exact denoiser of a white unit Gaussian
 
-    result = diffcrit.analyze(shrink, shape=(1, 8, 8), steps=8, samples=4, bootstrap=0)
+    result = diffcrit.analyze(shrink, shape=(1, 8, 8), steps=8, samples=4, bootstrap=0, probe_schedule="every")
     document = result.to_dict()
     assert document["model"]["kind"] == "callable"
     for step in document["steps"]:  # J = I / (1 + sigma^2): s = sigma^2 / (1 + sigma^2) on every shell

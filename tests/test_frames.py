@@ -57,7 +57,8 @@ def test_stiffness_matches_theory_along_every_scheduler(name):
     field = GaussianField(size=8, xi=2.0)
     model = UNet2DModel(field, scheduler.alphas_cumprod)
     denoiser = DiffusersDenoiser(model, "epsilon", scheduler.alphas_cumprod)
-    config = make_config(steps=12, samples=4, shells=3, directions=2, probe_samples=2, bootstrap=0, probe="fd")
+    config = make_config(steps=12, samples=4, shells=3, directions=2, probe_samples=2, bootstrap=0, probe="fd",
+                         probe_schedule="every")
     loaded = LoadedModel(denoiser, field.shape, lambda: SchedulerStepper(scheduler, denoiser, config.steps),
                          {"id": name}, torch.device("cpu"), module=model)
     directions = plane_wave_directions(field.shape, config.shells, config.directions)

@@ -49,7 +49,8 @@ def test_probing_does_not_change_the_trajectory(ddpm_folder):
 
 
 def test_batch_size_invariance(ddpm_folder):
-    options = dict(steps=6, samples=4, device="cpu", probe_samples=2, directions=2, shells=3, bootstrap=0)
+    options = dict(steps=6, samples=4, device="cpu", probe_samples=2, directions=2, shells=3, bootstrap=0,
+                   probe_schedule="every")
     whole = diffcrit.analyze(str(ddpm_folder), batch_size=4, **options)
     split = diffcrit.analyze(str(ddpm_folder), batch_size=1, **options)
     torch.testing.assert_close(whole.samples, split.samples, atol=1e-5, rtol=0)

@@ -80,7 +80,7 @@ def test_auto_falls_back_to_finite_differences_and_records_why():
     def fused(y, sigma):
         return _NoForwardAD.apply(y) / (1 + sigma.view(-1, 1, 1, 1) ** 2)
 
-    document = diffcrit.analyze(fused, shape=(1, 8, 8), steps=6, samples=2, bootstrap=0).to_dict()
+    document = diffcrit.analyze(fused, shape=(1, 8, 8), steps=6, samples=2, bootstrap=0, probe_schedule="every").to_dict()
     assert document["environment"]["probe_method"] == "fd"
     assert "forward AD failed" in document["environment"]["probe_note"]
     for step in document["steps"]:  # and the FD values are right: s = sigma^2 / (1 + sigma^2)

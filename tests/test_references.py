@@ -12,7 +12,8 @@ from diffcrit.fourier import plane_wave_directions
 
 @pytest.mark.parametrize("probe", ["jvp", "fd"])
 def test_gaussian_stiffness_equals_theory_at_every_step(probe):
-    result = diffcrit.analyze("builtin:gaussian?size=16", steps=30, samples=8, probe=probe, bootstrap=20)
+    result = diffcrit.analyze("builtin:gaussian?size=16", steps=30, samples=8, probe=probe, bootstrap=20,
+                              probe_schedule="every")
     doc = result.to_dict()
     measured = np.array([s["stiffness"] for s in doc["steps"]])
     predicted = np.array(doc["theory"]["stiffness"])
@@ -52,7 +53,7 @@ def test_mixture_stiffness_zero_at_log1p_m2(m2):
 
 def test_mixture_dc_stiffness_formula():
     """At y = 0 along m: s = 1 - |m|^2 / sigma^2 on shell 0, and s = 1 on the other shells."""
-    doc = diffcrit.analyze("builtin:mixture?m2=4&size=8", linearize_at="zero", steps=10, samples=2,
+    doc = diffcrit.analyze("builtin:mixture?m2=4&size=8", linearize_at="zero", steps=10, samples=2, probe_schedule="every",
                            bootstrap=0).to_dict()
     for step in doc["steps"]:
         assert step["stiffness"][0] == pytest.approx(1 - 4 / step["sigma"] ** 2, rel=1e-4, abs=1e-4)

@@ -23,11 +23,12 @@ def analyze(
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = 64,
     shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
-    directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 4,
+    directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
     probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
     probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: JVP where it works).")] = "auto",
     linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where DESIGN §6 theory is exact).")] = "trajectory",
-    probe_every: Annotated[int, typer.Option(help="Probe every N-th step (the last step always).")] = 1,
+    probe_schedule: Annotated[str, typer.Option(help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the steps that decide each marker, from kept probe points (no resampling).")] = "auto",
+    probe_every: Annotated[int, typer.Option(help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
     fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ci95 of the critical time (0: none).")] = 200,
     device: DeviceOpt = "auto",
@@ -53,22 +54,35 @@ def analyze(
     """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
 
     Writes the JSON document (DESIGN.md §7) to stdout or --out; progress and a summary go to stderr.
+    Under torchrun / accelerate launch the samples are split over the processes; rank 0 alone
+    prints and writes, the others exit quietly with the same code.
     """
     from .. import analyze as run_analysis
+    from ..distributed import is_main_process
+    from ..errors import UserError
     from ..loading import LoadOptions
 
-    for path, what in ((out, "--out file"), (plot, "--plot file")):
-        if path is not None:
-            check_writable(path, what)
+    main = is_main_process()
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
-                   probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap, device=device, dtype=dtype,
-                   class_label=class_label, prompt=prompt, scheduler=scheduler, prediction_type=prediction_type,
-                   sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
+                   probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
+                   device=device, dtype=dtype, class_label=class_label, prompt=prompt, scheduler=scheduler,
+                   prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
-    with progress_callback(console, enabled=not quiet) as callback:
-        result = run_analysis(model, save_samples_to=save_samples, save_states=save_states, callback=callback,
-                              load_options=load, **options)
+    try:
+        if main:
+            for path, what in ((out, "--out file"), (plot, "--plot file")):
+                if path is not None:
+                    check_writable(path, what)
+        with progress_callback(console, enabled=main and not quiet) as callback:
+            result = run_analysis(model, save_samples_to=save_samples, save_states=save_states, callback=callback,
+                                  load_options=load, **options)
+    except UserError:
+        if main:
+            raise
+        raise typer.Exit(2) from None  # rank 0 prints the one line
+    if not main:
+        return
     document = result.to_dict()
     if plot is not None:
         from ..plotting import plot_results

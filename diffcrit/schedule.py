@@ -1,0 +1,119 @@
+"""Which steps get probed (``--probe-schedule``), and the probe points kept for probing later.
+
+``every``: the steps 0, N, 2N, ... (N = ``--probe-every``) and the last, probed while sampling.
+
+``auto``: a coarse pass while sampling, then refinement from the kept probe points, without
+sampling again:
+  1. while sampling, probe every ``coarse_stride(S)``-th step and the last, and keep the probe
+     points y (P, C, H, W) of every step (a temporary file, not memory);
+  2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §5) on the
+     steps probed so far: the first sign change of s at the lowest shell (``stiffness_zero``), and
+     the steps either side of the minimum of that s (``stiffness_min``) and of the maximum of
+     xi_eq (``xi_eq_peak``);
+  3. probe the middle step of every bracket wider than one step, and repeat 2–3 until every
+     bracket is two adjacent steps.
+Each marker then reads exactly the points dense probing would give it (the crossing between two
+adjacent steps, the three-point parabola around the extremum), as long as the curve has one
+crossing / one extremum within a coarse stride of the coarse one — a smooth curve sampled at
+<= 1/12 of the trajectory. xi_growth needs no probes. Cost: about S/stride + 2 log2(stride) per
+marker probed steps instead of S.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import numpy as np
+import torch
+
+from .estimators import STIFFNESS_RESOLUTION
+
+# Coarse points across the trajectory in the auto schedule (stride = ceil(S / COARSE_POINTS)),
+# chosen from dense curves before any comparison with dense probing: the coarse grid must put a
+# point inside the narrowest probe-based feature on either side of its extremum. The narrowest
+# seen, the stiffness dip of builtin:mixture along trajectories, is 13% of the trajectory wide at
+# half depth (6.5 of 50 steps); 1/12 = 8% spacing leaves a margin of 1.6. Each refinement halves a
+# bracket, so a marker costs about 2 log2(stride) more probed steps (6 at 50 steps).
+COARSE_POINTS = 12
+
+
+def coarse_stride(n_steps: int, points: int = COARSE_POINTS) -> int:
+    """Stride of the auto schedule's coarse pass: about ``points`` coarse steps, at least 2 apart."""
+    return max(2, math.ceil(n_steps / points))
+
+
+def grid(n_steps: int, every: int) -> set[int]:
+    """Steps 0, every, 2 every, ... and always the last."""
+    return set(range(0, n_steps, every)) | {n_steps - 1}
+
+
+def _neighbours(probed: np.ndarray, step: int) -> tuple[int | None, int | None]:
+    """The probed steps just before and after ``step`` (None at an end)."""
+    i = int(np.searchsorted(probed, step))
+    before = int(probed[i - 1]) if i > 0 else None
+    after = int(probed[i + 1]) if i + 1 < len(probed) else None
+    return before, after
+
+
+def _middles(step: int, neighbours: tuple[int | None, int | None]) -> set[int]:
+    """Middle steps of the gaps between ``step`` and its probed neighbours that are wider than one step."""
+    return {(step + n) // 2 if n > step else (step + n + 1) // 2
+            for n in neighbours if n is not None and abs(n - step) > 1}
+
+
+def refinement(probed: list[int], s_low: np.ndarray, xi_eq: np.ndarray,
+               resolution: float = STIFFNESS_RESOLUTION) -> set[int]:
+    """Steps to probe next so that each probe-based marker's bracket shrinks (step 3 above).
+
+    probed: the steps probed so far; s_low, xi_eq: (S,) per step, NaN where not probed or undefined.
+    Returns an empty set when every bracket is two adjacent steps.
+    """
+    probed_steps = np.array(sorted(probed))
+    wanted: set[int] = set()
+    valid = probed_steps[np.isfinite(s_low[probed_steps])]
+    if valid.size:
+        s = s_low[valid]
+        # stiffness_zero (detection.stiffness_zero): last s >= 0 before the first s < -resolution.
+        for i in np.flatnonzero(s < -resolution):
+            before = np.flatnonzero(s[:i] >= 0)
+            if before.size:
+                j = before[-1]
+                wanted |= _middles(int(valid[j]), (None, int(valid[j + 1])))
+                break
+        wanted |= _middles(int(valid[np.argmin(s)]), _neighbours(probed_steps, int(valid[np.argmin(s)])))
+    valid = probed_steps[np.isfinite(xi_eq[probed_steps])]
+    if valid.size:
+        peak = int(valid[np.argmax(xi_eq[valid])])
+        wanted |= _middles(peak, _neighbours(probed_steps, peak))
+    return wanted - set(probed)
+
+
+class PointStore:
+    """The probe points y (P, C, H, W) of every step, in a temporary file (memory stays flat).
+
+    Written once per step while sampling, read back for the steps the auto schedule refines.
+    """
+
+    def __init__(self, n_steps: int, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
+        self.count = int(np.prod(self.shape))
+        self.file = tempfile.TemporaryFile(prefix="diffcrit-points-")
+        self.file.truncate(n_steps * self.count * 4)
+
+    def write(self, step: int, points: torch.Tensor) -> None:
+        data = points.detach().float().cpu().contiguous().numpy()
+        assert data.shape == self.shape, (data.shape, self.shape)
+        self.file.seek(step * self.count * 4)
+        self.file.write(data.tobytes())
+
+    def read(self, step: int) -> torch.Tensor:
+        self.file.seek(step * self.count * 4)
+        data = np.frombuffer(self.file.read(self.count * 4), dtype=np.float32)
+        return torch.from_numpy(data.copy()).view(self.shape)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+__all__ = ["COARSE_POINTS", "coarse_stride", "grid", "refinement", "PointStore"]

@@ -1,0 +1,86 @@
+"""Two CPU processes (torchrun, gloo) give the single-process document (issue 7, DESIGN.md §7 seeds).
+
+Samples are split 2/2 and the probe points 0..2 straddle the ranks, so the per-step merges
+(structure-factor sums, probe points, direction-split gains) and the final gathers are all exercised.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from diffcrit.cli import app
+from diffcrit.distributed import Ranks
+
+ARGS = ["--steps", "12", "--samples", "4", "--probe-samples", "3", "--directions", "2", "--shells", "3",
+        "--bootstrap", "20", "--probe-schedule", "auto", "--quiet"]
+
+
+def _close(a, b, tol, path="document"):
+    """Every number equal within tol (relative above 1), every other value equal."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _close(a[key], b[key], tol, f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, tol, f"{path}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert abs(a - b) <= tol * max(1.0, abs(a)), f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def _torchrun(args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "diffcrit", "analyze", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_single_process_document(tmp_path):
+    model = "builtin:mixture?size=8&m2=6"
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+    outputs = ["--out", "r.json", "--save-samples", "s.safetensors", "--save-states", "states"]
+    single = CliRunner().invoke(app, ["analyze", "--model", model, *ARGS,
+                                      *[str(one / o) if not o.startswith("--") else o for o in outputs]])
+    assert single.exit_code == 0, single.output
+    done = _torchrun(["--model", model, *ARGS, *outputs], two)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == ""  # rank 0 wrote --out; nobody printed data
+    assert done.stderr.count("wrote r.json") == 1  # only rank 0 talks
+
+    expected, got = json.loads((one / "r.json").read_text()), json.loads((two / "r.json").read_text())
+    assert got["environment"]["distributed"] == {"processes": 2, "backend": "gloo"}
+    assert expected["critical"]["found"] and expected["probe"]["schedule"]["refined_steps"]
+    _close(expected["steps"], got["steps"], 1e-6, "steps")
+    _close(expected["critical"], got["critical"], 1e-6, "critical")
+    assert got["probe"] == expected["probe"]
+
+    samples = [load_file(str(f / "s.safetensors"))["samples"] for f in (one, two)]
+    np.testing.assert_array_equal(samples[0].numpy(), samples[1].numpy())
+    for name in ("step_0000.safetensors", "step_0011.safetensors"):
+        a, b = (load_file(str(f / "states" / name)) for f in (one, two))
+        assert a["y"].shape == (4, 1, 8, 8)
+        np.testing.assert_array_equal(a["y"].numpy(), b["y"].numpy())
+        np.testing.assert_array_equal(a["denoised"].numpy(), b["denoised"].numpy())
+
+
+def test_one_process_ranks_are_identities():
+    import torch
+
+    ranks = Ranks()
+    assert (ranks.rank, ranks.world, ranks.is_main) == (0, 1, True)
+    assert ranks.split(5) == range(5)
+    x = torch.randn(3, 2, dtype=torch.complex128)
+    assert ranks.all_sum(x) is x and ranks.all_rows(x) is x and ranks.all_objects(7) == [7]
+    assert ranks.any(False) is False and ranks.any(True) is True

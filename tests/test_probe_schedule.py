@@ -1,0 +1,107 @@
+"""The auto probe schedule finds the critical time dense probing finds, without sampling again (issue 7)."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import diffcrit
+from diffcrit import detection, schedule
+from diffcrit.cli import app
+
+
+def _markers(t, s_low, xi_eq, probed):
+    keep = np.full(len(t), np.nan)
+    keep[probed] = 0.0
+    return detection.find_markers(t, s_low + keep, xi_eq + keep, np.full(len(t), np.nan))
+
+
+def _refined(s_low, xi_eq, stride):
+    """Run the auto schedule on known dense curves: coarse grid, then refinement until it stops."""
+    n = len(s_low)
+    probed = set(schedule.grid(n, stride))
+    while True:
+        known = np.full(n, np.nan)
+        known[sorted(probed)] = 0.0
+        todo = schedule.refinement(sorted(probed), s_low + known, xi_eq + known)
+        if not todo:
+            return sorted(probed)
+        probed |= todo
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_refinement_reproduces_dense_markers_on_smooth_curves(seed):
+    """A dip of s(k=0) (crossing or not) and a bump of xi_eq anywhere: the markers equal dense probing's."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 200))
+    t = np.linspace(6.0, 0.0, n)
+    centre, width = rng.uniform(0.5, 5.5), rng.uniform(0.6, 2.0)
+    s_low = 1.0 - rng.uniform(0.3, 1.5) * np.exp(-((t - centre) / width) ** 2)
+    xi_eq = 1.0 + rng.uniform(1, 5) * np.exp(-((t - centre - rng.uniform(-0.3, 0.3)) / width) ** 2)
+    probed = _refined(s_low, xi_eq, schedule.coarse_stride(n))
+    assert _markers(t, s_low, xi_eq, probed) == _markers(t, s_low, xi_eq, list(range(n)))
+    assert len(probed) < 0.5 * n or n < 40
+
+
+def test_coarse_stride_is_chosen_from_the_step_count():
+    assert [schedule.coarse_stride(s) for s in (2, 12, 24, 50, 100, 1000)] == [2, 2, 2, 5, 9, 84]
+    assert schedule.grid(10, 4) == {0, 4, 8, 9}
+
+
+def _critical(model, **options):
+    doc = diffcrit.analyze(model, **options).to_dict()
+    return doc, doc["critical"]
+
+
+@pytest.mark.parametrize("spec,options", [
+    ("builtin:mixture?size=16", dict(steps=40, samples=8)),
+    ("builtin:mixture?size=16&m2=9", dict(steps=40, samples=4, linearize_at="zero")),
+])
+def test_auto_matches_dense_on_the_mixture(spec, options):
+    dense, dense_c = _critical(spec, probe_schedule="every", bootstrap=50, **options)
+    auto, auto_c = _critical(spec, probe_schedule="auto", bootstrap=50, **options)
+    assert dense_c["found"] and auto_c["found"]
+    assert auto_c["markers"] == dense_c["markers"]  # each marker from the same adjacent steps
+    lo, hi = dense_c["ci95"] or (dense_c["t"], dense_c["t"])
+    assert lo - 1e-9 <= auto_c["t"] <= hi + 1e-9
+    assert auto["probe"]["probed_steps"] < 0.6 * dense["probe"]["probed_steps"]
+    schedule_block = auto["probe"]["schedule"]
+    assert schedule_block["mode"] == "auto" and schedule_block["coarse_stride"] == schedule.coarse_stride(40)
+    probed = [s["index"] for s in auto["steps"] if s["probed"]]
+    for step, dense_step in zip(auto["steps"], dense["steps"]):  # probed steps carry the dense values
+        if step["probed"]:
+            np.testing.assert_allclose(step["stiffness"], dense_step["stiffness"], rtol=0, atol=1e-12)
+    assert set(schedule_block["refined_steps"]) <= set(probed)
+
+
+def test_auto_matches_dense_on_a_tiny_unet(ddpm_folder):
+    options = dict(steps=24, samples=6, probe_samples=2, directions=2, shells=3, device="cpu", bootstrap=50)
+    dense, dense_c = _critical(str(ddpm_folder), probe_schedule="every", **options)
+    auto, auto_c = _critical(str(ddpm_folder), probe_schedule="auto", **options)
+    np.testing.assert_array_equal(np.array([s["xi_denoised"] for s in auto["steps"]], dtype=float),
+                                  np.array([s["xi_denoised"] for s in dense["steps"]], dtype=float))
+    assert auto_c["found"] == dense_c["found"]
+    if dense_c["found"]:
+        lo, hi = dense_c["ci95"] or (dense_c["t"], dense_c["t"])
+        assert lo - 1e-9 <= auto_c["t"] <= hi + 1e-9
+    assert auto["probe"]["probed_steps"] < dense["probe"]["probed_steps"]
+
+
+def test_auto_does_not_change_the_trajectory(ddpm_folder, tmp_path):
+    options = dict(steps=8, samples=3, probe_samples=2, directions=1, shells=2, device="cpu", bootstrap=0)
+    every = diffcrit.analyze(str(ddpm_folder), probe_schedule="every", **options)
+    auto = diffcrit.analyze(str(ddpm_folder), probe_schedule="auto", save_states=tmp_path / "s.npy", **options)
+    np.testing.assert_array_equal(every.samples.numpy(), auto.samples.numpy())
+    assert np.load(tmp_path / "s.npy").shape == (8, 2, 3, 1, 8, 8)
+
+
+def test_cli_probe_schedule_option():
+    base = ["analyze", "--model", "builtin:mixture?size=8", "--steps", "12", "--samples", "2", "--bootstrap", "0",
+            "--quiet"]
+    ok = CliRunner().invoke(app, base + ["--probe-schedule", "auto"])
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout)
+    assert doc["config"]["probe_schedule"] == "auto" and doc["probe"]["schedule"]["mode"] == "auto"
+    bad = CliRunner().invoke(app, base + ["--probe-schedule", "sometimes"])
+    assert bad.exit_code == 2 and "probe_schedule must be one of auto, every" in bad.output
