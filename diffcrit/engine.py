@@ -386,7 +386,13 @@ class Prober:
                 records.probe_method = "fd"
                 reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}" if error else "on another rank"
                 records.probe_note = f"forward AD failed ({reason}); used finite differences"
-        return self._gather(self._local(info, points, records.probe_method))
+        try:
+            return self._gather(self._local(info, points, records.probe_method))
+        except FORWARD_AD_ERRORS as err:
+            if records.probe_method != "jvp":
+                raise
+            raise UserError(f"forward-mode AD (--probe jvp) fails through this model: {type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:160]}", "use --probe auto (falls back) or --probe fd") from None
 
     def _gather(self, local: np.ndarray) -> np.ndarray:
         if self.ranks.world == 1:

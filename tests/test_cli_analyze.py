@@ -183,3 +183,10 @@ def test_hub_style_dit_config_loads(dit_folder, tmp_path):
     ok = run("analyze", "--model", str(hub_like), "--class-label", "1", *FAST)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["model"]["class"] == "DiTTransformer2DModel"
+
+
+def test_quiet_prints_nothing(tmp_path):
+    result = run("analyze", "--model", "builtin:gaussian?size=8", "--steps", "4", "--samples", "2", "--bootstrap", "0",
+                 "--quiet", "--out", str(tmp_path / "r.json"))
+    assert result.exit_code == 0 and result.output == ""
+    assert json.loads((tmp_path / "r.json").read_text())["model"]["id"] == "builtin:gaussian?size=8"

@@ -56,7 +56,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def emit_json(document: dict, out: Path | None) -> None:
+def emit_json(document: dict, out: Path | None, quiet: bool = False) -> None:
     """Write ``document`` to ``out`` atomically, or to stdout when ``out`` is None."""
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     if out is None:
@@ -64,4 +64,5 @@ def emit_json(document: dict, out: Path | None) -> None:
         sys.stdout.flush()
     else:
         atomic_write_text(out, text)
-        console.print(f"wrote {out}", style="dim", markup=False, highlight=False)
+        if not quiet:
+            console.print(f"wrote {out}", style="dim", markup=False, highlight=False)

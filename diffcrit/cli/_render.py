@@ -25,6 +25,9 @@ def progress_callback(console: Console, enabled: bool = True) -> Iterator:
         def callback(event: dict) -> None:
             if event.get("stage") == "sampling":
                 progress.update(task, completed=event["step"], total=event["total"], sigma=f"{event['sigma']:.3g}")
+            elif event.get("stage") == "refining":  # auto probe schedule: extra probes at chosen steps
+                progress.update(task, description="refining probes", completed=event["step"], total=event["total"],
+                                sigma=f"{event['sigma']:.3g}")
 
         yield callback
 

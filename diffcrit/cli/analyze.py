@@ -91,4 +91,4 @@ def analyze(
         console.print(f"wrote {plot}", style="dim", markup=False, highlight=False)
     if not quiet:
         render_summary(console, document)
-    emit_json(document, out)
+    emit_json(document, out, quiet)
