@@ -53,15 +53,15 @@ class AnalyzeConfig:
 
     def validate(self) -> "AnalyzeConfig":
         """Reject out-of-range values with one line naming the option and what is allowed."""
-        _at_least("steps", self.steps, 2)
-        _at_least("samples", self.samples, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("shells", self.shells, 2)
-        _at_least("directions", self.directions, 1)
-        _at_least("probe_samples", self.probe_samples, 1)
-        _at_least("probe_batch", self.probe_batch, 1)
-        _at_least("probe_every", self.probe_every, 1)
-        _at_least("bootstrap", self.bootstrap, 0)
+        at_least("steps", self.steps, 2)
+        at_least("samples", self.samples, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("shells", self.shells, 2)
+        at_least("directions", self.directions, 1)
+        at_least("probe_samples", self.probe_samples, 1)
+        at_least("probe_batch", self.probe_batch, 1)
+        at_least("probe_every", self.probe_every, 1)
+        at_least("bootstrap", self.bootstrap, 0)
         _one_of("probe", self.probe, PROBE_METHODS)
         _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
         _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
@@ -81,16 +81,21 @@ class AnalyzeConfig:
         return dataclasses.asdict(self)
 
 
-def make_config(**options: Any) -> AnalyzeConfig:
-    """Build a validated config; an unknown option is a user error listing the known ones."""
-    known = {f.name for f in dataclasses.fields(AnalyzeConfig)}
+def build_config(cls: type, options: dict[str, Any]):
+    """``cls(**options).validate()``; an unknown option is a user error listing the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(f"unknown option(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
-    return AnalyzeConfig(**options).validate()
+    return cls(**options).validate()
 
 
-def _at_least(name: str, value: int, low: int) -> None:
+def make_config(**options: Any) -> AnalyzeConfig:
+    """A validated ``AnalyzeConfig``."""
+    return build_config(AnalyzeConfig, options)
+
+
+def at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
 

@@ -18,7 +18,6 @@ equals the single-process one.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from . import alignment
+from .config import at_least, build_config
+from .report import write_document
 from .errors import UserError
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, Arm, Callback, ClassGuidance,
@@ -65,9 +67,7 @@ class GuideConfig:
 
     def validate(self) -> "GuideConfig":
         for name, low in (("steps", 2), ("samples", 1), ("batch_size", 1), ("analyze_samples", 1), ("bootstrap", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+            at_least(name, getattr(self, name), low)
         if not self.scale > 1:
             raise UserError(f"guidance scale must be > 1, got {self.scale}", "S = 1 is the `none` arm")
         if not self.width > 0:
@@ -84,11 +84,8 @@ class GuideConfig:
 
 
 def make_guide_config(**options: Any) -> GuideConfig:
-    known = {f.name for f in dataclasses.fields(GuideConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
-    return GuideConfig(**options).validate()
+    """A validated ``GuideConfig``."""
+    return build_config(GuideConfig, options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,12 +106,7 @@ class GuideResult:
         return self.document
 
     def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
-        from .io import atomic_write_text
-
-        text = json.dumps(self.document, indent=indent, allow_nan=False) + "\n"
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return write_document(self.document, path, indent)
 
 
 def load_guided_model(model: Any, config: GuideConfig, load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:

@@ -63,6 +63,14 @@ def environment(device: torch.device, probe_method: str, dtype: str, probe_note:
     return env
 
 
+def write_document(document: dict, path: Path | str | None = None, indent: int = 2) -> str:
+    """The JSON text of a result document (NaN is an error: ``clean`` first); written atomically to ``path``."""
+    text = json.dumps(document, indent=indent, allow_nan=False) + "\n"
+    if path is not None:
+        atomic_write_text(path, text)
+    return text
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -78,10 +86,7 @@ class Result:
         return self.document
 
     def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
-        text = json.dumps(self.document, indent=indent, allow_nan=False) + "\n"
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return write_document(self.document, path, indent)
 
     @property
     def critical(self) -> dict:

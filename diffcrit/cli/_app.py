@@ -7,7 +7,6 @@ Exit 0 ok, 1 a check failed, 2 bad input (one clear line, no traceback).
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..report import write_document
 
 app = typer.Typer(
     name="diffcrit",
@@ -58,11 +57,10 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def emit_json(document: dict, out: Path | None, quiet: bool = False) -> None:
     """Write ``document`` to ``out`` atomically, or to stdout when ``out`` is None."""
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     if out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(write_document(document))
         sys.stdout.flush()
     else:
-        atomic_write_text(out, text)
+        write_document(document, out)
         if not quiet:
             console.print(f"wrote {out}", style="dim", markup=False, highlight=False)

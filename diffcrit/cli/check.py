@@ -16,6 +16,7 @@ from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, compare_results, c
                         load_result, load_tolerances, outcomes_to_dict, validate_analyze)
 from ..errors import UserError
 from ..io import atomic_write_text, check_writable
+from ..report import write_document
 from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors
 
 _STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
@@ -70,7 +71,7 @@ def check(
     if model is not None:
         cand_doc = _analyse_candidate(model, base_doc, device)
         if save_candidate is not None:
-            atomic_write_text(save_candidate, json.dumps(cand_doc, indent=2, allow_nan=False) + "\n")
+            write_document(cand_doc, save_candidate)
             console.print(f"wrote {save_candidate}", style="dim", markup=False, highlight=False)
         cand_label = model
     else:
