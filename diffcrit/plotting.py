@@ -159,6 +159,8 @@ def _xi_curves(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> 
         for key, _, color in XI_SERIES:
             t, v = _series(doc, key)
             v = np.where(v > 0, v, np.nan)  # log axis
+            if key == "xi_eq":  # defined at probed steps only (auto schedule): connect those points
+                t, v = t[np.isfinite(v)], v[np.isfinite(v)]
             if np.isfinite(v).sum() >= 2:
                 ax.plot(t, v, DOC_STYLES[i % len(DOC_STYLES)], color=color, linewidth=1.6)
                 drawn.add(key)
