@@ -22,15 +22,20 @@ def check_writable(path: Path | str, what: str = "output") -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
+def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place.
+
+    The rename means a reader never sees a half-written file, even after a crash or Ctrl-C;
+    ``durable`` also fsyncs, which only matters if the operating system itself crashes.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -38,5 +43,5 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path | str, text: str, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable)

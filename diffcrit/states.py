@@ -1,7 +1,8 @@
 """Streaming per-step states y and D(y) (``--save-states``), and final samples (``--save-samples``).
 
 Nothing is held across steps: each step is written as it completes, so memory does not grow with
-the number of steps, and what was written before a crash or Ctrl-C stays readable.
+the number of steps, and what was written before a crash or Ctrl-C stays readable (files appear by
+atomic rename; per-step files are not fsynced, so only an operating-system crash could lose the last ones).
 
 - a folder: ``step_0000.safetensors`` ... (keys ``y``, ``denoised``, (N, C, H, W) float32; metadata
   index, timestep, sigma, t) plus ``index.json`` listing the steps written so far (rewritten atomically);
@@ -35,9 +36,9 @@ class FolderStates:
     def write(self, info: StepInfo, y: torch.Tensor, denoised: torch.Tensor) -> None:
         tensors = {"y": y.float().cpu().contiguous(), "denoised": denoised.float().cpu().contiguous()}
         meta = {k: str(v) for k, v in _step_meta(info).items()}
-        atomic_write_bytes(self.folder / f"step_{info.index:04d}.safetensors", save(tensors, metadata=meta))
+        atomic_write_bytes(self.folder / f"step_{info.index:04d}.safetensors", save(tensors, metadata=meta), durable=False)
         self.written.append(_step_meta(info))
-        atomic_write_text(self.folder / "index.json", json.dumps({"steps": self.written}, indent=1))
+        atomic_write_text(self.folder / "index.json", json.dumps({"steps": self.written}, indent=1), durable=False)
 
     def close(self) -> None:
         pass
@@ -54,7 +55,7 @@ class NpyStates:
         self.array[info.index, 1] = denoised.float().cpu().numpy()
         self.array.flush()
         self.written.append(_step_meta(info))
-        atomic_write_text(self.path.with_suffix(".npy.json"), json.dumps({"steps": self.written}, indent=1))
+        atomic_write_text(self.path.with_suffix(".npy.json"), json.dumps({"steps": self.written}, indent=1), durable=False)
 
     def close(self) -> None:
         self.array.flush()
