@@ -88,3 +88,23 @@ def test_auto_falls_back_to_finite_differences_and_records_why():
         assert step["stiffness"] == pytest.approx([expected] * 4, abs=2e-3)
     with pytest.raises(diffcrit.UserError, match="--probe jvp"):  # forced JVP: one clear line, no traceback
         diffcrit.analyze(fused, shape=(1, 8, 8), steps=3, samples=1, bootstrap=0, probe="jvp")
+
+
+@pytest.mark.parametrize("name", ["unet_attention", "unet_condition", "dit"])
+def test_shared_primal_vmap_equals_the_batched_jvp(name):
+    from diffcrit.probes import jvp_columns_shared
+
+    model, shape, cond = _cases()[name]
+    denoiser = DiffusersDenoiser(model, "epsilon", ALPHAS)
+    points = torch.randn(2, *shape, generator=torch.Generator().manual_seed(3))
+    directions = plane_wave_directions(shape, 3, 2).vectors
+    rows = torch.arange(2).repeat_interleave(len(directions))
+    tangents = directions.repeat(2, 1, 1, 1)
+
+    def denoise_at(z, r):
+        picked = None if cond is None else {k: v[r] for k, v in cond.items()}
+        return denoiser(z, torch.full((len(z),), 0.7), torch.full((len(z),), 20), picked)
+
+    with forward_ad_safe(model):
+        torch.testing.assert_close(jvp_columns_shared(denoise_at, points, rows, tangents),
+                                   jvp_columns(denoise_at, points, rows, tangents), atol=1e-5, rtol=1e-4)
