@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from .config import AnalyzeConfig
-from .errors import UserError
+from .errors import ConditioningError, UserError
 
 
 def class_count(module: torch.nn.Module) -> int | None:
@@ -32,7 +32,7 @@ def _class_labels(module, config: AnalyzeConfig) -> tuple[Callable[[int], dict |
     label = config.class_label
     if classes is None:
         if label is not None:
-            raise UserError(f"{type(module).__name__} here is not class-conditional", "drop --class-label")
+            raise ConditioningError(f"{type(module).__name__} here is not class-conditional", "drop --class-label")
         return (lambda n: None), None
     if label is None:
         raise UserError(f"this model is class-conditional ({classes} classes)", f"pass --class-label in 0..{classes - 1}")
@@ -72,7 +72,7 @@ def _encode_prompt(root: Path, prompt: str, module) -> dict:
 
 def _prompt(module, root: Path, config: AnalyzeConfig):
     if config.prompt is None:
-        raise UserError("this model is text-conditional", 'pass --prompt "..."')
+        raise ConditioningError("this model is text-conditional", 'pass --prompt "..."')
     encoded = _encode_prompt(root, config.prompt, module)
     device, dtype = next(module.parameters()).device, next(module.parameters()).dtype
 
@@ -88,5 +88,5 @@ def build_conditioning(module, root: Path, config: AnalyzeConfig, device) -> tup
     if type(module).__name__ == "UNet2DConditionModel":
         return _prompt(module, root, config)
     if config.prompt is not None:
-        raise UserError(f"{type(module).__name__} takes no prompt", "drop --prompt")
+        raise ConditioningError(f"{type(module).__name__} takes no prompt", "drop --prompt")
     return _class_labels(module, config)

@@ -20,6 +20,10 @@ class UserError(ValueError):
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
 
+class ConditioningError(UserError):
+    """The model takes another kind of conditioning than the one given (class labels vs a prompt vs none)."""
+
+
 class ModelOutputError(UserError):
     """The model produced NaN or Inf; the message names the step."""
 

@@ -30,7 +30,7 @@ import torch
 from . import alignment
 from .config import at_least, build_config
 from .report import write_document
-from .errors import UserError
+from .errors import ConditioningError, UserError
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, Arm, Callback, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
@@ -118,10 +118,8 @@ def load_guided_model(model: Any, config: GuideConfig, load_options: LoadOptions
                                  scheduler=config.scheduler, prediction_type=config.prediction_type)
     try:
         loaded = load_model(model, analyze_config, None, load_options)
-    except UserError as err:
-        if "not class-conditional" in err.message or "text-conditional" in err.message:
-            raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
-        raise
+    except ConditioningError:
+        raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
     guidance = class_guidance(loaded)
     if "scheduler" not in loaded.extras:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} has no diffusers scheduler")
