@@ -190,3 +190,13 @@ def test_quiet_prints_nothing(tmp_path):
                  "--quiet", "--out", str(tmp_path / "r.json"))
     assert result.exit_code == 0 and result.output == ""
     assert json.loads((tmp_path / "r.json").read_text())["model"]["id"] == "builtin:gaussian?size=8"
+
+
+def test_learned_variance_unet_is_refused_not_silently_changed(tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=2, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(variance_type="learned_range")).save_pretrained(tmp_path / "lv")
+    one_line_error(run("analyze", "--model", str(tmp_path / "lv"), *FAST), "learned variance", "not supported")
