@@ -303,17 +303,24 @@ def build_arms(names: list[str], n: int, t_grid: np.ndarray, t_c: float | None, 
 
 
 def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: torch.Tensor, scale: float,
-               steps: int, seed: int, batch_size: int, callback: Callback = lambda e: None) -> torch.Tensor:
-    """Final samples (N, C, H, W) in the model's own space, guided per ``arm``; sample i seeded seed + i."""
+               steps: int, seed: int, batch_size: int, callback: Callback = lambda e: None,
+               mine: range | None = None) -> torch.Tensor:
+    """Final samples (len(mine), C, H, W) in the model's own space, guided per ``arm``.
+
+    ``mine`` are the global sample indices to draw (default: all); sample i is seeded seed + i and
+    uses row i of the arm's windows and of ``targets``, so a split over processes changes nothing.
+    """
     n = len(targets)
+    mine = range(n) if mine is None else mine
     denoiser = PulsedGuidance(loaded.denoiser, guidance)
-    generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
-    noise = per_sample_noise(loaded.shape, generators)
+    generators = {i: torch.Generator("cpu").manual_seed(seed + i) for i in mine}
+    noise = per_sample_noise(loaded.shape, [generators[i] for i in mine])
     out = []
-    for lo in range(0, n, batch_size):
-        rows = list(range(lo, min(lo + batch_size, n)))
+    for lo in range(0, len(mine), batch_size):
+        local = list(range(lo, min(lo + batch_size, len(mine))))
+        rows = [mine[j] for j in local]
         stepper = SchedulerStepper(loaded.extras["scheduler"], denoiser, steps)
-        x = stepper.init(noise[rows])
+        x = stepper.init(noise[local])
         labels = targets[rows].to(loaded.device)
         for i, info in enumerate(stepper.infos):
             in_window = torch.from_numpy(arm.guided(info.t)[rows])
@@ -321,6 +328,6 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
             with torch.no_grad():
                 _, _, x = stepper.step(x, i, cond, [generators[j] for j in rows])
             callback({"stage": "guide", "arm": arm.name, "done": lo * len(stepper.infos) + (i + 1) * len(rows),
-                      "total": n * len(stepper.infos)})
+                      "total": len(mine) * len(stepper.infos)})
         out.append(stepper.final(x).cpu())
     return torch.cat(out)

@@ -29,6 +29,7 @@ import torch
 
 from . import alignment
 from .config import at_least, build_config
+from .distributed import current
 from .report import write_document
 from .errors import ConditioningError, UserError
 from .frame import t_to_sigma
@@ -244,7 +245,12 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     names = arm_names(config.at, config.compare)
     if isinstance(label_map, (str, Path)):
         label_map = alignment.parse_label_map(label_map)
-    loaded, guidance = load_guided_model(model, config, load_options)
+    ranks = current(config.device)
+    if config.samples < ranks.world:
+        raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
+                        "give at least one sample per process")
+    with ranks.main_first():  # rank 0 downloads, the others read the cache
+        loaded, guidance = load_guided_model(model, config, load_options)
     targets = target_classes(config, guidance)
     scorer = resolve_scorer(loaded, classifier, label_map)
     decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None
@@ -265,8 +271,9 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     samples, seconds = {}, {}
     for arm in arms:
         tick = time.perf_counter()
-        samples[arm.name] = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
-                                       config.batch_size, callback)
+        mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
+                          config.batch_size, callback, mine=ranks.split(config.samples))
+        samples[arm.name] = ranks.all_rows(mine)  # every rank: all samples, in sample order
         seconds[arm.name] = time.perf_counter() - tick
     # 4. Decode and score.
     images = {name: decode_all(s, decode, config.batch_size) for name, s in samples.items()} \
@@ -278,6 +285,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
                    for name in samples}
     # 5. The document.
     document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets)
+    document["environment"]["distributed"] = ranks.describe()
     document["timing"] = {"total_s": time.perf_counter() - started, "setup_s": loaded_at - started,
                           "arms_s": seconds,
                           "per_sample_s": sum(seconds.values()) / (len(arms) * config.samples)}

@@ -37,10 +37,10 @@ def _close(a, b, tol, path="document"):
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-def _torchrun(args, cwd):
+def _torchrun(args, cwd, command_name="analyze"):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "diffcrit", "analyze", *args]
+               "-m", "diffcrit", command_name, *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -85,3 +85,27 @@ def test_one_process_ranks_are_identities():
     x = torch.randn(3, 2, dtype=torch.complex128)
     assert ranks.all_sum(x) is x and ranks.all_rows(x) is x and ranks.all_objects(7) == [7]
     assert ranks.any(False) is False and ranks.any(True) is True
+
+
+@pytest.mark.slow
+def test_two_processes_guide_like_one(tmp_path):
+    """guide under torchrun: samples split 3/2 over the ranks, same arms, scores and statistics."""
+    args = ["--model", "builtin:digits", "--at", "0.9:1.5", "--compare", "random,none", "--samples", "5",
+            "--steps", "8", "--bootstrap", "50", "--classes", "1,7", "--quiet", "--out", "g.json",
+            "--save-samples", "s.safetensors"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+    single = CliRunner().invoke(app, ["guide", *[str(one / a) if a in ("g.json", "s.safetensors") else a for a in args]])
+    assert single.exit_code == 0, single.output
+    done = _torchrun(args, two, "guide")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == ""
+    expected, got = json.loads((one / "g.json").read_text()), json.loads((two / "g.json").read_text())
+    assert got["environment"]["distributed"]["processes"] == 2
+    for key in ("arms", "comparisons"):
+        _close(expected[key], got[key], 1e-5, key)
+    a, b = load_file(str(one / "s.safetensors")), load_file(str(two / "s.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-5)

@@ -61,13 +61,17 @@ def guide(
     Every arm uses the same seeds and target classes; the JSON (kind "guide") goes to stdout or --out,
     the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
     """
+    from ..distributed import is_main_process
     from ..guide_engine import guide as run_guide
     from ..guide_engine import suggest as run_suggest
     from ..loading import LoadOptions
 
+    # Under torchrun / accelerate launch the samples are split; rank 0 alone prints and writes.
+    main = is_main_process()
+    quiet = quiet or not main
     # 1. Cheap checks before any model is loaded.
     for path, what in ((out, "--out file"), (save_samples, "--save-samples file")):
-        if path is not None:
+        if path is not None and main:
             check_writable(path, what)
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
@@ -81,9 +85,16 @@ def guide(
         if suggest:
             document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load, **options)
         else:
-            result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
-                               keep_images=save_images is not None, callback=callback, load_options=load, **options)
+            try:
+                result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
+                                   keep_images=save_images is not None, callback=callback, load_options=load, **options)
+            except UserError:
+                if main:
+                    raise
+                raise typer.Exit(2) from None  # rank 0 prints the one line
             document = result.to_dict()
+    if not main:
+        return
     # 3. Outputs.
     if suggest:
         if not quiet:
