@@ -29,9 +29,12 @@ TIME_CONVENTION = {
 }
 
 
-def schema() -> dict:
-    """The JSON Schema shipped with the package."""
-    return json.loads(resources.files("diffcrit").joinpath("schema", SCHEMA_FILE).read_text())
+SCHEMA_FILES = {"analyze": SCHEMA_FILE, "guide": "guide.schema.json"}
+
+
+def schema(kind: str = "analyze") -> dict:
+    """The JSON Schema shipped with the package for a result ``kind`` (analyze or guide)."""
+    return json.loads(resources.files("diffcrit").joinpath("schema", SCHEMA_FILES[kind]).read_text())
 
 
 def clean(value: Any) -> Any:

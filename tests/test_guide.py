@@ -250,6 +250,11 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document["kind"] == "guide" and document["schema_version"] == 1 and document["scored"] is True
+    import jsonschema
+
+    from diffcrit.report import schema
+
+    jsonschema.validate(document, schema("guide"))
     for key in ("diffcrit_version", "created", "model", "config", "environment", "window_width_t", "metric_names",
                 "arms", "comparisons"):
         assert key in document
@@ -351,3 +356,19 @@ def test_unguidable_random_arm_is_a_user_error():
         arm_names("all", ["random"])
     with pytest.raises(UserError, match="not a treatment"):
         make_guide_config(at="random")
+
+
+def test_shipped_guide_results_validate_against_the_guide_schema():
+    import json as _json
+    from pathlib import Path as _Path
+
+    import jsonschema
+
+    from diffcrit.report import schema
+
+    results = sorted((_Path(__file__).parent.parent / "examples" / "results").glob("*-guide*.json"))
+    assert results
+    for path in results:
+        jsonschema.validate(_json.loads(path.read_text()), schema("guide"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"schema_version": 1, "kind": "analyze"}, schema("guide"))
