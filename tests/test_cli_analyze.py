@@ -14,6 +14,7 @@ import diffcrit
 from diffcrit.cli import app
 from diffcrit.report import schema
 from diffcrit.states import load_samples
+from cli_checks import one_line_error
 
 FAST = ["--steps", "6", "--samples", "3", "--probe-samples", "1", "--directions", "1", "--shells", "2",
         "--bootstrap", "0", "--quiet"]
@@ -21,15 +22,6 @@ FAST = ["--steps", "6", "--samples", "3", "--probe-samples", "1", "--directions"
 
 def run(*args):
     return CliRunner().invoke(app, list(args))
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_default_model_json_on_stdout_validates_against_schema():

@@ -20,6 +20,7 @@ from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, s
 from diffcrit.plotting import plot_results
 from result_factory import make_analyze_result
 from tiny_models import save_ddpm_pipeline
+from cli_checks import one_line_error
 
 N_CLASSES = 4  # tiny class-conditional UNet: num_class_embeds = 5, null id 4 (the last embedding)
 FAST = dict(steps=8, device="cpu", bootstrap=0)
@@ -229,14 +230,6 @@ def run(*args):
     from diffcrit.cli import app, guide as _guide  # noqa: F401  (registers `guide`)
 
     return CliRunner().invoke(app, ["guide", *args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 CLI_FAST = ["--steps", "8", "--samples", "4", "--device", "cpu", "--bootstrap", "50", "--quiet"]
