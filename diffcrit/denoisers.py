@@ -50,14 +50,6 @@ def select_cond(cond: dict | None, index: torch.Tensor) -> dict | None:
     return {k: select_cond(v, index) if isinstance(v, dict) else v[index.to(v.device)] for k, v in cond.items()}
 
 
-def concat_cond(conds: list[dict | None]) -> dict | None:
-    """Concatenate conditioning dicts along the batch dimension."""
-    if conds[0] is None:
-        return None
-    return {k: concat_cond([c[k] for c in conds]) if isinstance(conds[0][k], dict) else torch.cat([c[k] for c in conds])
-            for k in conds[0]}
-
-
 class CallableDenoiser:
     """A user's or analytic ``denoise(y, sigma)``; timestep and conditioning are ignored."""
 
@@ -69,11 +61,7 @@ class CallableDenoiser:
         return self.fn(y, sigma)
 
 
-def _call_unet2d(model, x, timestep, cond):
-    return model(x, timestep, **(cond or {})).sample
-
-
-def _call_unet2d_condition(model, x, timestep, cond):
+def _call_unet(model, x, timestep, cond):
     return model(x, timestep, **(cond or {})).sample
 
 
@@ -84,8 +72,8 @@ def _call_dit(model, x, timestep, cond):
 # class name -> how to call it. DiT hub checkpoints name their class Transformer2DModel;
 # diffusers loads those as DiTTransformer2DModel, any other Transformer2DModel is rejected on load.
 MODEL_CALLS: dict[str, Callable] = {
-    "UNet2DModel": _call_unet2d,
-    "UNet2DConditionModel": _call_unet2d_condition,
+    "UNet2DModel": _call_unet,
+    "UNet2DConditionModel": _call_unet,
     "DiTTransformer2DModel": _call_dit,
     "Transformer2DModel": _call_dit,
 }

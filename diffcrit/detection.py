@@ -7,7 +7,6 @@ was not probed, an undefined xi_eq) are skipped.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -139,7 +138,3 @@ def locate(t_value: float, t_steps: np.ndarray) -> tuple[int, float]:
     n = len(t_steps)
     position = float(np.interp(-t_value, -t_steps, np.arange(n)))
     return int(round(position)), position / (n - 1)
-
-
-def sigma_of(t_value: float) -> float:
-    return math.sqrt(math.expm1(t_value))

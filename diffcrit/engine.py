@@ -31,6 +31,7 @@ from .config import AnalyzeConfig, make_config
 from .denoisers import select_cond
 from .distributed import GatheredStates, Ranks, current
 from .errors import ModelOutputError, UserError
+from .frame import t_to_sigma
 from .fourier import ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map, shell_wave_numbers
 from .io import check_writable
 from .loading import LoadedModel, LoadOptions, load_model
@@ -184,11 +185,6 @@ def _open_states(target: str | Path | None, config: AnalyzeConfig, shape: tuple[
         return None
     writer = open_states(target, config.steps, config.samples, shape) if ranks.is_main else None
     return writer if ranks.world == 1 else GatheredStates(writer, ranks)
-
-
-def probed_steps(n_steps: int, every: int) -> set[int]:
-    """Steps that get probed: every ``every``-th from the first, and always the last."""
-    return schedule.grid(n_steps, every)
 
 
 class _Batches:
@@ -483,7 +479,7 @@ def _locate(t_value: float | None, infos: list[StepInfo], t: np.ndarray) -> dict
     if t_value is None:
         return {"t": None, "sigma": None, "step": None, "timestep": None, "fraction": None}
     step, fraction = detection.locate(t_value, t)
-    return {"t": t_value, "sigma": detection.sigma_of(t_value), "step": infos[step].index,
+    return {"t": t_value, "sigma": t_to_sigma(t_value), "step": infos[step].index,
             "timestep": infos[step].timestep, "fraction": fraction}
 
 

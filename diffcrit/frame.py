@@ -29,11 +29,6 @@ def alpha_bar_to_sigma(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
-def sigma_to_alpha_bar(sigma: torch.Tensor) -> torch.Tensor:
-    """VE sigma -> VP signal level ab = 1 / (1 + sigma^2)."""
-    return 1 / (1 + sigma**2)
-
-
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
     """Karras et al. (2022) Eq. 5 noise levels, decreasing, length n (no trailing zero)."""
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)

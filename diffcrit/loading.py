@@ -19,7 +19,7 @@ from . import builtins
 from .config import AnalyzeConfig
 from .denoisers import MODEL_CALLS, PREDICTION_TYPES, CallableDenoiser, DiffusersDenoiser
 from .errors import UserError
-from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper, check_frame
+from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper
 
 DENOISER_COMPONENTS = ("unet", "transformer")
 HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*", "tokenizer*/*"]
@@ -156,17 +156,14 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler", f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
-    if name is not None and name not in SCHEDULER_FRAMES:
-        raise UserError(f"unsupported scheduler {name}", f"supported: {', '.join(SCHEDULER_FRAMES)}")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
-    cls = getattr(diffusers, name or stored.get("_class_name", ""), None)
-    if cls is None or cls.__name__ not in SCHEDULER_FRAMES:
-        raise UserError(f"unsupported scheduler {stored.get('_class_name')}",
+    wanted = name or stored.get("_class_name")
+    if wanted not in SCHEDULER_FRAMES:
+        raise UserError(f"unsupported scheduler {wanted}",
                         f"supported: {', '.join(SCHEDULER_FRAMES)}; override with --scheduler")
+    cls = getattr(diffusers, wanted)
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
-    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
-    check_frame(scheduler)
-    return scheduler
+    return cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
 
 
 def _load_denoiser_module(folder: Path, config: AnalyzeConfig, options: LoadOptions, device):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save, save_file
+from safetensors.torch import save
 
 from .errors import UserError
 from .io import atomic_write_bytes, atomic_write_text, check_writable
@@ -88,4 +88,4 @@ def load_samples(path: Path | str) -> torch.Tensor:
     return load_file(str(path))["samples"]
 
 
-__all__ = ["open_states", "save_samples", "load_samples", "save_file"]
+__all__ = ["open_states", "save_samples", "load_samples"]
