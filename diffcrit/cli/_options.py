@@ -22,6 +22,8 @@ SubfolderOpt = Annotated[Optional[str], typer.Option(help="Model subfolder insid
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")]
 VariantOpt = Annotated[Optional[str], typer.Option(help="Weights variant (e.g. fp16).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local hub cache only; never touch the network.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler).")]
+PredictionTypeOpt = Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 __all__ = ["DEFAULT_MODEL", "Path"]

@@ -9,8 +9,9 @@ import typer
 
 from ..io import check_writable
 from ._app import app, console, emit_json, user_errors
-from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PromptOpt,
-                       QuietOpt, RevisionOpt, SamplesOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt,
+                       PredictionTypeOpt, PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt,
+                       SubfolderOpt, VariantOpt)
 from ._render import progress_callback, render_summary
 
 
@@ -35,8 +36,8 @@ def analyze(
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
     prompt: PromptOpt = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, EulerDiscreteScheduler, ...).")] = None,
-    prediction_type: Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")] = None,
+    scheduler: SchedulerOpt = None,
+    prediction_type: PredictionTypeOpt = None,
     sigma_min: Annotated[float, typer.Option(help="Callable/analytic models: smallest sigma of the Karras schedule.")] = 0.002,
     sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = 80.0,
     rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = 7.0,

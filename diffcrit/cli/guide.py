@@ -19,8 +19,8 @@ from rich.table import Table
 from ..errors import UserError
 from ..io import atomic_write_bytes, check_writable
 from ._app import app, console, emit_json, user_errors
-from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, QuietOpt, RevisionOpt, SamplesOpt,
-                       SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
+                       SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 
 
 @app.command()
@@ -45,8 +45,8 @@ def guide(
     suggest: Annotated[bool, typer.Option("--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
-    scheduler: Annotated[Optional[str], typer.Option(help="Override the scheduler class (DDPMScheduler, DDIMScheduler, ...).")] = None,
-    prediction_type: Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")] = None,
+    scheduler: SchedulerOpt = None,
+    prediction_type: PredictionTypeOpt = None,
     subfolder: SubfolderOpt = None,
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
