@@ -32,7 +32,8 @@ from .denoisers import select_cond
 from .distributed import GatheredStates, Ranks, current
 from .errors import ModelOutputError, UserError
 from .frame import t_to_sigma
-from .fourier import ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map, shell_wave_numbers
+from .fourier import (ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map,
+                      shell_wave_numbers, spectrum)
 from .io import check_writable
 from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
@@ -286,8 +287,9 @@ def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor, shells: n
     """
     for field_, coef, structure in ((y, records.coef_state, records.structure_state),
                                     (d, records.coef_denoised, records.structure_denoised)):
-        coef.append(low_mode_coefficients(field_).cpu().numpy())
-        sum_f, sum_f2 = (ranks.all_sum(s) for s in fourier_sums(field_))
+        f = spectrum(field_)  # once per field and step
+        coef.append(low_mode_coefficients(f).cpu().numpy())
+        sum_f, sum_f2 = (ranks.all_sum(s) for s in fourier_sums(f))
         s = estimators.connected_structure_factor(sum_f.cpu().numpy(), sum_f2.cpu().numpy(), count)
         structure.append(estimators.radial_average(s, shells, n_shells))
 

@@ -126,20 +126,24 @@ def plane_wave_directions(shape: tuple[int, int, int], n_shells: int, per_shell:
     )
 
 
-def fourier_sums(fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sufficient statistics of the connected structure factor: (Σ_i F_i, Σ_i |F_i|^2), each (C, H, W).
+def spectrum(fields: torch.Tensor) -> torch.Tensor:
+    """F = FFT2(field) / sqrt(H W) per sample and channel: (N, C, H, W) complex128.
 
-    F = FFT2(field) / sqrt(H W), so that S(k) = E|F(k)|^2 - |E F(k)|^2 has mean over k equal to
-    the per-pixel variance (Parseval). Sums over the batch merge across chunks and ranks.
+    With this normalisation S(k) = E|F(k)|^2 - |E F(k)|^2 has mean over k equal to the per-pixel
+    variance (Parseval).
     """
-    f = torch.fft.fft2(fields.double()) / math.sqrt(fields.shape[-1] * fields.shape[-2])
+    return torch.fft.fft2(fields.double()) / math.sqrt(fields.shape[-1] * fields.shape[-2])
+
+
+def fourier_sums(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sufficient statistics of the connected structure factor from a ``spectrum`` F:
+    (Σ_i F_i, Σ_i |F_i|^2), each (C, H, W). Sums over the batch merge across chunks and ranks."""
     return f.sum(0), (f.real**2 + f.imag**2).sum(0)
 
 
-def low_mode_coefficients(fields: torch.Tensor) -> torch.Tensor:
-    """Per-sample Fourier coefficients F(0,0), F(0,1), F(1,0): (N, C, 3) complex128.
+def low_mode_coefficients(f: torch.Tensor) -> torch.Tensor:
+    """Per-sample coefficients F(0,0), F(0,1), F(1,0) of a ``spectrum`` F: (N, C, 3) complex128.
 
     Enough to evaluate the second-moment correlation length on any resample of the samples.
     """
-    f = torch.fft.fft2(fields.double()) / math.sqrt(fields.shape[-1] * fields.shape[-2])
     return torch.stack([f[..., 0, 0], f[..., 0, 1], f[..., 1, 0]], dim=-1)

@@ -24,7 +24,7 @@ from . import theory
 from .config import AnalyzeConfig
 from .datasets import DataSource
 from .errors import UserError
-from .fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers
+from .fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
 from .frame import karras_sigmas, sigma_to_t
 
 COVARIANCE_LIMIT = 4096  # features C*H*W up to which the full covariance is accumulated (128 MiB)
@@ -58,7 +58,7 @@ class Moments:
 
     def update(self, batch: torch.Tensor) -> None:
         x = batch.double()
-        f, f2 = fourier_sums(x)
+        f, f2 = fourier_sums(spectrum(x))
         parts = {"sum_x": x.sum(0), "sum_f": f, "sum_f2": f2, "lags": theory.lag_product_sums(x)}
         if self.full_covariance:
             flat = x.flatten(1)
