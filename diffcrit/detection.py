@@ -23,6 +23,10 @@ MARKERS = (STIFFNESS_ZERO, STIFFNESS_MIN, XI_EQ_PEAK, XI_GROWTH)
 # fraction of the curve's range: a monotone curve with a noisy plateau (float32 round-off in
 # s = 1 - g at small sigma) has no marker.
 PROMINENCE = 0.05
+# A stiffness dip must also be deeper than this, in absolute terms: ten times the float32
+# resolution of s (estimators.STIFFNESS_RESOLUTION). Below it a "dip" is round-off and
+# finite-difference error (up to ~1e-4 against forward AD), found on random-weight networks.
+STIFFNESS_DIP_FLOOR = 10 * STIFFNESS_RESOLUTION
 
 
 def _valid(t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +50,9 @@ def stiffness_zero(t: np.ndarray, s_low: np.ndarray, resolution: float = STIFFNE
     return None
 
 
-def _interior_argextreme(values: np.ndarray, sign: float) -> int | None:
-    """Index of the interior extremum (max of sign * values), or None at an end or not prominent."""
+def _interior_argextreme(values: np.ndarray, sign: float, floor: float = 0.0) -> int | None:
+    """Index of the interior extremum (max of sign * values), or None at an end or not prominent:
+    it must stand out above both ends by PROMINENCE of the range and by more than ``floor``."""
     if len(values) < 3:
         return None
     oriented = sign * values
@@ -55,7 +60,7 @@ def _interior_argextreme(values: np.ndarray, sign: float) -> int | None:
     if not 0 < i < len(values) - 1:
         return None
     span = oriented.max() - oriented.min()
-    return i if oriented[i] - max(oriented[0], oriented[-1]) > PROMINENCE * span else None
+    return i if oriented[i] - max(oriented[0], oriented[-1]) > max(PROMINENCE * span, floor) else None
 
 
 def refine_extremum(t: np.ndarray, values: np.ndarray, i: int) -> float:
@@ -69,9 +74,10 @@ def refine_extremum(t: np.ndarray, values: np.ndarray, i: int) -> float:
 
 
 def stiffness_min(t: np.ndarray, s_low: np.ndarray) -> float | None:
-    """t of the interior minimum of the lowest-shell stiffness (parabolic sub-step refinement)."""
+    """t of the interior minimum of the lowest-shell stiffness (parabolic sub-step refinement),
+    at least STIFFNESS_DIP_FLOOR deep."""
     t, s = _valid(t, s_low)
-    i = _interior_argextreme(s, -1.0)
+    i = _interior_argextreme(s, -1.0, STIFFNESS_DIP_FLOOR)
     return None if i is None else refine_extremum(t, s, i)
 
 

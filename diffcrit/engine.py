@@ -28,7 +28,7 @@ import torch
 
 from . import detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
-from .denoisers import select_cond
+from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
 from .errors import ModelOutputError, UserError
 from .frame import t_to_sigma
@@ -352,8 +352,8 @@ def _float_cond(cond: dict | None) -> dict | None:
 class Prober:
     """Mode gains at one step's probe points; the directions are split over the ranks (DESIGN.md §3).
 
-    The method is chosen at the first probe (``auto``: JVP, or finite differences for half-precision
-    models or where forward AD fails; the same on every rank). Finite differences of a half-precision
+    The method is chosen at the first probe (``auto``: JVP for callables, falling back to finite
+    differences where forward AD fails; finite differences for networks; the same on every rank). Finite differences of a half-precision
     model run on a float32 copy of its weights: half-precision round-off (~1e-3) would swamp a
     difference of relative step 5e-3; the copy is made once, at the first probe.
     """
@@ -389,7 +389,7 @@ class Prober:
             if records.probe_method != "jvp":
                 raise
             raise UserError(f"forward-mode AD (--probe jvp) fails through this model: {type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:160]}", "use --probe auto (falls back) or --probe fd") from None
+                            f"{str(err).splitlines()[0][:160]}", "use --probe fd (or auto)") from None
 
     def _gather(self, local: np.ndarray) -> np.ndarray:
         if self.ranks.world == 1:
@@ -420,13 +420,25 @@ class Prober:
         return self._fp32
 
 
+# Why ``--probe auto`` takes finite differences for networks (bench/README.md): central differences
+# cost 2 forwards per direction, batched; forward-mode AD through a diffusers UNet costs 4-5 (its
+# rules expand GroupNorm and attention into elementwise ops), and 4x finite differences on the small
+# built-in checkpoints. Both agree to ~1e-4 in s on every supported architecture (tests/test_probes.py).
+AUTO_FD_NOTE = ("auto: central finite differences in float32 (2 forwards per direction; forward-mode AD "
+                "costs 2-4x more through a network); --probe jvp gives the exact products")
+
+
 def _choose_method(config: AnalyzeConfig, loaded: LoadedModel) -> tuple[str, str | None]:
+    """``auto``: forward-mode AD for callables (analytic built-ins, user functions: exact and cheap),
+    finite differences for networks (float32 copy of the weights for half-precision models)."""
     if config.probe != "auto":
         return config.probe, None
     if loaded.half_precision:
         return "fd", ("half-precision model: finite differences on a float32 copy of the weights "
                       "(forward AD in half precision is not validated)")
-    return "jvp", None
+    if isinstance(loaded.denoiser, CallableDenoiser):
+        return "jvp", None
+    return "fd", AUTO_FD_NOTE
 
 
 def compute_curves(records: Records, directions: ProbeDirections, side: int, probe_rows: np.ndarray | None = None,

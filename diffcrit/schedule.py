@@ -8,8 +8,9 @@ sampling again:
      points y (P, C, H, W) of every step (a temporary file, not memory);
   2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §5) on the
      steps probed so far: the first sign change of s at the lowest shell (``stiffness_zero``), and
-     the steps either side of the minimum of that s (``stiffness_min``) and of the maximum of
-     xi_eq (``xi_eq_peak``);
+     the steps either side of the minimum of that s (``stiffness_min``; only where s varies by more
+     than detection.STIFFNESS_DIP_FLOOR: a flat, round-off-level curve has no dip to resolve) and
+     of the maximum of xi_eq (``xi_eq_peak``; where xi_eq is defined at two probed steps or more);
   3. probe the middle step of every bracket wider than one step, and repeat 2–3 until every
      bracket is two adjacent steps.
 Each marker then reads exactly the points dense probing would give it (the crossing between two
@@ -27,6 +28,7 @@ import tempfile
 import numpy as np
 import torch
 
+from .detection import STIFFNESS_DIP_FLOOR
 from .estimators import STIFFNESS_RESOLUTION
 
 # Coarse points across the trajectory in the auto schedule (stride = ceil(S / COARSE_POINTS)),
@@ -81,9 +83,11 @@ def refinement(probed: list[int], s_low: np.ndarray, xi_eq: np.ndarray,
                 j = before[-1]
                 wanted |= _middles(int(valid[j]), (None, int(valid[j + 1])))
                 break
-        wanted |= _middles(int(valid[np.argmin(s)]), _neighbours(probed_steps, int(valid[np.argmin(s)])))
+        if np.ptp(s) > STIFFNESS_DIP_FLOOR:
+            lowest = int(valid[np.argmin(s)])
+            wanted |= _middles(lowest, _neighbours(probed_steps, lowest))
     valid = probed_steps[np.isfinite(xi_eq[probed_steps])]
-    if valid.size:
+    if valid.size >= 2:  # a peak seen at one coarse point only is narrower than a stride
         peak = int(valid[np.argmax(xi_eq[valid])])
         wanted |= _middles(peak, _neighbours(probed_steps, peak))
     return wanted - set(probed)

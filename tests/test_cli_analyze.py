@@ -31,7 +31,8 @@ def test_default_model_json_on_stdout_validates_against_schema():
     jsonschema.validate(document, schema())
     assert document["model"]["id"] == "builtin:textures"  # the trained default, unconditional (null class)
     assert document["model"]["conditioning"]["class_label"] == 3
-    assert document["environment"]["probe_method"] == "jvp"
+    assert document["environment"]["probe_method"] == "fd"  # auto: finite differences for a network
+    assert document["environment"]["probe_note"].startswith("auto: central finite differences")
     assert len(document["steps"]) == 20 and document["shells"][0] == 0.0
 
 
@@ -75,7 +76,7 @@ def test_bare_model_folder_needs_and_takes_a_scheduler(ddpm_folder):
 def test_dit_needs_a_class_label(dit_folder):
     one_line_error(run("analyze", "--model", str(dit_folder), *FAST), "class-conditional", "--class-label")
     one_line_error(run("analyze", "--model", str(dit_folder), "--class-label", "99", *FAST), "out of range")
-    ok = run("analyze", "--model", str(dit_folder), "--class-label", "3", *FAST)
+    ok = run("analyze", "--model", str(dit_folder), "--class-label", "3", "--probe", "jvp", *FAST)
     assert ok.exit_code == 0, ok.output
     document = json.loads(ok.stdout)
     assert document["model"]["shape"] == [4, 8, 8] and document["environment"]["probe_method"] == "jvp"

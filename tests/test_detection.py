@@ -30,6 +30,14 @@ def test_extremum_markers_need_an_interior_prominent_feature():
     assert detection.xi_eq_peak(t, plateau) is None
 
 
+@pytest.mark.parametrize("depth,found", [(5e-4, False), (9e-4, False), (1.2e-3, True), (0.5, True)])
+def test_a_stiffness_dip_must_be_deeper_than_the_floor(depth, found):
+    """Round-off / FD-level dips of a flat stiffness curve are no marker, however prominent relative to their range."""
+    t = grid()
+    flat = 1e-4 * np.sin(7 * t) * 0.1 - depth * np.exp(-((t - 2.0) ** 2) / 0.2)
+    assert (detection.stiffness_min(t, flat) is not None) == found
+
+
 def test_xi_growth_ignores_round_off_at_small_sigma():
     t = grid(100)
     log_sigma = 0.5 * np.log(np.expm1(t))

@@ -44,6 +44,18 @@ def test_refinement_reproduces_dense_markers_on_smooth_curves(seed):
     assert len(probed) < 0.5 * n or n < 40
 
 
+def test_no_refinement_of_a_flat_stiffness_curve_or_a_one_point_xi_eq():
+    n = 50
+    probed = sorted(schedule.grid(n, 5))
+    rng = np.random.default_rng(0)
+    s_low, xi_eq = np.full(n, np.nan), np.full(n, np.nan)
+    s_low[probed] = 2e-4 + 2e-4 * rng.standard_normal(len(probed)).clip(-0.9, 0.9)  # round-off, never below -res
+    xi_eq[n - 1] = 0.5  # defined at the last step only
+    assert schedule.refinement(probed, s_low, xi_eq) == set()
+    s_low[20] = -2e-3  # a resolved dip (and crossing): refined on both sides
+    assert {17, 18, 22, 23} & schedule.refinement(probed, s_low, xi_eq)
+
+
 def test_coarse_stride_is_chosen_from_the_step_count():
     assert [schedule.coarse_stride(s) for s in (2, 12, 24, 50, 100, 1000)] == [2, 2, 2, 5, 9, 84]
     assert schedule.grid(10, 4) == {0, 4, 8, 9}

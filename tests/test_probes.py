@@ -1,5 +1,6 @@
 """JVP and finite differences agree through attention UNets, conditional UNets and DiT (DESIGN §3)."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -108,3 +109,20 @@ def test_shared_primal_vmap_equals_the_batched_jvp(name):
     with forward_ad_safe(model):
         torch.testing.assert_close(jvp_columns_shared(denoise_at, points, rows, tangents),
                                    jvp_columns(denoise_at, points, rows, tangents), atol=1e-5, rtol=1e-4)
+
+
+def test_auto_probes_networks_by_finite_differences_that_agree_with_jvp():
+    """auto = FD for a network (here the trained default model), JVP for callables; FD's stiffness is JVP's to 3e-4."""
+    import diffcrit
+
+    options = dict(steps=12, samples=3, probe_samples=2, probe_schedule="every", bootstrap=0)
+    auto = diffcrit.analyze("builtin:textures", **options).to_dict()
+    exact = diffcrit.analyze("builtin:textures", probe="jvp", **options).to_dict()
+    assert auto["environment"]["probe_method"] == "fd" and auto["environment"]["probe_note"].startswith("auto:")
+    assert exact["environment"]["probe_method"] == "jvp"
+    fd_s = np.array([step["stiffness"] for step in auto["steps"]])
+    jvp_s = np.array([step["stiffness"] for step in exact["steps"]])
+    assert np.abs(jvp_s).max() > 0.1  # the curves carry signal
+    np.testing.assert_allclose(fd_s, jvp_s, rtol=0, atol=3e-4)
+    analytic = diffcrit.analyze("builtin:gaussian?size=8", steps=3, samples=1, bootstrap=0).to_dict()
+    assert analytic["environment"]["probe_method"] == "jvp" and "probe_note" not in analytic["environment"]

@@ -26,7 +26,7 @@ def analyze(
     shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
     directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
     probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
-    probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: JVP where it works).")] = "auto",
+    probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: finite differences for networks, JVP for callables).")] = "auto",
     linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where DESIGN §6 theory is exact).")] = "trajectory",
     probe_schedule: Annotated[str, typer.Option(help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the steps that decide each marker, from kept probe points (no resampling).")] = "auto",
     probe_every: Annotated[int, typer.Option(help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
