@@ -258,12 +258,16 @@ def check_compatible(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) 
 
 
 def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
-    """Notes (not failures) on resolved config options that differ, e.g. ``steps: 100 vs 50``."""
+    """Notes (not failures) on resolved config options that differ, e.g. ``steps: 100 vs 50``,
+    and on the probe method used (``--probe auto`` resolves per model and version)."""
     c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
     notes = []
     for key in sorted(set(c_cfg) | set(b_cfg)):
         if c_cfg.get(key) != b_cfg.get(key):
             notes.append(f"config {key}: candidate {c_cfg.get(key)!r}, baseline {b_cfg.get(key)!r}")
+    c_method, b_method = ((doc.get("environment") or {}).get("probe_method") for doc in (candidate, baseline))
+    if c_method != b_method:
+        notes.append(f"probe method: candidate {c_method!r}, baseline {b_method!r} (they agree to ~1e-4 in s)")
     return notes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import xml.etree.ElementTree as ET
@@ -285,3 +286,17 @@ def test_cli_model_analyses_with_the_baselines_config(cli, files, baseline, monk
     assert seen["model"] == "./release-candidate"
     assert seen["options"] == {**baseline["config"], "device": "cpu"}
     assert load_result(saved)["critical"]["t"] == pytest.approx(2.0)
+
+
+def test_config_differences_note_options_and_the_probe_method():
+    from diffcrit.checking import config_differences
+
+    base = make_analyze_result()
+    same = copy.deepcopy(base)
+    assert config_differences(same, base) == []
+    other = copy.deepcopy(base)
+    other["config"]["steps"] = 7
+    other["environment"]["probe_method"] = "fd"
+    notes = config_differences(other, base)
+    assert any(n.startswith("config steps: candidate 7") for n in notes)
+    assert "probe method: candidate 'fd', baseline 'jvp' (they agree to ~1e-4 in s)" in notes
