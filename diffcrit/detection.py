@@ -34,20 +34,26 @@ def _valid(t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], values[keep]
 
 
-def stiffness_zero(t: np.ndarray, s_low: np.ndarray, resolution: float = STIFFNESS_RESOLUTION) -> float | None:
-    """Earliest t (generation order) where s crosses below 0, linear in t between the two points.
+def zero_crossing(s: np.ndarray, resolution: float = STIFFNESS_RESOLUTION) -> int | None:
+    """Index j of the first resolved downward crossing of 0 (it lies between points j and j + 1).
 
-    Only a resolved crossing counts: s must reach below -resolution after having been >= 0
-    (round-off wobble of a stiffness that tends to 0 is no crossing).
+    Resolved: s has been above +resolution before it falls below -resolution; j is the last
+    point with s >= 0 before the fall. Round-off wobble of a stiffness near 0 is no crossing.
     """
-    t, s = _valid(t, s_low)
-    below = np.flatnonzero(s < -resolution)
-    for i in below:
-        before = np.flatnonzero(s[:i] >= 0)
-        if before.size:
-            j = before[-1]
-            return float(t[j] + (t[j + 1] - t[j]) * s[j] / (s[j] - s[j + 1]))
+    for i in np.flatnonzero(s < -resolution):
+        if (s[:i] > resolution).any():
+            return int(np.flatnonzero(s[:i] >= 0)[-1])
     return None
+
+
+def stiffness_zero(t: np.ndarray, s_low: np.ndarray, resolution: float = STIFFNESS_RESOLUTION) -> float | None:
+    """Earliest t (generation order) where s crosses below 0 (zero_crossing), linear in t between
+    the two points around it."""
+    t, s = _valid(t, s_low)
+    j = zero_crossing(s, resolution)
+    if j is None:
+        return None
+    return float(t[j] + (t[j + 1] - t[j]) * s[j] / (s[j] - s[j + 1]))
 
 
 def _interior_argextreme(values: np.ndarray, sign: float, floor: float = 0.0) -> int | None:

@@ -7,7 +7,8 @@ sampling again:
   1. while sampling, probe every ``coarse_stride(S)``-th step and the last, and keep the probe
      points y (P, C, H, W) of every step (a temporary file, not memory);
   2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §5) on the
-     steps probed so far: the first sign change of s at the lowest shell (``stiffness_zero``), and
+     steps probed so far: the first resolved sign change of s at the lowest shell
+     (``stiffness_zero``, detection.zero_crossing), and
      the steps either side of the minimum of that s (``stiffness_min``; only where s varies by more
      than detection.STIFFNESS_DIP_FLOOR: a flat, round-off-level curve has no dip to resolve) and
      of the maximum of xi_eq (``xi_eq_peak``; where xi_eq is defined at two probed steps or more);
@@ -28,7 +29,7 @@ import tempfile
 import numpy as np
 import torch
 
-from .detection import STIFFNESS_DIP_FLOOR
+from .detection import STIFFNESS_DIP_FLOOR, zero_crossing
 from .estimators import STIFFNESS_RESOLUTION
 
 # Coarse points across the trajectory in the auto schedule (stride = ceil(S / COARSE_POINTS)),
@@ -76,13 +77,9 @@ def refinement(probed: list[int], s_low: np.ndarray, xi_eq: np.ndarray,
     valid = probed_steps[np.isfinite(s_low[probed_steps])]
     if valid.size:
         s = s_low[valid]
-        # stiffness_zero (detection.stiffness_zero): last s >= 0 before the first s < -resolution.
-        for i in np.flatnonzero(s < -resolution):
-            before = np.flatnonzero(s[:i] >= 0)
-            if before.size:
-                j = before[-1]
-                wanted |= _middles(int(valid[j]), (None, int(valid[j + 1])))
-                break
+        j = zero_crossing(s, resolution)  # the bracket of stiffness_zero
+        if j is not None:
+            wanted |= _middles(int(valid[j]), (None, int(valid[j + 1])))
         if np.ptp(s) > STIFFNESS_DIP_FLOOR:
             lowest = int(valid[np.argmin(s)])
             wanted |= _middles(lowest, _neighbours(probed_steps, lowest))

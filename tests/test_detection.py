@@ -19,6 +19,8 @@ def test_stiffness_zero_interpolates_linearly_in_t():
     assert detection.stiffness_zero(t, np.array([0.5, 0.25, -0.75, -1.0])) == pytest.approx(2.75)
     assert detection.stiffness_zero(t, np.array([-0.5, -0.2, -0.1, -1.0])) is None  # never >= 0 before
     assert detection.stiffness_zero(t, np.array([0.5, 0.2, -1e-6, 0.1])) is None  # round-off is no crossing
+    assert detection.stiffness_zero(t, np.array([1e-4, -2e-4, 5e-5, -3e-4])) is None  # never resolved above 0
+    assert detection.stiffness_zero(t, np.array([2e-4, 0.0, -2e-4, -3e-4])) == pytest.approx(3.0)
 
 
 def test_extremum_markers_need_an_interior_prominent_feature():
