@@ -352,10 +352,11 @@ def _float_cond(cond: dict | None) -> dict | None:
 class Prober:
     """Mode gains at one step's probe points; the directions are split over the ranks (DESIGN.md §3).
 
-    The method is chosen at the first probe (``auto``: JVP for callables, falling back to finite
-    differences where forward AD fails; finite differences for networks; the same on every rank). Finite differences of a half-precision
-    model run on a float32 copy of its weights: half-precision round-off (~1e-3) would swamp a
-    difference of relative step 5e-3; the copy is made once, at the first probe.
+    The method is chosen at the first probe (``auto``: finite differences for networks; JVP for
+    callables, falling back to finite differences where forward AD fails; the same on every rank).
+    Finite differences of a half-precision model run on a float32 copy of its weights:
+    half-precision round-off (~1e-3) would swamp a difference of relative step 5e-3; the copy is
+    made once, at the first probe.
     """
 
     def __init__(self, loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records,
