@@ -1,8 +1,16 @@
-"""Critical-time markers and their consensus (DESIGN.md §5).
+"""Critical-time markers, the primary marker of each regime, and bootstrap summaries (DESIGN.md §6).
 
-Curves are given in generation order (t decreasing). Each marker is an interior feature of its
-curve: a feature at the first or last point is no marker. Missing values (NaN: a step that
-was not probed, an undefined xi_eq) are skipped.
+Curves are given in generation order (t decreasing). Each marker is an interior or threshold
+feature of its curve: a feature at the first or last point is no marker. Missing values (NaN: a
+step that was not probed, an undefined xi, a step whose x0 estimate is inconsistent) are skipped.
+
+critical.t is one primary marker per regime, never a median of markers of different meaning:
+  trajectory  ``decision``: the decided fraction of the decision shell crosses 1/2 — it uses every
+              sample at no extra cost, has exact references (Gaussian: t = log(1 + P(k)); mixture:
+              E tanh^2), and was the only marker stable over disjoint sample ranges on the trained
+              built-ins (docs/design.md, "Choosing the primary marker");
+  zero        ``stiffness_zero``: the linearisation at y = 0 has the exact t_c = log(1 + |m|^2) of
+              the mixture and log(1 + C_Omega(0)) of the patch model.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from .estimators import STIFFNESS_RESOLUTION
 
@@ -17,7 +26,14 @@ STIFFNESS_ZERO = "stiffness_zero"
 STIFFNESS_MIN = "stiffness_min"
 XI_EQ_PEAK = "xi_eq_peak"
 XI_GROWTH = "xi_growth"
-MARKERS = (STIFFNESS_ZERO, STIFFNESS_MIN, XI_EQ_PEAK, XI_GROWTH)
+DECISION = "decision"
+INSTABILITY_ONSET = "instability_onset"
+MARKERS = (DECISION, INSTABILITY_ONSET, STIFFNESS_ZERO, STIFFNESS_MIN, XI_EQ_PEAK, XI_GROWTH)
+PRIMARY = {"trajectory": DECISION, "zero": STIFFNESS_ZERO}
+
+# The decided fraction at which a mode counts as decided: half of its final variance fixed
+# (for a Gaussian mode at t = log(1 + P(k)), the speciation time of Biroli et al. 2024).
+DECIDED_LEVEL = 0.5
 
 # An interior extremum counts only if it stands out above both ends of its curve by this
 # fraction of the curve's range: a monotone curve with a noisy plateau (float32 round-off in
@@ -114,9 +130,51 @@ def xi_growth(t: np.ndarray, xi_denoised: np.ndarray) -> float | None:
     return float(np.log1p(np.exp(2 * middle)))
 
 
-def find_markers(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, xi_denoised: np.ndarray) -> dict[str, float | None]:
-    """All four markers (t values or None)."""
+def decision(t: np.ndarray, decided: np.ndarray, level: float = DECIDED_LEVEL) -> float | None:
+    """t (generation order) where the decided fraction crosses ``level``, linear in t between the two
+    steps around the crossing; None unless it starts below and ends above.
+
+    The crossing is read off the monotone (isotonic, non-decreasing in generation order) least-squares
+    fit of the curve: Var E[x0 | y] can only grow along generation (E[x0 | y_t] is a martingale of the
+    reverse process), so wiggles of a finite-sample curve are noise and one crossing is the model's.
+    """
+    t, f = _valid(t, decided)
+    if len(f) < 2:
+        return None
+    fit = isotonic_regression(f).x
+    above = np.flatnonzero((fit[1:] >= level) & (fit[:-1] < level))
+    if above.size == 0:
+        return None
+    j = int(above[0])
+    return float(t[j] + (t[j + 1] - t[j]) * (level - fit[j]) / (fit[j + 1] - fit[j]))
+
+
+def instability_onset(t: np.ndarray, unstable: np.ndarray) -> float | None:
+    """Earliest t at which the instability fraction is resolved above 0: the midpoint (in t) of the
+    last probed step with none unstable and the first with some; none if that is the first or the
+    last probed step (no onset seen, or end-of-run round-off)."""
+    t, u = _valid(t, unstable)
+    positive = np.flatnonzero(u > 0)
+    if positive.size == 0 or positive[0] == 0 or positive[0] == len(u) - 1:
+        return None
+    j = int(positive[0])
+    return float(0.5 * (t[j - 1] + t[j]))
+
+
+def onset_bracket(t: np.ndarray, unstable: np.ndarray) -> tuple[float, float]:
+    """(t of the last probed step with none unstable, t of the first with some) around ``instability_onset``."""
+    t, u = _valid(t, unstable)
+    j = int(np.flatnonzero(u > 0)[0])
+    return float(t[j - 1]), float(t[j])
+
+
+def find_markers(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, xi_denoised: np.ndarray,
+                 decided: np.ndarray | None = None, unstable: np.ndarray | None = None) -> dict[str, float | None]:
+    """Every marker (t values or None); ``decided`` and ``unstable`` are the decision shell's curves."""
+    nan = np.full(len(t), np.nan)
     return {
+        DECISION: decision(t, nan if decided is None else decided),
+        INSTABILITY_ONSET: instability_onset(t, nan if unstable is None else unstable),
         STIFFNESS_ZERO: stiffness_zero(t, s_low),
         STIFFNESS_MIN: stiffness_min(t, s_low),
         XI_EQ_PEAK: xi_eq_peak(t, xi_eq),
@@ -124,22 +182,45 @@ def find_markers(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, xi_denoise
     }
 
 
-def consensus(markers: dict[str, float | None]) -> float | None:
-    """critical t = median of the markers present."""
-    present = [v for v in markers.values() if v is not None]
-    return float(np.median(present)) if present else None
-
-
-def bootstrap_interval(estimate: Callable[[np.random.Generator], float | None], repeats: int,
-                       seed: int, level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile interval of ``estimate(rng)`` over ``repeats`` resamples (None results skipped)."""
-    rng = np.random.default_rng(seed)
-    values = [v for v in (estimate(rng) for _ in range(repeats)) if v is not None]
-    if len(values) < max(10, repeats // 4):
-        return None
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Central percentile interval of bootstrap values."""
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+# Bootstrap values split into separate modes at gaps wider than MODE_GAP bandwidths (Silverman's
+# rule); a mode must hold at least MODE_SHARE of the values.
+MODE_GAP, MODE_SHARE = 4.0, 0.1
+
+
+def bootstrap_modes(values: np.ndarray) -> list[dict]:
+    """The modes of a bootstrap distribution: [{"t", "share", "ci95"}], most populated first.
+
+    One mode for a unimodal distribution. Several modes are reported as such (DESIGN.md §6): the
+    percentile interval of all values then spans the gap between them and measures no location.
+    """
+    values = np.sort(np.asarray(values, dtype=float))
+    if values.size < 2:
+        return [{"t": float(v), "share": 1.0, "ci95": [float(v), float(v)]} for v in values]
+    spread = min(values.std(ddof=1), (np.percentile(values, 75) - np.percentile(values, 25)) / 1.34)
+    bandwidth = 0.9 * (spread if spread > 0 else values.std(ddof=1)) * values.size ** -0.2
+    cuts = np.flatnonzero(np.diff(values) > MODE_GAP * bandwidth) + 1 if bandwidth > 0 else []
+    groups = [g for g in np.split(values, cuts) if g.size >= MODE_SHARE * values.size] or [values]
+    modes = [{"t": float(np.median(g)), "share": g.size / values.size, "ci95": list(percentile_interval(g))}
+             for g in groups]
+    return sorted(modes, key=lambda m: -m["share"])
+
+
+def summarize_bootstrap(values: list[float | None], level: float = 0.95) -> dict:
+    """presence (share of resamples with the marker), ci95 of the found values, and their modes."""
+    found = np.array([v for v in values if v is not None], dtype=float)
+    presence = found.size / len(values) if values else 0.0
+    if found.size < 2:
+        return {"presence": presence, "ci95": None, "modes": None}
+    modes = bootstrap_modes(found)
+    return {"presence": presence, "ci95": list(percentile_interval(found, level)),
+            "modes": modes, "multimodal": len(modes) > 1}
 
 
 def locate(t_value: float, t_steps: np.ndarray) -> tuple[int, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +33,7 @@ from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
 from .errors import ModelOutputError, UserError
 from .frame import t_to_sigma
-from .fourier import (ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map,
+from .fourier import (LowBins, ProbeDirections, direction_bins, low_bins, plane_wave_directions, shell_coefficients,
                       shell_wave_numbers, spectrum)
 from .io import check_writable
 from .loading import LoadedModel, LoadOptions, load_model
@@ -113,10 +114,11 @@ class Records:
 
     infos: list[StepInfo] = field(default_factory=list)
     gains: StepRows = field(default_factory=StepRows)  # (P, M), None when not probed
-    coef_state: StepRows = field(default_factory=StepRows)  # (N, C, 3) complex (this rank's rows while sampling)
+    coef_state: StepRows = field(default_factory=StepRows)  # (N, C, Q) complex at the low bins (this rank's rows while sampling)
     coef_denoised: StepRows = field(default_factory=StepRows)
-    structure_state: StepRows = field(default_factory=StepRows)  # (K,), over all N samples
-    structure_denoised: StepRows = field(default_factory=StepRows)
+    coef_final: np.ndarray | None = None  # (N, C, Q) complex: the final samples x0
+    bins: LowBins | None = None
+    trajectories: bool = True  # probe points on trajectories (else y = 0)
     probe_method: str = "none"
     probe_note: str | None = None
     schedule: dict = field(default_factory=dict)
@@ -125,12 +127,12 @@ class Records:
     @classmethod
     def for_steps(cls, infos: list[StepInfo]) -> "Records":
         n = len(infos)
-        return cls(list(infos), *(StepRows(n) for _ in range(5)))
+        return cls(list(infos), *(StepRows(n) for _ in range(3)))
 
 
 @dataclass
 class Curves:
-    """Per-step curves (S,) or (S, K), NaN where undefined."""
+    """Per-step curves (S,) or (S, K), NaN where undefined (DESIGN.md §3-§5)."""
 
     stiffness: np.ndarray
     stiffness_sem: np.ndarray
@@ -139,6 +141,13 @@ class Curves:
     xi_eq: np.ndarray
     xi_state: np.ndarray
     xi_denoised: np.ndarray
+    power_state: np.ndarray  # (S, K) connected shell power of y
+    power_denoised: np.ndarray  # (S, K) of D(y)
+    power_final: np.ndarray  # (K,) of the final samples x0
+    decided: np.ndarray  # (S, K) decided fraction
+    unstable: np.ndarray  # (S, K) instability fraction, NaN where not probed
+    bins_denoised: np.ndarray  # (S, C, Q) connected power of D(y) per channel and low bin
+    bins_final: np.ndarray  # (C, Q) of the final samples
 
 
 def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_samples_to: str | Path | None = None,
@@ -235,8 +244,9 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     mine = ranks.split(config.samples)
     batches = _Batches(loaded, config, mine)
     infos = batches.infos
-    shells = shell_map(*loaded.shape[1:]).numpy()
     records = Records.for_steps(infos)
+    records.bins = low_bins(loaded.shape[1], loaded.shape[2], config.shells)
+    records.trajectories = config.linearize_at == "trajectory"
     prober = Prober(loaded, config, directions, records, ranks)
     plan = _initial_plan(config, len(infos), records)
     keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
@@ -248,7 +258,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             if ranks.any(not (torch.isfinite(y).all() and torch.isfinite(d).all())):
                 raise ModelOutputError(f"the model produced NaN or Inf at step {i} (sigma={info.sigma:.4g}, "
                                        f"timestep={info.timestep})", "try --dtype float32 or another scheduler")
-            _record_fields(records, y, d, shells, config.shells, ranks, config.samples)
+            _record_fields(records, y, d)
             if states is not None:
                 states.write(info, y, d)
             records.seconds["sampling_s"] += time.perf_counter() - tick
@@ -259,9 +269,10 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             callback({"stage": "sampling", "step": i + 1, "total": len(infos), "sigma": info.sigma, "t": info.t})
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
+        records.coef_final = shell_coefficients(spectrum(samples), records.bins).numpy()
         if config.probe_schedule == "auto":
             tick = time.perf_counter()
-            _refine(prober, records, directions, loaded.shape[-1], store, callback)
+            _refine(prober, records, directions, store, callback)
             records.seconds["probing_s"] += time.perf_counter() - tick
     finally:
         if store is not None:
@@ -279,19 +290,11 @@ def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[
     return schedule.grid(n_steps, stride)
 
 
-def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor, shells: np.ndarray, n_shells: int,
-                   ranks: Ranks, count: int) -> None:
-    """Per-sample low modes (this rank's rows) and radial structure factors over all ``count`` samples (DESIGN.md §4).
-
-    S(k) is not linear in the sums of F and |F|^2, so the sums are merged over the ranks first.
-    """
-    for field_, coef, structure in ((y, records.coef_state, records.structure_state),
-                                    (d, records.coef_denoised, records.structure_denoised)):
-        f = spectrum(field_)  # once per field and step
-        coef.append(low_mode_coefficients(f).cpu().numpy())
-        sum_f, sum_f2 = (ranks.all_sum(s) for s in fourier_sums(f))
-        s = estimators.connected_structure_factor(sum_f.cpu().numpy(), sum_f2.cpu().numpy(), count)
-        structure.append(estimators.radial_average(s, shells, n_shells))
+def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor) -> None:
+    """Per-sample coefficients of y and D(y) at the low bins (this rank's rows; DESIGN.md §4, §5):
+    every ensemble observable of the low shells follows from them, on any resample of the samples."""
+    for field_, coef in ((y, records.coef_state), (d, records.coef_denoised)):
+        coef.append(shell_coefficients(spectrum(field_), records.bins).cpu().numpy())
 
 
 def _merge_rows(records: Records, ranks: Ranks) -> None:
@@ -320,14 +323,16 @@ def _probe_step(prober: "Prober", info: StepInfo, points: torch.Tensor, probe_no
     return prober.gains(info, points) if probe_now else None
 
 
-def _refine(prober: "Prober", records: Records, directions: ProbeDirections, side: int,
+def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             store: schedule.PointStore | None, callback: Callback) -> None:
     """Auto schedule, after sampling: probe the middles of the marker brackets until they are one step wide."""
     refined: list[int] = []
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
-        curves = compute_curves(records, directions, side)
-        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq))
+        curves = compute_curves(records, directions)
+        shell = decision_shell(curves)
+        unstable = curves.unstable[:, shell] if shell is not None else None
+        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable))
         if not todo:
             break
         for i in todo:
@@ -442,52 +447,117 @@ def _choose_method(config: AnalyzeConfig, loaded: LoadedModel) -> tuple[str, str
     return "fd", AUTO_FD_NOTE
 
 
-def compute_curves(records: Records, directions: ProbeDirections, side: int, probe_rows: np.ndarray | None = None,
+def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np.ndarray | None = None,
                    sample_rows: np.ndarray | None = None) -> Curves:
     """Curves from the records, optionally on a resample of the probe points and of the samples."""
     n_steps, k = len(records.infos), directions.n_shells
     sigma = np.array([info.sigma for info in records.infos])
-    stiffness = np.full((n_steps, k), np.nan)
-    sem = np.full((n_steps, k), np.nan)
+    stiffness, sem, unstable = (np.full((n_steps, k), np.nan) for _ in range(3))
     probed = [i for i, g in enumerate(records.gains) if g is not None]
+    shell = directions.shell.numpy()
     if probed:
         gains = np.stack([records.gains[i] for i in probed])  # (S', P, M)
         if probe_rows is not None:
             gains = gains[:, probe_rows]
-        stiffness[probed], sem[probed] = estimators.shell_stiffness(gains, directions.shell.numpy(), k)
+        stiffness[probed], sem[probed] = estimators.shell_stiffness(gains, shell, k)
+        if records.trajectories:  # a share of trajectories; at y = 0 there is one point and no share
+            unstable[probed] = estimators.unstable_fraction(estimators.point_stiffness(gains, shell, k))
     k2 = np.array([float(directions.k2[directions.shell == n].mean()) for n in range(k)])
     r, kappa, xi_eq = np.full(n_steps, np.nan), np.full(n_steps, np.nan), np.full(n_steps, np.nan)
     if probed:
         r[probed], kappa[probed], xi_eq[probed] = estimators.ginzburg_landau_fit(stiffness[probed], k2, sigma[probed])
     coef_state, coef_denoised = np.stack(list(records.coef_state)), np.stack(list(records.coef_denoised))
+    coef_final = records.coef_final
     if sample_rows is not None:
-        coef_state, coef_denoised = coef_state[:, sample_rows], coef_denoised[:, sample_rows]
-    return Curves(stiffness, sem, r, kappa, xi_eq, estimators.correlation_length(coef_state, side),
-                  estimators.correlation_length(coef_denoised, side))
+        coef_state, coef_denoised, coef_final = coef_state[:, sample_rows], coef_denoised[:, sample_rows], coef_final[sample_rows]
+    bin_shell, bin_k2 = records.bins.shell.numpy(), records.bins.k2.numpy()
+    bins_state, bins_denoised, bins_final = (estimators.bin_power(c) for c in (coef_state, coef_denoised, coef_final))
+    power_state, power_denoised, power_final = (estimators.shell_power(p, bin_shell, k)
+                                                for p in (bins_state, bins_denoised, bins_final))
+    return Curves(stiffness, sem, r, kappa, xi_eq,
+                  estimators.correlation_length(bins_state, bin_k2), estimators.correlation_length(bins_denoised, bin_k2),
+                  power_state, power_denoised, power_final,
+                  estimators.decided_fraction(power_denoised, power_final), unstable,
+                  bins_denoised, bins_final)
 
 
-def markers_of(curves: Curves, t: np.ndarray) -> dict[str, float | None]:
-    return detection.find_markers(t, curves.stiffness[:, 0], curves.xi_eq, curves.xi_denoised)
+# A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)
+# that varies more across samples than the samples themselves (law of total variance broken,
+# DESIGN.md §5): the model's denoiser is unreliable there and the step is kept out of the markers.
+CONSISTENT_BELOW = 1.25
+# Below this many samples a variance ratio has a relative error of 50% or more (sqrt(2 / N)): no
+# step is judged inconsistent.
+CONSISTENCY_MIN_SAMPLES = 8
 
 
-def critical_block(records: Records, directions: ProbeDirections, side: int, config: AnalyzeConfig, curves: Curves) -> dict:
-    """DESIGN.md §5: markers, their median, and a bootstrap ci95 over samples."""
-    t = np.array([info.t for info in records.infos])
-    markers = markers_of(curves, t)
-    t_c = detection.consensus(markers)
+def consistent_steps(curves: Curves, n_samples: int) -> np.ndarray:
+    """(S,) bool: steps whose decided fraction is at most CONSISTENT_BELOW on every varying shell."""
+    if n_samples < CONSISTENCY_MIN_SAMPLES:
+        return np.ones(len(curves.decided), dtype=bool)
+    varies = estimators.varying_shells(curves.power_final)
+    decided = np.nan_to_num(curves.decided[:, varies], nan=0.0)
+    return (decided <= CONSISTENT_BELOW).all(1)
+
+
+def decision_shell(curves: Curves) -> int | None:
+    """The lowest shell whose final samples vary (DESIGN.md §6): the shell of ``decision`` and ``instability_onset``."""
+    varies = np.flatnonzero(estimators.varying_shells(curves.power_final))
+    return int(varies[0]) if varies.size else None
+
+
+def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | None) -> dict[str, float | None]:
+    """Every marker on the steps in ``keep`` (the others are NaN for detection)."""
+    mask = lambda v: np.where(keep.reshape(-1, *([1] * (v.ndim - 1))), v, np.nan)  # noqa: E731
+    pick = lambda v: None if shell is None else mask(v)[:, shell]  # noqa: E731
+    return detection.find_markers(t, mask(curves.stiffness)[:, 0], mask(curves.xi_eq), mask(curves.xi_denoised),
+                                  pick(curves.decided), pick(curves.unstable))
+
+
+def _masked(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return np.where(keep, values, np.nan)
+
+
+def _widen(ci95: list[float] | None, bracket: tuple[float, float]) -> list[float]:
+    low, high = min(bracket), max(bracket)
+    return [low, high] if ci95 is None else [min(ci95[0], low), max(ci95[1], high)]
+
+
+def bootstrap_curves(records: Records, directions: ProbeDirections, repeats: int, seed: int):
+    """``repeats`` resamples (with replacement) of the samples and of the probe points -> list of Curves."""
+    rng = np.random.default_rng(seed)
     n_points = next((g.shape[0] for g in records.gains if g is not None), 0)
     n_samples = records.coef_state[0].shape[0]
-
-    def resampled(rng: np.random.Generator) -> float | None:
+    out = []
+    for _ in range(repeats):
         probe_rows = rng.integers(0, n_points, n_points) if n_points > 1 else None
         sample_rows = rng.integers(0, n_samples, n_samples)
-        return detection.consensus(markers_of(compute_curves(records, directions, side, probe_rows, sample_rows), t))
+        out.append(compute_curves(records, directions, probe_rows, sample_rows))
+    return out
 
-    ci95 = detection.bootstrap_interval(resampled, config.bootstrap, config.seed) if t_c is not None and config.bootstrap else None
-    return {"found": t_c is not None, **_locate(t_c, records.infos, t), "ci95": list(ci95) if ci95 else None,
-            "markers": {name: (None if v is None else _locate(v, records.infos, t)) for name, v in markers.items()},
-            "consensus": "median of the markers present", "lowest_shell": 0,
-            "bootstrap": {"repeats": config.bootstrap, "over": "samples and probe points"}}
+
+def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resamples: list[Curves]) -> dict:
+    """DESIGN.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
+    regime's primary marker (``detection.PRIMARY``), never a median of markers."""
+    t = np.array([info.t for info in records.infos])
+    keep, shell = consistent_steps(curves, records.coef_final.shape[0]), decision_shell(curves)
+    markers = markers_of(curves, t, keep, shell)
+    draws = [markers_of(c, t, keep, shell) for c in resamples]
+    blocks: dict[str, dict | None] = {}
+    for name, value in markers.items():
+        summary = detection.summarize_bootstrap([d[name] for d in draws]) if draws else \
+            {"presence": None, "ci95": None, "modes": None}
+        if name == detection.INSTABILITY_ONSET and value is not None:
+            # the onset is known to lie between two probed steps: the interval holds that bracket too
+            summary["ci95"] = _widen(summary.get("ci95"), detection.onset_bracket(t, _masked(curves.unstable[:, shell], keep)))
+        blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
+    primary = detection.PRIMARY[config.linearize_at]
+    chosen = blocks[primary]
+    located = chosen if chosen is not None else {**_locate(None, records.infos, t), "ci95": None, "presence": None}
+    return {"found": chosen is not None, **{key: located.get(key) for key in
+                                            ("t", "sigma", "step", "timestep", "fraction", "ci95", "presence")},
+            "modes": located.get("modes"), "primary": primary, "regime": config.linearize_at,
+            "decision_shell": shell, "markers": blocks,
+            "bootstrap": {"repeats": len(resamples), "over": "samples and probe points"}}
 
 
 def _locate(t_value: float | None, infos: list[StepInfo], t: np.ndarray) -> dict:
@@ -496,6 +566,60 @@ def _locate(t_value: float | None, infos: list[StepInfo], t: np.ndarray) -> dict
     step, fraction = detection.locate(t_value, t)
     return {"t": t_value, "sigma": t_to_sigma(t_value), "step": infos[step].index,
             "timestep": infos[step].timestep, "fraction": fraction}
+
+
+def _band(resamples: list[Curves], name: str) -> np.ndarray | None:
+    """(S, K, 2) percentile ci95 of a curve over the bootstrap resamples (NaN where undefined)."""
+    if not resamples:
+        return None
+    stack = np.stack([getattr(c, name) for c in resamples])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.moveaxis(np.nanpercentile(stack, [2.5, 97.5], axis=0), 0, -1)
+
+
+def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, side: int) -> dict:
+    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi (DESIGN.md §4, §5)."""
+    sigma = np.array([info.sigma for info in records.infos])
+    varies = estimators.varying_shells(curves.power_final)
+    keep = consistent_steps(curves, records.coef_final.shape[0])
+    # Expected gain of each probed direction (its channel and bin), averaged over the shell's directions.
+    where = direction_bins(directions, records.bins)
+    per_direction = estimators.tweedie_gain(curves.bins_denoised[:, where[0], where[1]],
+                                            curves.bins_final[where[0], where[1]], sigma)  # (S, M)
+    shell = directions.shell.numpy()
+    expected = np.stack([per_direction[:, shell == n].mean(1) for n in range(directions.n_shells)], 1)
+    measured = 1.0 - curves.stiffness
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isfinite(measured) & (expected > TWEEDIE_MIN_GAIN) & varies, measured / expected, np.nan)
+    if not records.trajectories:  # gains at y = 0 are not an average over y
+        ratio[:] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median_ratio = np.nanmedian(ratio, axis=0)
+        max_decided = np.nanmax(np.where(varies, curves.decided, np.nan), axis=0)
+    return {
+        "total_variance": {
+            "limit": CONSISTENT_BELOW, "max_decided": max_decided.tolist(), "varying_shells": varies.tolist(),
+            "inconsistent_steps": [records.infos[i].index for i in np.flatnonzero(~keep)],
+            "min_samples": CONSISTENCY_MIN_SAMPLES,
+            "rule": "decided fraction Var D(y) / Var x0 <= limit on every varying shell (judged from min_samples "
+                    "samples on); steps above are left out of the markers",
+        },
+        "tweedie": {
+            "median_ratio": median_ratio.tolist(), "min_expected_gain": TWEEDIE_MIN_GAIN,
+            "rule": "measured mean gain / (Var <v,x0> - Var <v,D>) / sigma^2 over probed steps (1 for an exact denoiser)",
+        },
+        "xi": {
+            "undefined_steps_denoised": int(np.isnan(curves.xi_denoised).sum()),
+            "beyond_half_box_steps": [records.infos[i].index for i in np.flatnonzero(
+                np.nan_to_num(np.maximum(curves.xi_state, curves.xi_denoised), nan=0.0) > side / 2)],
+        },
+    }
+
+
+# The Tweedie ratio is formed only where the expected gain is resolved.
+TWEEDIE_MIN_GAIN = 0.05
 
 
 def _theory_block(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records,
@@ -510,13 +634,15 @@ def _theory_block(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeD
         # |s| reaches 1/sigma^2 at small sigma: compare relative to max(1, |s_predicted|).
         error = np.abs(curves.stiffness - predicted) / np.maximum(1.0, np.abs(predicted))
         diff["stiffness_max_rel"] = float(np.nanmax(error))
-    marker = critical["markers"].get(detection.STIFFNESS_ZERO)
-    if theory.get("critical_t") is not None:
+    # each marker against its own exact value (a marker's meaning fixes its theory: docs/design.md)
+    for name, exact in (theory.get("markers") or {}).items():
+        marker = critical["markers"].get(name)
         if marker is not None:
-            diff["stiffness_zero_t"] = marker["t"] - theory["critical_t"]
-            diff["stiffness_zero_t_relative"] = diff["stiffness_zero_t"] / theory["critical_t"]
-        if critical["t"] is not None:
-            diff["critical_t"] = critical["t"] - theory["critical_t"]
+            diff[f"{name}_t"] = marker["t"] - exact
+            diff[f"{name}_t_relative"] = diff[f"{name}_t"] / exact
+    exact_primary = (theory.get("markers") or {}).get(critical["primary"])
+    if exact_primary is not None and critical["t"] is not None:
+        diff["critical_t"] = critical["t"] - exact_primary
     theory["valid_for_this_run"] = bool(comparable)
     theory["measured_minus_predicted"] = diff
     return theory
@@ -526,19 +652,33 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     from . import __version__
 
     side = loaded.shape[-1]
-    curves = compute_curves(records, directions, side)
-    critical = critical_block(records, directions, side, config, curves)
+    curves = compute_curves(records, directions)
+    resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
+    critical = critical_block(records, config, curves, resamples)
+    decided_band, unstable_band = _band(resamples, "decided"), _band(resamples, "unstable")
+    sigma = np.array([info.sigma for info in records.infos])
+    gaussian = estimators.gaussian_stiffness(curves.power_final, sigma)
+    consistent = consistent_steps(curves, records.coef_final.shape[0])
+    shell = directions.shell.numpy()
     steps = []
     for i, info in enumerate(records.infos):
-        probed = records.gains[i] is not None
+        gains = records.gains[i]
+        probed = gains is not None
         steps.append({
             "index": info.index, "timestep": info.timestep, "sigma": info.sigma, "t": info.t,
             "xi_state": curves.xi_state[i], "xi_denoised": curves.xi_denoised[i],
             "stiffness": curves.stiffness[i].tolist() if probed else None,
             "stiffness_sem": curves.stiffness_sem[i].tolist() if probed else None,
             "r": curves.r[i], "kappa": curves.kappa[i], "xi_eq": curves.xi_eq[i], "probed": probed,
-            "structure_state": records.structure_state[i].tolist(),
-            "structure_denoised": records.structure_denoised[i].tolist(),
+            "structure_state": curves.power_state[i].tolist(),
+            "structure_denoised": curves.power_denoised[i].tolist(),
+            "decided": curves.decided[i].tolist(),
+            "decided_ci95": None if decided_band is None else decided_band[i].tolist(),
+            "gaussian_stiffness": gaussian[i].tolist(),
+            "unstable_fraction": curves.unstable[i].tolist() if probed else None,
+            "unstable_fraction_ci95": unstable_band[i].tolist() if probed and unstable_band is not None else None,
+            "point_stiffness": estimators.point_stiffness(gains, shell, directions.n_shells).tolist() if probed else None,
+            "x0_consistent": bool(consistent[i]),
         })
     document = {
         "schema_version": SCHEMA_VERSION, "kind": "analyze", "diffcrit_version": __version__, "created": now_iso(),
@@ -552,8 +692,10 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
                   "probed_steps": sum(g is not None for g in records.gains),
                   "schedule": records.schedule,
                   **directions.describe()},
+        "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
+        "diagnostics": diagnostics_block(records, directions, curves, side),
     }
     theory = _theory_block(loaded, config, directions, records, curves, critical)
     if theory is not None:

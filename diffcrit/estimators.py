@@ -1,4 +1,4 @@
-"""Pure estimators: stiffness, Ginzburg–Landau fit, correlation lengths (DESIGN.md §3, §4).
+"""Pure estimators: stiffness, Ginzburg–Landau fit, correlation lengths, ensemble observables (DESIGN.md §3-§5).
 
 Arrays in, arrays out (float64 numpy), vectorised over any leading axes (steps, resamples);
 no I/O, no config objects. NaN marks a value that does not exist (an unprobed step).
@@ -63,20 +63,99 @@ def radial_average(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.
     return np.array([flat[shells == n].mean() for n in range(n_shells)])
 
 
-def correlation_length(coefficients: np.ndarray, side: int) -> np.ndarray:
-    """Second-moment correlation length xi = sqrt(S(0)/S(k1) - 1) / (2 sin(k1/2)) (DESIGN.md §4).
+def bin_power(coefficients: np.ndarray) -> np.ndarray:
+    """Connected power E|F - E F|^2 over the samples of each channel and low bin (DESIGN.md §4).
 
-    coefficients: (..., N, C, 3) complex F(0,0), F(0,1), F(1,0) of N samples
-    (fourier.low_mode_coefficients). S is the connected structure factor over the samples
-    (batch mean subtracted), averaged over channels and the two k1 wave-vectors. Returns (...,);
-    NaN with fewer than 2 samples or S(k1) = 0.
+    coefficients: (..., N, C, Q) complex coefficients of N samples at the low bins
+    (fourier.shell_coefficients) -> (..., C, Q); the batch mean is subtracted, so it is the connected
+    structure factor S(k), equal to Var_i <v, field_i> for a unit plane wave v of that bin.
     """
-    if coefficients.shape[-3] < 2:
-        return np.full(coefficients.shape[:-3], np.nan)
     centred = coefficients - coefficients.mean(-3, keepdims=True)
-    power = (centred.real**2 + centred.imag**2).mean(axis=(-3, -2))  # (..., 3)
-    s0, s1 = power[..., 0], 0.5 * (power[..., 1] + power[..., 2])
-    k1 = 2 * math.pi / side
+    return (centred.real**2 + centred.imag**2).mean(-3)
+
+
+def shell_power(power: np.ndarray, shell: np.ndarray, n_shells: int) -> np.ndarray:
+    """Mean of ``bin_power`` (..., C, Q) over channels and each shell's bins -> (..., K): the radially
+    averaged structure factor S_n, the mean of Var <v, field> over the shell's unit plane waves."""
+    per_bin = power.mean(-2)
+    return np.stack([per_bin[..., shell == n].mean(-1) for n in range(n_shells)], -1)
+
+
+# A shell whose final samples' power is below this fraction of the largest shell power does not vary
+# (the two-point mixture's constant mean field has exactly zero power outside the DC shell).
+VARIES_ABOVE = 1e-8
+
+
+def varying_shells(power_x0: np.ndarray) -> np.ndarray:
+    """(K,) bool: shells whose final samples vary."""
+    power_x0 = np.asarray(power_x0, dtype=float)
+    return power_x0 > VARIES_ABOVE * max(float(power_x0.max()), 0.0) if power_x0.max() > 0 else power_x0 > 0
+
+
+def decided_fraction(power_denoised: np.ndarray, power_x0: np.ndarray) -> np.ndarray:
+    """f_n = S_n[D(y)] / S_n[x0] per shell, power_denoised (..., K), power_x0 (K,) (DESIGN.md §5): the share of the final variance of the mode
+    already fixed at this step (law of total variance); (..., K), NaN where the samples do not vary.
+
+    For an exact denoiser and sampler it rises from 0 to 1 along generation; for a Gaussian field it
+    is P/(P + sigma^2). Values above 1 mean D(y) varies more than the samples do (an inconsistent model).
+    """
+    varies = varying_shells(power_x0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(s1 > 0, s0 / s1, np.nan)
-    return np.sqrt(np.clip(ratio - 1.0, 0.0, None)) / (2 * math.sin(k1 / 2))
+        return np.where(varies, power_denoised / power_x0, np.nan)
+
+
+def gaussian_stiffness(power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """s_G = sigma^2 / (P_n + sigma^2): the stiffness of a Gaussian field with the samples' shell power P_n.
+
+    power_x0: (K,); sigma: (S,) -> (S, K) (DESIGN.md §5).
+    """
+    s2 = np.asarray(sigma, dtype=float)[:, None] ** 2
+    return s2 / (np.asarray(power_x0)[None, :] + s2)
+
+
+def tweedie_gain(power_denoised: np.ndarray, power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The mean mode gain an exact denoiser must have: E_y <v, J v> = (Var <v, x0> - Var <v, D>) / sigma^2.
+
+    From J = Cov[x0 | y] / sigma^2 and the law of total variance (DESIGN.md §5); power_denoised
+    (S, M), power_x0 (M,) for M modes, sigma (S,) -> (S, M).
+    """
+    return (np.asarray(power_x0)[None, :] - power_denoised) / np.asarray(sigma, dtype=float)[:, None] ** 2
+
+
+def correlation_length(power: np.ndarray, k2: np.ndarray) -> np.ndarray:
+    """Ornstein–Zernike correlation length: S(k) = S0 / (1 + xi^2 k^2) fitted over the low bins (DESIGN.md §4).
+
+    power: (..., C, Q) ``bin_power``, averaged over channels here; k2: (Q,) |k|^2 of each bin. Weighted
+    least squares of 1/S_q = a + b k_q^2, each bin weighted by the inverse variance of 1/S_q (∝ S_q^2:
+    S_q has a relative error independent of q), xi = sqrt(b / a) pixels. With only the DC and the
+    first shell's bins this is the second-moment estimator sqrt(S(0)/S(k1) - 1) / |k1|. Returns
+    (...,): NaN where undefined (no power in a bin, a <= 0 or b < 0: no decaying correlation).
+    """
+    power = np.asarray(power, dtype=float).mean(-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.all(np.isfinite(power) & (power > 0), axis=-1)
+        safe = np.where(ok[..., None], power, 1.0)
+        inverse, weight = 1.0 / safe, safe**2
+        sw = weight.sum(-1)
+        mean_k2 = (weight * k2).sum(-1) / sw
+        mean_inv = (weight * inverse).sum(-1) / sw
+        dk = k2 - mean_k2[..., None]
+        b = (weight * dk * (inverse - mean_inv[..., None])).sum(-1) / (weight * dk**2).sum(-1)
+        a = mean_inv - b * mean_k2
+        xi = np.sqrt(b / a)
+    return np.where(ok & (a > 0) & (b >= 0), xi, np.nan)
+
+
+def point_stiffness(gains: np.ndarray, shell: np.ndarray, n_shells: int) -> np.ndarray:
+    """Per probe point stiffness of each shell: 1 - mean of the shell's gains; (..., P, M) -> (..., P, K)."""
+    return np.stack([1.0 - gains[..., shell == n].mean(-1) for n in range(n_shells)], -1)
+
+
+# A probe point counts as unstable in a shell when its stiffness is below -UNSTABLE_DEPTH: ten times
+# the float32 resolution of s, above finite-difference error (~1e-4) and end-of-run round-off.
+UNSTABLE_DEPTH = 10 * STIFFNESS_RESOLUTION
+
+
+def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
+    """u_n: the share of probe points whose shell stiffness is resolved below 0 (DESIGN.md §5); (..., P, K) -> (..., K)."""
+    return (point_s < -UNSTABLE_DEPTH).mean(-2)

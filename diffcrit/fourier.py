@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -141,9 +142,47 @@ def fourier_sums(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return f.sum(0), (f.real**2 + f.imag**2).sum(0)
 
 
-def low_mode_coefficients(f: torch.Tensor) -> torch.Tensor:
-    """Per-sample coefficients F(0,0), F(0,1), F(1,0) of a ``spectrum`` F: (N, C, 3) complex128.
+@dataclass(frozen=True)
+class LowBins:
+    """The FFT bins of shells 0..K-1 (both k and -k), whose per-sample coefficients are kept.
 
-    Enough to evaluate the second-moment correlation length on any resample of the samples.
+    index: (Q,) flat positions n_y * W + n_x (FFT order) into an (H, W) spectrum; shell: (Q,) shell
+    of each bin; k2: (Q,) continuum |k|^2 (rad/pixel)^2. Summing a connected power over a shell's
+    bins equals summing Var <v, field> over the shell's unit real plane waves v (cos and sin).
     """
-    return torch.stack([f[..., 0, 0], f[..., 0, 1], f[..., 1, 0]], dim=-1)
+
+    index: torch.Tensor
+    shell: torch.Tensor
+    k2: torch.Tensor
+    n_shells: int
+
+    def shell_k2(self) -> list[float]:
+        """Mean |k|^2 of each shell's bins (K,)."""
+        return [float(self.k2[self.shell == n].mean()) for n in range(self.n_shells)]
+
+
+def low_bins(height: int, width: int, n_shells: int) -> LowBins:
+    """Every FFT bin of shells 0..K-1 of an (H, W) field, in FFT order."""
+    shells = shell_map(height, width).flatten()
+    index = torch.nonzero(shells < n_shells).flatten()
+    ny = integer_frequencies(height)[:, None].double().expand(height, width).flatten()[index]
+    nx = integer_frequencies(width)[None, :].double().expand(height, width).flatten()[index]
+    k2 = (2 * math.pi) ** 2 * ((nx / width) ** 2 + (ny / height) ** 2)
+    return LowBins(index=index, shell=shells[index], k2=k2, n_shells=n_shells)
+
+
+def shell_coefficients(f: torch.Tensor, bins: LowBins) -> torch.Tensor:
+    """Per-sample coefficients of a ``spectrum`` F at the low bins: (N, C, Q) complex128.
+
+    Enough to evaluate every ensemble observable of the low shells (structure factors, the
+    decided fraction, correlation lengths) on any resample of the samples.
+    """
+    return f.flatten(-2)[..., bins.index.to(f.device)]
+
+
+def direction_bins(directions: ProbeDirections, bins: LowBins) -> tuple[np.ndarray, np.ndarray]:
+    """(channel, low-bin position) of each probe direction: (M,), (M,) for indexing (C, Q) arrays."""
+    height_width = int(directions.vectors.shape[-2]), int(directions.vectors.shape[-1])
+    flat = (directions.freq[:, 0] % height_width[0]) * height_width[1] + directions.freq[:, 1] % height_width[1]
+    position = {int(q): j for j, q in enumerate(bins.index)}
+    return directions.channel.numpy(), np.array([position[int(q)] for q in flat])

@@ -6,8 +6,9 @@
 sampling again:
   1. while sampling, probe every ``coarse_stride(S)``-th step and the last, and keep the probe
      points y (P, C, H, W) of every step (a temporary file, not memory);
-  2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §5) on the
-     steps probed so far: the first resolved sign change of s at the lowest shell
+  2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §6) on the
+     steps probed so far: the first probed step with unstable points and the one before it
+     (``instability_onset``), the first resolved sign change of s at the lowest shell
      (``stiffness_zero``, detection.zero_crossing), and
      the steps either side of the minimum of that s (``stiffness_min``; only where s varies by more
      than detection.STIFFNESS_DIP_FLOOR: a flat, round-off-level curve has no dip to resolve) and
@@ -65,15 +66,21 @@ def _middles(step: int, neighbours: tuple[int | None, int | None]) -> set[int]:
             for n in neighbours if n is not None and abs(n - step) > 1}
 
 
-def refinement(probed: list[int], s_low: np.ndarray, xi_eq: np.ndarray,
+def refinement(probed: list[int], s_low: np.ndarray, xi_eq: np.ndarray, unstable: np.ndarray | None = None,
                resolution: float = STIFFNESS_RESOLUTION) -> set[int]:
     """Steps to probe next so that each probe-based marker's bracket shrinks (step 3 above).
 
-    probed: the steps probed so far; s_low, xi_eq: (S,) per step, NaN where not probed or undefined.
+    probed: the steps probed so far; s_low, xi_eq, unstable (the decision shell's instability
+    fraction, trajectories only): (S,) per step, NaN where not probed or undefined.
     Returns an empty set when every bracket is two adjacent steps.
     """
     probed_steps = np.array(sorted(probed))
     wanted: set[int] = set()
+    if unstable is not None:  # the bracket of instability_onset: last step with none unstable, first with some
+        valid = probed_steps[np.isfinite(unstable[probed_steps])]
+        positive = np.flatnonzero(unstable[valid] > 0)
+        if positive.size and positive[0] > 0:
+            wanted |= _middles(int(valid[positive[0]]), (int(valid[positive[0] - 1]), None))
     valid = probed_steps[np.isfinite(s_low[probed_steps])]
     if valid.size:
         s = s_low[valid]

@@ -7,8 +7,11 @@ Gaussian dip centred on a chosen t_c (DESIGN.md §3, §5):
     xi_eq(t)   = 1 + 4 exp(-(t - t_c)^2 / (2 w^2))                 peaks at t_c
     xi_D(t)    = 0.5 + 3 / (1 + exp((t - t_c) / 0.3))              grows fastest at t_c
 
-so the markers stiffness_min, xi_eq_peak and xi_growth sit at t_c, stiffness_zero sits where s_0
-first crosses 0 in generation order, and the consensus (their median) is exactly t_c.
+    decided_n(t) = 1 / (1 + exp((t - t_c) / 0.3))                  crosses 1/2 at t_c
+
+so the markers decision (the primary marker along trajectories), stiffness_min, xi_eq_peak and
+xi_growth sit at t_c, stiffness_zero sits where s_0 first crosses 0 in generation order, and
+critical.t is exactly t_c.
 ``make_guide_result`` follows the guide contract of issue 5.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-MARKER_NAMES = ("stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")
+MARKER_NAMES = ("decision", "instability_onset", "stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")
 
 
 def make_analyze_result(
@@ -52,6 +55,8 @@ def make_analyze_result(
     xi_eq = 1 + 4 * bump
     xi_denoised = 0.5 + 3 / (1 + np.exp((t - t_c) / 0.3))
     xi_state = 0.3 + 0.5 * xi_denoised
+    decided = 1 / (1 + np.exp((t - t_c) / 0.3))
+    unstable = np.clip(-(stiffness - 1e-3), 0, None) > 0
 
     step_records = []
     for i in range(steps):
@@ -68,15 +73,22 @@ def make_analyze_result(
             "r": float((stiffness[i, 0]) / sigma[i] ** 2) if probed else None,
             "kappa": 0.5 if probed else None,
             "xi_eq": float(xi_eq[i]) if probed else None,
+            "decided": [float(decided[i])] * shells,
+            "decided_ci95": [[float(decided[i]) - 0.02, float(decided[i]) + 0.02]] * shells,
+            "gaussian_stiffness": [float(sigma[i] ** 2 / (1 + sigma[i] ** 2))] * shells,
+            "unstable_fraction": [float(u) for u in unstable[i]] if probed else None,
+            "x0_consistent": True,
         })
 
     # stiffness_zero: first crossing below zero in generation order (t decreasing), DESIGN.md §5
     t_zero = t_c + width * math.sqrt(2 * math.log(depth)) if depth > 1 else None
-    marker_ts = {"stiffness_zero": t_zero, "stiffness_min": t_c, "xi_eq_peak": t_c, "xi_growth": t_c}
-    markers = {name: (_at(t_m, t, sigma, steps) if t_m is not None else None) for name, t_m in marker_ts.items()}
-    critical = {"found": True, **_at(t_c, t, sigma, steps),
-                "ci95": [t_c - ci_halfwidth, t_c + ci_halfwidth] if ci_halfwidth is not None else None,
-                "markers": markers}
+    marker_ts = {"decision": t_c, "instability_onset": t_zero, "stiffness_zero": t_zero, "stiffness_min": t_c,
+                 "xi_eq_peak": t_c, "xi_growth": t_c}
+    ci = (lambda v: [v - ci_halfwidth, v + ci_halfwidth]) if ci_halfwidth is not None else (lambda v: None)
+    markers = {name: ({**_at(t_m, t, sigma, steps), "ci95": ci(t_m), "presence": 1.0} if t_m is not None else None)
+               for name, t_m in marker_ts.items()}
+    critical = {"found": True, **_at(t_c, t, sigma, steps), "ci95": ci(t_c), "presence": 1.0,
+                "primary": "decision", "regime": "trajectory", "decision_shell": 0, "markers": markers}
 
     side = shape[-1]
     return {
@@ -94,6 +106,8 @@ def make_analyze_result(
         "shells": [2 * math.pi * k / side for k in range(shells)],
         "steps": step_records,
         "critical": critical,
+        "diagnostics": {"total_variance": {"limit": 1.25, "max_decided": [1.0] * shells, "inconsistent_steps": []},
+                        "tweedie": {"median_ratio": [1.0] * shells}, "xi": {"undefined_steps_denoised": 0}},
         "timing": {"total_s": 1.0},
     }
 

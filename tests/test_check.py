@@ -214,7 +214,7 @@ def invoke(cli, *args):
 def test_cli_pass_exits_0(cli, files):
     res = invoke(cli, files["same"], "--baseline", files["base"])
     assert res.exit_code == 0, res.output
-    assert "critical.t" in res.output and "passed: 12 checks" in res.output
+    assert "critical.t" in res.output and "passed: 14 checks" in res.output
 
 
 def test_cli_regression_exits_1_and_writes_reports(cli, files, tmp_path):

@@ -49,6 +49,35 @@ def test_xi_growth_ignores_round_off_at_small_sigma():
     assert marker == pytest.approx(math.log1p(9.0), rel=0.05)
 
 
-def test_consensus_is_the_median_of_present_markers():
-    assert detection.consensus({"a": 1.0, "b": None, "c": 3.0, "d": 2.5}) == 2.5
-    assert detection.consensus({"a": None}) is None
+def test_primary_marker_per_regime_is_never_a_median():
+    assert detection.PRIMARY == {"trajectory": "decision", "zero": "stiffness_zero"}
+    assert not hasattr(detection, "consensus")
+
+
+def test_decision_reads_the_monotone_fit_of_a_wiggly_curve():
+    t = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    f = np.array([0.1, 0.3, 0.55, 0.45, 0.8, 1.0])  # one wiggle across 1/2: pooled by the isotonic fit
+    assert detection.decision(t, f) == pytest.approx(3.0)  # fit 0.1, 0.3, 0.5, 0.5, 0.8, 1.0 reaches 1/2 at t = 3
+    assert detection.decision(t, np.array([0.6, 0.7, 0.8, 0.9, 0.95, 1.0])) is None  # never below 1/2
+    assert detection.decision(t, np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.45])) is None  # never above
+    assert detection.decision(t, np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])) == pytest.approx(2.5)
+
+
+def test_instability_onset_needs_a_step_before_and_after():
+    t = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    assert detection.instability_onset(t, np.array([0.0, 0.0, 0.5, 0.2, 0.0])) == pytest.approx(3.5)
+    assert detection.onset_bracket(t, np.array([0.0, 0.0, 0.5, 0.2, 0.0])) == (4.0, 3.0)
+    assert detection.instability_onset(t, np.array([0.5, 0.5, 0.0, 0.0, 0.0])) is None  # unstable from the start
+    assert detection.instability_onset(t, np.array([0.0, 0.0, 0.0, 0.0, 0.5])) is None  # last step only: round-off
+    assert detection.instability_onset(t, np.array([0.0, np.nan, 0.0, 0.5, 0.1])) == pytest.approx(2.5)
+
+
+def test_bootstrap_modes_split_a_bimodal_distribution():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(1.0, 0.05, 300), rng.normal(3.0, 0.05, 100)])
+    modes = detection.bootstrap_modes(values)
+    assert [round(m["t"], 1) for m in modes] == [1.0, 3.0]
+    assert modes[0]["share"] == pytest.approx(0.75)
+    summary = detection.summarize_bootstrap(list(values) + [None] * 100)
+    assert summary["presence"] == pytest.approx(0.8) and summary["multimodal"]
+    assert len(detection.bootstrap_modes(rng.normal(2.0, 0.1, 400))) == 1

@@ -292,9 +292,26 @@ def test_cli_suggest(cond_folder, critical_json):
     assert document["critical"]["ci95"] == pytest.approx([0.42, 0.48])
 
 
-def test_measured_critical_time_comes_from_analyze(cond_folder):
+def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
+    # A random-weight UNet's D(y) is inconsistent at every step (decided fraction > 1.25): it has no
+    # critical time, and guide says so in one line.
+    with pytest.raises(UserError, match="analyze found no critical time"):
+        guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, width=0.4, **FAST)
+    from diffcrit import engine
+
+    real = engine.analyze
+    seen = {}
+
+    def analyze_with_a_critical_time(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.update(kwargs)
+        result.document["critical"].update(found=True, t=0.5, ci95=[0.4, 0.6])
+        return result
+
+    monkeypatch.setattr(engine, "analyze", analyze_with_a_critical_time)
     result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, width=0.4,
                    **FAST)
+    assert seen["seed"] == 2 and seen["samples"] == 3 and seen["class_label"] == 0
     critical = result.document["critical"]
     assert critical["source"].startswith("analyze (class 0, 3 samples, seed 2")  # seeds apart from the guide's
     assert result.document["arms"][0]["guided_steps_mean"] >= 1

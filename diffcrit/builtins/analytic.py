@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from scipy import optimize
 
 from ..fourier import ProbeDirections, integer_frequencies
 
@@ -59,12 +61,24 @@ class GaussianField:
     def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
         p = self.power(directions.freq)
         curves = [_shell_means(s**2 / (p + s**2), directions) for s in sigmas]
+        # decision on the DC shell: P(0)/(P(0) + sigma^2) = 1/2 at t = log(1 + P(0)), the mode's speciation time
         return {"critical_t": None, "stiffness": curves, "exact_everywhere": True,
-                "formula": "s(k) = sigma^2 / (P(k) + sigma^2)"}
+                "formula": "s(k) = sigma^2 / (P(k) + sigma^2); decided fraction P/(P + sigma^2)",
+                "markers": {"decision": math.log1p(float(self.spectrum[0, 0]))}}
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "xi": self.xi, "variance": self.variance,
                 "spectrum": "P(k) = A / (1 + (xi |k|)^2), mean_k P = variance"}
+
+
+def mixture_decided(a: float, nodes: int = 80) -> float:
+    """E tanh^2(a + sqrt(a) z), z standard normal (Gauss–Hermite): the two-point mixture's decided fraction."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    return float((w * np.tanh(a + math.sqrt(a) * z) ** 2).sum() / w.sum())
+
+
+# a = |m|^2 / sigma^2 at which the mixture is half decided (E tanh^2 = 1/2).
+MIXTURE_HALF_DECIDED_A = float(optimize.brentq(lambda a: mixture_decided(a) - 0.5, 1e-3, 10.0))
 
 
 @dataclass
@@ -98,7 +112,10 @@ class TwoPointMixture:
         projection2 = (directions.vectors.double().flatten(1) @ self.mean.double().flatten()) ** 2
         curves = [_shell_means(1 - projection2 / s**2, directions) for s in sigmas]
         return {"critical_t": math.log1p(self.m2), "stiffness": curves, "exact_everywhere": False,
-                "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2)"}
+                "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2); along trajectories the "
+                           "decided fraction is E tanh^2(a + sqrt(a) z), a = |m|^2 / sigma^2",
+                "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2),
+                            "decision": math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)}}
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}

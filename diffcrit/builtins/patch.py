@@ -134,6 +134,7 @@ class PatchModel:
                 "formula": "at y = 0: s(k) = 1 - C_Omega(k)/sigma^2, C_Omega(k) = sum_{delta in Omega} C(delta) "
                            "cos(k.delta); t_c = log(1 + C_Omega(0))",
                 "C_Omega_0": patch_sum(self.correlation),
+                "markers": {"stiffness_zero": patch_critical_t(self.correlation)},
                 "aligned_limit_t": math.log1p(self.p**2)}
 
     def describe(self) -> dict:

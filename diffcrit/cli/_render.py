@@ -45,35 +45,42 @@ def _sparkline(values: list, width: int = 40) -> str:
 
 
 def render_summary(console: Console, document: dict) -> None:
-    """Critical time, markers (with theory beside them where it exists) and compact curves."""
+    """Critical time (the regime's primary marker), every marker with its ci95 and presence, compact curves."""
     critical = document["critical"]
     theory = document.get("theory") or {}
-    title = f"{document['model']['id']} — critical time"
+    title = f"{document['model']['id']} — markers ({critical.get('regime', 'trajectory')} regime)"
     table = Table(title=title, title_justify="left")
-    for column in ("", "t", "sigma", "step", "fraction"):
-        table.add_column(column, justify="right" if column else "left")
-    if theory.get("critical_t") is not None:
-        table.add_column("theory t", justify="right")
-    rows = [("consensus", critical)] + [(name, marker) for name, marker in critical["markers"].items()]
-    for name, entry in rows:
-        cells = [name] + [_fmt((entry or {}).get(k)) for k in ("t", "sigma", "step", "fraction")]
-        if theory.get("critical_t") is not None:
-            cells.append(_fmt(theory["critical_t"]))
-        table.add_row(*cells)
+    for column in ("marker", "t", "ci95", "presence", "sigma", "step"):
+        table.add_column(column, justify="left" if column == "marker" else "right", no_wrap=True)
+    for name, entry in critical["markers"].items():
+        entry = entry or {}
+        ci = entry.get("ci95")
+        label = name + (" *" if name == critical.get("primary") else "") + (" (multimodal)" if entry.get("multimodal") else "")
+        table.add_row(label, _fmt(entry.get("t")), f"{_fmt(ci[0])}..{_fmt(ci[1])}" if ci else "-",
+                      _fmt(entry.get("presence")), _fmt(entry.get("sigma")), _fmt(entry.get("step")))
     console.print(table)
+    primary = critical.get("primary", "")
     if critical["found"]:
         ci = critical.get("ci95")
         console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
-                      f"  (method: {document['environment']['probe_method']})", highlight=False)
+                      f"  (* primary marker: {primary}; exact t = {_fmt((theory.get('markers') or {}).get(primary))})",
+                      highlight=False)
     else:
-        console.print("no critical time found (no marker is an interior feature of its curve)", style="yellow")
+        console.print(f"no critical time: the primary marker ({primary}) was not found", style="yellow")
+    inconsistent = ((document.get("diagnostics") or {}).get("total_variance") or {}).get("inconsistent_steps") or []
+    if inconsistent:
+        console.print(f"{len(inconsistent)} step(s) with an inconsistent x0 estimate (decided fraction > 1.25) "
+                      f"left out of the markers: {inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}",
+                      style="yellow", highlight=False)
     if theory.get("measured_minus_predicted"):
         console.print("measured - theory: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in theory["measured_minus_predicted"].items()),
                       highlight=False)
     steps = document["steps"]
     s_low = [(s["stiffness"] or [None])[0] for s in steps]
     xi = [s["xi_denoised"] for s in steps]
-    for label, values in (("s(k=0)  ", s_low), ("xi(D(y))", xi)):
+    shell = critical.get("decision_shell")
+    decided = [None if shell is None else (s.get("decided") or [None] * (shell + 1))[shell] for s in steps]
+    for label, values in (("decided ", decided), ("s(k=0)  ", s_low), ("xi(D(y))", xi)):
         line = _sparkline(values)
         if line:
             console.print(f"{label} {line}   (generation order →)", highlight=False)
