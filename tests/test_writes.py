@@ -270,7 +270,55 @@ def test_stdout_on_a_full_disk_is_one_line():
     one_stderr_line(done, "stdout", "No space left on device")
 
 
+def test_npy_states_on_a_full_disk_is_one_line_not_sigbus(mount_tmpfs):
+    small = mount_tmpfs("size=64k")
+    target = small / "states.npy"  # 6 steps x 2 x 3 samples x 32 x 32 float32 = 147 KiB > 64 KiB
+    done = run_process("analyze", *fast("builtin:gaussian?size=32"), "--save-states", target)
+    one_stderr_line(done, "states.npy", "No space left on device")
+    assert leftovers(small) == []
+
+
+def test_folder_states_on_a_small_disk_keep_the_steps_written(mount_tmpfs):
+    small = mount_tmpfs("size=16k")  # 4 pages: a few steps fit
+    states = small / "states"
+    one_line_error(run("analyze", *FAST, "--save-states", states), "No space left on device")
+    written = [s["index"] for s in json.loads((states / "index.json").read_text())["steps"]]
+    assert written == list(range(len(written))) and len(written) < 6
+    assert sorted(p.name for p in states.iterdir()) == ["index.json", *(f"step_{i:04d}.safetensors" for i in written)]
+    for i in written:
+        assert load_file(str(states / f"step_{i:04d}.safetensors"))["y"].shape == (3, 1, 8, 8)
+
+
 # -- the CLI: states folders -----------------------------------------------------------------------
+
+
+def test_reused_states_folder_drops_the_stale_steps_of_a_longer_run(tmp_path):
+    states = tmp_path / "states"
+    assert run("analyze", *FAST, "--save-states", states).exit_code == 0
+    (states / "notes.txt").write_text("mine")
+    assert run("analyze", *fast(steps=4), "--save-states", states).exit_code == 0
+    index = json.loads((states / "index.json").read_text())
+    assert [s["index"] for s in index["steps"]] == [0, 1, 2, 3]
+    assert sorted(p.name for p in states.glob("step_*")) == [f"step_{i:04d}.safetensors" for i in range(4)]
+    assert (states / "notes.txt").read_text() == "mine"  # only diffcrit's own step files are removed
+
+
+def test_a_folder_that_is_not_a_states_folder_is_refused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "step_0001.safetensors").write_text("not ours")
+    one_line_error(run("analyze", *FAST, "--save-states", folder), "photos", "not empty", "index.json")
+    assert calls == [] and (folder / "step_0001.safetensors").read_text() == "not ours"
+
+
+def test_read_only_states_folder_is_one_line_before_loading(mount_tmpfs, monkeypatch):
+    calls = []
+    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    folder = mount_tmpfs("ro,size=64k")
+    one_line_error(run("analyze", *FAST, "--save-states", folder), "--save-states", "not writable")
+    assert calls == []
 
 
 # -- the CLI: two outputs, one file ----------------------------------------------------------------
