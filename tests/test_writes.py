@@ -258,6 +258,13 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(full_disk, tmp_path):
         assert leftovers(full_disk) == []
 
 
+def test_cli_failed_plot_keeps_the_finished_json(full_disk, tmp_path):
+    out = tmp_path / "r.json"
+    one_line_error(run("analyze", *FAST, "--out", out, "--plot", full_disk / "f.png"), "f.png", "No space left")
+    assert json.loads(out.read_text())["model"]["id"] == MODEL
+    assert leftovers(full_disk) == []
+
+
 def test_cli_out_dev_full_is_one_line(tmp_path):
     assert_special_files_are_written_through(tmp_path)
     one_line_error(run("analyze", *FAST, "--out", "/dev/full"), "/dev/full", "No space left on device")
@@ -324,3 +331,65 @@ def test_read_only_states_folder_is_one_line_before_loading(mount_tmpfs, monkeyp
 # -- the CLI: two outputs, one file ----------------------------------------------------------------
 
 
+def test_two_outputs_of_one_command_never_share_a_file(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    out, samples, link = tmp_path / "x.json", tmp_path / "s.safetensors", tmp_path / "link"
+    link.symlink_to(samples)
+    one_line_error(run("analyze", *FAST, "--out", out, "--save-samples", out), "same file", "--save-samples")
+    one_line_error(run("analyze", *FAST, "--out", link, "--save-samples", samples), "same file")
+    one_line_error(run("analyze", *FAST, "--save-states", out.with_suffix(".npy"), "--out", out.with_suffix(".npy")),
+                   "same file")
+    guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--steps", "4", "--samples",
+             "2", "--bootstrap", "10", "--quiet"]
+    one_line_error(run(*guide, "--out", samples, "--save-samples", samples), "same file")
+    assert calls == [] and not any(tmp_path.glob("x.*")) and not samples.exists()
+
+
+def test_outputs_never_overwrite_each_other_or_the_commands_inputs(tmp_path):
+    base, cand = tmp_path / "base.json", tmp_path / "cand.json"
+    for path in (base, cand):
+        path.write_text(json.dumps(make_analyze_result(1.5)))
+    before = base.read_bytes()
+    one_line_error(run("check", cand, "-b", base, "--report", tmp_path / "r", "--junit", tmp_path / "r"), "same file")
+    one_line_error(run("check", cand, "-b", base, "--report", base), "same file", "--baseline")
+    one_line_error(run("check", cand, "-b", base, "--junit", cand), "same file")
+    assert base.read_bytes() == before and not (tmp_path / "r").exists()
+    figure = tmp_path / "result.svg"  # a result JSON under a figure's name
+    figure.write_bytes(before)
+    one_line_error(run("plot", figure, "-o", figure), "same file")
+    assert figure.read_bytes() == before
+    one_line_error(run("predict", "--data", "builtin:mixture", "--compare", cand, "--out", cand, "--quiet"),
+                   "same file", "--compare")
+    one_line_error(run("guide", "--model", "builtin:digits", "--critical-from", cand, "--out", cand, "--quiet"),
+                   "same file", "--critical-from")
+    assert cand.read_bytes() == before
+
+
+def test_dev_null_takes_any_number_of_outputs(tmp_path):
+    assert_special_files_are_written_through(tmp_path)
+    result = run("analyze", *FAST, "--out", "/dev/null", "--save-samples", "/dev/null")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_save_samples_must_be_named_safetensors(tmp_path):
+    one_line_error(run("analyze", *FAST, "--save-samples", tmp_path / "s.npy"), "s.npy", ".safetensors")
+    guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--steps", "4", "--samples",
+             "2", "--bootstrap", "10", "--quiet"]
+    one_line_error(run(*guide, "--save-samples", tmp_path / "g.npy"), "g.npy", ".safetensors")
+    with pytest.raises(UserError, match="safetensors"):
+        diffcrit.analyze(MODEL, steps=4, samples=2, bootstrap=0, save_samples_to=tmp_path / "s.pt")
+    assert not any(tmp_path.iterdir())
+
+
+def test_guide_outputs_that_cannot_be_written_keep_the_finished_json(full_disk, tmp_path):
+    out = tmp_path / "g.json"
+    guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--steps", "4", "--samples",
+             "2", "--bootstrap", "10", "--quiet"]
+    result = run(*guide, "--out", out, "--save-images", full_disk / "grids")
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and "all.png" in errors[0] and "No space left" in errors[0], result.output
+    assert json.loads(out.read_text())["kind"] == "guide"
+    assert leftovers(full_disk, "grids") == [] and list((full_disk / "grids").iterdir()) == []
