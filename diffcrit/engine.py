@@ -35,12 +35,11 @@ from .errors import ModelOutputError, UserError
 from .frame import t_to_sigma
 from .fourier import (LowBins, ProbeDirections, direction_bins, low_bins, plane_wave_directions, shell_coefficients,
                       shell_wave_numbers, spectrum)
-from .io import check_writable
 from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
 from .report import SCHEMA_VERSION, TIME_CONVENTION, Result, clean, environment, now_iso
 from .sampling import StepInfo, per_sample_noise
-from .states import open_states, save_samples
+from .states import check_samples_path, check_states_target, open_states, save_samples
 
 Callback = Callable[[dict], None]
 
@@ -168,7 +167,9 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
                         "use at least one sample per process")
     if save_samples_to is not None and ranks.is_main:
-        check_writable(save_samples_to, "--save-samples file")
+        check_samples_path(save_samples_to)
+    if save_states is not None and ranks.is_main:
+        check_states_target(save_states)
     with ranks.main_first():
         loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()

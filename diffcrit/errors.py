@@ -28,6 +28,13 @@ class ModelOutputError(UserError):
     """The model produced NaN or Inf; the message names the step."""
 
 
+class OutputError(UserError):
+    """An output could not be written (full disk, read-only folder, closed pipe): names the path and the reason.
+
+    ``__cause__`` holds the ``OSError``; nothing half-written is left behind (diffcrit/io.py).
+    """
+
+
 def require(condition: bool, message: str, hint: str | None = None) -> None:
     """Raise ``UserError(message, hint)`` unless ``condition`` holds."""
     if not condition:

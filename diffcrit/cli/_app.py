@@ -1,12 +1,14 @@
 """The Typer application and what every command shares: error mapping, output, console.
 
 Contract (DESIGN.md §7): data on stdout or ``--out FILE``; progress and logs on stderr.
-Exit 0 ok, 1 a check failed, 2 bad input (one clear line, no traceback).
+Exit 0 ok, 1 a check failed, 2 bad input or an output that cannot be written (full disk, read-only
+folder, closed pipe): one clear line, no traceback, nothing half-written.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +16,7 @@ from typing import Any, Callable
 import typer
 from rich.console import Console
 
-from ..errors import UserError
+from ..errors import OutputError, UserError
 from ..report import write_document
 
 app = typer.Typer(
@@ -56,11 +58,34 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit_json(document: dict, out: Path | None, quiet: bool = False) -> None:
-    """Write ``document`` to ``out`` atomically, or to stdout when ``out`` is None."""
+    """Write ``document`` to ``out`` (diffcrit/io.py: atomic for a file), or to stdout when ``out`` is None."""
     if out is None:
-        sys.stdout.write(write_document(document))
-        sys.stdout.flush()
+        write_stdout(write_document(document))
     else:
         write_document(document, out)
         if not quiet:
             console.print(f"wrote {out}", style="dim", markup=False, highlight=False)
+
+
+def write_stdout(text: str) -> None:
+    """Data on stdout; a full disk or a closed pipe is an ``OutputError`` (one line), not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        _stdout_to_devnull()
+        raise OutputError(f"cannot write to stdout: {err.strerror or err}") from None
+
+
+def _stdout_to_devnull() -> None:
+    """After a failed write, point file descriptor 1 at /dev/null: the interpreter's last flush of the
+    unwritten rest then succeeds instead of printing a second error at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (e.g. a test runner's buffer)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

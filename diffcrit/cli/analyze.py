@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..io import check_writable
+from ..io import check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
 from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt,
                        PredictionTypeOpt, PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt,
@@ -72,6 +72,8 @@ def analyze(
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
     try:
         if main:
+            check_distinct([("--out", out), ("--plot", plot), ("--save-samples", save_samples),
+                            ("--save-states", save_states if save_states and save_states.suffix == ".npy" else None)])
             for path, what in ((out, "--out file"), (plot, "--plot file")):
                 if path is not None:
                     check_writable(path, what)
@@ -85,11 +87,11 @@ def analyze(
     if not main:
         return
     document = result.to_dict()
+    if not quiet:
+        render_summary(console, document)
+    emit_json(document, out, quiet)  # the finished JSON first: a figure that cannot be written keeps it
     if plot is not None:
         from ..plotting import plot_results
 
         plot_results([document], plot)
         console.print(f"wrote {plot}", style="dim", markup=False, highlight=False)
-    if not quiet:
-        render_summary(console, document)
-    emit_json(document, out, quiet)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -15,9 +14,9 @@ from ..check_report import format_measured, format_tolerance, render_junit, rend
 from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, compare_results, config_differences,
                         load_result, load_tolerances, outcomes_to_dict, validate_analyze)
 from ..errors import UserError
-from ..io import atomic_write_text, check_writable
+from ..io import atomic_write_text, check_distinct, check_writable
 from ..report import write_document
-from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors
+from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors, write_stdout
 
 _STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
 
@@ -60,6 +59,8 @@ def check(
                         "diffcrit check candidate.json --baseline baseline.json")
     if model is None and (save_candidate or device):
         raise UserError("--save-candidate and --device need --model")
+    check_distinct([("--report", report), ("--junit", junit), ("--save-candidate", save_candidate)],
+                   inputs=[("the candidate", candidate), ("--baseline", baseline), ("--config", config)])
     for path, what in ((report, "report"), (junit, "JUnit XML"), (save_candidate, "candidate result")):
         if path is not None:
             check_writable(path, what)
@@ -94,7 +95,7 @@ def check(
         atomic_write_text(junit, render_junit(outcomes, candidate=cand_label, baseline=str(baseline)))
         console.print(f"wrote {junit}", style="dim", markup=False, highlight=False)
     if as_json:
-        sys.stdout.write(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
+        write_stdout(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
     raise typer.Exit(EXIT_CHECK_FAILED if failed else EXIT_OK)
 
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import UserError
-from ..io import atomic_write_bytes, check_writable
+from ..io import atomic_write_bytes, check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
                        SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
@@ -70,9 +70,15 @@ def guide(
     main = is_main_process()
     quiet = quiet or not main
     # 1. Cheap checks before any model is loaded.
-    for path, what in ((out, "--out file"), (save_samples, "--save-samples file")):
-        if path is not None and main:
-            check_writable(path, what)
+    if main:
+        from ..states import check_samples_path
+
+        check_distinct([("--out", out), ("--save-samples", save_samples)],
+                       inputs=[("--critical-from", critical_from), ("--classifier", classifier)])
+        if out is not None:
+            check_writable(out, "--out file")
+        if save_samples is not None:
+            check_samples_path(save_samples)
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
     options = dict(at=at, compare=_split(compare, "--compare", str), scale=scale, width=width, steps=steps,
@@ -101,13 +107,13 @@ def guide(
             render_suggestion(console, document)
         emit_json(document, out)
         return
+    if not quiet:
+        render_guide(console, document)
+    emit_json(document, out)  # the finished JSON first: samples or grids that cannot be written keep it
     if save_samples is not None:
         _write_samples(save_samples, result)
     if save_images is not None:
         _write_grids(save_images, result.images)
-    if not quiet:
-        render_guide(console, document)
-    emit_json(document, out)
 
 
 def _split(text: str | None, option: str, kind: type) -> list | None:

@@ -9,7 +9,7 @@ import typer
 
 from ..checking import load_result
 from ..errors import UserError
-from ..io import check_writable
+from ..io import check_distinct, check_writable
 from ._app import app, console, user_errors
 
 
@@ -29,6 +29,7 @@ def plot(
 
     if out.suffix.lower() not in FORMATS:
         raise UserError(f"cannot tell the figure format of {out}", f"use one of {', '.join(FORMATS)}")
+    check_distinct([("--out", out)], inputs=[("the result", path) for path in results])
     check_writable(out, "figure")
     if label and len(label) != len(results):
         raise UserError(f"got {len(label)} --label for {len(results)} results", "give one --label per result")

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..io import check_writable
+from ..io import check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
 from ._options import OutOpt, QuietOpt
 
@@ -84,6 +84,7 @@ def predict(
 
     # 1. Cheap checks before reading any data.
     if out is not None:
+        check_distinct([("--out", out)], inputs=[("--data", data), ("--compare", compare)])
         check_writable(out, "--out file")
     result = None
     if compare is not None:
