@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, shorten
 
 METRIC_TARGET_PROB = "target_prob"
 METRIC_TOP1 = "top1"
@@ -117,7 +117,7 @@ def _diffcrit_classifier(path: Path, device, label_map) -> Scorer:
     try:
         model = load_classifier(path).to(device)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise UserError(f"cannot load the classifier in {path}: {str(err).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load the classifier in {path}: {shorten(str(err), 200)}") from None
     info = {"form": "diffcrit", "path": str(path), "classes": model.classes,
             "heldout_accuracy": model.heldout_accuracy}
     return Scorer(model, info, list(model.classes), label_map, device)
@@ -127,7 +127,7 @@ def _torchscript(path: Path, device, label_map) -> Scorer:
     try:
         model = torch.jit.load(str(path), map_location=device).eval()
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"--classifier {path} is not a TorchScript file: {str(err).splitlines()[0][:160]}",
+        raise UserError(f"--classifier {path} is not a TorchScript file: {shorten(str(err), 160)}",
                         "save it with torch.jit.save(torch.jit.script(model), path)") from None
     return Scorer(model, {"form": "torchscript", "path": str(path)}, None, label_map, device)
 
@@ -142,7 +142,7 @@ def _transformers(path: Path, device, label_map) -> Scorer:
         model = AutoModelForImageClassification.from_pretrained(path).to(device).eval()
         processor = AutoImageProcessor.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load a transformers classifier from {path}: {str(err).splitlines()[0][:160]}") from None
+        raise UserError(f"cannot load a transformers classifier from {path}: {shorten(str(err), 160)}") from None
     channels = int(getattr(model.config, "num_channels", 3))
 
     def fn(images: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,7 @@ def check_scorer(scorer: Scorer, n_classes: int, targets: list[int], image_shape
             logits = scorer.fn(torch.zeros(1, *image_shape, device=scorer.device))
     except Exception as err:  # a foreign classifier can fail in many ways; say which input it got
         raise UserError(f"the classifier failed on a {tuple(image_shape)} image in [-1, 1]: "
-                        f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}",
+                        f"{type(err).__name__}: {shorten(str(err), 160)}",
                         "it must take (B, C, H, W) float32 images in [-1, 1] and return logits (B, K)") from None
     if logits.ndim != 2 or logits.shape[0] != 1:
         raise UserError(f"the classifier returned shape {tuple(logits.shape)} for one image", "expected logits (B, K)")

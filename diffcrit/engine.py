@@ -31,7 +31,7 @@ from . import detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
 from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
-from .errors import ModelOutputError, UserError
+from .errors import ModelOutputError, UserError, shorten
 from .frame import t_to_sigma
 from .fourier import (LowBins, ProbeDirections, direction_bins, low_bins, plane_wave_directions, shell_coefficients,
                       shell_wave_numbers, spectrum)
@@ -388,7 +388,7 @@ class Prober:
                 if not self.ranks.any(error is not None):
                     return self._gather(local)
                 records.probe_method = "fd"
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}" if error else "on another rank"
+                reason = f"{type(error).__name__}: {shorten(str(error), 120)}" if error else "on another rank"
                 records.probe_note = f"forward AD failed ({reason}); used finite differences"
         try:
             return self._gather(self._local(info, points, records.probe_method))
@@ -396,7 +396,7 @@ class Prober:
             if records.probe_method != "jvp":
                 raise
             raise UserError(f"forward-mode AD (--probe jvp) fails through this model: {type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:160]}", "use --probe fd (or auto)") from None
+                            f"{shorten(str(err), 160)}", "use --probe fd (or auto)") from None
 
     def _gather(self, local: np.ndarray) -> np.ndarray:
         if self.ranks.world == 1:

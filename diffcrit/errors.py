@@ -7,6 +7,8 @@ Library code raises these; it never prints or exits.
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(ValueError):
     """A bad input: ``message`` says what was wrong and what is allowed; ``hint`` what to try next."""
@@ -39,3 +41,29 @@ def require(condition: bool, message: str, hint: str | None = None) -> None:
     """Raise ``UserError(message, hint)`` unless ``condition`` holds."""
     if not condition:
         raise UserError(message, hint)
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    """The first line of ``text`` (another library's message) in at most ``limit`` characters.
+
+    A longer line is cut after its last whole sentence that fits, when that keeps at least half of
+    ``limit``, else after its last whole word, and ends with "…"; a single word longer than ``limit``
+    is cut hard.
+    """
+    stripped = text.strip()
+    line = stripped.splitlines()[0].strip() if stripped else ""
+    if len(line) <= limit:
+        return line
+    room = line[: limit - 1]  # one character for the ellipsis
+    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(room) if m.end() <= limit - 2]  # room for " …"
+    if sentence_ends and sentence_ends[-1] >= limit // 2:
+        return line[: sentence_ends[-1]] + " …"
+    if line[limit - 1].isspace():  # the cut falls between two words
+        return room.rstrip() + "…"
+    word_start = room.rfind(" ")
+    if word_start <= 0:
+        return room + "…"
+    return room[:word_start].rstrip(" ,;:") + "…"

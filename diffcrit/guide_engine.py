@@ -31,7 +31,7 @@ from . import alignment
 from .config import at_least, build_config
 from .distributed import current
 from .report import write_document
-from .errors import ConditioningError, UserError
+from .errors import ConditioningError, UserError, shorten
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, Arm, Callback, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
@@ -205,7 +205,7 @@ def _download_vae(repo_id: str, options: LoadOptions) -> Path:
         return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=["vae/*"],
                                       local_files_only=options.offline)) / "vae"
     except Exception as err:  # hub errors come in many types
-        raise UserError(f"cannot get the VAE of {repo_id} to decode samples for scoring: {str(err).splitlines()[0][:160]}",
+        raise UserError(f"cannot get the VAE of {repo_id} to decode samples for scoring: {shorten(str(err), 160)}",
                         "run without a classifier, or make the VAE available (--offline needs a cached copy)") from None
 
 

@@ -18,7 +18,7 @@ import torch
 from . import builtins
 from .config import AnalyzeConfig
 from .denoisers import MODEL_CALLS, PREDICTION_TYPES, CallableDenoiser, DiffusersDenoiser
-from .errors import UserError
+from .errors import UserError, shorten
 from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper
 
 DENOISER_COMPONENTS = ("unet", "transformer")
@@ -116,7 +116,7 @@ def download(repo_id: str, options: LoadOptions) -> Path:
         return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=HUB_PATTERNS,
                                       local_files_only=options.offline))
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        reason = shorten(str(err), 160) if str(err) else type(err).__name__
         raise UserError(f"could not get hub model {repo_id!r}: {reason}",
                         "check the id, or pass a local folder (save_pretrained), or --offline with a cached copy") from None
 
@@ -176,7 +176,7 @@ def _load_denoiser_module(folder: Path, config: AnalyzeConfig, options: LoadOpti
     try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
         module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as err:
-        raise UserError(f"cannot load {class_name} from {folder}: {str(err).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
     if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
         raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
                         "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")

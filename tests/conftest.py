@@ -29,3 +29,13 @@ def ddim_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dit_folder(tmp_path_factory) -> Path:
     return save_dit_pipeline(tmp_path_factory.mktemp("dit"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip, saying why, where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._app import app
+from ._app import app, handle_sigterm
 from . import analyze as _analyze  # noqa: F401  (registers `analyze`)
 from . import models as _models  # noqa: F401  (registers `models`)
 from . import check as _check  # noqa: F401  (registers `check`)
@@ -12,4 +12,5 @@ from . import guide as _guide  # noqa: F401  (registers `guide`)
 
 
 def main() -> None:
+    handle_sigterm()
     app()

@@ -2,20 +2,23 @@
 
 Contract (DESIGN.md §7): data on stdout or ``--out FILE``; progress and logs on stderr.
 Exit 0 ok, 1 a check failed, 2 bad input or an output that cannot be written (full disk, read-only
-folder, closed pipe): one clear line, no traceback, nothing half-written.
+folder, closed pipe): one clear line, no traceback, nothing half-written; interrupted: 130 (Ctrl-C,
+SIGINT) or 143 (SIGTERM), 128 + the signal number as shells report it, with a note and no result.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import typer
 from rich.console import Console
 
+from .. import __version__
 from ..errors import OutputError, UserError
 from ..report import write_document
 
@@ -28,10 +31,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Everything for humans goes to stderr; stdout carries data only.
+# Everything for humans goes to stderr; stdout carries data only (JSON, the `models` listing).
 console = Console(stderr=True)
+data_console = Console()
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"diffcrit {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False) -> None:
+    pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that it unwinds like Ctrl-C (cleanup, note, no result)."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` (a ``KeyboardInterrupt``); the entry point calls this once."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def fail(message: str, hint: str | None = None) -> None:
@@ -42,7 +74,7 @@ def fail(message: str, hint: str | None = None) -> None:
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Map ``UserError`` to one stderr line and exit 2; Ctrl-C to exit 130 with a note."""
+    """Map ``UserError`` to one stderr line and exit 2; Ctrl-C to exit 130 and SIGTERM to 143, with a note."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,9 +82,11 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except UserError as err:
             fail(err.message, err.hint)
-        except KeyboardInterrupt:
-            console.print("interrupted: no result written", style="yellow")
-            raise typer.Exit(130)
+        except KeyboardInterrupt as interrupt:
+            signum = getattr(interrupt, "signum", signal.SIGINT)
+            what = "terminated" if signum == signal.SIGTERM else "interrupted"
+            console.print(f"{what}: no result written", style="yellow", markup=False, highlight=False)
+            raise typer.Exit(128 + signum)
 
     return wrapper
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -83,7 +85,7 @@ def check(
     # 3. Compare, render, exit.
     outcomes = compare_results(cand_doc, base_doc, tolerances)
     notes = config_differences(cand_doc, base_doc)
-    console.print(_table(outcomes, cand_label, str(baseline)))
+    render_check(console, outcomes, cand_label, str(baseline))
     for note in notes:
         console.print(f"note: {note}", style="dim", markup=False, highlight=False)
     failed = any_failed(outcomes)
@@ -111,15 +113,35 @@ def _analyse_candidate(model: str, baseline: dict[str, Any], device: str | None)
     return result.to_dict() if hasattr(result, "to_dict") else result
 
 
-def _table(outcomes, candidate: str, baseline: str) -> Table:
+def render_check(out: Console, outcomes, candidate: str, baseline: str) -> None:
+    """The check table; where a detail column would get under 40 characters (80-column CI logs), the
+    details follow the table, one per check, instead of wrapping every few characters."""
+    table = _table(outcomes, candidate, baseline, details=False)
+    if Measurement.get(out, out.options, table).maximum + _DETAIL_WIDTH <= out.width:
+        out.print(_table(outcomes, candidate, baseline, details=True))
+        return
+    out.print(table)
+    details = Table.grid(padding=(0, 2))
+    details.add_column(no_wrap=True)
+    details.add_column()
+    for o in outcomes:
+        details.add_row(Text(o.name), Text(o.detail), style=_STATUS_STYLE.get(o.status, "dim"))
+    out.print(details)
+
+
+_DETAIL_WIDTH = 40
+
+
+def _table(outcomes, candidate: str, baseline: str, details: bool) -> Table:
     table = Table(title=f"diffcrit check: {candidate} against {baseline}", title_justify="left", expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("measured", justify="right", no_wrap=True)
     table.add_column("tolerance", justify="right", no_wrap=True)
     table.add_column("unit", no_wrap=True)
-    table.add_column("detail", overflow="fold")
+    if details:
+        table.add_column("detail", min_width=_DETAIL_WIDTH)
     for o in outcomes:
-        cells = (o.name, o.status, format_measured(o), format_tolerance(o), o.unit, o.detail)
+        cells = (o.name, o.status, format_measured(o), format_tolerance(o), o.unit) + ((o.detail,) if details else ())
         table.add_row(*(Text(c) for c in cells), style=_STATUS_STYLE.get(o.status, "dim"))
     return table

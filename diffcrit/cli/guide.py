@@ -157,7 +157,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _ci(ci, fmt: str = ".3f") -> str:
-    return f"{ci[0]:{fmt}}–{ci[1]:{fmt}}" if ci else "-"
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "-"
 
 
 def _windows(arm: dict) -> str:
@@ -178,37 +178,43 @@ def render_guide(out: Console, document: dict) -> None:
     n = document["arms"][0]["n"] if document["arms"] else 0
     title = f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, n = {n} per arm"
     if critical.get("t") is not None:
-        title += f", t_c = {critical['t']:.3g} [{_ci(critical.get('ci95'), '.3g')}]"
-    table = Table(title=escape(title + "; cells: mean [ci95]"), title_justify="left", box=box.SIMPLE_HEAD)
+        title += f", t_c = {critical['t']:.3g} {_ci(critical.get('ci95'), '.3g')}"
+    # At 80 columns (CI logs) the numbers fit without an edge pad; only the window text may wrap.
+    table = Table(title=escape(title + "; cells: mean [ci95]"), title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)
     for column in ("arm", "window in t", "steps", *metrics):
-        table.add_column(column, justify="left" if column in ("arm", "window in t") else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column in ("arm", "window in t") else "right",
+                         no_wrap=column != "window in t", overflow="fold")
     for arm in document["arms"]:
         cells = [arm["name"], _windows(arm), _fmt(arm["guided_steps_mean"])]
         for m in metrics:
             stat = arm["metrics"][m]
-            cells.append(f"{stat['mean']:.3f} [{_ci(stat['ci95'], '.2f')}]")
-        table.add_row(*cells)
+            cells.append(f"{stat['mean']:.3f} {_ci(stat['ci95'], '.2f')}")
+        table.add_row(*(escape(c) for c in cells))
     out.print(table)
     if not document["scored"]:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
     treatment = document["arms"][0]["name"]
-    comparisons = Table(title=f"{treatment} − other arm, paired; r = matched-pairs rank-biserial", title_justify="left",
-                        box=box.SIMPLE_HEAD)
-    for column in ("versus", "metric", "diff", "ci95", "Wilcoxon p", "r"):
-        comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right")
+    comparisons = Table(title=escape(f"{treatment} − other arm, paired; p: Wilcoxon signed-rank, "
+                                     "r: matched-pairs rank-biserial"),
+                        title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("versus", "metric", "diff", "ci95", "p", "r"):
+        comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right", no_wrap=True)
     for c in document["comparisons"]:
-        comparisons.add_row(c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"),
-                            f"{c['wilcoxon_p']:.2g}", f"{c['effect_size']:+.2f}")
+        comparisons.add_row(*(escape(cell) for cell in (
+            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), f"{c['wilcoxon_p']:.2g}",
+            f"{c['effect_size']:+.2f}")))
     out.print(comparisons)
 
 
 def render_suggestion(out: Console, document: dict) -> None:
+    """The interval in t, sigma and steps; the evidence's source (often a long path) on its own line below."""
     interval, critical = document["interval"], document["critical"]
     table = Table(title=escape(f"{document['model']['id']} — recommended guidance interval"), title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")
-    rows = [("t_c (evidence)", f"{critical['t']:.4g} (ci95 {_ci(critical.get('ci95'), '.4g')})"), ("source", critical["source"]),
+    rows = [("t_c (evidence)", f"{critical['t']:.4g} (ci95 {_ci(critical.get('ci95'), '.4g')})"),
             ("window width W (t)", _fmt(document["window_width_t"])),
             ("t", f"[{interval['t'][0]:.4g}, {interval['t'][1]:.4g}]"),
             ("sigma", f"[{interval['sigma'][0]:.4g}, {interval['sigma'][1]:.4g}]"),
@@ -216,8 +222,9 @@ def render_suggestion(out: Console, document: dict) -> None:
              f"{interval['steps'][0]}..{interval['steps'][1]} ({interval['step_count']} steps)"),
             ("timesteps", f"{_fmt(interval['timesteps'][0])} .. {_fmt(interval['timesteps'][-1])}")]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(escape(name), escape(value))
     out.print(table)
+    out.print(f"t_c from: {critical['source']}", markup=False, highlight=False)
     for note in document.get("notes") or []:
         out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
 

@@ -1,25 +1,55 @@
-"""``diffcrit models``: the built-in models."""
+"""``diffcrit models``: the built-in models, a listing on stdout (data) or as JSON."""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from ..builtins import DEFAULT_MODEL, entries
-from ._app import app, console
+from ..builtins import DEFAULT_MODEL, PREFIX, BuiltinEntry, entries
+from ._app import app, data_console
 
 
 @app.command()
-def models() -> None:
+def models(as_json: Annotated[bool, typer.Option(
+        "--json", help="Print a JSON list of {name, kind, description, conditioning, parameters, default}.")] = False,
+           ) -> None:
     """List the built-in models (use as --model builtin:NAME[?k=v&...])."""
-    table = Table(title="built-in models", title_justify="left")
-    for column in ("name", "kind", "size", "conditioning", "good for", "options"):
-        table.add_column(column, no_wrap=column == "name", overflow="fold")
-    for entry in entries():
-        size = "-"
-        if entry.path is not None:
-            total = sum(p.stat().st_size for p in entry.path.rglob("*") if p.is_file())
-            size = f"{total / 2**20:.1f} MB"
-        options = ", ".join(f"{k}={v}" for k, v in entry.options().items())
-        name = f"builtin:{entry.name}" + (" (default)" if f"builtin:{entry.name}" == DEFAULT_MODEL else "")
-        table.add_row(name, entry.kind, size, entry.conditioning, entry.summary, options or "-")
-    console.print(table)
+    if as_json:
+        sys.stdout.write(json.dumps([_describe(entry) for entry in entries()], indent=2) + "\n")
+    else:
+        render_models(data_console, entries())
+
+
+def _describe(entry: BuiltinEntry) -> dict[str, Any]:
+    """One model as data; ``parameters`` are the ``?key=value`` options with their defaults."""
+    name = PREFIX + entry.name
+    return {"name": name, "kind": entry.kind, "description": entry.summary, "conditioning": entry.conditioning,
+            "parameters": entry.options(), "default": name == DEFAULT_MODEL}
+
+
+def _size(entry: BuiltinEntry) -> str:
+    if entry.path is None:
+        return ""
+    total = sum(p.stat().st_size for p in entry.path.rglob("*") if p.is_file())
+    return f", {total / 2**20:.1f} MB"
+
+
+def render_models(console: Console, listed: list[BuiltinEntry]) -> None:
+    """Name beside a block of kind, conditioning, summary and options: wraps at words at any width."""
+    table = Table(title="built-in models", title_justify="left", box=box.SIMPLE_HEAD, show_lines=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind; conditioning / good for / options (?key=value)")
+    for entry in listed:
+        described = _describe(entry)
+        name = described["name"] + ("\n(default)" if described["default"] else "")
+        options = ", ".join(f"{k}={v}" for k, v in entry.options().items()) or "-"
+        block = (f"{entry.kind}{_size(entry)}; conditioning: {entry.conditioning}\n{entry.summary}\n"
+                 f"options: {options}")
+        table.add_row(name, block, end_section=True)
+    console.print(table, markup=False, highlight=False)

@@ -1,0 +1,125 @@
+"""The command line around the commands: --version, no arguments, `models`, SIGTERM (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import diffcrit
+from diffcrit.builtins import DEFAULT_MODEL, entries
+from diffcrit.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_version_prints_the_package_version_on_stdout():
+    result = run("--version")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"diffcrit {diffcrit.__version__}\n" and result.stderr == ""
+
+
+def test_the_version_has_one_source():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffcrit.__version__"}
+
+
+def test_no_arguments_prints_help_on_stdout_and_exits_2():
+    """click's convention for a group called without a command (a usage error), pinned."""
+    result = run()
+    assert result.exit_code == 2
+    assert "Usage:" in result.stdout and "analyze" in result.stdout and "--version" in result.stdout
+
+
+def test_models_listing_is_data_on_stdout():
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    assert "builtin:mixture" in result.stdout and "builtin:gaussian" in result.stdout
+    assert result.stderr == ""
+
+
+def test_models_json_lists_names_descriptions_and_parameters():
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert [m["name"] for m in listing] == [f"builtin:{e.name}" for e in entries()]
+    by_name = {m["name"]: m for m in listing}
+    mixture = by_name["builtin:mixture"]
+    assert set(mixture) >= {"name", "kind", "description", "conditioning", "parameters", "default"}
+    assert mixture["parameters"] == {"size": 32, "channels": 1, "m2": 16.0} and mixture["kind"] == "analytic"
+    assert by_name[DEFAULT_MODEL]["default"] is True and sum(m["default"] for m in listing) == 1
+    assert all(m["description"] for m in listing)
+
+
+def test_models_table_reads_at_80_columns():
+    """Non-TTY (CI logs) at 80 columns: no line too long, no word of a cell broken or cut."""
+    from diffcrit.cli.models import render_models
+
+    buffer = StringIO()
+    render_models(Console(file=buffer, width=80, force_terminal=False), entries())
+    text = buffer.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    words = {w.strip(",;") for w in text.split()}
+    for entry in entries():
+        cells = [f"builtin:{entry.name}", entry.kind, entry.summary, entry.conditioning,
+                 ", ".join(f"{k}={v}" for k, v in entry.options().items())]
+        missing = [w for cell in cells for w in cell.split() if w.strip(",;") not in words]
+        assert not missing, (missing, text)
+
+
+def test_sigterm_is_an_interrupt_with_a_note_and_exit_143(tmp_path):
+    """SIGTERM (a scheduler, a CI timeout, `kill`) ends like Ctrl-C: a note, no result, exit 128 + 15."""
+    out, states, scratch = tmp_path / "r.json", tmp_path / "states", tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TMPDIR": str(scratch)}
+    command = [sys.executable, "-m", "diffcrit", "analyze", "--model", "builtin:gaussian?size=8", "--steps", "100000",
+               "--samples", "2", "--bootstrap", "0", "--out", str(out), "--save-states", str(states)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(states.glob("step_*.safetensors")):  # sampling has started
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "analyze did not start within 120 s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["terminated: no result written"], stderr
+    assert stdout == "" and not out.exists() and not list(tmp_path.glob(".r.json*")) and not list(scratch.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_handler_raises_an_interrupt():
+    from diffcrit.cli._app import Terminated, handle_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        handle_sigterm()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert isinstance(caught.value, Terminated)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second SIGTERM ends the process at once
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,85 @@
+"""Tables stay readable in a non-TTY of 80 columns, as in CI logs (issue 12).
+
+Readable: no line wider than the console, no cell cut with "…", no word of a cell broken across
+lines, and the numbers that belong together (a CI, a measured value) on one line.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+import torch
+from rich.console import Console
+
+from diffcrit.check_report import format_measured, format_tolerance
+from diffcrit.checking import compare_results
+from diffcrit.cli.check import render_check
+from diffcrit.cli.guide import _ci, _windows, render_guide, render_suggestion
+from diffcrit.guide_engine import guide, suggest
+from result_factory import make_analyze_result, shifted
+from tiny_models import save_ddpm_pipeline
+
+WIDTHS = [80, 100, 160]
+
+
+def render(draw, width: int) -> str:
+    buffer = StringIO()
+    draw(Console(file=buffer, width=width, force_terminal=False))
+    return buffer.getvalue()
+
+
+def assert_readable(text: str, width: int, cells, intact=()) -> None:
+    lines = text.splitlines()
+    assert "…" not in text, text
+    assert max(len(line) for line in lines) <= width, text
+    words = set(text.split())
+    broken = [word for cell in cells for word in str(cell).split() if word not in words]
+    assert not broken, (broken, text)
+    split = [s for s in intact if not any(s in line for line in lines)]
+    assert not split, (split, text)
+
+
+@pytest.fixture(scope="module")
+def guide_document(tmp_path_factory):
+    """A real, scored guide result: the tiny class-conditional UNet, every default arm, 2 metrics."""
+    root = tmp_path_factory.mktemp("render")
+    folder = save_ddpm_pipeline(root / "cond", num_class_embeds=5)
+    torch.manual_seed(0)
+    classifier = root / "classifier.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))), str(classifier))
+    critical = root / "critical.json"
+    critical.write_text(json.dumps(make_analyze_result(0.45, ci_halfwidth=0.03)))
+    result = guide(str(folder), critical_from=critical, classifier=classifier, width=0.2, steps=8, samples=4,
+                   device="cpu", bootstrap=50)
+    suggestion = suggest(str(folder), critical_from=critical, width=0.2, steps=20, device="cpu")
+    return result.to_dict(), suggestion
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_check_table_is_readable(width):
+    baseline = make_analyze_result(1.5)
+    outcomes = compare_results(shifted(baseline, 0.5), baseline)
+    text = render(lambda c: render_check(c, outcomes, "candidate.json", "baselines/baseline.json"), width)
+    cells = [field for o in outcomes for field in (o.name, o.status, o.unit, o.detail)]
+    measured = [f"{o.name} " for o in outcomes] + [format_measured(o) for o in outcomes]
+    assert_readable(text, width, cells, intact=measured + [format_tolerance(o) for o in outcomes])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_guide_tables_are_readable(guide_document, width):
+    document, suggestion = guide_document
+    assert document["scored"] and len(document["arms"]) == 5
+    text = render(lambda c: render_guide(c, document), width)
+    cells = [arm["name"] for arm in document["arms"]] + [c["versus"] for c in document["comparisons"]]
+    cells += [_windows(arm) for arm in document["arms"]]  # "random, same steps" may wrap at a word
+    intact = []
+    for arm in document["arms"]:
+        intact += [f"{stat['mean']:.3f}" for stat in arm["metrics"].values()]
+        intact += [_ci(stat["ci95"], ".2f") for stat in arm["metrics"].values()]
+    intact += [_ci(c["ci95"], "+.2g") for c in document["comparisons"]]
+    intact += [f"{c['wilcoxon_p']:.2g}" for c in document["comparisons"]]
+    assert_readable(text, width, cells + ["target_prob", "top1"], intact)
+    text = render(lambda c: render_suggestion(c, suggestion), width)
+    assert_readable(text, width, [suggestion["critical"]["source"]])

@@ -1,0 +1,83 @@
+"""Wrapped messages of other libraries are shortened at a sentence or word, never mid-word (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import diffcrit
+from cli_checks import one_line_error
+from diffcrit.cli import app
+from diffcrit.errors import shorten
+
+# diffusers' message for a checkpoint whose weights do not fit its config (models/model_loading_utils.py)
+DIFFUSERS = ("Cannot load /tmp/pipe/unet because conv_in.weight expected shape torch.Size([32, 1, 3, 3]), but got "
+             "torch.Size([32, 3, 3, 3]). If you want to instead overwrite randomly initialized weights, please make "
+             "sure to pass both `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`. For more information, "
+             "see also: https://github.com/huggingface/diffusers/issues/1619#issuecomment-1345604389 as an example.")
+
+
+def test_short_text_is_its_first_line_unchanged():
+    assert shorten("no such file") == "no such file"
+    assert shorten("  first line\nsecond line\n") == "first line"
+    assert shorten("") == ""
+
+
+def test_long_text_keeps_whole_sentences():
+    cut = shorten(DIFFUSERS, 200)
+    assert cut == ("Cannot load /tmp/pipe/unet because conv_in.weight expected shape torch.Size([32, 1, 3, 3]), but got "
+                   "torch.Size([32, 3, 3, 3]). …")
+    assert len(cut) <= 200
+
+
+@pytest.mark.parametrize("limit", [40, 61, 97, 120, 160])
+def test_without_a_sentence_end_the_cut_is_at_a_word(limit):
+    text = "forward AD is not implemented for aten::_scaled_dot_product_flash_attention " * 4
+    cut = shorten(text, limit)
+    assert len(cut) <= limit and cut.endswith("…")
+    kept = cut[:-1]
+    assert text.startswith(kept) and text[len(kept)] == " " and not kept.endswith(" ")
+
+
+def test_one_long_word_is_cut_hard():
+    assert shorten("x" * 500, 50) == "x" * 49 + "…"
+
+
+def _fused_attention_model(y, sigma):
+    """A callable denoiser whose forward derivative fails with a long, diffusers-like message."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(y):
+        raise RuntimeError(DIFFUSERS.replace("Cannot load /tmp/pipe/unet", "Cannot differentiate the fused kernel"))
+    return y / (1 + sigma.view(-1, 1, 1, 1) ** 2)
+
+
+def _whole_words(cut: str, original: str) -> bool:
+    """Every word of ``cut`` (less the ellipsis) is a whole word of ``original``."""
+    words = set(original.split())
+    return all(word in words for word in cut.replace("…", " ").split())
+
+
+def test_wrapped_forward_ad_messages_end_at_a_word():
+    message = DIFFUSERS.replace("Cannot load /tmp/pipe/unet", "Cannot differentiate the fused kernel")
+    with pytest.raises(diffcrit.UserError) as caught:
+        diffcrit.analyze(_fused_attention_model, shape=(1, 8, 8), steps=3, samples=2, bootstrap=0, probe="jvp")
+    reason = caught.value.message.split("RuntimeError: ", 1)[1]
+    assert reason.endswith("…") and _whole_words(reason, message), reason
+    result = diffcrit.analyze(_fused_attention_model, shape=(1, 8, 8), steps=3, samples=2, bootstrap=0, probe="auto")
+    note = result.to_dict()["environment"]["probe_note"]
+    reason = note.split("RuntimeError: ", 1)[1].removesuffix("); used finite differences")
+    assert reason.endswith("…") and _whole_words(reason, message), note
+
+
+def test_mismatched_weights_message_ends_at_a_sentence(ddpm_folder, tmp_path):
+    folder = tmp_path / "pipe"
+    shutil.copytree(ddpm_folder, folder)
+    config = folder / "unet" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "in_channels": 3}))
+    result = CliRunner().invoke(app, ["analyze", "--model", str(folder), "--steps", "3", "--samples", "1", "--quiet"])
+    one_line_error(result, "cannot load UNet2DModel", "expected shape")
+    assert "please make sure to pass bo" not in result.output
+    assert result.output.strip().endswith("]). …"), result.output
