@@ -3,15 +3,23 @@
 Everything here is pure: result documents (the dicts of DESIGN.md §7) and a ``Tolerances`` in,
 a list of ``CheckOutcome`` out. Bad input raises ``UserError``; nothing prints or exits.
 
-The checks, in report order:
-    critical.found          both results found a critical point, or both did not
-    critical.t              |Δ t_c| within tolerance, widened by the CIs (see ``Tolerances``)
-    marker.<name>           |Δ t| of each marker (stiffness_zero, stiffness_min, xi_eq_peak, xi_growth)
-    stiffness.shell<n>      RMS |Δ s_n(t)| on a common t grid, for the lowest shells
-    xi.state, xi.denoised   RMS |Δ log xi(t)| on a common t grid (DESIGN.md §4)
-    xi.eq                   RMS |Δ log xi_eq(t)| on a common t grid (DESIGN.md §3)
+The checks, in report order (docs/design.md §8):
+    critical.found          both results found their primary marker, or both did not
+    critical.t              |Δ t_c| within the tolerance of the pairing, or the combined 95% CIs
+    marker.<name>           |Δ t| of each marker (docs/design.md §6), same rule as critical.t
+    decided.shell<n>        max over t of |Δ f_n(t)|, the decided fraction, against the pointwise CIs
+    stiffness.shell<n>      RMS of Δ s/(1+|s|) on a common t grid: bounded, so s ≈ -4e6 at y = 0 and
+                            tiny sigma counts as much as s = -1, not a million times more
+    xi.state, xi.denoised   RMS |Δ log xi(t)| where both are defined (docs/design.md §4)
+    xi.eq                   RMS |Δ log xi_eq(t)| where both are defined (docs/design.md §3)
 
-Curves are compared in OU time t = log(1 + sigma^2) (DESIGN.md §2) on a uniform grid over the
+Two results are *paired* when they used the same sample range (seed and samples) and steps: common
+random numbers, so only the model differs, and the paired tolerances are tight. Otherwise they are
+*independent* (disjoint ranges; overlapping ones are noted) and a difference must also exceed the
+sampling noise both CIs show. The default tolerances are calibrated on a null distribution of
+disjoint reseeds of the trained built-ins (README "check", ``bench/calibrate_check.py``).
+
+Curves are compared in OU time t = log(1 + sigma^2) (docs/design.md §2) on a uniform grid over the
 t range both results cover, so results with different step counts or schedulers compare.
 """
 
@@ -26,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .detection import MARKERS
 from .errors import UserError
 
 SCHEMA_VERSION = 1
@@ -36,6 +45,7 @@ RESULT_KINDS = (KIND_ANALYZE, KIND_GUIDE)
 CHECK_CRITICAL_FOUND = "critical.found"
 CHECK_CRITICAL_T = "critical.t"
 CHECK_MARKER_PREFIX = "marker."
+CHECK_DECIDED_PREFIX = "decided.shell"
 CHECK_STIFFNESS_PREFIX = "stiffness.shell"
 CHECK_XI_STATE = "xi.state"
 CHECK_XI_DENOISED = "xi.denoised"
@@ -48,7 +58,7 @@ KEY_NAME, KEY_STATUS, KEY_MEASURED, KEY_TOLERANCE, KEY_UNIT, KEY_DETAIL = (
     "name", "status", "measured", "tolerance", "unit", "detail")
 KEY_PASSED, KEY_CHECKS, KEY_TOLERANCES, KEY_NOTES = "passed", "checks", "tolerances", "notes"
 
-MARKERS = ("stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")  # DESIGN.md §5
+PAIRED, INDEPENDENT = "paired", "independent"
 
 # Correlation lengths below this (pixels) are compared as equal to it: log-ratios of near-zero
 # lengths are noise, not signal.
@@ -62,32 +72,36 @@ CONFIG_SECTION = "check"
 class Tolerances:
     """How far a candidate may drift from the baseline. ``None`` turns a check off.
 
-    Defaults and why (t is OU time, DESIGN.md §2):
-      critical_t = 0.25   about one sampler step in the critical region at the default 50 Karras
-                          steps (Δt ≈ 0.16–0.32 for t in 0.5–3); interior markers are located on
-                          the step grid, so a smaller shift is not resolved.
-      ci_scale = 1.0      the allowed |Δ t_c| is at least ci_scale × the combined 95% CI
-                          half-width sqrt(h_cand² + h_base²): a shift inside the sampling noise
-                          is no regression. 0 ignores the CIs.
-      markers = 0.5       single markers are noisier than their median (xi_growth is a
-                          derivative): about two steps.
-      marker_presence     a marker found in one result but not in the other fails.
-      stiffness = 0.05    RMS of s_cand(t) - s_base(t) per shell: 5% of the range between a fully
-                          relaxed mode (s = 1) and a marginal one (s = 0).
-      stiffness_shells=3  the lowest shells carry the transition (DESIGN.md §3 fit).
-      xi = 0.2            RMS of log(xi_cand / xi_base) for xi(y) and xi(D(y)): ~20% typical change.
-      xi_eq = 0.5         xi_eq = sqrt(c/|s0|) diverges where s0 crosses 0, so it is looser.
-      grid_points = 64    the common t grid: finer than the default 50 steps.
+    Defaults and why (t is OU time, docs/design.md §2). Independent comparisons were calibrated on
+    disjoint reseeds of the trained built-ins at the analyze defaults (README "check"): each default is
+    about 1.5x the largest difference seen between two reseeds of the same model.
+      critical_t = 0.3       independent: |Δ t_c| allowed, or ci_scale × the combined 95% CI
+      ci_scale = 1.0         half-width sqrt(h_cand² + h_base²) where that is wider.
+      paired_critical_t      paired (same sample range): the same seeds remove the sampling noise;
+        = 0.05               what is left is probe round-off and the model change itself.
+      markers = 0.5          each marker, same rule (markers are noisier than the primary).
+      marker_presence        a marker found (presence >= 0.95) in one result but absent from the other fails.
+      decided = 0.1          max |Δ f_n(t)| of the decided fraction, independent: allowed pointwise is
+                             max(decided, ci_scale × combined CI half-width at t); f is in [0, ~1].
+      paired_decided = 0.03  the same, paired.
+      stiffness = 0.1        RMS of Δ s/(1+|s|) per shell (bounded in (-1, 1)).
+      stiffness_shells = 3   the lowest shells carry the transition.
+      xi = 0.3               RMS of log(xi_cand / xi_base), xi(y) and xi(D(y)), where both are defined.
+      xi_eq = null           xi_eq = sqrt(c/|s0|) diverges where s0 crosses 0: off by default.
+      grid_points = 64       the common t grid: finer than the default 50 steps.
     """
 
-    critical_t: float | None = 0.25
+    critical_t: float | None = 0.3
     ci_scale: float = 1.0
+    paired_critical_t: float | None = 0.05
     markers: float | None = 0.5
     marker_presence: bool = True
-    stiffness: float | None = 0.05
+    decided: float | None = 0.1
+    paired_decided: float | None = 0.03
+    stiffness: float | None = 0.1
     stiffness_shells: int = 3
-    xi: float | None = 0.2
-    xi_eq: float | None = 0.5
+    xi: float | None = 0.3
+    xi_eq: float | None = None
     grid_points: int = 64
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,9 +110,12 @@ class Tolerances:
 
 # Field kinds for validation: "tol" = number >= 0 or null, "number" = number >= 0,
 # "bool" = true/false, "count" = integer >= 1 (grid_points >= 2).
-_FIELD_KINDS = {"critical_t": "tol", "ci_scale": "number", "markers": "tol", "marker_presence": "bool",
-                "stiffness": "tol", "stiffness_shells": "count", "xi": "tol", "xi_eq": "tol",
-                "grid_points": "count"}
+_FIELD_KINDS = {"critical_t": "tol", "ci_scale": "number", "paired_critical_t": "tol", "markers": "tol",
+                "marker_presence": "bool", "decided": "tol", "paired_decided": "tol", "stiffness": "tol",
+                "stiffness_shells": "count", "xi": "tol", "xi_eq": "tol", "grid_points": "count"}
+
+# A marker counts as reliably found when this share of the bootstrap resamples has it.
+MARKER_PRESENT = 0.95
 
 
 @dataclass(frozen=True)
@@ -261,7 +278,7 @@ def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]
     """Notes (not failures) on resolved config options that differ, e.g. ``steps: 100 vs 50``,
     and on the probe method used (``--probe auto`` resolves per model and version)."""
     c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
-    notes = []
+    notes = [pairing(candidate, baseline)[1]]
     for key in sorted(set(c_cfg) | set(b_cfg)):
         if c_cfg.get(key) != b_cfg.get(key):
             notes.append(f"config {key}: candidate {c_cfg.get(key)!r}, baseline {b_cfg.get(key)!r}")
@@ -275,17 +292,42 @@ def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]
 # The comparison
 
 
+def pairing(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> tuple[str, str]:
+    """(``paired`` or ``independent``, a note): paired = the same sample range and steps (docs/design.md §2)."""
+    c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
+    ranges = []
+    for cfg in (c_cfg, b_cfg):
+        seed, samples = cfg.get("seed"), cfg.get("samples")
+        ranges.append(range(seed, seed + samples) if isinstance(seed, int) and isinstance(samples, int) else None)
+    c_range, b_range = ranges
+    if c_range is None or b_range is None:
+        return INDEPENDENT, "comparison: independent (a sample range is unknown)"
+    show = lambda r: f"{r.start}..{r.stop - 1}"  # noqa: E731
+    if c_range == b_range and c_cfg.get("steps") == b_cfg.get("steps"):
+        return PAIRED, f"comparison: paired (same sample range {show(c_range)}: common random numbers)"
+    shared = len(set(c_range) & set(b_range))
+    if shared:
+        return INDEPENDENT, (f"comparison: independent, but the sample ranges {show(c_range)} and {show(b_range)} "
+                             f"share {shared} samples (intervals assume independence)")
+    return INDEPENDENT, f"comparison: independent (disjoint sample ranges {show(c_range)} and {show(b_range)})"
+
+
 def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
                     tolerances: Tolerances = Tolerances()) -> list[CheckOutcome]:
     """All checks of ``candidate`` against ``baseline``, in report order (see module docstring)."""
     check_compatible(candidate, baseline)
-    outcomes = _critical_outcomes(candidate["critical"], baseline["critical"], tolerances)
-    outcomes += _marker_outcomes(candidate["critical"], baseline["critical"], tolerances)
-    n_shells = min(len(candidate["shells"]), len(baseline["shells"]), tolerances.stiffness_shells)
-    for shell in range(n_shells):
+    paired = pairing(candidate, baseline)[0] == PAIRED
+    outcomes = _critical_outcomes(candidate["critical"], baseline["critical"], tolerances, paired)
+    outcomes += _marker_outcomes(candidate["critical"], baseline["critical"], tolerances, paired)
+    n_common = min(len(candidate["shells"]), len(baseline["shells"]))
+    decided_tol = tolerances.paired_decided if paired else tolerances.decided
+    for shell in range(n_common):
+        outcomes.append(_decided_outcome(shell, candidate, baseline, decided_tol,
+                                         0.0 if paired else tolerances.ci_scale, tolerances.grid_points))
+    for shell in range(min(n_common, tolerances.stiffness_shells)):
         outcomes.append(_curve_outcome(stiffness_check_name(shell), candidate, baseline,
-                                       lambda step, n=shell: _shell_value(step, n), tolerances.stiffness,
-                                       tolerances.grid_points, log=False, unit="s"))
+                                       lambda step, n=shell: _bounded(_shell_value(step, "stiffness", n)),
+                                       tolerances.stiffness, tolerances.grid_points, log=False, unit="s/(1+|s|)"))
     for name, key, tol in ((CHECK_XI_STATE, "xi_state", tolerances.xi),
                            (CHECK_XI_DENOISED, "xi_denoised", tolerances.xi),
                            (CHECK_XI_EQ, "xi_eq", tolerances.xi_eq)):
@@ -305,46 +347,92 @@ def outcomes_to_dict(outcomes: list[CheckOutcome], tolerances: Tolerances,
             KEY_TOLERANCES: tolerances.to_dict(), KEY_NOTES: list(notes)}
 
 
-def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances) -> list[CheckOutcome]:
+def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances,
+                       paired: bool) -> list[CheckOutcome]:
     c_found, b_found = bool(cand.get("found")), bool(base.get("found"))
-    said = {True: "critical point found", False: "no critical point"}
-    found = CheckOutcome(CHECK_CRITICAL_FOUND, STATUS_PASS if c_found == b_found else STATUS_FAIL, None, None, "",
-                         f"candidate: {said[c_found]}; baseline: {said[b_found]}")
-    if tol.critical_t is None:
-        return [found, _skip(CHECK_CRITICAL_T, "turned off (critical_t: null)", "t")]
+    said = {True: "critical time found", False: "no critical time"}
+    primaries = {cand.get("primary"), base.get("primary")}
+    detail = f"candidate: {said[c_found]}; baseline: {said[b_found]}"
+    if len(primaries) > 1:
+        detail += f" (primary markers differ: {cand.get('primary')} vs {base.get('primary')})"
+    found = CheckOutcome(CHECK_CRITICAL_FOUND, STATUS_PASS if c_found == b_found and len(primaries) == 1 else STATUS_FAIL,
+                         None, None, "", detail)
+    floor = tol.paired_critical_t if paired else tol.critical_t
+    if floor is None:
+        return [found, _skip(CHECK_CRITICAL_T, "turned off (tolerance null)", "t")]
     c_t, b_t = cand.get("t"), base.get("t")
     if not (_is_number(c_t) and _is_number(b_t)):
         return [found, _skip(CHECK_CRITICAL_T, "no critical time on both sides", "t")]
-    # Allowed shift: the tolerance, or the combined 95% half-width when the CIs are wider.
+    return [found, _shift_outcome(CHECK_CRITICAL_T, cand, base, floor, 0.0 if paired else tol.ci_scale, paired)]
+
+
+def _shift_outcome(name: str, cand: Mapping[str, Any], base: Mapping[str, Any], floor: float, ci_scale: float,
+                   paired: bool) -> CheckOutcome:
+    """|Δ t| against max(floor, ci_scale × combined 95% half-width); paired comparisons use the floor alone."""
     h_c, h_b = _halfwidth(cand.get("ci95")), _halfwidth(base.get("ci95"))
-    ci_allowed = tol.ci_scale * math.hypot(h_c, h_b)
-    allowed = max(tol.critical_t, ci_allowed)
-    diff = c_t - b_t
-    why = f"tolerance {tol.critical_t:g}" if allowed == tol.critical_t else f"CI half-width {ci_allowed:.3g}"
+    ci_allowed = ci_scale * math.hypot(h_c, h_b)
+    allowed = max(floor, ci_allowed)
+    diff = float(cand["t"]) - float(base["t"])
+    why = (f"{'paired ' if paired else ''}tolerance {floor:g}" if allowed == floor else f"CI half-width {ci_allowed:.3g}")
     detail = f"candidate {_t_with_ci(cand)}, baseline {_t_with_ci(base)}; allowed by {why}"
-    return [found, CheckOutcome(CHECK_CRITICAL_T, _status(abs(diff), allowed), diff, allowed, "t", detail)]
+    return CheckOutcome(name, _status(abs(diff), allowed), diff, allowed, "t", detail)
 
 
-def _marker_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances) -> list[CheckOutcome]:
+def _marker_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances,
+                     paired: bool) -> list[CheckOutcome]:
     c_markers, b_markers = cand.get("markers") or {}, base.get("markers") or {}
     names = [m for m in MARKERS if m in c_markers or m in b_markers]
     names += sorted((set(c_markers) | set(b_markers)) - set(MARKERS))
+    floor = tol.paired_critical_t if paired else tol.markers
     outcomes = []
     for marker in names:
         name = marker_check_name(marker)
-        c_t, b_t = _marker_t(c_markers.get(marker)), _marker_t(b_markers.get(marker))
-        if tol.markers is None:
-            outcomes.append(_skip(name, "turned off (markers: null)", "t"))
+        c_m, b_m = c_markers.get(marker), b_markers.get(marker)
+        c_t, b_t = _marker_t(c_m), _marker_t(b_m)
+        if floor is None:
+            outcomes.append(_skip(name, "turned off (tolerance null)", "t"))
         elif c_t is None and b_t is None:
             outcomes.append(_skip(name, "found in neither result", "t"))
         elif c_t is None or b_t is None:
-            side = "baseline" if c_t is None else "candidate"
-            status = STATUS_FAIL if tol.marker_presence else STATUS_SKIP
-            outcomes.append(CheckOutcome(name, status, None, tol.markers, "t", f"found only in the {side}"))
+            side, present = ("baseline", b_m) if c_t is None else ("candidate", c_m)
+            presence = present.get("presence")
+            reliable = not _is_number(presence) or presence >= MARKER_PRESENT
+            status = STATUS_FAIL if tol.marker_presence and reliable else STATUS_SKIP
+            where = f" (presence {presence:.2f})" if _is_number(presence) else ""
+            outcomes.append(CheckOutcome(name, status, None, floor, "t", f"found only in the {side}{where}"))
         else:
-            outcomes.append(CheckOutcome(name, _status(abs(c_t - b_t), tol.markers), c_t - b_t, tol.markers, "t",
-                                         f"candidate t = {c_t:.3f}, baseline t = {b_t:.3f}"))
+            outcomes.append(_shift_outcome(name, c_m, b_m, floor, 0.0 if paired else tol.ci_scale, paired))
     return outcomes
+
+
+def _decided_outcome(shell: int, candidate: Mapping[str, Any], baseline: Mapping[str, Any], floor: float | None,
+                     ci_scale: float, grid_points: int) -> CheckOutcome:
+    """Largest |Δ f_n(t)| of the decided fraction on a common t grid, against max(floor, ci_scale × CIs) at t."""
+    name = f"{CHECK_DECIDED_PREFIX}{shell}"
+    if floor is None:
+        return _skip(name, "turned off (tolerance null)", "f")
+    curves = [_curve(doc["steps"], lambda step: _shell_value(step, "decided", shell)) for doc in (candidate, baseline)]
+    halves = [_curve(doc["steps"], lambda step: _ci_half(step, shell)) for doc in (candidate, baseline)]
+    if curves[0] is None and curves[1] is None:
+        return _skip(name, "no decided fraction in either result (the samples do not vary, or an older result)", "f")
+    if curves[0] is None or curves[1] is None:
+        side = "candidate" if curves[0] is None else "baseline"
+        return CheckOutcome(name, STATUS_FAIL, None, floor, "f", f"no decided fraction in the {side}")
+    grid = _common_grid(curves[0], curves[1], grid_points)
+    if grid is None:
+        return CheckOutcome(name, STATUS_FAIL, None, floor, "f", "the t ranges of the two results do not overlap")
+    diff = np.interp(grid, *curves[0]) - np.interp(grid, *curves[1])
+    width = np.hypot(*(np.interp(grid, *h) if h is not None else np.zeros_like(grid) for h in halves))
+    allowed = np.maximum(floor, ci_scale * width)
+    worst = int(np.argmax(np.abs(diff) - allowed))
+    detail = f"largest gap {diff[worst]:+.3g} at t = {grid[worst]:.2f} (allowed {allowed[worst]:.3g} there)"
+    return CheckOutcome(name, _status(abs(diff[worst]), allowed[worst]), float(diff[worst]), float(allowed[worst]),
+                        "f", detail)
+
+
+def _common_grid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], points: int) -> np.ndarray | None:
+    lo, hi = max(a[0][0], b[0][0]), min(a[0][-1], b[0][-1])
+    return np.linspace(lo, hi, points) if hi > lo else None
 
 
 def _curve_outcome(name: str, candidate: Mapping[str, Any], baseline: Mapping[str, Any], value_of,
@@ -358,10 +446,10 @@ def _curve_outcome(name: str, candidate: Mapping[str, Any], baseline: Mapping[st
     if c_curve is None or b_curve is None:
         side = "candidate" if c_curve is None else "baseline"
         return CheckOutcome(name, STATUS_FAIL, None, tolerance, unit, f"no values in the {side}")
-    lo, hi = max(c_curve[0][0], b_curve[0][0]), min(c_curve[0][-1], b_curve[0][-1])
-    if not hi > lo:
+    grid = _common_grid(c_curve, b_curve, grid_points)
+    if grid is None:
         return CheckOutcome(name, STATUS_FAIL, None, tolerance, unit, "the t ranges of the two results do not overlap")
-    grid = np.linspace(lo, hi, grid_points)
+    lo, hi = grid[0], grid[-1]
     c_vals, b_vals = (np.interp(grid, t, v) for t, v in (c_curve, b_curve))
     if log:
         c_vals, b_vals = (np.log(np.maximum(v, XI_FLOOR_PX)) for v in (c_vals, b_vals))
@@ -383,9 +471,19 @@ def _curve(steps: list[Mapping[str, Any]], value_of) -> tuple[np.ndarray, np.nda
     return t, v
 
 
-def _shell_value(step: Mapping[str, Any], shell: int) -> Any:
-    values = step.get("stiffness")
+def _shell_value(step: Mapping[str, Any], key: str, shell: int) -> Any:
+    values = step.get(key)
     return values[shell] if isinstance(values, list) and shell < len(values) else None
+
+
+def _ci_half(step: Mapping[str, Any], shell: int) -> float | None:
+    ci = _shell_value(step, "decided_ci95", shell)
+    return abs(ci[1] - ci[0]) / 2 if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci) else None
+
+
+def _bounded(s: Any) -> float | None:
+    """s/(1+|s|): the stiffness mapped into (-1, 1), so no step of a curve dominates an RMS."""
+    return s / (1 + abs(s)) if _is_number(s) else None
 
 
 def _marker_t(marker: Any) -> float | None:

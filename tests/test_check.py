@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import statistics
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from diffcrit.check_report import render_junit, render_markdown
-from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, STATUS_FAIL, STATUS_PASS,
-                               STATUS_SKIP, Tolerances, any_failed, compare_results, load_result,
-                               load_tolerances, marker_check_name, outcomes_to_dict, stiffness_check_name,
+from diffcrit import detection
+from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED, STATUS_FAIL,
+                               STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results, load_result,
+                               load_tolerances, marker_check_name, outcomes_to_dict, pairing, stiffness_check_name,
                                tolerances_from_mapping)
 from diffcrit.errors import UserError
 from result_factory import import_cli, make_analyze_result, make_guide_result, shifted, with_changes
@@ -42,12 +42,17 @@ def test_factory_results_are_schema_valid():
         jsonschema.validate(doc, schema)
 
 
-def test_factory_places_the_consensus_at_the_requested_t_c():
+def test_factory_curves_put_their_markers_where_the_document_says():
+    """The detection code, run on the factory's own curves, finds the markers the factory wrote."""
+    import numpy as np
+
     doc = make_analyze_result(2.2)
-    markers = [m["t"] for m in doc["critical"]["markers"].values()]
-    assert doc["critical"]["t"] == pytest.approx(statistics.median(markers)) == pytest.approx(2.2)  # DESIGN.md §5
-    s0 = [step["stiffness"][0] for step in doc["steps"]]
-    assert min(s0) < 0 < s0[0]
+    t = np.array([step["t"] for step in doc["steps"]])
+    decided = np.array([step["decided"][0] for step in doc["steps"]])
+    s0 = np.array([step["stiffness"][0] for step in doc["steps"]])
+    assert detection.decision(t, decided) == pytest.approx(doc["critical"]["t"], abs=0.01)
+    assert detection.stiffness_zero(t, s0) == pytest.approx(doc["critical"]["markers"]["stiffness_zero"]["t"], abs=0.05)
+    assert detection.stiffness_min(t, s0) == pytest.approx(2.2, abs=0.02)
 
 
 # -- compare_results ---------------------------------------------------------------------------
@@ -56,7 +61,8 @@ def test_factory_places_the_consensus_at_the_requested_t_c():
 def test_identical_candidate_passes_every_check(baseline):
     outcomes = compare_results(baseline, baseline)
     assert not any_failed(outcomes)
-    assert all(o.status == STATUS_PASS for o in outcomes)
+    assert all(o.status == STATUS_PASS for o in outcomes if o.name != CHECK_XI_EQ)
+    assert by_name(outcomes)[CHECK_XI_EQ].status == STATUS_SKIP  # off by default: xi_eq diverges at s0 = 0
     names = [o.name for o in outcomes]
     assert names[:2] == [CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T]
     assert stiffness_check_name(0) in names and CHECK_XI_EQ in names
@@ -75,14 +81,51 @@ def test_small_shift_within_tolerance_passes(baseline):
     assert not any_failed(outcomes)
 
 
-def test_wide_confidence_intervals_widen_the_allowed_shift(baseline):
+def reseeded(doc, seed):
+    """The same document as if made from another sample range (an independent comparison)."""
+    return with_changes(doc, config={**doc["config"], "seed": seed})
+
+
+def test_wide_confidence_intervals_widen_the_allowed_shift_of_independent_results(baseline):
     wide = lambda doc: with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.5,
                                                                                doc["critical"]["t"] + 0.5]})
-    cand, base = wide(shifted(baseline, 0.5)), wide(baseline)
+    cand, base = reseeded(wide(shifted(baseline, 0.5)), 16), wide(baseline)
     outcome = by_name(compare_results(cand, base, Tolerances()))[CHECK_CRITICAL_T]
     assert outcome.status == STATUS_PASS and outcome.tolerance == pytest.approx(0.5 * 2**0.5)
     strict = by_name(compare_results(cand, base, Tolerances(ci_scale=0.0)))[CHECK_CRITICAL_T]
-    assert strict.status == STATUS_FAIL and strict.tolerance == 0.25
+    assert strict.status == STATUS_FAIL and strict.tolerance == Tolerances().critical_t
+    # the same shift between two runs of one sample range: the CIs do not excuse it
+    paired = by_name(compare_results(wide(shifted(baseline, 0.5)), base))[CHECK_CRITICAL_T]
+    assert paired.status == STATUS_FAIL and paired.tolerance == Tolerances().paired_critical_t
+
+
+def test_pairing_follows_the_sample_ranges(baseline):
+    assert pairing(baseline, baseline)[0] == PAIRED
+    kind, note = pairing(reseeded(baseline, 16), baseline)
+    assert kind == INDEPENDENT and "disjoint sample ranges 16..31 and 0..15" in note
+    kind, note = pairing(reseeded(baseline, 1), baseline)
+    assert kind == INDEPENDENT and "share 15 samples" in note
+
+
+def test_stiffness_check_is_bounded(baseline):
+    """s ≈ -4e6 at y = 0 and tiny sigma must not dominate: the RMS runs over s/(1+|s|)."""
+    def huge(doc, factor):
+        steps = [{**st, "stiffness": [v * factor if v < 0 else v for v in st["stiffness"]] if st["stiffness"] else None}
+                 for st in doc["steps"]]
+        return with_changes(doc, steps=steps)
+    outcome = by_name(compare_results(huge(baseline, 1e6), huge(baseline, 2e6)))[stiffness_check_name(0)]
+    assert outcome.measured < 0.01
+
+
+def test_decided_fraction_gap_is_caught_against_its_intervals(baseline):
+    def lowered(doc, by):
+        steps = [{**st, "decided": [v - by for v in st["decided"]]} for st in doc["steps"]]
+        return with_changes(doc, steps=steps)
+    independent = by_name(compare_results(reseeded(lowered(baseline, 0.2), 16), baseline))
+    assert independent["decided.shell0"].status == STATUS_FAIL
+    assert independent["decided.shell0"].measured == pytest.approx(-0.2)
+    assert by_name(compare_results(reseeded(lowered(baseline, 0.05), 16), baseline))["decided.shell0"].status == STATUS_PASS
+    assert by_name(compare_results(lowered(baseline, 0.05), baseline))["decided.shell0"].status == STATUS_FAIL  # paired
 
 
 def test_lost_critical_point_and_marker_fail(baseline):
@@ -214,7 +257,8 @@ def invoke(cli, *args):
 def test_cli_pass_exits_0(cli, files):
     res = invoke(cli, files["same"], "--baseline", files["base"])
     assert res.exit_code == 0, res.output
-    assert "critical.t" in res.output and "passed: 14 checks" in res.output
+    assert "critical.t" in res.output and "passed: 17 checks (1 skipped)" in res.output
+    assert "paired (same sample range 0..15" in res.output
 
 
 def test_cli_regression_exits_1_and_writes_reports(cli, files, tmp_path):
@@ -234,7 +278,8 @@ def test_cli_json_on_stdout(cli, files):
 
 def test_cli_config_tolerances_apply(cli, files, tmp_path):
     loose = tmp_path / "diffcrit.yaml"
-    loose.write_text("check:\n  critical_t: 1.0\n  stiffness: null\n  xi: 1.0\n  xi_eq: null\n")
+    loose.write_text("check:\n  paired_critical_t: 1.0\n  markers: 1.0\n  paired_decided: 1.0\n  stiffness: null\n"
+                     "  xi: 1.0\n  xi_eq: null\n")
     assert invoke(cli, files["moved"], "-b", files["base"], "--config", loose).exit_code == 0
 
 
@@ -293,7 +338,7 @@ def test_config_differences_note_options_and_the_probe_method():
 
     base = make_analyze_result()
     same = copy.deepcopy(base)
-    assert config_differences(same, base) == []
+    assert config_differences(same, base) == ["comparison: paired (same sample range 0..15: common random numbers)"]
     other = copy.deepcopy(base)
     other["config"]["steps"] = 7
     other["environment"]["probe_method"] = "fd"
