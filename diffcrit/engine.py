@@ -21,7 +21,7 @@ import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +37,10 @@ from .fourier import (ProbeDirections, fourier_sums, low_mode_coefficients, plan
 from .io import check_writable
 from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
+from .progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from .report import SCHEMA_VERSION, TIME_CONVENTION, Result, clean, environment, now_iso
 from .sampling import StepInfo, per_sample_noise
 from .states import open_states, save_samples
-
-Callback = Callable[[dict], None]
 
 
 class StepRows:
@@ -166,7 +165,7 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded.shape, ranks)
     try:
-        records, samples = run(loaded, config, directions, states, callback or (lambda event: None), ranks)
+        records, samples = run(loaded, config, directions, states, callback or ignore, ranks)
     finally:
         if states is not None:
             states.close()
@@ -256,7 +255,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             points = _probe_points(config, loaded, y, mine, ranks)
             records.gains.append(_probe_step(prober, info, points, i in plan, store))
             records.seconds["probing_s"] += time.perf_counter() - tick
-            callback({"stage": "sampling", "step": i + 1, "total": len(infos), "sigma": info.sigma, "t": info.t})
+            callback(ProgressEvent(SAMPLING, i + 1, len(infos), sigma=info.sigma, t=info.t))
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
         if config.probe_schedule == "auto":
@@ -336,8 +335,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections, sid
                 torch.zeros(1, *prober.loaded.shape, device=prober.device)
             records.gains[i] = prober.gains(info, points)
             refined.append(i)
-            callback({"stage": "refining", "step": i + 1, "total": len(records.infos), "sigma": info.sigma,
-                      "t": info.t})
+            callback(ProgressEvent(REFINING, i + 1, len(records.infos), sigma=info.sigma, t=info.t))
     records.schedule["refined_steps"] = sorted(refined)
 
 

@@ -33,9 +33,10 @@ from .distributed import current
 from .report import write_document
 from .errors import ConditioningError, UserError
 from .frame import t_to_sigma
-from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, Arm, Callback, ClassGuidance,
+from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
 from .loading import LoadedModel, LoadOptions, load_model
+from .progress import Callback, ignore
 from .sampling import SchedulerStepper, StepInfo
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
@@ -239,7 +240,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     ``options`` are the fields of ``GuideConfig`` (at, compare, scale, width, steps, samples, ...).
     """
     started = time.perf_counter()
-    callback = callback or (lambda event: None)
+    callback = callback or ignore
     # 1. Cheap checks and loading: config, model, classes, classifier, step grid.
     config = make_guide_config(**options)
     names = arm_names(config.at, config.compare)
@@ -265,7 +266,9 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         critical = critical_from_file(critical_from)
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, config, int(targets[0]), load_options, callback)
-    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed)
+    optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
+    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
+                      optional)
     loaded_at = time.perf_counter()
     # 3. Sample every arm (paired: same seeds, same classes).
     samples, seconds = {}, {}
@@ -284,7 +287,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         metrics = {name: alignment.logits_to_metrics(alignment.classify(scorer, images[name], config.batch_size), index)
                    for name in samples}
     # 5. The document.
-    document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets)
+    left_out = [name for name in names if name not in {arm.name for arm in arms}]
+    document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets, left_out)
     document["environment"]["distributed"] = ranks.describe()
     document["timing"] = {"total_s": time.perf_counter() - started, "setup_s": loaded_at - started,
                           "arms_s": seconds,
@@ -294,7 +298,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
 
 def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideConfig, arms: list[Arm],
                    t_grid: np.ndarray, critical: dict | None, scorer: alignment.Scorer | None,
-                   metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor) -> dict:
+                   metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor,
+                   left_out: list[str] = ()) -> dict:
     from . import __version__
     from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, environment, now_iso
 
@@ -338,6 +343,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "test": alignment.TEST,
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
+    document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
+                         "(a narrower --width or more --steps make room)" for name in left_out]
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
@@ -360,7 +367,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     infos = step_grid(loaded, config.steps)
     t_grid = np.array([info.t for info in infos])
     critical = critical_from_file(critical_from) if critical_from is not None else \
-        measure_critical(model, config, int(targets[0]), load_options, callback or (lambda e: None))
+        measure_critical(model, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [info for info in infos if lo <= info.t <= hi]
