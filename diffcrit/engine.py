@@ -30,7 +30,7 @@ from . import detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
 from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
-from .errors import ModelOutputError, UserError
+from .errors import UserError
 from .frame import t_to_sigma
 from .fourier import (ProbeDirections, fourier_sums, low_mode_coefficients, plane_wave_directions, shell_map,
                       shell_wave_numbers, spectrum)
@@ -39,7 +39,7 @@ from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
 from .progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from .report import SCHEMA_VERSION, TIME_CONVENTION, Result, clean, environment, now_iso
-from .sampling import StepInfo, per_sample_noise
+from .sampling import StepInfo, nonfinite_output_error, per_sample_noise
 from .states import open_states, save_samples
 
 
@@ -245,8 +245,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             tick = time.perf_counter()
             y, d = batches.step(i)
             if ranks.any(not (torch.isfinite(y).all() and torch.isfinite(d).all())):
-                raise ModelOutputError(f"the model produced NaN or Inf at step {i} (sigma={info.sigma:.4g}, "
-                                       f"timestep={info.timestep})", "try --dtype float32 or another scheduler")
+                raise nonfinite_output_error(info, loaded.half_precision)
             _record_fields(records, y, d, shells, config.shells, ranks, config.samples)
             if states is not None:
                 states.write(info, y, d)

@@ -39,7 +39,7 @@ import torch
 from .errors import UserError
 from .loading import LoadedModel
 from .progress import GUIDE, Callback, ProgressEvent, ignore
-from .sampling import SchedulerStepper, per_sample_noise
+from .sampling import SchedulerStepper, nonfinite_output_error, per_sample_noise
 
 GUIDANCE_KEY = "guidance_scale"
 ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
@@ -340,7 +340,9 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
             in_window = torch.from_numpy(arm.guided(info.t)[rows])
             cond = {**guidance.labels(labels), GUIDANCE_KEY: torch.where(in_window, scale, 1.0).to(loaded.device)}
             with torch.no_grad():
-                _, _, x = stepper.step(x, i, cond, [generators[j] for j in rows])
+                _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
+            if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):
+                raise nonfinite_output_error(info, loaded.half_precision, f" of arm {arm.name}")
             callback(ProgressEvent(GUIDE, lo * len(stepper.infos) + (i + 1) * len(rows), len(mine) * len(stepper.infos),
                                    label=arm.name, sigma=info.sigma, t=info.t))
         out.append(stepper.final(x).cpu())

@@ -31,7 +31,7 @@ from . import alignment
 from .config import at_least, build_config
 from .distributed import current
 from .report import write_document
-from .errors import ConditioningError, UserError
+from .errors import ConditioningError, ModelOutputError, UserError
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
@@ -274,8 +274,14 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     samples, seconds = {}, {}
     for arm in arms:
         tick = time.perf_counter()
-        mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
-                          config.batch_size, callback, mine=ranks.split(config.samples))
+        mine, error = None, None
+        try:
+            mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
+                              config.batch_size, callback, mine=ranks.split(config.samples))
+        except ModelOutputError as err:  # NaN or Inf: every rank stops together
+            error = err
+        if ranks.any(error is not None):
+            raise error or ModelOutputError(f"the model produced NaN or Inf in arm {arm.name} on another process")
         samples[arm.name] = ranks.all_rows(mine)  # every rank: all samples, in sample order
         seconds[arm.name] = time.perf_counter() - tick
     # 4. Decode and score.

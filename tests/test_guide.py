@@ -445,3 +445,26 @@ def test_default_random_controls_that_do_not_fit_are_left_out(cond_folder, criti
                                                             "default control random-steps left out"]
     one_line_error(run(*args, "--compare", "random-steps,none"), "no block of", "leave random-steps out of --compare")
     one_line_error(run(*args, "--compare", "random"), "no window of width 0.8", "leave random out of --compare")
+
+
+@pytest.fixture(scope="module")
+def nan_folder(tmp_path_factory):
+    """The tiny class-conditional pipeline with NaN output-conv weights: every model output is NaN."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    from tiny_models import tiny_unet
+
+    unet = tiny_unet(N_CLASSES + 1)
+    with torch.no_grad():
+        unet.conv_out.weight.fill_(float("nan"))
+    folder = tmp_path_factory.mktemp("nan")
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_nan_from_the_model_stops_guide_naming_the_step(nan_folder, torchscript_classifier, quiet):
+    args = ["--model", str(nan_folder), "--at", "all", "--compare", "none", "--classifier", str(torchscript_classifier),
+            *CLI_FAST]
+    result = run(*(args if quiet else [a for a in args if a != "--quiet"]))
+    one_line_error(result, "NaN or Inf at step 0 of arm all", "sigma=")
