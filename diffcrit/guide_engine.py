@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,13 @@ class GuideConfig:
     prediction_type: str | None = None
 
     def validate(self) -> "GuideConfig":
-        for name, low in (("steps", 2), ("samples", 1), ("batch_size", 1), ("analyze_samples", 1), ("bootstrap", 0)):
+        for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
+                          ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
-        if not self.scale > 1:
-            raise UserError(f"guidance scale must be > 1, got {self.scale}", "S = 1 is the `none` arm")
-        if not self.width > 0:
-            raise UserError(f"window width must be > 0 (in t), got {self.width}")
+        if not 1 < self.scale < math.inf:
+            raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
+        if not 0 < self.width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.width}")
         if self.class_label is not None and self.classes:
             raise UserError("give --class-label or --classes, not both")
         parse_arm(self.at, treatment=True)

@@ -96,6 +96,9 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
 
 
 def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict, model: Any) -> LoadedModel:
+    from .conditioning import check_unconditional
+
+    check_unconditional(config, info["id"])
     if isinstance(model, torch.nn.Module):
         model.to(device)
     info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)

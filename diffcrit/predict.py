@@ -119,10 +119,7 @@ def _given(value, default):
 
 
 def _with_probe(grid: Grid, shape: tuple[int, int, int]) -> Grid:
-    try:
-        grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
-    except ValueError as err:
-        raise UserError(f"cannot probe {grid.shells} shells: {err}", "use fewer --shells") from None
+    grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
     return grid
 
 
