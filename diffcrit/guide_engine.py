@@ -146,10 +146,10 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
 
 
 def critical_from_file(path: Path | str) -> dict:
-    """critical.t and ci95 of an analyze (or guide) result JSON."""
-    from .checking import load_result
+    """critical.t and ci95 of an analyze result JSON."""
+    from .report import read_document
 
-    doc = load_result(path, "--critical-from file")
+    doc = read_document(path, role="--critical-from file")
     critical = doc.get("critical") or {}
     if not isinstance(critical.get("t"), (int, float)):
         raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",

@@ -45,3 +45,17 @@ def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> N
 
 def atomic_write_text(path: Path | str, text: str, durable: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable)
+
+
+def read_text(path: Path | str, role: str) -> str:
+    """A UTF-8 text file the user named (``role``: what it is, for the message); a missing,
+    unreadable or binary file is a user error."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{role} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{role} {path} is a directory", "give a file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {role} {path}: {err}") from None

@@ -89,10 +89,41 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     path = Path(spec).expanduser()
     if path.exists():
         return load_diffusers(path, config, device, options)
+    return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+
+
+def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``load_model`` would give, read cheaply for checks before an analysis: an analytic
+    built-in's options, a folder's (or cached hub snapshot's) config.json; no weights. None when unstated."""
+    options = options or LoadOptions()
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, kwargs = builtins.parse_spec(spec)
+        if entry.path is None:
+            return tuple(entry.factory(**kwargs).shape)
+        root = entry.path
+    else:
+        path = Path(spec).expanduser()
+        root = path if path.exists() else download(_hub_id(spec), options)
+    folder, _ = _model_folder(Path(root), options)
+    try:
+        return _sample_shape(_read_json(folder / "config.json"))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _hub_id(spec: str) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
                         "check the path; `diffcrit models` lists the built-ins")
-    return load_diffusers(download(spec, options), config, device, options, hub_id=spec)
+    return spec
+
+
+def _sample_shape(config) -> tuple[int, int, int]:
+    """(C, H, W) a diffusers denoiser samples in, from its config (in_channels, sample_size)."""
+    size = config["sample_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return int(config["in_channels"]), int(height), int(width)
 
 
 def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict, model: Any) -> LoadedModel:
@@ -226,9 +257,7 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     if prediction_type not in PREDICTION_TYPES:
         raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
     denoiser = DiffusersDenoiser(module, prediction_type, scheduler.alphas_cumprod)
-    size = module.config.sample_size
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    shape = (int(module.config.in_channels), int(height), int(width))
+    shape = _sample_shape(module.config)
     conditioning, cond_info = build_conditioning(module, root, config, device)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),

@@ -20,7 +20,7 @@ from diffcrit.guidance import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, bui
                                random_windows, sample_arm)
 from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.plotting import plot_results
-from result_factory import make_analyze_result
+from result_factory import make_analyze_result, make_guide_result
 from tiny_models import save_ddpm_pipeline
 from cli_checks import one_line_error
 
@@ -281,6 +281,31 @@ def test_cli_without_classifier_still_runs_every_arm(cond_folder):
     assert document["critical"]["t"] is None
 
 
+@pytest.mark.parametrize("at", ["0.3:0.45", "all"])
+def test_guide_documents_without_a_critical_time_or_a_window_validate(cond_folder, at):
+    """critical.t is null without a t_c, window_width_t null for --at all: the schema allows both."""
+    import jsonschema
+
+    from diffcrit.report import schema
+
+    result = run("--model", str(cond_folder), "--at", at, "--compare", "none", *CLI_FAST)
+    assert result.exit_code == 0, result.output
+    jsonschema.validate(json.loads(result.stdout), schema("guide"))
+
+
+@pytest.mark.parametrize("document, fragments", [
+    (make_guide_result(), ["--critical-from file", "is a guide result, not an analyze result"]),
+    ({**make_analyze_result(0.45), "schema_version": 99}, ["schema_version 99", "upgrade diffcrit"]),
+    ({**make_analyze_result(0.45), "critical": {"t": 0.45}}, ["does not match the analyze result schema",
+                                                              "critical: 'found' is a required property"]),
+])
+def test_critical_from_reads_valid_analyze_results_only(cond_folder, tmp_path, document, fragments):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(document))
+    for extra in (["--compare", "none"], ["--suggest"]):
+        one_line_error(run("--model", str(cond_folder), "--critical-from", str(path), *CLI_FAST, *extra), *fragments)
+
+
 def test_cli_suggest(cond_folder, critical_json):
     result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json), "--width", "0.2",
                  "--steps", "20", "--device", "cpu", "--quiet")
@@ -393,7 +418,8 @@ def run_with_progress(monkeypatch, *args):
 
     from diffcrit.cli import app, guide as _guide  # noqa: F401
 
-    monkeypatch.setattr("diffcrit.cli.guide.console", Console(stderr=True, force_terminal=True, color_system=None, width=100))
+    terminal = Console(stderr=True, force_terminal=True, color_system=None, width=100)
+    monkeypatch.setattr("diffcrit.cli.guide.console", terminal)
     return CliRunner().invoke(app, list(args))
 
 

@@ -59,7 +59,7 @@ def predict(
 
     Writes a JSON document (kind "predict") to stdout or --out; progress and a summary go to stderr.
     """
-    from ..checking import load_result, validate_analyze
+    from ..report import read_document
     from ..datasets import open_data
     from ..predict import compare_block, default_grid, grid_from_result, predict as run_prediction, document as build_document
 
@@ -68,8 +68,7 @@ def predict(
         check_writable(out, "--out file")
     result = None
     if compare is not None:
-        result = load_result(compare, "--compare result")
-        validate_analyze(result, f"--compare result {compare}")
+        result = read_document(compare, role="--compare result")
     source = open_data(data, draws=draws, seed=seed)
     if result is not None:
         grid = grid_from_result(result, source.shape)
