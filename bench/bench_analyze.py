@@ -147,8 +147,9 @@ def phase_naive(args) -> dict:
 
     from diffcrit.fourier import plane_wave_directions
     from diffcrit.probes import forward_ad_safe
+    from diffcrit.report import read_document
 
-    reference = json.loads(Path(args.result).read_text())
+    reference = read_document(args.result, role="(b)'s result")
     config, probe = reference["config"], reference["probe"]
     probed = [s["index"] for s in reference["steps"] if s["probed"]] if not args.dense else list(range(args.steps))
     tick = time.perf_counter()

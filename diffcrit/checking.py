@@ -26,7 +26,6 @@ t range both results cover, so results with different step counts or schedulers 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +35,8 @@ import numpy as np
 
 from .detection import MARKERS
 from .errors import UserError
-
-SCHEMA_VERSION = 1
-KIND_ANALYZE, KIND_GUIDE = "analyze", "guide"
-RESULT_KINDS = (KIND_ANALYZE, KIND_GUIDE)
+from .io import read_text
+from .report import KIND_ANALYZE, validate_document
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
 CHECK_CRITICAL_FOUND = "critical.found"
@@ -173,7 +170,7 @@ def load_tolerances(path: Path | str | None) -> Tolerances:
     import yaml
 
     path = Path(path)
-    text = _read_text(path, "config")
+    text = read_text(path, "config")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -209,69 +206,27 @@ def _validated(where: str, kind: str, value: Any, minimum: int = 1) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Result documents: reading and compatibility
-
-
-def load_result(path: Path | str, role: str = "result") -> dict[str, Any]:
-    """Read a result JSON (analyze or guide); unreadable or malformed input is a user error."""
-    path = Path(path)
-    text = _read_text(path, role)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{role} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    source = f"{role} {path}"
-    if not isinstance(doc, dict) or "schema_version" not in doc:
-        raise UserError(f"{source} is not a diffcrit result (no schema_version)",
-                        "give a JSON file written by diffcrit analyze or guide")
-    result_kind(doc, source)
-    return doc
-
-
-def result_kind(doc: Mapping[str, Any], source: str = "result") -> str:
-    """``analyze`` or ``guide``; results written before ``kind`` existed are analyze results."""
-    kind = doc.get("kind", KIND_ANALYZE if "steps" in doc else None)
-    if kind not in RESULT_KINDS:
-        raise UserError(f"{source} has unknown kind {kind!r}", f"allowed: {', '.join(RESULT_KINDS)}")
-    return kind
-
-
-def validate_analyze(doc: Mapping[str, Any], source: str) -> None:
-    """The structure ``compare_results`` reads (a subset of the JSON Schema, with clear messages)."""
-    version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        newer = isinstance(version, int) and version > SCHEMA_VERSION
-        raise UserError(f"{source} has schema_version {version!r}; this diffcrit reads schema_version {SCHEMA_VERSION}",
-                        "upgrade diffcrit" if newer else "re-run diffcrit analyze to write it again")
-    if result_kind(doc, source) != KIND_ANALYZE:
-        raise UserError(f"{source} is a {doc.get('kind')} result; check compares analyze results")
-    _require_type(doc, "model", dict, source)
-    shape = doc["model"].get("shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
-        raise UserError(f"{source}: model.shape must be [C, H, W], got {shape!r}")
-    _require_type(doc, "shells", list, source)
-    _require_type(doc, "critical", dict, source)
-    _require_type(doc, "steps", list, source)
-    if len(doc["steps"]) < 2:
-        raise UserError(f"{source}: needs at least 2 steps, has {len(doc['steps'])}")
-    for i, step in enumerate(doc["steps"]):
-        if not isinstance(step, dict) or not _is_number(step.get("t")):
-            raise UserError(f"{source}: steps[{i}].t is missing or not a number")
+# Compatibility (result files are read and validated by report.read_document)
 
 
 def check_compatible(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> None:
     """Raise ``UserError`` unless the two analyze results can be compared at all."""
-    validate_analyze(candidate, "candidate")
-    validate_analyze(baseline, "baseline")
-    c_shape, b_shape = candidate["model"]["shape"], baseline["model"]["shape"]
-    if c_shape != b_shape:
-        raise UserError(f"different model shapes: candidate {c_shape}, baseline {b_shape}",
-                        "compare checkpoints of the same architecture")
+    validate_document(candidate, KIND_ANALYZE, "candidate")
+    validate_document(baseline, KIND_ANALYZE, "baseline")
+    check_same_shape(candidate["model"]["shape"], baseline["model"]["shape"])
     common = min(len(candidate["shells"]), len(baseline["shells"]))
     c_k, b_k = candidate["shells"][:common], baseline["shells"][:common]
     if not np.allclose(np.asarray(c_k, float), np.asarray(b_k, float), rtol=1e-6, atol=1e-9):
         raise UserError("the results use different shell wave numbers (shells)",
                         "analyse the candidate with the baseline's config: diffcrit check --model")
+
+
+def check_same_shape(candidate: Iterable[int], baseline: Iterable[int]) -> None:
+    """Raise ``UserError`` unless the candidate model samples in the baseline's (C, H, W)."""
+    candidate, baseline = list(candidate), list(baseline)
+    if candidate != baseline:
+        raise UserError(f"different model shapes: candidate {candidate}, baseline {baseline}",
+                        "compare checkpoints of the same architecture")
 
 
 def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
@@ -518,19 +473,3 @@ def _is_number(value: Any) -> bool:
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _require_type(doc: Mapping[str, Any], key: str, kind: type, source: str) -> None:
-    if not isinstance(doc.get(key), kind):
-        raise UserError(f"{source}: '{key}' is missing or not a {'list' if kind is list else 'mapping'}")
-
-
-def _read_text(path: Path, role: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{role} {path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"{role} {path} is a directory", "give a file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {role} {path}: {err}") from None

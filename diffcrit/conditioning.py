@@ -84,6 +84,14 @@ def _prompt(module, root: Path, config: AnalyzeConfig):
     return (lambda n: expand(encoded, n)), {"type": "prompt", "prompt": config.prompt}
 
 
+def check_unconditional(config: AnalyzeConfig, name: str) -> None:
+    """A model without conditioning (a callable, an analytic built-in) refuses --class-label and --prompt."""
+    if config.class_label is not None:
+        raise ConditioningError(f"{name} is not class-conditional", "drop --class-label")
+    if config.prompt is not None:
+        raise ConditioningError(f"{name} takes no prompt", "drop --prompt")
+
+
 def build_conditioning(module, root: Path, config: AnalyzeConfig, device) -> tuple[Callable[[int], dict | None], dict | None]:
     if type(module).__name__ == "UNet2DConditionModel":
         return _prompt(module, root, config)

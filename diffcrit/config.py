@@ -7,6 +7,7 @@ The resolved config goes into every output (``Result.to_dict()['config']``), and
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ class AnalyzeConfig:
         """Reject out-of-range values with one line naming the option and what is allowed."""
         at_least("steps", self.steps, 2)
         at_least("samples", self.samples, 1)
+        at_least("seed", self.seed, 0)
         at_least("batch_size", self.batch_size, 1)
         at_least("shells", self.shells, 2)
         at_least("directions", self.directions, 1)
@@ -69,10 +71,10 @@ class AnalyzeConfig:
         _one_of("dtype", self.dtype, DTYPES)
         if not 0 < self.fd_step < 1:
             raise UserError(f"fd_step must be in (0, 1), got {self.fd_step}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise UserError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
-        if self.rho <= 0 or self.churn < 0:
-            raise UserError(f"need rho > 0 and churn >= 0, got rho={self.rho}, churn={self.churn}")
+        if not 0 < self.sigma_min < self.sigma_max < math.inf:
+            raise UserError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min} and {self.sigma_max}")
+        if not (0 < self.rho < math.inf and 0 <= self.churn < math.inf):
+            raise UserError(f"need finite rho > 0 and churn >= 0, got rho={self.rho}, churn={self.churn}")
         if self.probe_samples > self.samples:
             self.probe_samples = self.samples
         return self

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,17 +31,16 @@ from . import detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
 from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
-from .errors import ModelOutputError, UserError, shorten
+from .errors import UserError, shorten
 from .frame import t_to_sigma
 from .fourier import (LowBins, ProbeDirections, direction_bins, low_bins, plane_wave_directions, shell_coefficients,
                       shell_wave_numbers, spectrum)
 from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
+from .progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from .report import SCHEMA_VERSION, TIME_CONVENTION, Result, clean, environment, now_iso
-from .sampling import StepInfo, per_sample_noise
+from .sampling import StepInfo, nonfinite_output_error, per_sample_noise
 from .states import check_samples_path, check_states_target, open_states, save_samples
-
-Callback = Callable[[dict], None]
 
 
 class StepRows:
@@ -176,7 +175,7 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded.shape, ranks)
     try:
-        records, samples = run(loaded, config, directions, states, callback or (lambda event: None), ranks)
+        records, samples = run(loaded, config, directions, states, callback or ignore, ranks)
     finally:
         if states is not None:
             states.close()
@@ -257,8 +256,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             tick = time.perf_counter()
             y, d = batches.step(i)
             if ranks.any(not (torch.isfinite(y).all() and torch.isfinite(d).all())):
-                raise ModelOutputError(f"the model produced NaN or Inf at step {i} (sigma={info.sigma:.4g}, "
-                                       f"timestep={info.timestep})", "try --dtype float32 or another scheduler")
+                raise nonfinite_output_error(info, loaded.half_precision)
             _record_fields(records, y, d)
             if states is not None:
                 states.write(info, y, d)
@@ -267,7 +265,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             points = _probe_points(config, loaded, y, mine, ranks)
             records.gains.append(_probe_step(prober, info, points, i in plan, store))
             records.seconds["probing_s"] += time.perf_counter() - tick
-            callback({"stage": "sampling", "step": i + 1, "total": len(infos), "sigma": info.sigma, "t": info.t})
+            callback(ProgressEvent(SAMPLING, i + 1, len(infos), sigma=info.sigma, t=info.t))
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
         records.coef_final = shell_coefficients(spectrum(samples), records.bins).numpy()
@@ -342,8 +340,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
                 torch.zeros(1, *prober.loaded.shape, device=prober.device)
             records.gains[i] = prober.gains(info, points)
             refined.append(i)
-            callback({"stage": "refining", "step": i + 1, "total": len(records.infos), "sigma": info.sigma,
-                      "t": info.t})
+            callback(ProgressEvent(REFINING, i + 1, len(records.infos), sigma=info.sigma, t=info.t))
     records.schedule["refined_steps"] = sorted(refined)
 
 

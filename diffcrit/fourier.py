@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class ProbeDirections:
@@ -103,7 +105,8 @@ def plane_wave_directions(shape: tuple[int, int, int], n_shells: int, per_shell:
     for n in range(1, n_shells):
         candidates = _shell_candidates(height, width, n)
         if not candidates:
-            raise ValueError(f"shell {n} is empty for a {height}x{width} field")
+            raise UserError(f"cannot probe {n_shells} shells: a {height}x{width} field has shells 0..{n - 1} only",
+                            f"use --shells {n} or fewer")
         take = min(per_shell, len(candidates) * channels)
         for c in range(channels):
             count = len(range(c, take, channels))

@@ -31,14 +31,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import UserError
 from .loading import LoadedModel
-from .sampling import SchedulerStepper, per_sample_noise
+from .progress import GUIDE, Callback, ProgressEvent, ignore
+from .sampling import SchedulerStepper, nonfinite_output_error, per_sample_noise
 
 GUIDANCE_KEY = "guidance_scale"
 ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
@@ -49,7 +50,6 @@ RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
 DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
 
-Callback = Callable[[dict], None]
 NOT_CLASS_CONDITIONAL = ("classifier-free guidance needs a class-conditional model "
                          "(a UNet2DModel with num_class_embeds, or a DiT)")
 
@@ -252,7 +252,8 @@ def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: 
     lengths = np.array([b - a for a, b in pieces])
     if not pieces:
         raise UserError(f"no window of width {width:.3g} fits in t in [{t_min:.4g}, {t_max:.4g}] beside the "
-                        f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]", "use a narrower --width")
+                        f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]",
+                        f"use a narrower --width, or leave {ARM_RANDOM} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         u = np.random.default_rng([RANDOM_WINDOW_STREAM, seed + i]).uniform(0, lengths.sum())
@@ -269,8 +270,8 @@ def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarr
     m = int(inside.sum())
     starts = [j for j in range(len(t_grid) - m + 1) if not inside[j: j + m].any()]
     if m == 0 or not starts:
-        raise UserError(f"no block of {m} steps fits beside the treatment's steps in a grid of {len(t_grid)}",
-                        "use a narrower --width or more --steps")
+        raise UserError(f"no block of {m} steps fits beside the treatment's {m} steps in a grid of {len(t_grid)}",
+                        f"use a narrower --width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         j = starts[int(np.random.default_rng([RANDOM_STEPS_STREAM, seed + i]).integers(len(starts)))]
@@ -279,23 +280,36 @@ def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarr
     return out
 
 
-def build_arms(names: list[str], n: int, t_grid: np.ndarray, t_c: float | None, width: float, seed: int) -> list[Arm]:
-    """Arms in order; the first is the treatment (random windows avoid its window and share its width)."""
+def build_arms(names: list[str], n: int, t_grid: np.ndarray, t_c: float | None, width: float, seed: int,
+               optional: tuple[str, ...] = ()) -> list[Arm]:
+    """Arms in order; the first is the treatment (random windows avoid its window and share its width).
+
+    An arm named in ``optional`` (a default control, not asked for) is left out where it cannot be
+    drawn: e.g. random-steps, when the treatment guides so many steps that no block as long fits beside them.
+    """
     treatment = fixed_window(names[0], t_c, width)
-    t_range = (float(t_grid.min()), float(t_grid.max()))
     arms = []
     for name in names:
-        if name == ARM_RANDOM:
-            windows = random_windows(n, treatment[1] - treatment[0], treatment, t_range, seed)
-        elif name == ARM_RANDOM_STEPS:
-            windows = random_step_windows(n, treatment, t_grid, seed)
-        else:
-            window = fixed_window(name, t_c, width)
-            if name not in (ARM_ALL, ARM_NONE):
-                check_window(name, window, t_grid)
-            windows = np.tile(np.array(window, dtype=float), (n, 1))
-        arms.append(Arm(name, windows))
+        try:
+            arms.append(Arm(name, _arm_windows(name, n, t_grid, t_c, width, seed, treatment)))
+        except UserError:
+            if name not in optional:
+                raise
     return arms
+
+
+def _arm_windows(name: str, n: int, t_grid: np.ndarray, t_c: float | None, width: float, seed: int,
+                 treatment: tuple[float, float]) -> np.ndarray:
+    """(n, 2) windows of one arm."""
+    if name == ARM_RANDOM:
+        t_range = (float(t_grid.min()), float(t_grid.max()))
+        return random_windows(n, treatment[1] - treatment[0], treatment, t_range, seed)
+    if name == ARM_RANDOM_STEPS:
+        return random_step_windows(n, treatment, t_grid, seed)
+    window = fixed_window(name, t_c, width)
+    if name not in (ARM_ALL, ARM_NONE):
+        check_window(name, window, t_grid)
+    return np.tile(np.array(window, dtype=float), (n, 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +317,7 @@ def build_arms(names: list[str], n: int, t_grid: np.ndarray, t_c: float | None, 
 
 
 def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: torch.Tensor, scale: float,
-               steps: int, seed: int, batch_size: int, callback: Callback = lambda e: None,
+               steps: int, seed: int, batch_size: int, callback: Callback = ignore,
                mine: range | None = None) -> torch.Tensor:
     """Final samples (len(mine), C, H, W) in the model's own space, guided per ``arm``.
 
@@ -326,8 +340,10 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
             in_window = torch.from_numpy(arm.guided(info.t)[rows])
             cond = {**guidance.labels(labels), GUIDANCE_KEY: torch.where(in_window, scale, 1.0).to(loaded.device)}
             with torch.no_grad():
-                _, _, x = stepper.step(x, i, cond, [generators[j] for j in rows])
-            callback({"stage": "guide", "arm": arm.name, "done": lo * len(stepper.infos) + (i + 1) * len(rows),
-                      "total": len(mine) * len(stepper.infos)})
+                _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
+            if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):
+                raise nonfinite_output_error(info, loaded.half_precision, f" of arm {arm.name}")
+            callback(ProgressEvent(GUIDE, lo * len(stepper.infos) + (i + 1) * len(rows), len(mine) * len(stepper.infos),
+                                   label=arm.name, sigma=info.sigma, t=info.t))
         out.append(stepper.final(x).cpu())
     return torch.cat(out)

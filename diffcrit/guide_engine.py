@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,12 @@ from . import alignment
 from .config import at_least, build_config
 from .distributed import current
 from .report import write_document
-from .errors import ConditioningError, UserError, shorten
+from .errors import ConditioningError, ModelOutputError, UserError, shorten
 from .frame import t_to_sigma
-from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, Arm, Callback, ClassGuidance,
+from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
 from .loading import LoadedModel, LoadOptions, load_model
+from .progress import Callback, ignore
 from .sampling import SchedulerStepper, StepInfo
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
@@ -67,12 +69,13 @@ class GuideConfig:
     prediction_type: str | None = None
 
     def validate(self) -> "GuideConfig":
-        for name, low in (("steps", 2), ("samples", 1), ("batch_size", 1), ("analyze_samples", 1), ("bootstrap", 0)):
+        for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
+                          ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
-        if not self.scale > 1:
-            raise UserError(f"guidance scale must be > 1, got {self.scale}", "S = 1 is the `none` arm")
-        if not self.width > 0:
-            raise UserError(f"window width must be > 0 (in t), got {self.width}")
+        if not 1 < self.scale < math.inf:
+            raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
+        if not 0 < self.width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.width}")
         if self.class_label is not None and self.classes:
             raise UserError("give --class-label or --classes, not both")
         parse_arm(self.at, treatment=True)
@@ -143,10 +146,10 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
 
 
 def critical_from_file(path: Path | str) -> dict:
-    """critical.t and ci95 of an analyze (or guide) result JSON."""
-    from .checking import load_result
+    """critical.t and ci95 of an analyze result JSON."""
+    from .report import read_document
 
-    doc = load_result(path, "--critical-from file")
+    doc = read_document(path, role="--critical-from file")
     critical = doc.get("critical") or {}
     if not isinstance(critical.get("t"), (int, float)):
         raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",
@@ -239,7 +242,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     ``options`` are the fields of ``GuideConfig`` (at, compare, scale, width, steps, samples, ...).
     """
     started = time.perf_counter()
-    callback = callback or (lambda event: None)
+    callback = callback or ignore
     # 1. Cheap checks and loading: config, model, classes, classifier, step grid.
     config = make_guide_config(**options)
     names = arm_names(config.at, config.compare)
@@ -265,14 +268,22 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         critical = critical_from_file(critical_from)
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, config, int(targets[0]), load_options, callback)
-    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed)
+    optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
+    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
+                      optional)
     loaded_at = time.perf_counter()
     # 3. Sample every arm (paired: same seeds, same classes).
     samples, seconds = {}, {}
     for arm in arms:
         tick = time.perf_counter()
-        mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
-                          config.batch_size, callback, mine=ranks.split(config.samples))
+        mine, error = None, None
+        try:
+            mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
+                              config.batch_size, callback, mine=ranks.split(config.samples))
+        except ModelOutputError as err:  # NaN or Inf: every rank stops together
+            error = err
+        if ranks.any(error is not None):
+            raise error or ModelOutputError(f"the model produced NaN or Inf in arm {arm.name} on another process")
         samples[arm.name] = ranks.all_rows(mine)  # every rank: all samples, in sample order
         seconds[arm.name] = time.perf_counter() - tick
     # 4. Decode and score.
@@ -284,7 +295,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         metrics = {name: alignment.logits_to_metrics(alignment.classify(scorer, images[name], config.batch_size), index)
                    for name in samples}
     # 5. The document.
-    document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets)
+    left_out = [name for name in names if name not in {arm.name for arm in arms}]
+    document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets, left_out)
     document["environment"]["distributed"] = ranks.describe()
     document["timing"] = {"total_s": time.perf_counter() - started, "setup_s": loaded_at - started,
                           "arms_s": seconds,
@@ -294,7 +306,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
 
 def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideConfig, arms: list[Arm],
                    t_grid: np.ndarray, critical: dict | None, scorer: alignment.Scorer | None,
-                   metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor) -> dict:
+                   metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor,
+                   left_out: list[str] = ()) -> dict:
     from . import __version__
     from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, environment, now_iso
 
@@ -338,6 +351,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "test": alignment.TEST,
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
+    document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
+                         "(a narrower --width or more --steps make room)" for name in left_out]
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
@@ -360,7 +375,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     infos = step_grid(loaded, config.steps)
     t_grid = np.array([info.t for info in infos])
     critical = critical_from_file(critical_from) if critical_from is not None else \
-        measure_critical(model, config, int(targets[0]), load_options, callback or (lambda e: None))
+        measure_critical(model, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [info for info in infos if lo <= info.t <= hi]

@@ -194,3 +194,17 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def read_text(path: Path | str, role: str) -> str:
+    """A UTF-8 text file the user named (``role``: what it is, for the message); a missing,
+    unreadable or binary file is a user error."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{role} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{role} {path} is a directory", "give a file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {role} {path}: {err}") from None

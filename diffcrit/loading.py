@@ -89,13 +89,47 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     path = Path(spec).expanduser()
     if path.exists():
         return load_diffusers(path, config, device, options)
+    return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+
+
+def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``load_model`` would give, read cheaply for checks before an analysis: an analytic
+    built-in's options, a folder's (or cached hub snapshot's) config.json; no weights. None when unstated."""
+    options = options or LoadOptions()
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, kwargs = builtins.parse_spec(spec)
+        if entry.path is None:
+            return tuple(entry.factory(**kwargs).shape)
+        root = entry.path
+    else:
+        path = Path(spec).expanduser()
+        root = path if path.exists() else download(_hub_id(spec), options)
+    folder, _ = _model_folder(Path(root), options)
+    try:
+        return _sample_shape(_read_json(folder / "config.json"))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _hub_id(spec: str) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
                         "check the path; `diffcrit models` lists the built-ins")
-    return load_diffusers(download(spec, options), config, device, options, hub_id=spec)
+    return spec
+
+
+def _sample_shape(config) -> tuple[int, int, int]:
+    """(C, H, W) a diffusers denoiser samples in, from its config (in_channels, sample_size)."""
+    size = config["sample_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return int(config["in_channels"]), int(height), int(width)
 
 
 def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict, model: Any) -> LoadedModel:
+    from .conditioning import check_unconditional
+
+    check_unconditional(config, info["id"])
     if isinstance(model, torch.nn.Module):
         model.to(device)
     info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)
@@ -122,10 +156,21 @@ def download(repo_id: str, options: LoadOptions) -> Path:
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object of a model folder; an unreadable, empty, invalid or non-object file is a user error."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    if not text.strip():
+        raise UserError(f"{path} is empty", "write the folder again (save_pretrained)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object",
+                        "write the folder again (save_pretrained)")
+    return data
 
 
 def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
@@ -166,12 +211,20 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
     return cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
 
 
-def _load_denoiser_module(folder: Path, config: AnalyzeConfig, options: LoadOptions, device):
+def _model_class(folder: Path) -> str:
+    """The denoiser's ``_class_name`` from its config.json, checked before anything else is read."""
+    class_name = _read_json(folder / "config.json").get("_class_name")
+    if class_name is None:
+        raise UserError(f"{folder / 'config.json'} has no _class_name", "write the folder again (save_pretrained)")
+    if class_name not in MODEL_CALLS:
+        raise UserError(f"unsupported model class {class_name!r} in {folder / 'config.json'}",
+                        f"supported: {', '.join(MODEL_CALLS)}")
+    return class_name
+
+
+def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
     import diffusers
 
-    class_name = _read_json(folder / "config.json").get("_class_name")
-    if class_name not in MODEL_CALLS:
-        raise UserError(f"unsupported model class {class_name!r}", f"supported: {', '.join(MODEL_CALLS)}")
     dtype = getattr(torch, config.dtype)
     try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
         module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
@@ -197,15 +250,14 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
+    class_name = _model_class(model_folder)
     scheduler = _load_scheduler(scheduler_folder, config)
-    module = _load_denoiser_module(model_folder, config, options, device)
+    module = _load_denoiser_module(model_folder, class_name, config, options, device)
     prediction_type = scheduler.config.prediction_type
     if prediction_type not in PREDICTION_TYPES:
         raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
     denoiser = DiffusersDenoiser(module, prediction_type, scheduler.alphas_cumprod)
-    size = module.config.sample_size
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    shape = (int(module.config.in_channels), int(height), int(width))
+    shape = _sample_shape(module.config)
     conditioning, cond_info = build_conditioning(module, root, config, device)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),

@@ -22,9 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .checking import KIND_ANALYZE, MARKERS, result_kind
+from .checking import MARKERS
 from .errors import UserError
 from .io import atomic_write_bytes
+from .report import KIND_ANALYZE, result_kind
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 FIGSIZE_IN = (13.0, 8.5)

@@ -9,14 +9,14 @@ From one streamed pass over a data set (``datasets.DataSource``):
      at analyze's probe directions, averaged per shell as the probes are;
   4. with a patch side p: C(δ), C_Ω(0), and the patch model's t_c = log(1 + C_Ω(0)) and stiffness at y = 0;
   5. with a measured analyze result: its curves and critical time beside the predictions.
-Symbols as in ``diffcrit.theory``. Nothing here prints; ``progress(done, total, stage)`` reports.
+Symbols as in ``diffcrit.theory``. Nothing here prints; ``progress`` gets ``ProgressEvent``s.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -26,11 +26,10 @@ from .datasets import DataSource
 from .errors import UserError
 from .fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
 from .frame import karras_sigmas, sigma_to_t
+from .progress import POWER_ITERATION, READING, Callback, ProgressEvent, ignore
 
 COVARIANCE_LIMIT = 4096  # features C*H*W up to which the full covariance is accumulated (128 MiB)
 POWER_BLOCK, POWER_PASSES, POWER_TOL = 8, 60, 1e-7
-
-Progress = Callable[[int, int, str], None]
 
 FRAMES_NOTE = (
     "Biroli et al. (2024) run the OU process dx = -x dt + sqrt(2) dW, x = e^{-t_B} x0 + sqrt(1 - e^{-2 t_B}) z, "
@@ -120,10 +119,7 @@ def _given(value, default):
 
 
 def _with_probe(grid: Grid, shape: tuple[int, int, int]) -> Grid:
-    try:
-        grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
-    except ValueError as err:
-        raise UserError(f"cannot probe {grid.shells} shells: {err}", "use fewer --shells") from None
+    grid.probe = plane_wave_directions(shape, grid.shells, grid.directions)
     return grid
 
 
@@ -133,13 +129,12 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 # --- 1. one pass --------------------------------------------------------------------------------
 
-def accumulate(source: DataSource, batch_size: int, progress: Progress | None = None) -> Moments:
+def accumulate(source: DataSource, batch_size: int, progress: Callback = ignore) -> Moments:
     features = math.prod(source.shape)
     moments = Moments(source.shape, full_covariance=features <= COVARIANCE_LIMIT)
     for batch in source.batches(batch_size):
         moments.update(batch)
-        if progress:
-            progress(moments.count, source.count, "reading data")
+        progress(ProgressEvent(READING, moments.count, source.count))
     if moments.count < 2:
         raise UserError(f"--data {source.spec} holds {moments.count} image(s)", "a covariance needs at least 2")
     return moments
@@ -148,7 +143,7 @@ def accumulate(source: DataSource, batch_size: int, progress: Progress | None = 
 # --- 2. top covariance eigenvalue ---------------------------------------------------------------
 
 def top_covariance_eigenvalue(source: DataSource, moments: Moments, batch_size: int,
-                              progress: Progress | None = None) -> tuple[float, str]:
+                              progress: Callback = ignore) -> tuple[float, str]:
     """Λ and how it was found: exactly from the full covariance, or by block power iteration."""
     if moments.gram is not None:
         covariance = theory.covariance_from_sums(moments.sum_x.flatten(), moments.gram, moments.count)
@@ -165,8 +160,7 @@ def top_covariance_eigenvalue(source: DataSource, moments: Moments, batch_size: 
         product = product / moments.count - torch.outer(mean, mean @ basis)
         value = float(torch.linalg.eigvalsh(basis.T @ product)[-1])  # Rayleigh-Ritz
         basis = torch.linalg.qr(product)[0]
-        if progress:
-            progress(passes, POWER_PASSES, "power iteration")
+        progress(ProgressEvent(POWER_ITERATION, passes, POWER_PASSES))
         if abs(value - previous) <= POWER_TOL * abs(value):
             break
         previous = value
@@ -256,10 +250,11 @@ def compare_block(result: dict, prediction: dict, source: str) -> dict:
 # --- all of it ----------------------------------------------------------------------------------
 
 def predict(source: DataSource, grid: Grid, *, patch: int | None = None, batch_size: int = 256,
-            progress: Progress | None = None) -> dict:
+            progress: Callback | None = None) -> dict:
     """The prediction blocks (data, speciation, power_spectrum, gaussian[, patch]) for ``source``."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    progress = progress or ignore
     moments = accumulate(source, batch_size, progress)
     top, method = top_covariance_eigenvalue(source, moments, batch_size, progress)
     power = theory.connected_power(moments.sum_f, moments.sum_f2, moments.count)

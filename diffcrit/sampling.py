@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .denoisers import DiffusersDenoiser, output_to_denoised
-from .errors import UserError
+from .errors import ModelOutputError, UserError
 from .frame import alpha_bar_to_sigma, karras_sigmas, sigma_to_t
 
 # Scheduler class -> frame of its sample: "vp" (sample = x_t) or "ve" (sample = y, model input scaled).
@@ -46,6 +46,14 @@ class StepInfo:
     @property
     def t(self) -> float:
         return sigma_to_t(self.sigma)
+
+
+def nonfinite_output_error(info: StepInfo, half_precision: bool, where: str = "") -> ModelOutputError:
+    """The one-line error for NaN or Inf in a model's output at a step, naming the step (``where``: e.g. the arm)."""
+    hint = "try --dtype float32 or another scheduler" if half_precision else \
+        "check the model's weights (a float32 run), or try another scheduler"
+    return ModelOutputError(f"the model produced NaN or Inf at step {info.index}{where} (sigma={info.sigma:.4g}, "
+                            f"timestep={info.timestep})", hint)
 
 
 def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:

@@ -157,6 +157,7 @@ def make_guide_result(*, scored: bool = True, shift: float = 0.0) -> dict[str, A
         "metric_names": metric_names,
         "arms": arms,
         "comparisons": comparisons,
+        "timing": {"total_s": 1.0},
     }
 
 

@@ -13,10 +13,12 @@ from typer.testing import CliRunner
 from diffcrit.check_report import render_junit, render_markdown
 from diffcrit import detection
 from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED, STATUS_FAIL,
-                               STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results, load_result,
+                               STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results,
                                load_tolerances, marker_check_name, outcomes_to_dict, pairing, stiffness_check_name,
                                tolerances_from_mapping)
 from diffcrit.errors import UserError
+from diffcrit.report import read_document
+from cli_checks import one_line_error
 from result_factory import import_cli, make_analyze_result, make_guide_result, shifted, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +160,7 @@ def test_missing_stiffness_in_candidate_fails_and_null_tolerance_skips(baseline)
 @pytest.mark.parametrize("change, message", [
     (lambda d: with_changes(d, schema_version=2), "schema_version 2"),
     (lambda d: with_changes(d, model={**d["model"], "shape": [4, 32, 32]}), "different model shapes"),
-    (lambda d: with_changes(d, steps=[]), "at least 2 steps"),
+    (lambda d: with_changes(d, steps=[]), "steps needs at least 2 entries"),
     (lambda d: make_guide_result(), "guide result"),
 ])
 def test_incompatible_results_are_user_errors(baseline, change, message):
@@ -310,27 +312,75 @@ def test_cli_bad_config_and_arguments_exit_2(cli, files, tmp_path):
     assert invoke(cli, "-b", files["base"]).exit_code == 2
 
 
+class FakeResult:
+    def __init__(self, document):
+        self.document = document
+
+    def to_dict(self):
+        return self.document
+
+
 def test_cli_model_analyses_with_the_baselines_config(cli, files, baseline, monkeypatch, tmp_path):
     import diffcrit
 
     seen = {}
 
-    class FakeResult:
-        def to_dict(self):
-            return shifted(baseline, 0.5)
-
     def fake_analyze(model, **options):
         seen.update(model=model, options=options)
-        return FakeResult()
+        return FakeResult(shifted(baseline, 0.5))
 
     monkeypatch.setattr(diffcrit, "analyze", fake_analyze, raising=False)
     saved = tmp_path / "candidate.json"
-    res = invoke(cli, "--model", "./release-candidate", "-b", files["base"], "--device", "cpu",
-                 "--save-candidate", saved)
+    model = "builtin:mixture?size=16&channels=3"  # the baseline's shape, (3, 16, 16)
+    res = invoke(cli, "--model", model, "-b", files["base"], "--device", "cpu", "--save-candidate", saved)
     assert res.exit_code == 1, res.output
-    assert seen["model"] == "./release-candidate"
+    assert seen["model"] == model
     assert seen["options"] == {**baseline["config"], "device": "cpu"}
-    assert load_result(saved)["critical"]["t"] == pytest.approx(2.0)
+    assert read_document(saved)["critical"]["t"] == pytest.approx(2.0)
+
+
+def test_cli_model_checks_the_shape_before_analysing(cli, files, monkeypatch, tmp_path):
+    import diffcrit
+
+    calls = []
+    monkeypatch.setattr(diffcrit, "analyze", lambda model, **options: calls.append(model), raising=False)
+    saved = tmp_path / "candidate.json"
+    res = invoke(cli, "--model", "builtin:mixture?size=8", "-b", files["base"], "--save-candidate", saved)
+    one_line_error(res, "different model shapes: candidate [1, 8, 8], baseline [3, 16, 16]")
+    assert calls == [] and not saved.exists()
+
+
+def test_cli_model_leaves_no_candidate_file_when_it_does_not_compare(cli, files, baseline, monkeypatch, tmp_path):
+    import diffcrit
+
+    other_shells = with_changes(baseline, shells=[0.0, 0.5, 1.0, 1.5])
+    monkeypatch.setattr(diffcrit, "analyze", lambda model, **options: FakeResult(other_shells), raising=False)
+    saved = tmp_path / "candidate.json"
+    res = invoke(cli, "--model", "builtin:mixture?size=16&channels=3", "-b", files["base"], "--save-candidate", saved)
+    one_line_error(res, "different shell wave numbers")
+    assert not saved.exists()
+
+
+def test_cli_save_candidate_never_overwrites_the_baseline(cli, files):
+    before = files["base"].read_text()
+    res = invoke(cli, "--model", "builtin:mixture?size=16&channels=3", "-b", files["base"],
+                 "--save-candidate", files["base"])
+    one_line_error(res, "is the baseline file")
+    assert files["base"].read_text() == before
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda d: with_changes(d, model={"id": "x", "kind": "builtin"}),
+     ["does not match the analyze result schema", "model: 'shape' is a required property"]),
+    (lambda d: with_changes(d, steps=d["steps"][:3] + [{**d["steps"][3], "t": "late"}] + d["steps"][4:]),
+     ["steps[3].t must be number, got string"]),
+    (lambda d: {"schema_version": 1, "kind": "predict"}, ["is a predict result, not an analyze result"]),
+])
+def test_cli_invalid_documents_are_one_line_errors(cli, files, tmp_path, change, fragments):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(change(make_analyze_result())))
+    one_line_error(invoke(cli, bad, "-b", files["base"]), *fragments)
+    one_line_error(invoke(cli, files["same"], "-b", bad), *fragments)
 
 
 def test_config_differences_note_options_and_the_probe_method():

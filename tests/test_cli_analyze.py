@@ -110,6 +110,19 @@ def test_folder_without_config_and_unsupported_class(tmp_path, ddpm_folder):
     one_line_error(run("analyze", "--model", str(odd), *FAST), "unsupported model class", "UNet2DModel")
 
 
+@pytest.mark.parametrize("text,fragments", [
+    ("{nope", ["config.json is not valid JSON (line 1, column 2"]),
+    ("", ["config.json is empty"]),
+    ("[1, 2]", ["config.json holds a JSON list, not an object"]),
+    ('{"_class_name": "Foo"}', ["unsupported model class 'Foo'", "UNet2DModel"]),
+    ("{}", ["config.json has no _class_name"]),
+])
+def test_bad_model_config_json_reports_its_real_cause(tmp_path, text, fragments):
+    """A bare model folder has no scheduler: its config.json is read (and reported on) first."""
+    (tmp_path / "config.json").write_text(text)
+    one_line_error(run("analyze", "--model", str(tmp_path), *FAST), *fragments)
+
+
 def test_unwritable_output_is_checked_before_sampling(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("diffcrit.engine.run", lambda *a, **k: calls.append(1))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from diffcrit.guidance import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, bui
                                random_windows, sample_arm)
 from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.plotting import plot_results
-from result_factory import make_analyze_result
+from result_factory import make_analyze_result, make_guide_result
 from tiny_models import save_ddpm_pipeline
 from cli_checks import one_line_error
 
@@ -240,7 +242,7 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
     result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--width", "0.2",
                  "--classifier", str(torchscript_classifier), *CLI_FAST, "--out", str(out),
                  "--save-images", str(images), "--save-samples", str(samples))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(out.read_text())
     assert document["kind"] == "guide" and document["schema_version"] == 1 and document["scored"] is True
     import jsonschema
@@ -271,7 +273,7 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
 
 def test_cli_without_classifier_still_runs_every_arm(cond_folder):
     result = run("--model", str(cond_folder), "--at", "0.3:0.45", "--compare", "none,all", *CLI_FAST)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(result.stdout)
     assert document["scored"] is False and document["metric_names"] == [] and document["comparisons"] == []
     assert "no alignment was scored" in document["note"]
@@ -279,10 +281,35 @@ def test_cli_without_classifier_still_runs_every_arm(cond_folder):
     assert document["critical"]["t"] is None
 
 
+@pytest.mark.parametrize("at", ["0.3:0.45", "all"])
+def test_guide_documents_without_a_critical_time_or_a_window_validate(cond_folder, at):
+    """critical.t is null without a t_c, window_width_t null for --at all: the schema allows both."""
+    import jsonschema
+
+    from diffcrit.report import schema
+
+    result = run("--model", str(cond_folder), "--at", at, "--compare", "none", *CLI_FAST)
+    assert result.exit_code == 0, result.output
+    jsonschema.validate(json.loads(result.stdout), schema("guide"))
+
+
+@pytest.mark.parametrize("document, fragments", [
+    (make_guide_result(), ["--critical-from file", "is a guide result, not an analyze result"]),
+    ({**make_analyze_result(0.45), "schema_version": 99}, ["schema_version 99", "upgrade diffcrit"]),
+    ({**make_analyze_result(0.45), "critical": {"t": 0.45}}, ["does not match the analyze result schema",
+                                                              "critical: 'found' is a required property"]),
+])
+def test_critical_from_reads_valid_analyze_results_only(cond_folder, tmp_path, document, fragments):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(document))
+    for extra in (["--compare", "none"], ["--suggest"]):
+        one_line_error(run("--model", str(cond_folder), "--critical-from", str(path), *CLI_FAST, *extra), *fragments)
+
+
 def test_cli_suggest(cond_folder, critical_json):
     result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json), "--width", "0.2",
                  "--steps", "20", "--device", "cpu", "--quiet")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(result.stdout)
     interval = document["interval"]
     assert document["kind"] == "guide-suggestion" and interval["t"] == pytest.approx([0.35, 0.55])
@@ -382,3 +409,105 @@ def test_shipped_guide_results_validate_against_the_guide_schema():
         jsonschema.validate(_json.loads(path.read_text()), schema("guide"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"schema_version": 1, "kind": "analyze"}, schema("guide"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's guide commands, through the CLI with progress on (issue 12)
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+DIGITS_ANALYZE = README.parent / "examples" / "results" / "digits-analyze.json"
+
+
+def readme_guide_commands() -> list[list[str]]:
+    """The README's `diffcrit guide --model builtin:digits ...` lines, as argument lists (comments dropped)."""
+    lines = [line.split("#")[0] for line in README.read_text().splitlines()
+             if line.startswith("diffcrit guide --model builtin:digits")]
+    return [shlex.split(line)[1:] for line in lines]
+
+
+def run_with_progress(monkeypatch, *args):
+    """``diffcrit ARGS`` through CliRunner with the Rich progress bar drawn as on a terminal.
+
+    CliRunner's stderr is not a TTY, where Rich draws nothing of a transient bar: forcing a
+    terminal console renders every progress column for every event the library emits.
+    """
+    from rich.console import Console
+
+    from diffcrit.cli import app, guide as _guide  # noqa: F401
+
+    terminal = Console(stderr=True, force_terminal=True, color_system=None, width=100)
+    monkeypatch.setattr("diffcrit.cli.guide.console", terminal)
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.slow
+def test_readme_guide_command_runs_with_progress(monkeypatch):
+    """`diffcrit guide --model builtin:digits` exactly as the README shows (about 50 s on 2 CPU cores)."""
+    command = readme_guide_commands()[0]
+    assert command == ["guide", "--model", "builtin:digits"]
+    result = run_with_progress(monkeypatch, *command)
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "measuring t_c" in result.stderr and "arm critical" in result.stderr  # the bar was drawn
+    document = json.loads(result.stdout)
+    assert document["scored"] is True and [a["name"] for a in document["arms"]][0] == "critical"
+
+
+def test_readme_guide_command_with_critical_from_runs_with_progress(monkeypatch, tmp_path):
+    """The README's second guide line, with the shipped digits analyze result and 6 samples instead of 500."""
+    command = readme_guide_commands()[1]
+    assert command == ["guide", "--model", "builtin:digits", "--critical-from", "digits.json", "--samples", "500",
+                       "--out", "guide.json"]
+    out = tmp_path / "guide.json"
+    swap = {"digits.json": str(DIGITS_ANALYZE), "500": "6", "guide.json": str(out)}
+    result = run_with_progress(monkeypatch, *[swap.get(arg, arg) for arg in command])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "arm critical" in result.stderr and "arm all" in result.stderr
+    assert json.loads(out.read_text())["arms"][0]["n"] == 6
+
+
+@pytest.mark.slow
+def test_readme_guide_command_with_20_samples_runs(monkeypatch):
+    """`--samples 20` puts the measured t_c (seeds 20..35) low, where one unit of t holds 29 of the 50
+    steps: no random-steps block of 29 fits beside them, so that default control is left out, with a note."""
+    result = run_with_progress(monkeypatch, *readme_guide_commands()[0], "--samples", "20", "--bootstrap", "100")
+    assert result.exit_code == 0, result.output[-3000:]
+    document = json.loads(result.stdout)
+    assert [a["name"] for a in document["arms"]] == ["critical", "random", "none", "all"]
+    assert document["notes"][0].startswith("default control random-steps left out")
+    assert "note: default control random-steps left out" in result.stderr
+
+
+def test_default_random_controls_that_do_not_fit_are_left_out(cond_folder, critical_json):
+    """A window of 0.8 around t_c = 0.45 covers the tiny schedule's t range [0, 0.84] almost whole."""
+    args = ["--model", str(cond_folder), "--critical-from", str(critical_json), "--width", "0.8", *CLI_FAST]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [a["name"] for a in document["arms"]] == ["critical", "none", "all"]
+    assert [n.split(":")[0] for n in document["notes"]] == ["default control random left out",
+                                                            "default control random-steps left out"]
+    one_line_error(run(*args, "--compare", "random-steps,none"), "no block of", "leave random-steps out of --compare")
+    one_line_error(run(*args, "--compare", "random"), "no window of width 0.8", "leave random out of --compare")
+
+
+@pytest.fixture(scope="module")
+def nan_folder(tmp_path_factory):
+    """The tiny class-conditional pipeline with NaN output-conv weights: every model output is NaN."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    from tiny_models import tiny_unet
+
+    unet = tiny_unet(N_CLASSES + 1)
+    with torch.no_grad():
+        unet.conv_out.weight.fill_(float("nan"))
+    folder = tmp_path_factory.mktemp("nan")
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_nan_from_the_model_stops_guide_naming_the_step(nan_folder, torchscript_classifier, quiet):
+    args = ["--model", str(nan_folder), "--at", "all", "--compare", "none", "--classifier", str(torchscript_classifier),
+            *CLI_FAST]
+    result = run(*(args if quiet else [a for a in args if a != "--quiet"]))
+    one_line_error(result, "NaN or Inf at step 0 of arm all", "sigma=")

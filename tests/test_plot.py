@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from diffcrit.errors import UserError
 from diffcrit.plotting import DPI, FIGSIZE_IN, plot_results, sigma_to_t, t_to_sigma
 from diffcrit.sparkline import BLOCKS, sparkline
-from result_factory import import_cli, make_analyze_result, make_guide_result
+from cli_checks import one_line_error
+from result_factory import import_cli, make_analyze_result, make_guide_result, with_changes
 
 EXPECTED_HW = (round(FIGSIZE_IN[1] * DPI), round(FIGSIZE_IN[0] * DPI))
 
@@ -81,6 +82,21 @@ def test_cli_plot_writes_the_figure(tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
     bad = CliRunner().invoke(app, ["plot", str(paths[0]), "-o", str(tmp_path / "x.gif")])
     assert bad.exit_code == 2 and "figure format" in bad.output
+
+
+@pytest.mark.parametrize("make_doc, fragments", [
+    (lambda: with_changes(make_analyze_result(), schema_version=99), ["schema_version 99", "upgrade diffcrit"]),
+    (lambda: with_changes(make_guide_result(), schema_version=99), ["schema_version 99"]),
+    (lambda: with_changes(make_guide_result(), arms=[]), ["guide result schema", "arms needs at least 1 entry"]),
+    (lambda: with_changes(make_analyze_result(), shells="k"), ["shells must be array, got string"]),
+    (lambda: {"schema_version": 1, "kind": "predict"}, ["is a predict result, not an analyze or a guide result"]),
+])
+def test_cli_plot_reads_what_check_reads(tmp_path, make_doc, fragments):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(make_doc()))
+    out = tmp_path / "r.png"
+    one_line_error(CliRunner().invoke(import_cli().app, ["plot", str(path), "-o", str(out)]), *fragments)
+    assert not out.exists()
 
 
 # -- sparkline ---------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ def _coerce(value: str, default: Any, key: str, name: str) -> Any:
             return value.lower() in ("1", "true", "yes")
         return type(default)(value) if default is not None else value
     except ValueError:
-        raise UserError(f"builtin:{name} option {key}={value!r} is not a {type(default).__name__}") from None
+        kind = {int: "an integer", float: "a number"}.get(type(default), type(default).__name__)
+        raise UserError(f"builtin:{name} option {key}={value!r} is not {kind}") from None
 
 
 def parse_spec(spec: str) -> tuple[BuiltinEntry, dict[str, Any]]:

@@ -14,7 +14,23 @@ import numpy as np
 import torch
 from scipy import optimize
 
+from ..errors import UserError
 from ..fourier import ProbeDirections, integer_frequencies
+
+
+def check_option(model: str, name: str, value, low: float, strict: bool = False, integer: bool = False) -> None:
+    """One option of a built-in in its range: a finite number (an integer) >= low, or > low if ``strict``."""
+    kind = "an integer" if integer else "a finite number"
+    number = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not number or not (value > low if strict else value >= low):
+        raise UserError(f"builtin:{model} option {name}={value!r} is out of range",
+                        f"allowed: {kind} {'>' if strict else '>='} {low:g}")
+
+
+def check_field(model: str, size: int, channels: int) -> None:
+    """The lattice of an analytic built-in: size >= 2 (shell 1 needs two frequencies), channels >= 1."""
+    check_option(model, "size", size, 2, integer=True)
+    check_option(model, "channels", channels, 1, integer=True)
 
 
 def _shell_means(values: torch.Tensor, directions: ProbeDirections) -> list[float]:
@@ -39,6 +55,9 @@ class GaussianField:
     spectrum: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_field(self.name, self.size, self.channels)
+        check_option(self.name, "xi", self.xi, 0)
+        check_option(self.name, "variance", self.variance, 0, strict=True)
         ny = integer_frequencies(self.size)[:, None].double()
         nx = integer_frequencies(self.size)[None, :].double()
         k2 = (2 * math.pi / self.size) ** 2 * (nx**2 + ny**2)
@@ -93,6 +112,10 @@ class TwoPointMixture:
     channels: int = 1
     m2: float = 16.0
     name: str = "mixture"
+
+    def __post_init__(self) -> None:
+        check_field(self.name, self.size, self.channels)
+        check_option(self.name, "m2", self.m2, 0, strict=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -86,8 +86,8 @@ class PatchModel:
     def __post_init__(self) -> None:
         if self.p < 1 or self.p % 2 == 0 or self.p > self.L:
             raise UserError(f"builtin:patch needs an odd patch side 1 <= p <= L, got p={self.p}, L={self.L}")
-        if self.random < 0 or self.aligned < 0 or self.random + self.aligned == 0 or self.xi < 0:
-            raise UserError("builtin:patch needs random >= 0, aligned >= 0 (not both 0) and xi >= 0",
+        if self.random < 0 or self.aligned < 0 or self.random + self.aligned == 0 or not 0 <= self.xi < math.inf:
+            raise UserError("builtin:patch needs random >= 0, aligned >= 0 (not both 0) and a finite xi >= 0",
                             f"got random={self.random}, aligned={self.aligned}, xi={self.xi}")
         generator = torch.Generator().manual_seed(self.seed)
         ones = torch.ones(self.aligned, 1, self.L, self.L)

@@ -4,30 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
+
+from ..progress import GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+
+
+# What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
+STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", GUIDE: "arm"}
 
 
 @contextlib.contextmanager
-def progress_callback(console: Console, enabled: bool = True) -> Iterator:
-    """A callback for ``analyze`` events that drives a Rich progress bar (or does nothing)."""
+def progress_callback(console: Console, enabled: bool = True,
+                      names: Mapping[str, str] = STAGE_NAMES) -> Iterator[Callback]:
+    """A callback for the library's ``ProgressEvent``s: one Rich bar per stage (and label), or nothing."""
     if not enabled:
-        yield lambda event: None
+        yield ignore
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("sigma {task.fields[sigma]}"), TimeElapsedColumn(), TimeRemainingColumn())
+               TextColumn("{task.fields[where]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("sampling + probing", total=None, sigma="-")
+        tasks: dict[str, TaskID] = {}
 
-        def callback(event: dict) -> None:
-            if event.get("stage") == "sampling":
-                progress.update(task, completed=event["step"], total=event["total"], sigma=f"{event['sigma']:.3g}")
-            elif event.get("stage") == "refining":  # auto probe schedule: extra probes at chosen steps
-                progress.update(task, description="refining probes", completed=event["step"], total=event["total"],
-                                sigma=f"{event['sigma']:.3g}")
+        def callback(event: ProgressEvent) -> None:
+            name = " ".join(part for part in (names.get(event.stage, event.stage), event.label) if part)
+            if name not in tasks:
+                tasks[name] = progress.add_task(escape(name), total=event.total, where="")
+            where = "" if event.sigma is None else f"sigma {event.sigma:.3g}"
+            progress.update(tasks[name], completed=event.done, total=event.total, where=where)
 
         yield callback
 

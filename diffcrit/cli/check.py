@@ -13,11 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..check_report import format_measured, format_tolerance, render_junit, render_markdown, verdict
-from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, compare_results, config_differences,
-                        load_result, load_tolerances, outcomes_to_dict, validate_analyze)
+from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, check_compatible, check_same_shape, compare_results,
+                        config_differences, load_tolerances, outcomes_to_dict)
 from ..errors import UserError
 from ..io import atomic_write_text, check_distinct, check_writable
-from ..report import write_document
+from ..report import read_document, write_document
 from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors, write_stdout
 
 _STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
@@ -54,7 +54,7 @@ def check(
 
     Exit 0 when every check passes, 1 when one fails, 2 on bad input.
     """
-    # 1. Cheap checks before any analysis.
+    # 1. Cheap checks before any analysis: arguments, outputs, tolerances, the baseline, the model's shape.
     if (candidate is None) == (model is None):
         raise UserError("give either a candidate result JSON or --model, not both" if candidate
                         else "nothing to check: give a candidate result JSON or --model",
@@ -66,21 +66,24 @@ def check(
     for path, what in ((report, "report"), (junit, "JUnit XML"), (save_candidate, "candidate result")):
         if path is not None:
             check_writable(path, what)
+    if save_candidate is not None and save_candidate.resolve() == baseline.resolve():
+        raise UserError(f"--save-candidate {save_candidate} is the baseline file", "give another file name")
     tolerances = load_tolerances(config)
-    base_doc = load_result(baseline, "baseline")
-    validate_analyze(base_doc, f"baseline {baseline}")
+    base_doc = read_document(baseline, role="baseline")
+    if model is not None:
+        _check_model_shape(model, base_doc)
 
-    # 2. The candidate: read it, or analyse the model with the baseline's config.
+    # 2. The candidate: read it, or analyse the model with the baseline's config (saved once it compares).
     if model is not None:
         cand_doc = _analyse_candidate(model, base_doc, device)
-        if save_candidate is not None:
-            write_document(cand_doc, save_candidate)
-            console.print(f"wrote {save_candidate}", style="dim", markup=False, highlight=False)
         cand_label = model
     else:
-        cand_doc = load_result(candidate, "candidate")
+        cand_doc = read_document(candidate, role="candidate")
         cand_label = str(candidate)
-    validate_analyze(cand_doc, f"candidate {cand_label}")
+    check_compatible(cand_doc, base_doc)
+    if save_candidate is not None:
+        write_document(cand_doc, save_candidate)
+        console.print(f"wrote {save_candidate}", style="dim", markup=False, highlight=False)
 
     # 3. Compare, render, exit.
     outcomes = compare_results(cand_doc, base_doc, tolerances)
@@ -99,6 +102,15 @@ def check(
     if as_json:
         write_stdout(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
     raise typer.Exit(EXIT_CHECK_FAILED if failed else EXIT_OK)
+
+
+def _check_model_shape(model: str, baseline: dict[str, Any]) -> None:
+    """The model must sample in the baseline's shape: read from its config (no weights, no sampling)."""
+    from ..loading import model_shape
+
+    shape = model_shape(model)
+    if shape is not None:
+        check_same_shape(shape, baseline["model"]["shape"])
 
 
 def _analyse_candidate(model: str, baseline: dict[str, Any], device: str | None) -> dict[str, Any]:

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import UserError
 from ..io import atomic_write_bytes, check_distinct, check_writable
+from ..progress import REFINING, SAMPLING
 from ._app import app, console, emit_json, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
                        SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._render import STAGE_NAMES, progress_callback
+
+# The t_c analysis guide runs first (analyze's stages), then one bar per arm.
+PROGRESS_NAMES = {**STAGE_NAMES, SAMPLING: "measuring t_c: sampling", REFINING: "measuring t_c: refining probes"}
 
 
 @app.command()
@@ -87,7 +90,7 @@ def guide(
                    device=device, dtype=dtype, scheduler=scheduler, prediction_type=prediction_type)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
     # 2. Run.
-    with _progress(console, enabled=not quiet) as callback:
+    with progress_callback(console, enabled=not quiet, names=PROGRESS_NAMES) as callback:
         if suggest:
             document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load, **options)
         else:
@@ -127,27 +130,6 @@ def _split(text: str | None, option: str, kind: type) -> list | None:
     if not values:
         raise UserError(f"{option} is empty")
     return values
-
-
-@contextlib.contextmanager
-def _progress(out: Console, enabled: bool) -> Iterator:
-    """Progress of the t_c analysis (stage "sampling") and of each arm (stage "guide")."""
-    if not enabled:
-        yield lambda event: None
-        return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def callback(event: dict) -> None:
-            name = "measuring t_c (analyze)" if event.get("stage") == "sampling" else f"arm {event.get('arm')}"
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=None)
-            done, total = (event["step"], event["total"]) if event.get("stage") == "sampling" else (event["done"], event["total"])
-            progress.update(tasks[name], completed=done, total=total)
-
-        yield callback
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -192,6 +174,8 @@ def render_guide(out: Console, document: dict) -> None:
             cells.append(f"{stat['mean']:.3f} {_ci(stat['ci95'], '.2f')}")
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
+    for note in document.get("notes") or []:
+        out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
     if not document["scored"]:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return

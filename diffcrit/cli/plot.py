@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..checking import load_result
 from ..errors import UserError
 from ..io import check_distinct, check_writable
+from ..report import KIND_ANALYZE, KIND_GUIDE, read_document
 from ._app import app, console, user_errors
 
 
@@ -33,7 +33,7 @@ def plot(
     check_writable(out, "figure")
     if label and len(label) != len(results):
         raise UserError(f"got {len(label)} --label for {len(results)} results", "give one --label per result")
-    docs = [load_result(path, "result") for path in results]
+    docs = [read_document(path, (KIND_ANALYZE, KIND_GUIDE)) for path in results]
     labels = label or _file_labels(results)
     plot_results(docs, out, labels=labels)
     console.print(f"wrote {out}", style="dim", markup=False, highlight=False)

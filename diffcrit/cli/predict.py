@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..io import check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
 from ._options import OutOpt, QuietOpt
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator:
-    """``progress(done, total, stage)`` driving a Rich bar on stderr (or nothing)."""
-    if not enabled:
-        yield None
-        return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(done: int, total: int, stage: str) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield progress
+from ._render import progress_callback
 
 
 def _summary(document: dict) -> None:
@@ -78,7 +59,7 @@ def predict(
 
     Writes a JSON document (kind "predict") to stdout or --out; progress and a summary go to stderr.
     """
-    from ..checking import load_result, validate_analyze
+    from ..report import read_document
     from ..datasets import open_data
     from ..predict import compare_block, default_grid, grid_from_result, predict as run_prediction, document as build_document
 
@@ -88,8 +69,7 @@ def predict(
         check_writable(out, "--out file")
     result = None
     if compare is not None:
-        result = load_result(compare, "--compare result")
-        validate_analyze(result, f"--compare result {compare}")
+        result = read_document(compare, role="--compare result")
     source = open_data(data, draws=draws, seed=seed)
     if result is not None:
         grid = grid_from_result(result, source.shape)
@@ -97,7 +77,7 @@ def predict(
         grid = default_grid(source.shape, steps, shells, directions, sigma_min, sigma_max, rho)
 
     # 2. One pass over the data (more above the full-covariance limit), then the predictions.
-    with _progress(not quiet) as progress:
+    with progress_callback(console, enabled=not quiet) as progress:
         body = run_prediction(source, grid, patch=patch, batch_size=batch_size, progress=progress)
     config = {"data": data, "patch": patch, "compare": None if compare is None else str(compare),
               "grid": grid.source, "shells": grid.shells, "directions": grid.directions,
