@@ -365,7 +365,7 @@ def test_cli_save_candidate_never_overwrites_the_baseline(cli, files):
     before = files["base"].read_text()
     res = invoke(cli, "--model", "builtin:mixture?size=16&channels=3", "-b", files["base"],
                  "--save-candidate", files["base"])
-    one_line_error(res, "is the baseline file")
+    one_line_error(res, "is the same file as --baseline")
     assert files["base"].read_text() == before
 
 

@@ -66,8 +66,6 @@ def check(
     for path, what in ((report, "report"), (junit, "JUnit XML"), (save_candidate, "candidate result")):
         if path is not None:
             check_writable(path, what)
-    if save_candidate is not None and save_candidate.resolve() == baseline.resolve():
-        raise UserError(f"--save-candidate {save_candidate} is the baseline file", "give another file name")
     tolerances = load_tolerances(config)
     base_doc = read_document(baseline, role="baseline")
     if model is not None:
