@@ -340,7 +340,7 @@ def _marker_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tole
     c_markers, b_markers = cand.get("markers") or {}, base.get("markers") or {}
     names = [m for m in MARKERS if m in c_markers or m in b_markers]
     names += sorted((set(c_markers) | set(b_markers)) - set(MARKERS))
-    floor = tol.paired_critical_t if paired else tol.markers
+    floor = None if tol.markers is None else (tol.paired_critical_t if paired else tol.markers)
     outcomes = []
     for marker in names:
         name = marker_check_name(marker)
