@@ -39,6 +39,7 @@ class AnalyzeConfig:
     probe_schedule: str = "auto"
     # detection (DESIGN.md §5)
     bootstrap: int = 200
+    decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
     # model and device
     device: str = "auto"
     dtype: str = "float32"
@@ -64,6 +65,10 @@ class AnalyzeConfig:
         at_least("probe_batch", self.probe_batch, 1)
         at_least("probe_every", self.probe_every, 1)
         at_least("bootstrap", self.bootstrap, 0)
+        if self.decision_shell is not None:
+            at_least("decision_shell", self.decision_shell, 0)
+            if self.decision_shell >= self.shells:
+                raise UserError(f"decision_shell must be below shells ({self.shells}), got {self.decision_shell}")
         _one_of("probe", self.probe, PROBE_METHODS)
         _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
         _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)

@@ -329,7 +329,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
         curves = compute_curves(records, directions)
-        shell = decision_shell(curves)
+        shell = decision_shell(curves, records.bins, prober.config.decision_shell)
         unstable = curves.unstable[:, shell] if shell is not None else None
         todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable))
         if not todo:
@@ -497,10 +497,23 @@ def consistent_steps(curves: Curves, n_samples: int) -> np.ndarray:
     return (decided <= CONSISTENT_BELOW).all(1)
 
 
-def decision_shell(curves: Curves) -> int | None:
-    """The lowest shell whose final samples vary (DESIGN.md §6): the shell of ``decision`` and ``instability_onset``."""
-    varies = np.flatnonzero(estimators.varying_shells(curves.power_final))
-    return int(varies[0]) if varies.size else None
+# The decision shell must hold at least this many FFT bins per channel when a varying shell does:
+# the DC shell holds one, so its decided fraction rests on one degree of freedom per sample and its
+# crossing moved 3x more between disjoint reseeds of builtin:textures than shell 1's (8 bins).
+DECISION_MIN_BINS = 4
+
+
+def decision_shell(curves: Curves, bins: LowBins, requested: int | None = None) -> int | None:
+    """The shell of ``decision`` and ``instability_onset`` (docs/design.md §6): ``requested`` if given
+    (None when its samples do not vary), else the lowest varying shell with at least DECISION_MIN_BINS
+    bins, else the lowest varying shell (the two-point mixture varies in its DC shell only)."""
+    varies = estimators.varying_shells(curves.power_final)
+    if requested is not None:
+        return requested if requested < len(varies) and varies[requested] else None
+    counts = np.bincount(bins.shell.numpy(), minlength=len(varies))
+    wide = np.flatnonzero(varies & (counts >= DECISION_MIN_BINS))
+    narrow = np.flatnonzero(varies)
+    return int(wide[0]) if wide.size else (int(narrow[0]) if narrow.size else None)
 
 
 def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | None) -> dict[str, float | None]:
@@ -537,7 +550,8 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
     """DESIGN.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
     regime's primary marker (``detection.PRIMARY``), never a median of markers."""
     t = np.array([info.t for info in records.infos])
-    keep, shell = consistent_steps(curves, records.coef_final.shape[0]), decision_shell(curves)
+    keep = consistent_steps(curves, records.coef_final.shape[0])
+    shell = decision_shell(curves, records.bins, config.decision_shell)
     markers = markers_of(curves, t, keep, shell)
     draws = [markers_of(c, t, keep, shell) for c in resamples]
     blocks: dict[str, dict | None] = {}
@@ -632,7 +646,10 @@ def _theory_block(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeD
         # |s| reaches 1/sigma^2 at small sigma: compare relative to max(1, |s_predicted|).
         error = np.abs(curves.stiffness - predicted) / np.maximum(1.0, np.abs(predicted))
         diff["stiffness_max_rel"] = float(np.nanmax(error))
-    # each marker against its own exact value (a marker's meaning fixes its theory: docs/design.md)
+    # each marker against its own exact value (a marker's meaning fixes its theory: docs/design.md §7)
+    by_shell, shell = theory.pop("decision_by_shell", None), critical.get("decision_shell")
+    if by_shell is not None and shell is not None and by_shell[shell] is not None:
+        theory.setdefault("markers", {})["decision"] = by_shell[shell]
     for name, exact in (theory.get("markers") or {}).items():
         marker = critical["markers"].get(name)
         if marker is not None:

@@ -42,10 +42,16 @@ def test_gaussian_decided_fraction_is_p_over_p_plus_sigma2():
     fine = diffcrit.analyze("builtin:gaussian", steps=100, **options).to_dict()
     assert decided_error(coarse, model) < 0.03
     assert decided_error(fine, model) < 0.6 * decided_error(coarse, model)
-    # the DC mode is half decided at its speciation time log(1 + P(0))
-    expected = math.log1p(float(model.spectrum[0, 0]))
-    assert fine["critical"]["primary"] == "decision" and fine["critical"]["decision_shell"] == 0
-    assert fine["critical"]["t"] == pytest.approx(expected, rel=0.03)
+    # shell 1 (the lowest with >= 4 bins) is half decided where its exact curve crosses 1/2
+    assert fine["critical"]["primary"] == "decision" and fine["critical"]["decision_shell"] == 1
+    exact = model.decision_times(4)
+    assert model.decided(math.sqrt(math.expm1(exact[1])), 4)[1] == pytest.approx(0.5)
+    assert fine["critical"]["t"] == pytest.approx(exact[1], rel=0.03)
+    assert fine["theory"]["markers"]["decision"] == exact[1]
+    # the DC mode, asked for, is half decided at its speciation time log(1 + P(0))
+    dc = diffcrit.analyze("builtin:gaussian", steps=100, decision_shell=0, **options).to_dict()
+    assert exact[0] == pytest.approx(math.log1p(float(model.spectrum[0, 0])))
+    assert dc["critical"]["t"] == pytest.approx(exact[0], rel=0.03)
     assert fine["diagnostics"]["total_variance"]["inconsistent_steps"] == []
     assert all(u == 0 for s in fine["steps"] if s["probed"] for u in s["unstable_fraction"])  # no mode is ever unstable
 
@@ -65,6 +71,7 @@ def test_mixture_decided_fraction_is_e_tanh2(mixture):
 
 
 def test_mixture_decision_covers_its_exact_crossing(mixture):
+    assert mixture["critical"]["decision_shell"] == 0  # the only shell whose samples vary
     a = 16.0 / (math.exp(mixture["theory"]["markers"]["decision"]) - 1)  # |m|^2 / sigma^2 at the exact crossing
     assert mixture_decided(16.0, 4.0 / math.sqrt(a)) == pytest.approx(0.5, abs=1e-9)
     marker = mixture["critical"]["markers"]["decision"]

@@ -15,7 +15,7 @@ import torch
 from scipy import optimize
 
 from ..errors import UserError
-from ..fourier import ProbeDirections, integer_frequencies
+from ..fourier import ProbeDirections, integer_frequencies, low_bins
 
 
 def check_option(model: str, name: str, value, low: float, strict: bool = False, integer: bool = False) -> None:
@@ -80,10 +80,24 @@ class GaussianField:
     def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
         p = self.power(directions.freq)
         curves = [_shell_means(s**2 / (p + s**2), directions) for s in sigmas]
-        # decision on the DC shell: P(0)/(P(0) + sigma^2) = 1/2 at t = log(1 + P(0)), the mode's speciation time
         return {"critical_t": None, "stiffness": curves, "exact_everywhere": True,
-                "formula": "s(k) = sigma^2 / (P(k) + sigma^2); decided fraction P/(P + sigma^2)",
-                "markers": {"decision": math.log1p(float(self.spectrum[0, 0]))}}
+                "formula": "s(k) = sigma^2 / (P(k) + sigma^2); decided fraction of shell n "
+                           "sum P^2/(P + sigma^2) / sum P over its bins",
+                "decision_by_shell": self.decision_times(directions.n_shells)}
+
+    def decided(self, sigma: float, n_shells: int) -> list[float]:
+        """Exact decided fraction of each shell at ``sigma``: sum P^2/(P + sigma^2) / sum P over its bins."""
+        bins = low_bins(self.size, self.size, n_shells)
+        p, shell = self.spectrum.flatten()[bins.index].double(), bins.shell
+        return [float((p[shell == n] ** 2 / (p[shell == n] + sigma**2)).sum() / p[shell == n].sum())
+                for n in range(n_shells)]
+
+    def decision_times(self, n_shells: int) -> list[float]:
+        """t where each shell's exact decided fraction is 1/2 (the DC mode: log(1 + P(0)), its speciation time)."""
+        def half(n: int) -> float:
+            log_sigma = optimize.brentq(lambda u: self.decided(math.exp(u), n_shells)[n] - 0.5, -10.0, 10.0)
+            return math.log1p(math.exp(2 * log_sigma))
+        return [half(n) for n in range(n_shells)]
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "xi": self.xi, "variance": self.variance,
@@ -137,8 +151,8 @@ class TwoPointMixture:
         return {"critical_t": math.log1p(self.m2), "stiffness": curves, "exact_everywhere": False,
                 "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2); along trajectories the "
                            "decided fraction is E tanh^2(a + sqrt(a) z), a = |m|^2 / sigma^2",
-                "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2),
-                            "decision": math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)}}
+                "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2)},
+                "decision_by_shell": [math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)] + [None] * (directions.n_shells - 1)}
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}

@@ -27,11 +27,12 @@ def analyze(
     directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
     probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
     probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: finite differences for networks, JVP for callables).")] = "auto",
-    linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where DESIGN §6 theory is exact).")] = "trajectory",
+    linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where the theory of docs/design.md §7 is exact).")] = "trajectory",
     probe_schedule: Annotated[str, typer.Option(help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the steps that decide each marker, from kept probe points (no resampling).")] = "auto",
     probe_every: Annotated[int, typer.Option(help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
     fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ci95 of the critical time (0: none).")] = 200,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
+    decision_shell: Annotated[Optional[int], typer.Option(help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT bins; docs/design.md §6).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
@@ -54,7 +55,7 @@ def analyze(
 ) -> None:
     """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
 
-    Writes the JSON document (DESIGN.md §7) to stdout or --out; progress and a summary go to stderr.
+    Writes the JSON document (docs/design.md §9) to stdout or --out; progress and a summary go to stderr.
     Under torchrun / accelerate launch the samples are split over the processes; rank 0 alone
     prints and writes, the others exit quietly with the same code.
     """
@@ -67,6 +68,7 @@ def analyze(
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
                    probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
+                   decision_shell=decision_shell,
                    device=device, dtype=dtype, class_label=class_label, prompt=prompt, scheduler=scheduler,
                    prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
