@@ -9,6 +9,7 @@ import typer
 
 from ..io import check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
+from ..config import AnalyzeConfig
 from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt,
                        PredictionTypeOpt, PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt,
                        SubfolderOpt, VariantOpt)
@@ -19,8 +20,8 @@ from ._render import progress_callback, render_summary
 @user_errors
 def analyze(
     model: ModelOpt = DEFAULT_MODEL,
-    steps: StepsOpt = 50,
-    samples: SamplesOpt = 16,
+    steps: StepsOpt = AnalyzeConfig.steps,
+    samples: SamplesOpt = AnalyzeConfig.samples,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = 64,
     shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
