@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["builtin:textures", "builtin:digits"])
     parser.add_argument("--ranges", type=int, default=6)
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--cache", type=Path, default=Path("bench/results/calibration-runs"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--skip-power", action="store_true")

@@ -1,6 +1,6 @@
 """Release gating: compare a candidate analyze result with a baseline (``diffcrit check``).
 
-Everything here is pure: result documents (the dicts of DESIGN.md §7) and a ``Tolerances`` in,
+Everything here is pure: result documents (the dicts of docs/design.md §9) and a ``Tolerances`` in,
 a list of ``CheckOutcome`` out. Bad input raises ``UserError``; nothing prints or exits.
 
 The checks, in report order (docs/design.md §8):

@@ -28,7 +28,7 @@ class AnalyzeConfig:
     samples: int = 64
     seed: int = 0
     batch_size: int = 64
-    # probing (DESIGN.md §3)
+    # probing (docs/design.md §3)
     shells: int = 4
     directions: int = 2
     probe_samples: int = 2
@@ -38,7 +38,7 @@ class AnalyzeConfig:
     probe_batch: int = 256
     probe_every: int = 1
     probe_schedule: str = "auto"
-    # detection (DESIGN.md §5)
+    # detection (docs/design.md §6)
     bootstrap: int = 200
     decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
     # model and device

@@ -1,4 +1,4 @@
-"""Adapters from every model family to the one contract of DESIGN.md §2.
+"""Adapters from every model family to the one contract of docs/design.md §2.
 
     denoise(y, sigma, timestep=None, cond=None) -> x0_hat
         y:     (B, C, H, W) float32, VE frame (y = x0 + sigma n)
@@ -26,7 +26,7 @@ class Denoiser(Protocol):
 
 
 def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """x0_hat from a VP model's raw output, written in the VE frame (DESIGN.md §2).
+    """x0_hat from a VP model's raw output, written in the VE frame (docs/design.md §2).
 
     With ab = 1 / (1 + sigma^2) and x_t = sqrt(ab) y:
       epsilon:       x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab) = y - sigma eps

@@ -1,4 +1,4 @@
-"""Critical-time markers, the primary marker of each regime, and bootstrap summaries (DESIGN.md §6).
+"""Critical-time markers, the primary marker of each regime, and bootstrap summaries (docs/design.md §6).
 
 Curves are given in generation order (t decreasing). Each marker is an interior or threshold
 feature of its curve: a feature at the first or last point is no marker. Missing values (NaN: a
@@ -197,7 +197,7 @@ MODE_GAP, MODE_SHARE = 4.0, 0.1
 def bootstrap_modes(values: np.ndarray) -> list[dict]:
     """The modes of a bootstrap distribution: [{"t", "share", "ci95"}], most populated first.
 
-    One mode for a unimodal distribution. Several modes are reported as such (DESIGN.md §6): the
+    One mode for a unimodal distribution. Several modes are reported as such (docs/design.md §6): the
     percentile interval of all values then spans the gap between them and measures no location.
     """
     values = np.sort(np.asarray(values, dtype=float))

@@ -5,7 +5,7 @@
 
 Samples are split in contiguous slices (``accelerate.PartialState.split_between_processes``): with
 N samples over R ranks, rank r samples global indices [lo_r, hi_r) and sample i still draws all its
-noise from a generator seeded ``seed + i`` (DESIGN.md §7), so the trajectories are those of a single
+noise from a generator seeded ``seed + i`` (docs/design.md §9), so the trajectories are those of a single
 process. Everything the estimators need merges exactly:
 
 - per-sample low-mode coefficients (N, C, 3): gathered in sample order at the end of sampling;

@@ -130,7 +130,7 @@ class Records:
 
 @dataclass
 class Curves:
-    """Per-step curves (S,) or (S, K), NaN where undefined (DESIGN.md §3-§5)."""
+    """Per-step curves (S,) or (S, K), NaN where undefined (docs/design.md §3-§5)."""
 
     stiffness: np.ndarray
     stiffness_sem: np.ndarray
@@ -155,7 +155,7 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
 
     ``options`` are the fields of ``AnalyzeConfig`` (steps, samples, seed, shells, directions,
     probe_samples, probe, probe_schedule, linearize_at, ...). Returns a ``Result``; ``Result.to_dict()``
-    is the JSON document of DESIGN.md §7 and ``Result.samples`` the final samples (N, C, H, W).
+    is the JSON document of docs/design.md §9 and ``Result.samples`` the final samples (N, C, H, W).
     Under ``torchrun`` / ``accelerate launch`` every process returns the same Result and only rank 0
     writes ``save_samples_to`` and ``save_states``.
     """
@@ -200,7 +200,7 @@ def _open_states(target: str | Path | None, config: AnalyzeConfig, shape: tuple[
 class _Batches:
     """This process's samples (global indices ``mine``) in batches, each with its own stepper.
 
-    Sample i draws all its noise from a CPU generator seeded ``seed + i`` (DESIGN.md §7), so the
+    Sample i draws all its noise from a CPU generator seeded ``seed + i`` (docs/design.md §9), so the
     trajectories do not depend on the batch size or on how the samples are split over processes.
     """
 
@@ -290,7 +290,7 @@ def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[
 
 
 def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor) -> None:
-    """Per-sample coefficients of y and D(y) at the low bins (this rank's rows; DESIGN.md §4, §5):
+    """Per-sample coefficients of y and D(y) at the low bins (this rank's rows; docs/design.md §4, §5):
     every ensemble observable of the low shells follows from them, on any resample of the samples."""
     for field_, coef in ((y, records.coef_state), (d, records.coef_denoised)):
         coef.append(shell_coefficients(spectrum(field_), records.bins).cpu().numpy())
@@ -353,7 +353,7 @@ def _float_cond(cond: dict | None) -> dict | None:
 
 
 class Prober:
-    """Mode gains at one step's probe points; the directions are split over the ranks (DESIGN.md §3).
+    """Mode gains at one step's probe points; the directions are split over the ranks (docs/design.md §3).
 
     The method is chosen at the first probe (``auto``: finite differences for networks; JVP for
     callables, falling back to finite differences where forward AD fails; the same on every rank).
@@ -481,7 +481,7 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
 
 # A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)
 # that varies more across samples than the samples themselves (law of total variance broken,
-# DESIGN.md §5): the model's denoiser is unreliable there and the step is kept out of the markers.
+# docs/design.md §5): the model's denoiser is unreliable there and the step is kept out of the markers.
 CONSISTENT_BELOW = 1.25
 # Below this many samples a variance ratio has a relative error of 50% or more (sqrt(2 / N)): no
 # step is judged inconsistent.
@@ -547,7 +547,7 @@ def bootstrap_curves(records: Records, directions: ProbeDirections, repeats: int
 
 
 def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resamples: list[Curves]) -> dict:
-    """DESIGN.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
+    """docs/design.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
     regime's primary marker (``detection.PRIMARY``), never a median of markers."""
     t = np.array([info.t for info in records.infos])
     keep = consistent_steps(curves, records.coef_final.shape[0])
@@ -591,7 +591,7 @@ def _band(resamples: list[Curves], name: str) -> np.ndarray | None:
 
 
 def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, side: int) -> dict:
-    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi (DESIGN.md §4, §5)."""
+    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi (docs/design.md §4, §5)."""
     sigma = np.array([info.sigma for info in records.infos])
     varies = estimators.varying_shells(curves.power_final)
     keep = consistent_steps(curves, records.coef_final.shape[0])

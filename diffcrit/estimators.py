@@ -1,4 +1,4 @@
-"""Pure estimators: stiffness, Ginzburg–Landau fit, correlation lengths, ensemble observables (DESIGN.md §3-§5).
+"""Pure estimators: stiffness, Ginzburg–Landau fit, correlation lengths, ensemble observables (docs/design.md §3-§5).
 
 Arrays in, arrays out (float64 numpy), vectorised over any leading axes (steps, resamples);
 no I/O, no config objects. NaN marks a value that does not exist (an unprobed step).
@@ -33,7 +33,7 @@ def shell_stiffness(gains: np.ndarray, shell: np.ndarray, n_shells: int) -> tupl
 
 
 def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least squares s(k) = s0 + c k^2 over the shells -> (r, kappa, xi_eq), each (...,) (DESIGN.md §3).
+    """Least squares s(k) = s0 + c k^2 over the shells -> (r, kappa, xi_eq), each (...,) (docs/design.md §3).
 
     stiffness: (..., K) shell means; k2: (K,) mean |k|^2 of each shell's probe directions;
     sigma: (...,). r = s0 / sigma^2, kappa = c / sigma^2, xi_eq = sqrt(c / |s0|) pixels (NaN when c <= 0
@@ -64,7 +64,7 @@ def radial_average(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.
 
 
 def bin_power(coefficients: np.ndarray) -> np.ndarray:
-    """Connected power E|F - E F|^2 over the samples of each channel and low bin (DESIGN.md §4).
+    """Connected power E|F - E F|^2 over the samples of each channel and low bin (docs/design.md §4).
 
     coefficients: (..., N, C, Q) complex coefficients of N samples at the low bins
     (fourier.shell_coefficients) -> (..., C, Q); the batch mean is subtracted, so it is the connected
@@ -93,7 +93,7 @@ def varying_shells(power_x0: np.ndarray) -> np.ndarray:
 
 
 def decided_fraction(power_denoised: np.ndarray, power_x0: np.ndarray) -> np.ndarray:
-    """f_n = S_n[D(y)] / S_n[x0] per shell, power_denoised (..., K), power_x0 (K,) (DESIGN.md §5): the share of the final variance of the mode
+    """f_n = S_n[D(y)] / S_n[x0] per shell, power_denoised (..., K), power_x0 (K,) (docs/design.md §5): the share of the final variance of the mode
     already fixed at this step (law of total variance); (..., K), NaN where the samples do not vary.
 
     For an exact denoiser and sampler it rises from 0 to 1 along generation; for a Gaussian field it
@@ -107,7 +107,7 @@ def decided_fraction(power_denoised: np.ndarray, power_x0: np.ndarray) -> np.nda
 def gaussian_stiffness(power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """s_G = sigma^2 / (P_n + sigma^2): the stiffness of a Gaussian field with the samples' shell power P_n.
 
-    power_x0: (K,); sigma: (S,) -> (S, K) (DESIGN.md §5).
+    power_x0: (K,); sigma: (S,) -> (S, K) (docs/design.md §5).
     """
     s2 = np.asarray(sigma, dtype=float)[:, None] ** 2
     return s2 / (np.asarray(power_x0)[None, :] + s2)
@@ -116,14 +116,14 @@ def gaussian_stiffness(power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 def tweedie_gain(power_denoised: np.ndarray, power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """The mean mode gain an exact denoiser must have: E_y <v, J v> = (Var <v, x0> - Var <v, D>) / sigma^2.
 
-    From J = Cov[x0 | y] / sigma^2 and the law of total variance (DESIGN.md §5); power_denoised
+    From J = Cov[x0 | y] / sigma^2 and the law of total variance (docs/design.md §5); power_denoised
     (S, M), power_x0 (M,) for M modes, sigma (S,) -> (S, M).
     """
     return (np.asarray(power_x0)[None, :] - power_denoised) / np.asarray(sigma, dtype=float)[:, None] ** 2
 
 
 def correlation_length(power: np.ndarray, k2: np.ndarray) -> np.ndarray:
-    """Ornstein–Zernike correlation length: S(k) = S0 / (1 + xi^2 k^2) fitted over the low bins (DESIGN.md §4).
+    """Ornstein–Zernike correlation length: S(k) = S0 / (1 + xi^2 k^2) fitted over the low bins (docs/design.md §4).
 
     power: (..., C, Q) ``bin_power``, averaged over channels here; k2: (Q,) |k|^2 of each bin. Weighted
     least squares of 1/S_q = a + b k_q^2, each bin weighted by the inverse variance of 1/S_q (∝ S_q^2:
@@ -157,5 +157,5 @@ UNSTABLE_DEPTH = 10 * STIFFNESS_RESOLUTION
 
 
 def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
-    """u_n: the share of probe points whose shell stiffness is resolved below 0 (DESIGN.md §5); (..., P, K) -> (..., K)."""
+    """u_n: the share of probe points whose shell stiffness is resolved below 0 (docs/design.md §5); (..., P, K) -> (..., K)."""
     return (point_s < -UNSTABLE_DEPTH).mean(-2)

@@ -1,4 +1,4 @@
-"""Fourier shells, plane-wave probe directions and structure factors (DESIGN.md §3, §4).
+"""Fourier shells, plane-wave probe directions and structure factors (docs/design.md §3, §4).
 
 Conventions: fields are NCHW; integer FFT frequencies (n_y, n_x) as in ``torch.fft.fftfreq(N) * N``;
 wave-vector k = 2π (n_x / W, n_y / H) in radians per pixel; shell n holds the wave-vectors with
@@ -18,7 +18,7 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class ProbeDirections:
-    """Unit-norm real plane waves v_k, one per row (DESIGN.md §3).
+    """Unit-norm real plane waves v_k, one per row (docs/design.md §3).
 
     vectors: (M, C, H, W) float32, ||v|| = 1;  shell: (M,) shell index;  channel: (M,);
     freq: (M, 2) integer (n_y, n_x);  phase: (M,) 0 for cos, 1 for sin;  k2: (M,) |k|^2 (rad/pixel)^2.

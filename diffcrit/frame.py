@@ -1,6 +1,6 @@
-"""The single time/noise frame of DESIGN.md §2.
+"""The single time/noise frame of docs/design.md §2.
 
-Notation (DESIGN.md §2):
+Notation (docs/design.md §2):
     y      = x0 + sigma * n          variance-exploding ("EDM") state, what diffcrit analyses
     x_t    = sqrt(ab) x0 + sqrt(1-ab) eps   a VP model's own state, ab = alphas_cumprod[timestep]
     sigma  = sqrt((1 - ab) / ab)     noise level in the VE frame
@@ -15,7 +15,7 @@ import torch
 
 
 def sigma_to_t(sigma: float) -> float:
-    """t = log(1 + sigma^2) (DESIGN.md §2)."""
+    """t = log(1 + sigma^2) (docs/design.md §2)."""
     return math.log1p(float(sigma) ** 2)
 
 

@@ -1,6 +1,6 @@
 """Classifier-free guidance pulses: guidance only while the step's t lies in a window (issue 5).
 
-Notation (Ho & Salimans 2022; DESIGN.md §2):
+Notation (Ho & Salimans 2022; docs/design.md §2):
     eps_c = eps(x_t, c), eps_u = eps(x_t, null)   raw model outputs on the model's own x_t
     eps   = eps_u + S (eps_c - eps_u)             S = guidance scale, applied in-window only
     t     = log(1 + sigma^2) of the step (``StepInfo.t``); step i is in window [a, b] when a <= t_i <= b.

@@ -1,4 +1,4 @@
-"""Resolve what ``--model`` names into a ``LoadedModel`` (DESIGN.md §7).
+"""Resolve what ``--model`` names into a ``LoadedModel`` (docs/design.md §9).
 
 Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
 pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), or a
@@ -39,7 +39,7 @@ class LoadOptions:
 class LoadedModel:
     """Everything the engine needs, whatever the family.
 
-    denoiser: the DESIGN.md §2 contract; make_stepper(device) -> a sampler for one batch;
+    denoiser: the docs/design.md §2 contract; make_stepper(device) -> a sampler for one batch;
     conditioning(n) -> per-sample conditioning dict for n samples (or None);
     theory(sigmas, directions) -> exact predictions (analytic models) or None.
     """

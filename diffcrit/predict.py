@@ -1,4 +1,4 @@
-"""``predict``: what the data alone says about the critical time (DESIGN.md §1, §3, §6).
+"""``predict``: what the data alone says about the critical time (docs/design.md §1, §3, §6).
 
 From one streamed pass over a data set (``datasets.DataSource``):
   1. moments: pixel sums, Fourier sums (power spectrum), lag products (patch correlation) and,
@@ -36,7 +36,7 @@ FRAMES_NOTE = (
     "and give the speciation time t_B = (1/2) log(Lambda): the large-Lambda form of (1/2) log(1 + Lambda), where "
     "the signal variance along the top principal component, Lambda e^{-2 t_B}, equals the noise variance "
     "1 - e^{-2 t_B}. diffcrit's OU process dx = -x/2 dt + dW runs at half that speed: t = 2 t_B = log(1 + sigma^2), "
-    "so the same instant is t_s = log(1 + Lambda), sigma_s^2 = Lambda (DESIGN.md §2). For a two-point mixture "
+    "so the same instant is t_s = log(1 + Lambda), sigma_s^2 = Lambda (docs/design.md §2). For a two-point mixture "
     "±m, Lambda = |m|^2 and t_s equals its exact critical time log(1 + |m|^2).")
 
 
@@ -213,7 +213,7 @@ def patch_block(moments: Moments, p: int, grid: Grid) -> dict:
             "shell_critical_t": [math.log1p(c) if c > 0 else None for c in shell_sums],
             "sigma": grid.sigmas, "stiffness": theory.patch_stiffness(correlation, grid.sigmas, probe, height, width),
             "formula": "at y = 0: s(k) = 1 - C_Omega(k)/sigma^2, C_Omega(k) = sum_{delta in Omega} C(delta) cos(k.delta); "
-                       "t_c = log(1 + C_Omega(0)); log(1 + p^2) for fully aligned patches (DESIGN.md §6)",
+                       "t_c = log(1 + C_Omega(0)); log(1 + p^2) for fully aligned patches (docs/design.md §7)",
             "assumption": "exact for data whose patches all have the same norm (±1 images): then the softmax weights "
                           "are equal at y = 0; otherwise C is the equal-weight (large-sigma) patch covariance"}
 
@@ -271,7 +271,7 @@ def predict(source: DataSource, grid: Grid, *, patch: int | None = None, batch_s
 
 
 def document(body: dict, config: dict[str, Any], compare: dict | None = None) -> dict:
-    """The JSON document: schema_version 1, kind "predict" (DESIGN.md §7)."""
+    """The JSON document: schema_version 1, kind "predict" (docs/design.md §9)."""
     from . import __version__
     from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, now_iso
 

@@ -1,4 +1,4 @@
-"""Jacobian-vector products of the denoiser along plane waves (DESIGN.md §3).
+"""Jacobian-vector products of the denoiser along plane waves (docs/design.md §3).
 
     gains[p, m] = <v_m, J(y_p) v_m>,   J = dD/dy at the probe point y_p
 
@@ -30,7 +30,7 @@ def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
 
 @contextlib.contextmanager
 def forward_ad_safe(module: torch.nn.Module | None) -> Iterator[None]:
-    """Work around forward-AD blockers (DESIGN.md §3) for the duration of a JVP.
+    """Work around forward-AD blockers (docs/design.md §3) for the duration of a JVP.
 
     Fused SDPA kernels have no forward derivative: use the math backend. GroupNorm fails on
     non-contiguous input under forward AD: make its input contiguous (same values).

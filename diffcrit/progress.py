@@ -20,7 +20,7 @@ POWER_ITERATION = "power iteration"  # predict: passes of the top-eigenvalue ite
 @dataclass(frozen=True)
 class ProgressEvent:
     """``done`` of ``total`` units of ``stage``; ``label`` names the part (a guide arm); ``sigma``, ``t``
-    place a sampling step in the noise schedule (t = log(1 + sigma^2), DESIGN.md §2)."""
+    place a sampling step in the noise schedule (t = log(1 + sigma^2), docs/design.md §2)."""
 
     stage: str
     done: int

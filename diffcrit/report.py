@@ -1,4 +1,4 @@
-"""The result documents (DESIGN.md §7, schema_version 1), built, written, read and validated; the ``Result`` object.
+"""The result documents (docs/design.md §9, schema_version 1), built, written, read and validated; the ``Result`` object.
 
 ``read_document`` is the one reader of result files (check, plot, guide --critical-from, predict
 --compare): readable JSON, written by diffcrit, of the kind asked for, of the schema_version this
@@ -27,7 +27,7 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "result.schema.json"
 
 TIME_CONVENTION = {
-    "frame": "variance-exploding: y = x0 + sigma * n (DESIGN.md §2)",
+    "frame": "variance-exploding: y = x0 + sigma * n (docs/design.md §2)",
     "t": "t = log(1 + sigma^2) = -log(alpha_bar), the OU time of dx = -x/2 dt + dW",
     "vp_models": "y = x_t / sqrt(alpha_bar), sigma^2 = (1 - alpha_bar) / alpha_bar",
     "order": "steps are listed in generation order (sigma and t decreasing)",

@@ -1,4 +1,4 @@
-"""Samplers that expose every step's (y, D(y)) in the VE frame (DESIGN.md §2, §7).
+"""Samplers that expose every step's (y, D(y)) in the VE frame (docs/design.md §2, §7).
 
 A stepper owns one batch of samples and advances it one step at a time:
 

@@ -6,7 +6,7 @@
 sampling again:
   1. while sampling, probe every ``coarse_stride(S)``-th step and the last, and keep the probe
      points y (P, C, H, W) of every step (a temporary file, not memory);
-  2. after sampling, find the brackets that decide each probe-based marker (DESIGN.md §6) on the
+  2. after sampling, find the brackets that decide each probe-based marker (docs/design.md §6) on the
      steps probed so far: the first probed step with unstable points and the one before it
      (``instability_onset``), the first resolved sign change of s at the lowest shell
      (``stiffness_zero``, detection.zero_crossing), and

@@ -1,7 +1,7 @@
-"""Closed-form predictions from data statistics (DESIGN.md §3, §6): pure functions, tensors in.
+"""Closed-form predictions from data statistics (docs/design.md §3, §6): pure functions, tensors in.
 
 Notation (one place; every function below uses it):
-    x        data images, (N, C, H, W), clean x0 in the VE frame (DESIGN.md §2)
+    x        data images, (N, C, H, W), clean x0 in the VE frame (docs/design.md §2)
     F(k)     FFT2(x) / sqrt(H W), as in ``fourier.fourier_sums``
     P_c(k)   power spectrum of channel c: connected E|F_c(k)|^2 - |E F_c(k)|^2, (C, H, W);
              for a stationary field the covariance eigenvalue of the plane wave at k
@@ -17,7 +17,7 @@ Notation (one place; every function below uses it):
 Why C(δ): the patch model's logits are -||y_Ω(i) - P^μ||^2 / (2 sigma^2). When all patches have
 the same norm (±1 images), the weights at y = 0 are equal, and differentiating the softmax gives
 dD_i/dy_{i+δ} = Cov_μ(P^μ_0, P^μ_δ) / sigma^2 = C(δ) / sigma^2 for δ in Ω, 0 otherwise: a
-convolution, diagonal in plane waves, with gain g(k) = C_Ω(k) / sigma^2 (DESIGN.md §6).
+convolution, diagonal in plane waves, with gain g(k) = C_Ω(k) / sigma^2 (docs/design.md §7).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def top_eigenvalue(covariance: torch.Tensor) -> float:
 
 
 def speciation_time(top: float) -> float:
-    """t_s = log(1 + Λ) in our OU time (DESIGN.md §2): where sigma^2 = Λ, i.e. the noise variance
+    """t_s = log(1 + Λ) in our OU time (docs/design.md §2): where sigma^2 = Λ, i.e. the noise variance
     equals the data variance along the top principal component.
 
     Biroli et al. (2024) use dx = -x dt + sqrt(2) dW, x_t = e^{-t_B} x0 + sqrt(1 - e^{-2 t_B}) z, and
@@ -93,7 +93,7 @@ def power_at(power: torch.Tensor, directions: ProbeDirections) -> torch.Tensor:
 
 
 def gaussian_stiffness(power: torch.Tensor, sigmas: list[float], directions: ProbeDirections) -> list[list[float]]:
-    """s(k) = sigma^2 / (P(k) + sigma^2) (DESIGN.md §6) at every probe direction, averaged per shell.
+    """s(k) = sigma^2 / (P(k) + sigma^2) (docs/design.md §7) at every probe direction, averaged per shell.
 
     power: (C, H, W) P_c(k) on the FFT grid. Returns [[s per shell] per sigma].
     """
@@ -101,7 +101,7 @@ def gaussian_stiffness(power: torch.Tensor, sigmas: list[float], directions: Pro
     return [shell_means(s**2 / (p + s**2), directions) for s in sigmas]
 
 
-# --- patch model (DESIGN.md §6) ----------------------------------------------------------------
+# --- patch model (docs/design.md §7) ----------------------------------------------------------------
 
 def patch_offsets(p: int) -> torch.Tensor:
     """Offsets δ = (δy, δx) of the square patch Ω of odd side p, row-major: (p*p, 2) long."""
@@ -166,7 +166,7 @@ def patch_sum(correlation: torch.Tensor) -> float:
 
 def patch_critical_t(correlation: torch.Tensor) -> float:
     """t_c = log(1 + C_Ω(0)): the DC mode at y = 0 turns unstable (s = 1 - C_Ω(0)/sigma^2 = 0);
-    log(1 + |Ω|) for fully aligned patches (DESIGN.md §6, the paper's formula)."""
+    log(1 + |Ω|) for fully aligned patches (docs/design.md §7, the paper's formula)."""
     return math.log1p(patch_sum(correlation))
 
 

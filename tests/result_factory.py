@@ -1,7 +1,7 @@
 """Synthetic, schema-valid result documents for the check and plot tests.
 
-``make_analyze_result`` builds an analyze result (DESIGN.md §7) whose lowest-shell stiffness is a
-Gaussian dip centred on a chosen t_c (DESIGN.md §3, §5):
+``make_analyze_result`` builds an analyze result (docs/design.md §9) whose lowest-shell stiffness is a
+Gaussian dip centred on a chosen t_c (docs/design.md §3, §5):
 
     s_n(t)     = 1 - A_n exp(-(t - t_c)^2 / (2 w^2)),   A_n = depth * exp(-0.35 n^2)
     xi_eq(t)   = 1 + 4 exp(-(t - t_c)^2 / (2 w^2))                 peaks at t_c
@@ -80,7 +80,7 @@ def make_analyze_result(
             "x0_consistent": True,
         })
 
-    # stiffness_zero: first crossing below zero in generation order (t decreasing), DESIGN.md §5
+    # stiffness_zero: first crossing below zero in generation order (t decreasing), docs/design.md §6
     t_zero = t_c + width * math.sqrt(2 * math.log(depth)) if depth > 1 else None
     marker_ts = {"decision": t_c, "instability_onset": t_zero, "stiffness_zero": t_zero, "stiffness_min": t_c,
                  "xi_eq_peak": t_c, "xi_growth": t_c}

@@ -165,7 +165,7 @@ def test_jvp_through_attention_matches_finite_differences(loaded):
 
     name, unet, _ = loaded
     shape = CHECKPOINTS[name]["shape"]
-    # Known forward-AD blocker (DESIGN.md §3): GroupNorm on a non-contiguous tangent.
+    # Known forward-AD blocker (docs/design.md §3): GroupNorm on a non-contiguous tangent.
     hooks = [m.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
              for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
     g = torch.Generator().manual_seed(0)
@@ -265,7 +265,7 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 
 
 def test_cfg_sampler_does_not_depend_on_batch_composition():
-    """DESIGN.md §7: sample i draws its noise from seed + i, so a sample alone equals itself
+    """docs/design.md §9: sample i draws its noise from seed + i, so a sample alone equals itself
     in a batch."""
     from diffusers import DDPMScheduler
 

@@ -1,4 +1,4 @@
-"""Marker definitions of DESIGN §5 on synthetic curves with known answers."""
+"""Marker definitions of docs/design.md §6 on synthetic curves with known answers."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The one frame (DESIGN §2) is right for every supported scheduler.
+"""The one frame (docs/design.md §2) is right for every supported scheduler.
 
 An exact denoiser (the Gaussian field) is dressed as an epsilon-predicting diffusers model: it reads
 its noise level from the timestep exactly as the scheduler's training sigmas define it. Then the

@@ -1,4 +1,4 @@
-"""The patch (local empirical) denoiser and its theory (DESIGN.md §6, diffcrit.theory)."""
+"""The patch (local empirical) denoiser and its theory (docs/design.md §7, diffcrit.theory)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def test_speciation_time_frames():
 
 @pytest.mark.parametrize("p", [3, 5, 7])
 def test_measured_stiffness_zero_matches_log_one_plus_c_omega(p):
-    """The paper's result (DESIGN.md §6): at y = 0 the DC mode turns unstable at t_c = log(1 + C_Ω(0))."""
+    """The paper's result (docs/design.md §7): at y = 0 the DC mode turns unstable at t_c = log(1 + C_Ω(0))."""
     diffcrit = pytest.importorskip("diffcrit")
     if not hasattr(diffcrit, "analyze"):
         pytest.skip("the engine (diffcrit.analyze) is not available")

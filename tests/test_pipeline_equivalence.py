@@ -1,4 +1,4 @@
-"""The instrumented sampler follows the model's own diffusers pipeline exactly (issue 2, DESIGN §7)."""
+"""The instrumented sampler follows the model's own diffusers pipeline exactly (issue 2, docs/design.md §9)."""
 
 import numpy as np
 import pytest

@@ -67,7 +67,7 @@ def test_bad_requests_are_user_errors(tmp_path):
 def test_sigma_axis_is_the_inverse_of_t():
     sigma = np.array([0.0, 0.1, 1.0, 80.0])
     assert np.allclose(t_to_sigma(sigma_to_t(sigma)), sigma)
-    assert t_to_sigma(math.log(2.0)) == pytest.approx(1.0)  # t = log(1 + sigma^2), DESIGN.md §2
+    assert t_to_sigma(math.log(2.0)) == pytest.approx(1.0)  # t = log(1 + sigma^2), docs/design.md §2
 
 
 def test_cli_plot_writes_the_figure(tmp_path):

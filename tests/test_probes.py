@@ -1,4 +1,4 @@
-"""JVP and finite differences agree through attention UNets, conditional UNets and DiT (DESIGN §3)."""
+"""JVP and finite differences agree through attention UNets, conditional UNets and DiT (docs/design.md §3)."""
 
 import numpy as np
 import pytest

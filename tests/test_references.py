@@ -1,4 +1,4 @@
-"""Exact analytic references of DESIGN.md §6 (ground truth for the engine)."""
+"""Exact analytic references of docs/design.md §7 (ground truth for the engine)."""
 
 import math
 

@@ -1,6 +1,6 @@
 """Registry of built-in models: ``builtin:NAME`` or ``builtin:NAME?key=value&key=value``.
 
-Analytic built-ins are exact callables (DESIGN.md §6); checkpoint built-ins are diffusers
+Analytic built-ins are exact callables (docs/design.md §7); checkpoint built-ins are diffusers
 pipeline folders shipped in the package and loaded exactly like a local folder.
 """
 
@@ -40,12 +40,12 @@ class BuiltinEntry:
 
 
 _ANALYTIC = [
-    BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (DESIGN §6)",
+    BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (docs/design.md §7)",
                  "none", factory=TwoPointMixture),
     BuiltinEntry("gaussian", "analytic", "stationary Gaussian field: exact stiffness, no critical point "
                  "(negative control)", "none", factory=GaussianField),
     BuiltinEntry("patch", "analytic", "local patch (ELS) denoiser on ±1 images: at y = 0 t_c = log(1+C_Ω(0)) "
-                 "(DESIGN §6)", "none", factory=PatchModel),
+                 "(docs/design.md §7)", "none", factory=PatchModel),
 ]
 
 REGISTRY: dict[str, BuiltinEntry] = {entry.name: entry for entry in _ANALYTIC}

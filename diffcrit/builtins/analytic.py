@@ -1,4 +1,4 @@
-"""Analytic built-in models with exact denoisers (DESIGN.md §6): ground truth for the tests.
+"""Analytic built-in models with exact denoisers (docs/design.md §7): ground truth for the tests.
 
 Each model is a callable ``denoise(y, sigma) -> x0_hat`` (y: (B, C, H, W) in the VE frame,
 sigma: (B,)) plus ``theory(sigmas, directions)``, the exact stiffness at y = 0 for the probed
@@ -43,7 +43,7 @@ class GaussianField:
     """Stationary Gaussian field with Ornstein–Zernike spectrum P(k) = A / (1 + (xi |k|)^2).
 
     A is set so that the per-pixel variance is ``variance`` (Parseval: mean_k P(k) = variance).
-    Exact denoiser (DESIGN.md §6): D = IFFT(P / (P + sigma^2) FFT(y)); s(k) = sigma^2 / (P(k) + sigma^2)
+    Exact denoiser (docs/design.md §7): D = IFFT(P / (P + sigma^2) FFT(y)); s(k) = sigma^2 / (P(k) + sigma^2)
     everywhere, so there is no critical point (negative control).
     """
 
@@ -118,7 +118,7 @@ MIXTURE_HALF_DECIDED_A = float(optimize.brentq(lambda a: mixture_decided(a) - 0.
 class TwoPointMixture:
     """x0 = ±m with equal weights, m a constant field with |m|^2 = ``m2``.
 
-    Exact denoiser (DESIGN.md §6): D(y) = m tanh(<m, y> / sigma^2). At y = 0 the Jacobian is
+    Exact denoiser (docs/design.md §7): D(y) = m tanh(<m, y> / sigma^2). At y = 0 the Jacobian is
     m m^T / sigma^2, so along the DC mode s = 1 - |m|^2 / sigma^2 and t_c = log(1 + |m|^2).
     """
 

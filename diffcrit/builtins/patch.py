@@ -1,4 +1,4 @@
-"""The paper's patch score model: a translation-equivariant local empirical denoiser (DESIGN.md §6).
+"""The paper's patch score model: a translation-equivariant local empirical denoiser (docs/design.md §7).
 
 Kamb & Ganguli's equivariant local score (ELS) machine on a small set of ±1 images. For pixel i,
 
@@ -64,7 +64,7 @@ class PatchModel:
 
     Training set (seeded by ``seed``): ``random`` random domain patterns (``domain_patterns``, domain
     width ``xi`` pixels) followed by ``aligned`` globally aligned pairs (all +1, all -1); every
-    image ±1, the set zero-mean. Exact theory at y = 0 (DESIGN.md §6): s(k) = 1 - C_Ω(k)/sigma^2,
+    image ±1, the set zero-mean. Exact theory at y = 0 (docs/design.md §7): s(k) = 1 - C_Ω(k)/sigma^2,
     t_c = log(1 + C_Ω(0)); log(1 + p^2) if every patch were aligned.
     """
 

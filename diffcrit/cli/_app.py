@@ -1,6 +1,6 @@
 """The Typer application and what every command shares: error mapping, output, console.
 
-Contract (DESIGN.md §7): data on stdout or ``--out FILE``; progress and logs on stderr.
+Contract (docs/design.md §9): data on stdout or ``--out FILE``; progress and logs on stderr.
 Exit 0 ok, 1 a check failed, 2 bad input or an output that cannot be written (full disk, read-only
 folder, closed pipe): one clear line, no traceback, nothing half-written; interrupted: 130 (Ctrl-C,
 SIGINT) or 143 (SIGTERM), 128 + the signal number as shells report it, with a note and no result.

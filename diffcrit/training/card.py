@@ -77,7 +77,7 @@ def _critical(name: str, cfg: dict[str, Any]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"## Critical time measured by diffcrit {results['diffcrit_version']}", "",
              f"`{results['command']}` with the analyze defaults (conditioning: {results['conditioning']}); "
-             "markers of DESIGN.md §5, consensus = their median, ci95 by bootstrap over samples.", "",
+             "markers of docs/design.md §6, consensus = their median, ci95 by bootstrap over samples.", "",
              "| seed | t_c | sigma | ci95 | stiffness_zero | stiffness_min | xi_eq_peak | xi_growth | probe |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run in results["runs"]:

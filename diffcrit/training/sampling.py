@@ -1,12 +1,12 @@
 """Classifier-free-guided DDIM sampling for the built-in class-conditional checkpoints.
 
 A small helper for sample grids and sample-quality checks; the analysis engine has its own
-sampler (DESIGN.md §2, §7). Frame: the model's own VP state x_t (NCHW float32), diffusers
+sampler (docs/design.md §2, §7). Frame: the model's own VP state x_t (NCHW float32), diffusers
 integer ``timestep``s; the output is x0 in [-1, 1] (the scheduler clips, as clip_sample says).
 
 Guidance (Ho & Salimans 2022): eps = eps(x_t, null) + w * (eps(x_t, c) - eps(x_t, null)),
 w = ``guidance_scale`` (w = 1: plain conditional sampling, no unconditional pass).
-Seeds follow DESIGN.md §7: sample i draws its noise from a CPU generator seeded seed + i.
+Seeds follow docs/design.md §9: sample i draws its noise from a CPU generator seeded seed + i.
 """
 
 from __future__ import annotations
