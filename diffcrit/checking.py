@@ -72,7 +72,7 @@ class Tolerances:
     Defaults and why (t is OU time, docs/design.md §2). Independent comparisons were calibrated on
     disjoint reseeds of the trained built-ins at the analyze defaults (README "check"): each default is
     about 1.5x the largest difference seen between two reseeds of the same model.
-      critical_t = 0.3       independent: |Δ t_c| allowed, or ci_scale × the combined 95% CI
+      critical_t = 0.35      independent: |Δ t_c| allowed, or ci_scale × the combined 95% CI
       ci_scale = 1.0         half-width sqrt(h_cand² + h_base²) where that is wider.
       paired_critical_t      paired (same sample range): the same seeds remove the sampling noise;
         = 0.05               what is left is probe round-off and the model change itself.
@@ -80,26 +80,29 @@ class Tolerances:
                              the mixture (16 probe points) stiffness_min and xi_eq_peak moved by 0.74 in t
                              while the primary moved by 0.01 (bench/calibrate_check.py). Set a number to gate them.
       marker_presence        a marker found (presence >= 0.95) in one result but absent from the other fails.
-      decided = 0.1          max |Δ f_n(t)| of the decided fraction, independent: allowed pointwise is
+      decided = 0.25         max |Δ f_n(t)| of the decided fraction, independent: allowed pointwise is
                              max(decided, ci_scale × combined CI half-width at t); f is in [0, ~1].
       paired_decided = 0.03  the same, paired.
-      stiffness = 0.1        RMS of Δ s/(1+|s|) per shell (bounded in (-1, 1)).
+      stiffness = 0.06       RMS of Δ s/(1+|s|) per shell (bounded in (-1, 1)).
       stiffness_shells = 3   the lowest shells carry the transition.
-      xi = 0.3               RMS of log(xi_cand / xi_base), xi(y) and xi(D(y)), where both are defined.
+      xi = 0.2               RMS of log(xi_cand / xi_base) of xi(D(y)), where both are defined.
+      xi_state = null        the same for xi(y): y is mostly noise until late, its xi is undefined or
+                             erratic there (RMS up to 0.81 between reseeds of textures): off by default.
       xi_eq = null           xi_eq = sqrt(c/|s0|) diverges where s0 crosses 0: off by default.
       grid_points = 64       the common t grid: finer than the default 50 steps.
     """
 
-    critical_t: float | None = 0.3
+    critical_t: float | None = 0.35
     ci_scale: float = 1.0
     paired_critical_t: float | None = 0.05
     markers: float | None = None
     marker_presence: bool = True
-    decided: float | None = 0.1
+    decided: float | None = 0.25
     paired_decided: float | None = 0.03
-    stiffness: float | None = 0.1
+    stiffness: float | None = 0.06
     stiffness_shells: int = 3
-    xi: float | None = 0.3
+    xi: float | None = 0.2
+    xi_state: float | None = None
     xi_eq: float | None = None
     grid_points: int = 64
 
@@ -111,7 +114,7 @@ class Tolerances:
 # "bool" = true/false, "count" = integer >= 1 (grid_points >= 2).
 _FIELD_KINDS = {"critical_t": "tol", "ci_scale": "number", "paired_critical_t": "tol", "markers": "tol",
                 "marker_presence": "bool", "decided": "tol", "paired_decided": "tol", "stiffness": "tol",
-                "stiffness_shells": "count", "xi": "tol", "xi_eq": "tol", "grid_points": "count"}
+                "stiffness_shells": "count", "xi": "tol", "xi_state": "tol", "xi_eq": "tol", "grid_points": "count"}
 
 # A marker counts as reliably found when this share of the bootstrap resamples has it.
 MARKER_PRESENT = 0.95
@@ -285,7 +288,7 @@ def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
         outcomes.append(_curve_outcome(stiffness_check_name(shell), candidate, baseline,
                                        lambda step, n=shell: _bounded(_shell_value(step, "stiffness", n)),
                                        tolerances.stiffness, tolerances.grid_points, log=False, unit="s/(1+|s|)"))
-    for name, key, tol in ((CHECK_XI_STATE, "xi_state", tolerances.xi),
+    for name, key, tol in ((CHECK_XI_STATE, "xi_state", tolerances.xi_state),
                            (CHECK_XI_DENOISED, "xi_denoised", tolerances.xi),
                            (CHECK_XI_EQ, "xi_eq", tolerances.xi_eq)):
         outcomes.append(_curve_outcome(name, candidate, baseline, lambda step, k=key: step.get(k),
