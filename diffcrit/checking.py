@@ -71,8 +71,9 @@ class Tolerances:
 
     Defaults and why (t is OU time, docs/design.md §2). Independent comparisons were calibrated on
     disjoint reseeds of the trained built-ins at the analyze defaults (README "check"): each default is
-    about 1.5x the largest difference seen between two reseeds of the same model.
-      critical_t = 0.35      independent: |Δ t_c| allowed, or ci_scale × the combined 95% CI
+    1.2-1.5x the largest difference seen between two reseeds of the same model (critical.t: 0.58 on
+    digits, 0.24 on textures; the bootstrap CIs at 64 samples are narrower than that spread).
+      critical_t = 0.7       independent: |Δ t_c| allowed, or ci_scale × the combined 95% CI
       ci_scale = 1.0         half-width sqrt(h_cand² + h_base²) where that is wider.
       paired_critical_t      paired (same sample range): the same seeds remove the sampling noise;
         = 0.05               what is left is probe round-off and the model change itself.
@@ -80,19 +81,20 @@ class Tolerances:
                              the mixture (16 probe points) stiffness_min and xi_eq_peak moved by 0.74 in t
                              while the primary moved by 0.01 (bench/calibrate_check.py). Set a number to gate them.
       marker_presence        a marker found (presence >= 0.95) in one result but absent from the other fails.
-      decided = 0.25         max |Δ f_n(t)| of the decided fraction, independent: allowed pointwise is
+      decided = 0.25         max |Δ f_n(t)| of the decided fraction from the decision shell up, independent
+                             (largest null: 0.20 digits, 0.14 textures): allowed pointwise is
                              max(decided, ci_scale × combined CI half-width at t); f is in [0, ~1].
       paired_decided = 0.03  the same, paired.
       stiffness = 0.06       RMS of Δ s/(1+|s|) per shell (bounded in (-1, 1)).
       stiffness_shells = 3   the lowest shells carry the transition.
-      xi = 0.2               RMS of log(xi_cand / xi_base) of xi(D(y)), where both are defined.
+      xi = 0.4               RMS of log(xi_cand / xi_base) of xi(D(y)), where both are defined.
       xi_state = null        the same for xi(y): y is mostly noise until late, its xi is undefined or
                              erratic there (RMS up to 0.81 between reseeds of textures): off by default.
       xi_eq = null           xi_eq = sqrt(c/|s0|) diverges where s0 crosses 0: off by default.
       grid_points = 64       the common t grid: finer than the default 50 steps.
     """
 
-    critical_t: float | None = 0.35
+    critical_t: float | None = 0.7
     ci_scale: float = 1.0
     paired_critical_t: float | None = 0.05
     markers: float | None = None
@@ -101,7 +103,7 @@ class Tolerances:
     paired_decided: float | None = 0.03
     stiffness: float | None = 0.06
     stiffness_shells: int = 3
-    xi: float | None = 0.2
+    xi: float | None = 0.4
     xi_state: float | None = None
     xi_eq: float | None = None
     grid_points: int = 64
@@ -281,7 +283,7 @@ def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
     outcomes += _marker_outcomes(candidate["critical"], baseline["critical"], tolerances, paired)
     n_common = min(len(candidate["shells"]), len(baseline["shells"]))
     decided_tol = tolerances.paired_decided if paired else tolerances.decided
-    for shell in range(n_common):
+    for shell in range(_first_decided_shell(candidate, baseline), n_common):
         outcomes.append(_decided_outcome(shell, candidate, baseline, decided_tol,
                                          0.0 if paired else tolerances.ci_scale, tolerances.grid_points))
     for shell in range(min(n_common, tolerances.stiffness_shells)):
@@ -388,6 +390,14 @@ def _decided_outcome(shell: int, candidate: Mapping[str, Any], baseline: Mapping
     detail = f"largest gap {diff[worst]:+.3g} at t = {grid[worst]:.2f} (allowed {allowed[worst]:.3g} there)"
     return CheckOutcome(name, _status(abs(diff[worst]), allowed[worst]), float(diff[worst]), float(allowed[worst]),
                         "f", detail)
+
+
+def _first_decided_shell(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> int:
+    """Decided fractions are compared from the decision shell up: a shell below it (the DC shell of an image
+    model) rests on one degree of freedom per sample, and its decided fraction moved by 0.38 between
+    reseeds of builtin:digits (docs/design.md §6)."""
+    shells = [doc["critical"].get("decision_shell") for doc in (candidate, baseline)]
+    return min(shells) if all(isinstance(n, int) for n in shells) else 0
 
 
 def _common_grid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], points: int) -> np.ndarray | None:
