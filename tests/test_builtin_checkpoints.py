@@ -90,7 +90,9 @@ def test_unet_and_scheduler_agree_with_train_config(loaded):
     assert [unet.config.in_channels, unet.config.sample_size, unet.config.sample_size] == \
         cfg["shape"]
     assert any("Attn" in block for block in unet.config.down_block_types)
-    assert scheduler.config.prediction_type == "epsilon"
+    # v-prediction: an eps network's error reaches D(y) sigma-fold (decided fraction >> 1 at the
+    # first steps, DESIGN.md §5); see the card's "Consistency of D(y)".
+    assert scheduler.config.prediction_type == "v_prediction"
     assert scheduler.config.num_train_timesteps == 1000
     res = cfg["results"]
     assert res["n_parameters"] == sum(p.numel() for p in unet.parameters())
@@ -110,6 +112,23 @@ def test_loss_log_and_card(name):
     assert f"{cfg['results']['final_loss']:.4f}" in card
     assert f"{cfg['results']['classifier']['heldout_accuracy']:.3f}" in card
     assert "Critical time" in card
+    assert f"prediction_type, `{cfg['scheduler']['prediction_type']}`" in card
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recorded_decided_fraction_is_consistent(name):
+    """Total variance (DESIGN.md §5): max over steps of f_n <= 1.25 on shells 0-3, for 25, 50 and
+    100 steps and two disjoint seeds, as recorded by ``python -m diffcrit.training consistency``."""
+    from diffcrit.training.measure import (CONSISTENCY_SEEDS, CONSISTENCY_STEPS,
+                                           DECIDED_FRACTION_LIMIT)
+
+    block = train_config(name)["decided_fraction"]
+    assert block["prediction_type"] == train_config(name)["scheduler"]["prediction_type"]
+    runs = {(r["steps"], r["seed"]) for r in block["runs"]}
+    assert runs == {(n, s) for n in CONSISTENCY_STEPS for s in CONSISTENCY_SEEDS}
+    assert len(block["max"]) >= 4
+    assert max(block["max"][:4]) <= DECIDED_FRACTION_LIMIT, block["max"]
+    assert f"**{max(block['max']):.2f}**" in (folder(name) / "MODEL_CARD.md").read_text()
 
 
 # --- Classifier and sample quality.
@@ -253,6 +272,44 @@ def test_training_loop_is_seeded():
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b] and len(rows_a) == 3
     for p, q in zip(ema_a.parameters(), ema_b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_v_target_gives_back_x0_through_the_adapter():
+    """v = sqrt(ab) eps - sqrt(1-ab) x0; the exact v through diffcrit's v_prediction adapter at
+    y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab is x0 (DESIGN.md §2), at every noise level."""
+    from diffusers import DDPMScheduler
+
+    from diffcrit.denoisers import output_to_denoised
+    from diffcrit.training.train import _SCHEDULER, regression_target
+
+    scheduler = DDPMScheduler(**_SCHEDULER)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn((4, 1, 8, 8), generator=g), torch.randn((4, 1, 8, 8), generator=g)
+    timesteps = torch.tensor([0, 400, 980, 999])
+    v = regression_target(scheduler, x0, eps, timesteps)
+    ab = scheduler.alphas_cumprod[timesteps].double().view(-1, 1, 1, 1)
+    torch.testing.assert_close(v.double(), ab.sqrt() * eps - (1 - ab).sqrt() * x0)
+    x_t = scheduler.add_noise(x0, eps, timesteps).double()
+    sigma = ((1 - ab) / ab).sqrt().flatten()
+    d = output_to_denoised(v.double(), x_t / ab.sqrt(), sigma, "v_prediction")
+    torch.testing.assert_close(d, x0.double(), rtol=0, atol=1e-4)
+    assert torch.equal(regression_target(DDPMScheduler(), x0, eps, timesteps), eps)
+    with pytest.raises(ValueError, match="allowed"):
+        regression_target(DDPMScheduler(prediction_type="sample"), x0, eps, timesteps)
+
+
+def test_sample_structure_and_decided_fraction_known_answer():
+    """Constant fields c_i: all variance in the DC bin, S_0 = H W Var(c) (connected, 1/N), others 0."""
+    import numpy as np
+
+    from diffcrit.training.measure import decided_fraction, sample_structure
+
+    c = torch.tensor([-1.0, 0.0, 0.5, 2.5])
+    x0 = c.view(-1, 1, 1, 1).expand(4, 1, 8, 8)
+    s = sample_structure(x0, 4)
+    np.testing.assert_allclose(s, [64 * float(c.var(unbiased=False)), 0, 0, 0], atol=1e-9)
+    f = decided_fraction(np.array([[s[0] / 2, 0, 0, 0]]), np.array([s[0], 1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(f, [[0.5, 0, 0, 0]])
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():

@@ -6,6 +6,11 @@ sample checks, samples.png and MODEL_CARD.md (no training).
 ``python -m diffcrit.training measure NAME [--out DIR]``: run ``diffcrit analyze`` on the folder
 (default options, seeds 0-2) and put the measured critical time into the card.
 
+``python -m diffcrit.training consistency NAME [--out DIR] [--baseline DIR]``: the decided
+fraction of shells 0-3 at every step (DESIGN.md §5; at most 1 for a consistent denoiser) at 25,
+50 and 100 steps, two seeds, into the card; ``--baseline`` adds another folder's recorded check
+(e.g. the previous checkpoint) for comparison.
+
 Progress on stderr; exit 2 with one line for a bad name or option.
 """
 
@@ -34,6 +39,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     measure = sub.add_parser("measure", help="measure the critical time and put it into the card")
     measure.add_argument("name", choices=sorted(CHECKPOINTS))
     measure.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")
+    consistency = sub.add_parser("consistency",
+                                 help="measure the decided fraction (DESIGN.md §5) into the card")
+    consistency.add_argument("name", choices=sorted(CHECKPOINTS))
+    consistency.add_argument("--out", type=Path, default=None,
+                             help="the folder (default: shipped)")
+    consistency.add_argument("--baseline", type=Path, default=None,
+                             help="a folder whose recorded check is shown for comparison")
     return parser.parse_args(argv)
 
 
@@ -43,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         from .measure import measure_builtin
 
         measure_builtin(args.name, out=args.out)
+        return 0
+    if args.command == "consistency":
+        from .measure import measure_consistency
+
+        measure_consistency(args.name, out=args.out, baseline=args.baseline)
         return 0
     if args.command == "evaluate":
         from .train import evaluate_builtin

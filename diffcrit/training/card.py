@@ -12,6 +12,16 @@ from typing import Any
 import torch
 
 CRITICAL_PLACEHOLDER = "Critical time: to be measured"
+CONSISTENCY_PLACEHOLDER = "Consistency of D(y): to be measured"
+
+# Notation of DESIGN.md §2: ab = alphas_cumprod[timestep], y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab.
+_PREDICTION_MEANING = {
+    "epsilon": "the noise eps, so D(y) = (x_t - sqrt(1-ab) eps_hat) / sqrt(ab) = y - sigma eps_hat.",
+    "v_prediction": "the velocity v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022,\n"
+                    "arXiv:2202.00512), so D(y) = sqrt(ab) x_t - sqrt(1-ab) v_hat.",
+}
+_TARGET_NAME = {"epsilon": "noise eps (eps-prediction)",
+                "v_prediction": "velocity v = sqrt(ab) eps - sqrt(1-ab) x0 (v-prediction)"}
 
 
 def write_loss_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -64,9 +74,48 @@ def _accuracy_table(classes: list[str], cols: dict[str, list[float]]) -> str:
 def model_card(name: str, cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
     """MODEL_CARD.md text from the written train_config.json (``cfg``) and the loss log."""
     sections = [_header(name, cfg), _data_and_model(cfg), _training(cfg, rows),
-                _classifier(cfg), _samples(cfg), _critical(name, cfg),
+                _classifier(cfg), _samples(cfg), _consistency(name, cfg), _critical(name, cfg),
                 _reproduce_and_limits(name, cfg)]
     return "\n\n".join(sections) + "\n"
+
+
+def _consistency(name: str, cfg: dict[str, Any]) -> str:
+    """Decided-fraction check (train_config.json["decided_fraction"], from `consistency`)."""
+    block = cfg.get("decided_fraction")
+    if not block:
+        return (f"## {CONSISTENCY_PLACEHOLDER}\n\n"
+                f"Run `python -m diffcrit.training consistency {name}` to fill this in.")
+    shells = len(block["max"])
+    head = ("| prediction | steps | seed | "
+            + " | ".join(f"max shell {n}" for n in range(shells))
+            + " | first step: sigma | first step: f_0 ... f_" + f"{shells - 1} |")
+    lines = [head, "|---|---:|---:|" + "---:|" * shells + "---:|---|"]
+    for checked in ([block["baseline"]] if "baseline" in block else []) + [block]:
+        for run in checked["runs"]:
+            lines.append(f"| {checked['prediction_type']} | {run['steps']} | {run['seed']} | "
+                         + " | ".join(f"{v:.2f}" for v in run["max"])
+                         + f" | {run['first_sigma']:.1f} | "
+                         + " ".join(f"{v:.3f}" for v in run["first_step"]) + " |")
+    verdict = "within" if max(block["max"]) <= block["limit"] else "ABOVE"
+    why = "" if block["prediction_type"] == "epsilon" else (
+        "\n\nWhy not eps: an eps-prediction network's error reaches D(y) = y - sigma eps_hat\n"
+        "multiplied by sigma (16, 34, 71 at the first of 25, 50, 100 steps), so D(y) varied far\n"
+        "more across samples than the samples do; with v the error reaches D(y) multiplied by\n"
+        "sqrt(1 - ab) <= 1.")
+    return f"""## Consistency of D(y) at high noise
+
+The decided fraction of shell n at step j, f_n(j) = S_D,n(j) / S_x0,n (DESIGN.md §5: connected
+structure factor over samples of the denoised estimate D(y) at step j, over that of the final
+samples, averaged over the shell's FFT bins), is at most 1 for a consistent denoiser (law of total
+variance) and 1 at the last step. Table: max over all steps of f_n, and f_n at the first
+(noisiest) step; {block['runs'][0]['samples']} samples per run ({block['conditioning']}; DDPM
+sampling as `diffcrit analyze` does; seeds 0 and 64 draw disjoint samples), from
+`{block['command']}`.
+
+{chr(10).join(lines)}
+
+This model predicts `{block['prediction_type']}`; the largest value over shells 0-{shells - 1}
+is **{max(block['max']):.2f}**, {verdict} the accepted {block['limit']:g}.{why}"""
 
 
 def _critical(name: str, cfg: dict[str, Any]) -> str:
@@ -101,8 +150,11 @@ trained by `python -m diffcrit.training train {name}` (seeded; see Reproduce). L
 from diffusers import UNet2DModel, DDPMScheduler
 unet = UNet2DModel.from_pretrained(folder, subfolder="unet")
 scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
-eps = unet(x_t, timestep, class_labels=labels).sample  # class ids; null = {cfg['null_class']}
-```"""
+out = unet(x_t, timestep, class_labels=labels).sample  # class ids; null = {cfg['null_class']}
+```
+
+The output is the scheduler's prediction_type, `{cfg['scheduler']['prediction_type']}`:
+{_PREDICTION_MEANING[cfg['scheduler']['prediction_type']]}"""
 
 
 def _data_and_model(cfg: dict[str, Any]) -> str:
@@ -128,9 +180,10 @@ groups {unet['norm_num_groups']}, `num_class_embeds` {unet['num_class_embeds']}
 
 def _training(cfg: dict[str, Any], rows: list[dict[str, float]]) -> str:
     res, tc, env = cfg["results"], cfg["train"], cfg["results"]["environment"]
+    target = _TARGET_NAME[cfg["scheduler"]["prediction_type"]]
     return f"""## Training
 
-eps-prediction MSE, timesteps uniform in [0, 1000), label dropout to the null class with
+MSE to the {target}, timesteps uniform in [0, 1000), label dropout to the null class with
 p = {tc['label_dropout']}. AdamW lr {tc['lr']:g} (linear warm-up {tc['warmup']} steps, cosine to
 {tc['min_lr_ratio']:g}x), batch {tc['batch']}, {tc['steps']} steps, grad-norm clip
 {tc['grad_clip']}, EMA decay {tc['ema_decay']} (the shipped weights are the EMA), seed
@@ -142,8 +195,9 @@ p = {tc['label_dropout']}. AdamW lr {tc['lr']:g} (linear warm-up {tc['warmup']} 
 - Final training loss (mean of the last {res['final_loss_window']} steps):
   **{res['final_loss']:.4f}**.
 - Loss of the shipped EMA weights on a fixed set (512 training images x 20 evenly spaced
-  timesteps 0..999, fixed noise): **{res['eval_loss_ema']:.4f}**. Not the train loss's twin:
-  the grid gives timestep 0, where eps is barely identifiable, a weight of 1/20 instead of 1/1000.
+  timesteps 0..999, fixed noise, same target): **{res['eval_loss_ema']:.4f}**. Not the train
+  loss's twin: the grid gives timestep 0, where the target (there ~ eps) is barely identifiable,
+  a weight of 1/20 instead of 1/1000.
 
 Loss curve (full log in `loss.csv`):
 
@@ -170,7 +224,8 @@ def _samples(cfg: dict[str, Any]) -> str:
     return f"""## Samples
 
 `samples.png`: CFG samples at guidance scale w = {sc['guidance_scale']:g}
-(eps = eps(null) + w (eps(class) - eps(null)); w = 1 is plain conditional sampling),
+(out = out(null) + w (out(class) - out(null)) on the network output; w = 1 is plain
+conditional sampling),
 {sc['num_inference_steps']} DDIM steps (eta 0, trailing spacing), one row per class; sample i
 draws its noise from a generator seeded {sc['seed']} + i.
 

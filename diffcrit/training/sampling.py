@@ -4,8 +4,10 @@ A small helper for sample grids and sample-quality checks; the analysis engine h
 sampler (docs/design.md §2, §7). Frame: the model's own VP state x_t (NCHW float32), diffusers
 integer ``timestep``s; the output is x0 in [-1, 1] (the scheduler clips, as clip_sample says).
 
-Guidance (Ho & Salimans 2022): eps = eps(x_t, null) + w * (eps(x_t, c) - eps(x_t, null)),
-w = ``guidance_scale`` (w = 1: plain conditional sampling, no unconditional pass).
+Guidance (Ho & Salimans 2022) on the network output, eps or v as the scheduler's prediction_type
+says (both are affine in x0_hat at fixed x_t, so mixing outputs mixes denoised estimates):
+out = out(x_t, null) + w * (out(x_t, c) - out(x_t, null)), w = ``guidance_scale`` (w = 1: plain
+conditional sampling, no unconditional pass).
 Seeds follow docs/design.md §9: sample i draws its noise from a CPU generator seeded seed + i.
 """
 
@@ -53,11 +55,11 @@ def sample_cfg(
         else class_labels
     for timestep in ddim.timesteps:
         x_in = torch.cat([x, x]) if guided else x
-        eps = unet(x_in, timestep, class_labels=labels).sample
+        out = unet(x_in, timestep, class_labels=labels).sample
         if guided:
-            eps_c, eps_u = eps.chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-        x = ddim.step(eps, timestep, x).prev_sample
+            out_c, out_u = out.chunk(2)
+            out = out_u + guidance_scale * (out_c - out_u)
+        x = ddim.step(out, timestep, x).prev_sample
     return x
 
 

@@ -1,11 +1,23 @@
 """Train the built-in class-conditional DDPM checkpoints and everything shipped beside them.
 
 Notation (DDPM, Ho et al. 2020): x0 data, eps ~ N(0, I), integer ``timestep`` in [0, T),
-ab = alphas_cumprod[timestep], x_t = sqrt(ab) x0 + sqrt(1 - ab) eps; the UNet predicts eps
-(prediction_type "epsilon"), loss = mean |eps_hat - eps|^2. Class conditioning through
-``num_class_embeds = n_classes + 1``; the last id (n_classes) is the null class, substituted for
-the true label with probability ``label_dropout`` so that one network also gives eps(x_t, null)
-for classifier-free guidance.
+ab = alphas_cumprod[timestep], x_t = sqrt(ab) x0 + sqrt(1 - ab) eps. The UNet predicts the
+velocity v = sqrt(ab) eps - sqrt(1 - ab) x0 (prediction_type "v_prediction", Salimans & Ho 2022,
+arXiv:2202.00512 §4), loss = mean |v_hat - v|^2; the denoised estimate is then
+x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat.
+
+Why not eps: with eps-prediction x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)
+= y - sigma eps_hat (DESIGN.md §2), so any error of eps_hat reaches D(y) multiplied by sigma
+(34 at the first of 50 DDPM steps, 71 at the first of 100). The eps models shipped before had a
+decided fraction f_n = S_D,n / S_x0,n (DESIGN.md §5) of up to 40 (50 steps) and 162 (100 steps)
+on the DC shell at the first step, where a consistent denoiser has f_n <= 1; with v the error
+reaches D(y) multiplied by sqrt(1 - ab) <= 1, and the retrained models stay <= 1.04 on shells
+0-3 at every step (``python -m diffcrit.training consistency NAME``; the card has the table).
+clip_sample stays True: it only touches the samplers' x0_hat, never diffcrit's D(y).
+
+Class conditioning through ``num_class_embeds = n_classes + 1``; the last id (n_classes) is the
+null class, substituted for the true label with probability ``label_dropout`` so that one
+network also gives v(x_t, null) for classifier-free guidance.
 
 Everything is seeded; ``python -m diffcrit.training train NAME`` rebuilds a shipped folder.
 Progress goes to stderr.
@@ -52,9 +64,11 @@ _TRAIN = {"lr": 1e-3, "warmup": 200, "min_lr_ratio": 0.1, "weight_decay": 0.0,
 _SCHEDULER = {
     "num_train_timesteps": 1000,
     "beta_schedule": "squaredcos_cap_v2",
-    "prediction_type": "epsilon",
+    "prediction_type": "v_prediction",
     "clip_sample": True,
 }
+# The regression targets train_diffusion knows (diffusers' prediction_type names).
+TARGETS = ("epsilon", "v_prediction")
 
 # Sample checks: the grid uses ``guidance_scale``; accuracy is measured at every scale listed.
 _SAMPLES = {"guidance_scale": 1.5, "eval_guidance_scales": [1.0, 1.5, 2.0, 3.0],
@@ -136,17 +150,30 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         p_ema.lerp_(p, 1.0 - decay)
 
 
+def regression_target(scheduler: DDPMScheduler, x0: torch.Tensor, eps: torch.Tensor,
+                      timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet regresses on for the scheduler's prediction_type: eps, or
+    v = sqrt(ab) eps - sqrt(1 - ab) x0 (arXiv:2202.00512 §4). x0, eps (B, C, H, W); timesteps (B,)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return eps
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, eps, timesteps)
+    raise ValueError(f"unknown prediction_type {kind!r} for training; allowed: {list(TARGETS)}")
+
+
 def diffusion_batch(
     x0: torch.Tensor, labels: torch.Tensor, scheduler: DDPMScheduler, null_class: int,
     label_dropout: float, batch: int, g: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw a training batch: (x_t, timestep, class ids with dropout to null, eps target)."""
+    """Draw a training batch: (x_t, timestep, class ids with dropout to null, regression target)."""
     idx = torch.randint(0, len(x0), (batch,), generator=g)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
     eps = torch.randn(x0[idx].shape, generator=g)
     drop = torch.rand(batch, generator=g) < label_dropout
     cls = torch.where(drop, torch.full_like(labels[idx], null_class), labels[idx])
-    return scheduler.add_noise(x0[idx], eps, timesteps), timesteps, cls, eps
+    target = regression_target(scheduler, x0[idx], eps, timesteps)
+    return scheduler.add_noise(x0[idx], eps, timesteps), timesteps, cls, target
 
 
 def train_diffusion(
@@ -158,7 +185,8 @@ def train_diffusion(
     tc: dict[str, Any],
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> tuple[UNet2DModel, list[dict[str, float]]]:
-    """Train ``unet`` in place on eps-prediction MSE; return (EMA copy, loss log rows).
+    """Train ``unet`` in place on the MSE to ``regression_target`` (v or eps, as the
+    scheduler's prediction_type says); return (EMA copy, loss log rows).
 
     Loss rows average the training loss over each ``log_every`` window:
     {"step", "loss", "lr", "elapsed_s"}."""
@@ -168,13 +196,13 @@ def train_diffusion(
     rows, window, t0 = [], [], time.time()
     unet.train()
     for step in range(1, tc["steps"] + 1):
-        # 1. learning rate, 2. batch, 3. eps-MSE step, 4. EMA (warm-up decay as in diffusers).
+        # 1. learning rate, 2. batch, 3. MSE step, 4. EMA (warm-up decay as in diffusers).
         lr = tc["lr"] * lr_at(step, tc["steps"], tc["warmup"], tc["min_lr_ratio"])
         for group in opt.param_groups:
             group["lr"] = lr
-        x_t, timesteps, cls, eps = diffusion_batch(
+        x_t, timesteps, cls, target = diffusion_batch(
             x0, labels, scheduler, null_class, tc["label_dropout"], tc["batch"], g)
-        loss = F.mse_loss(unet(x_t, timesteps, class_labels=cls).sample, eps)
+        loss = F.mse_loss(unet(x_t, timesteps, class_labels=cls).sample, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), tc["grad_clip"])
@@ -196,8 +224,9 @@ def eval_loss(
     unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
     n: int = 512, n_timesteps: int = 20, seed: int = 1234,
 ) -> float:
-    """Conditional eps-MSE on a fixed set: n data items x n_timesteps evenly spaced timesteps,
-    fixed noise. Comparable across runs of the same recipe (final-loss figure of the card)."""
+    """Conditional MSE to ``regression_target`` on a fixed set: n data items x n_timesteps evenly
+    spaced timesteps, fixed noise. Comparable across runs of the same recipe and prediction type
+    (final-loss figure of the card)."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x0), generator=g)[:n]
     grid = torch.linspace(0, scheduler.config.num_train_timesteps - 1, n_timesteps).long()
@@ -206,7 +235,8 @@ def eval_loss(
         eps = torch.randn(x0[idx].shape, generator=g)
         ts = torch.full((len(idx),), timestep, dtype=torch.long)
         x_t = scheduler.add_noise(x0[idx], eps, ts)
-        total += F.mse_loss(unet(x_t, ts, class_labels=labels[idx]).sample, eps).item()
+        target = regression_target(scheduler, x0[idx], eps, ts)
+        total += F.mse_loss(unet(x_t, ts, class_labels=labels[idx]).sample, target).item()
     return total / n_timesteps
 
 
