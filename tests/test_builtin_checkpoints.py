@@ -298,20 +298,6 @@ def test_v_target_gives_back_x0_through_the_adapter():
         regression_target(DDPMScheduler(prediction_type="sample"), x0, eps, timesteps)
 
 
-def test_sample_structure_and_decided_fraction_known_answer():
-    """Constant fields c_i: all variance in the DC bin, S_0 = H W Var(c) (connected, 1/N), others 0."""
-    import numpy as np
-
-    from diffcrit.training.measure import decided_fraction, sample_structure
-
-    c = torch.tensor([-1.0, 0.0, 0.5, 2.5])
-    x0 = c.view(-1, 1, 1, 1).expand(4, 1, 8, 8)
-    s = sample_structure(x0, 4)
-    np.testing.assert_allclose(s, [64 * float(c.var(unbiased=False)), 0, 0, 0], atol=1e-9)
-    f = decided_fraction(np.array([[s[0] / 2, 0, 0, 0]]), np.array([s[0], 1.0, 1.0, 1.0]))
-    np.testing.assert_allclose(f, [[0.5, 0, 0, 0]])
-
-
 def test_lr_schedule_warms_up_then_decays_to_floor():
     from diffcrit.training.train import lr_at
 

@@ -7,7 +7,7 @@ sample checks, samples.png and MODEL_CARD.md (no training).
 (default options, seeds 0-2) and put the measured critical time into the card.
 
 ``python -m diffcrit.training consistency NAME [--out DIR] [--baseline DIR]``: the decided
-fraction of shells 0-3 at every step (DESIGN.md §5; at most 1 for a consistent denoiser) at 25,
+fraction of shells 0-3 at every step (docs/design.md §5; at most 1 for a consistent denoiser) at 25,
 50 and 100 steps, two seeds, into the card; ``--baseline`` adds another folder's recorded check
 (e.g. the previous checkpoint) for comparison.
 
@@ -40,7 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     measure.add_argument("name", choices=sorted(CHECKPOINTS))
     measure.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")
     consistency = sub.add_parser("consistency",
-                                 help="measure the decided fraction (DESIGN.md §5) into the card")
+                                 help="measure the decided fraction (docs/design.md §5) into the card")
     consistency.add_argument("name", choices=sorted(CHECKPOINTS))
     consistency.add_argument("--out", type=Path, default=None,
                              help="the folder (default: shipped)")

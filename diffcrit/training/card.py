@@ -14,7 +14,7 @@ import torch
 CRITICAL_PLACEHOLDER = "Critical time: to be measured"
 CONSISTENCY_PLACEHOLDER = "Consistency of D(y): to be measured"
 
-# Notation of DESIGN.md §2: ab = alphas_cumprod[timestep], y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab.
+# Notation of docs/design.md §2: ab = alphas_cumprod[timestep], y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab.
 _PREDICTION_MEANING = {
     "epsilon": "the noise eps, so D(y) = (x_t - sqrt(1-ab) eps_hat) / sqrt(ab) = y - sigma eps_hat.",
     "v_prediction": "the velocity v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022,\n"
@@ -104,7 +104,7 @@ def _consistency(name: str, cfg: dict[str, Any]) -> str:
         "sqrt(1 - ab) <= 1.")
     return f"""## Consistency of D(y) at high noise
 
-The decided fraction of shell n at step j, f_n(j) = S_D,n(j) / S_x0,n (DESIGN.md §5: connected
+The decided fraction of shell n at step j, f_n(j) = S_D,n(j) / S_x0,n (docs/design.md §5: connected
 structure factor over samples of the denoised estimate D(y) at step j, over that of the final
 samples, averaged over the shell's FFT bins), is at most 1 for a consistent denoiser (law of total
 variance) and 1 at the last step. Table: max over all steps of f_n, and f_n at the first
@@ -124,16 +124,20 @@ def _critical(name: str, cfg: dict[str, Any]) -> str:
     if not results:
         return (f"## {CRITICAL_PLACEHOLDER}\n\nRun `python -m diffcrit.training measure {name}` to fill this in.")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    names = ("decision", "instability_onset", "stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")
     lines = [f"## Critical time measured by diffcrit {results['diffcrit_version']}", "",
-             f"`{results['command']}` with the analyze defaults (conditioning: {results['conditioning']}); "
-             "markers of docs/design.md §6, consensus = their median, ci95 by bootstrap over samples.", "",
-             "| seed | t_c | sigma | ci95 | stiffness_zero | stiffness_min | xi_eq_peak | xi_growth | probe |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"`{results['command']}` with the analyze defaults (conditioning: {results['conditioning']}), on disjoint "
+             "sample ranges; t_c is the primary marker (docs/design.md §6), ci95 by bootstrap over samples and "
+             "probe points; every marker's t beside it.", "",
+             "| samples | primary | t_c | sigma | ci95 | " + " | ".join(names) + " | probe |",
+             "|---|---|---|---|---|" + "---|" * len(names) + "---|"]
     for run in results["runs"]:
         ci = "-" if not run["ci95"] else f"[{run['ci95'][0]:.3f}, {run['ci95'][1]:.3f}]"
         m = run["markers"]
-        lines.append(f"| {run['seed']} | {fmt(run['t'])} | {fmt(run['sigma'])} | {ci} | {fmt(m['stiffness_zero'])} | "
-                     f"{fmt(m['stiffness_min'])} | {fmt(m['xi_eq_peak'])} | {fmt(m['xi_growth'])} | {run['probe_method']} |")
+        first, count = run["seed"], run.get("samples")
+        span = f"{first}..{first + count - 1}" if count else f"seed {first}"
+        lines.append(f"| {span} | {run.get('primary', '-')} | {fmt(run['t'])} | {fmt(run['sigma'])} | {ci} | "
+                     + " | ".join(fmt(m.get(k)) for k in names) + f" | {run['probe_method']} |")
     return "\n".join(lines)
 
 

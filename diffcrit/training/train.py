@@ -7,9 +7,9 @@ arXiv:2202.00512 §4), loss = mean |v_hat - v|^2; the denoised estimate is then
 x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat.
 
 Why not eps: with eps-prediction x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)
-= y - sigma eps_hat (DESIGN.md §2), so any error of eps_hat reaches D(y) multiplied by sigma
+= y - sigma eps_hat (docs/design.md §2), so any error of eps_hat reaches D(y) multiplied by sigma
 (34 at the first of 50 DDPM steps, 71 at the first of 100). The eps models shipped before had a
-decided fraction f_n = S_D,n / S_x0,n (DESIGN.md §5) of up to 40 (50 steps) and 162 (100 steps)
+decided fraction f_n = S_D,n / S_x0,n (docs/design.md §5) of up to 40 (50 steps) and 162 (100 steps)
 on the DC shell at the first step, where a consistent denoiser has f_n <= 1; with v the error
 reaches D(y) multiplied by sqrt(1 - ab) <= 1, and the retrained models stay <= 1.04 on shells
 0-3 at every step (``python -m diffcrit.training consistency NAME``; the card has the table).
