@@ -467,14 +467,16 @@ def test_readme_guide_command_with_critical_from_runs_with_progress(monkeypatch,
 
 @pytest.mark.slow
 def test_readme_guide_command_with_20_samples_runs(monkeypatch):
-    """`--samples 20` puts the measured t_c (seeds 20..35) low, where one unit of t holds 29 of the 50
-    steps: no random-steps block of 29 fits beside them, so that default control is left out, with a note."""
+    """`--samples 20` ran into "no block of 29 steps fits" when the measured t_c sat low (the epsilon-prediction
+    digits, t_c 0.47): a default random control that cannot fit is now left out with a note (tested on the tiny
+    model below); with the v-prediction digits (t_c ≈ 2) every control fits."""
     result = run_with_progress(monkeypatch, *readme_guide_commands()[0], "--samples", "20", "--bootstrap", "100")
     assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(result.stdout)
-    assert [a["name"] for a in document["arms"]] == ["critical", "random", "none", "all"]
-    assert document["notes"][0].startswith("default control random-steps left out")
-    assert "note: default control random-steps left out" in result.stderr
+    names = [a["name"] for a in document["arms"]]
+    assert names[:2] == ["critical", "random"] and names[-2:] == ["none", "all"]
+    assert ("random-steps" in names) != any(n.startswith("default control random-steps left out")
+                                            for n in document.get("notes", []))
 
 
 def test_default_random_controls_that_do_not_fit_are_left_out(cond_folder, critical_json):
