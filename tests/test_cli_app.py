@@ -39,6 +39,14 @@ def test_the_version_has_one_source():
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffcrit.__version__"}
 
 
+def test_the_license_and_py_typed_ship():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT" and pyproject["project"]["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License") and (ROOT / "diffcrit" / "py.typed").exists()
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["diffcrit"]
+
+
 def test_no_arguments_prints_help_on_stdout_and_exits_2():
     """click's convention for a group called without a command (a usage error), pinned."""
     result = run()
