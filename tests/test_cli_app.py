@@ -52,6 +52,16 @@ def test_no_arguments_prints_help_on_stdout_and_exits_2():
     result = run()
     assert result.exit_code == 2
     assert "Usage:" in result.stdout and "analyze" in result.stdout and "--version" in result.stdout
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+
+
+def test_shell_completion_completes_command_names():
+    """Typer's completion: the script for a shell, and the completions it asks the program for."""
+    script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="diffcrit")
+    assert script.exit_code == 0 and "_DIFFCRIT_COMPLETE=complete_bash" in script.stdout
+    env = {"_DIFFCRIT_COMPLETE": "complete_bash", "COMP_WORDS": "diffcrit pl", "COMP_CWORD": "1"}
+    completed = CliRunner().invoke(app, [], prog_name="diffcrit", env=env)
+    assert completed.exit_code == 0 and completed.stdout.split() == ["plot"]
 
 
 def test_models_listing_is_data_on_stdout():

@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Measure when a diffusion model decides what it draws: mode stiffness, correlation "
     "length and the critical time of the generative phase transition.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 
