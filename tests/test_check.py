@@ -92,8 +92,10 @@ def reseeded(doc, seed):
 
 
 def test_wide_confidence_intervals_widen_the_allowed_shift_of_independent_results(baseline):
-    wide = lambda doc: with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.5,
-                                                                               doc["critical"]["t"] + 0.5]})
+    def wide(doc):
+        return with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.5,
+                                                                       doc["critical"]["t"] + 0.5]})
+
     cand, base = reseeded(wide(shifted(baseline, 0.5)), 16), wide(baseline)
     outcome = by_name(compare_results(cand, base, Tolerances()))[CHECK_CRITICAL_T]
     assert outcome.status == STATUS_PASS and outcome.tolerance == pytest.approx(0.5 * 2**0.5)
@@ -129,7 +131,8 @@ def test_decided_fraction_gap_is_caught_against_its_intervals(baseline):
     independent = by_name(compare_results(reseeded(lowered(baseline, 0.2), 16), baseline))
     assert independent["decided.shell0"].status == STATUS_FAIL
     assert independent["decided.shell0"].measured == pytest.approx(-0.2)
-    assert by_name(compare_results(reseeded(lowered(baseline, 0.05), 16), baseline))["decided.shell0"].status == STATUS_PASS
+    reseeded_outcomes = by_name(compare_results(reseeded(lowered(baseline, 0.05), 16), baseline))
+    assert reseeded_outcomes["decided.shell0"].status == STATUS_PASS
     assert by_name(compare_results(lowered(baseline, 0.05), baseline))["decided.shell0"].status == STATUS_FAIL  # paired
 
 

@@ -86,7 +86,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             what = "terminated" if signum == signal.SIGTERM else "interrupted"
             console.print(f"{what}: no result written", style="yellow", markup=False, highlight=False)
-            raise typer.Exit(128 + signum)
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
 

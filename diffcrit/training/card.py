@@ -84,7 +84,8 @@ def _critical(name: str, cfg: dict[str, Any]) -> str:
         ci = "-" if not run["ci95"] else f"[{run['ci95'][0]:.3f}, {run['ci95'][1]:.3f}]"
         m = run["markers"]
         lines.append(f"| {run['seed']} | {fmt(run['t'])} | {fmt(run['sigma'])} | {ci} | {fmt(m['stiffness_zero'])} | "
-                     f"{fmt(m['stiffness_min'])} | {fmt(m['xi_eq_peak'])} | {fmt(m['xi_growth'])} | {run['probe_method']} |")
+                     f"{fmt(m['stiffness_min'])} | {fmt(m['xi_eq_peak'])} | {fmt(m['xi_growth'])} | "
+                     f"{run['probe_method']} |")
     return "\n".join(lines)
 
 
