@@ -19,10 +19,11 @@ demo: install
 	$(VENV)/bin/diffcrit analyze --out demo.json --plot demo.png
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: install
 	$(PY) bench/bench_analyze.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo.json demo.png
+	rm -rf $(VENV) build *.egg-info .ruff_cache demo.json demo.png

@@ -42,11 +42,13 @@ CIFAR_UNET = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_bloc
                   down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
                   up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
                   downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1)
-CIFAR_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=True)
+CIFAR_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                       clip_sample=True)
 # facebook/DiT-XL-2-256's transformer config (latents 4 x 32 x 32, learned sigma) and its DDIM scheduler.
 DIT_XL_2_256 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
                     sample_size=32, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero")
-DIT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=False)
+DIT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                     clip_sample=False)
 
 
 # --- model folders ---------------------------------------------------------------------------------
@@ -242,7 +244,8 @@ def bench(args) -> dict:
     median = {phase: {k: statistics.median(r[k] for r in rows) if isinstance(rows[0][k], (int, float)) else rows[0][k]
                       for k in rows[0]} for phase, rows in runs.items()}
     ratios = {"b/a": median["b"]["run_s"] / median["a"]["run_s"], "c/b": median["c"]["run_s"] / median["b"]["run_s"],
-              "b/a incl. load": (median["b"]["run_s"] + median["b"]["load_s"]) / (median["a"]["run_s"] + median["a"]["load_s"])}
+              "b/a incl. load": (median["b"]["run_s"] + median["b"]["load_s"])
+                                / (median["a"]["run_s"] + median["a"]["load_s"])}
     if args.naive_dense:
         ratios["c_dense/b"] = median["c_dense"]["run_s"] / median["b"]["run_s"]
     return {"model": args.kind, "width": args.width if args.kind == "cifar" else None, "steps": args.steps,
@@ -254,16 +257,20 @@ def bench(args) -> dict:
 def print_report(report: dict) -> None:
     m = report["median"]
     print(f"\n{report['model']} (width {report['width']}), {report['steps']} steps, {report['samples']} samples, "
-          f"{report['device']} {report['dtype']}, {report['threads']} threads, options {report['options'] or 'defaults'}, "
+          f"{report['device']} {report['dtype']}, {report['threads']} threads, "
+          f"options {report['options'] or 'defaults'}, "
           f"median of {report['repeats']}", file=sys.stderr)
     for phase, label in (("a", "pipeline"), ("b", "analyze"), ("c", "naive jvp"), ("c_dense", "naive jvp, every step")):
         if phase in m:
             row = m[phase]
             extra = f"  probed {row['probed_steps']} steps" if "probed_steps" in row else ""
             if phase == "b":
-                extra += f" ({row['probe_method']}; sampling {row['sampling_s']:.2f} s, probing {row['probing_s']:.2f} s)"
-            memory = f"  peak RSS {row['peak_rss_mb']:.0f} MB" + (f", CUDA {row['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in row else "")
-            print(f"  ({phase}) {label:22s} {row['run_s']:7.2f} s (+ load {row['load_s']:.2f} s){memory}{extra}", file=sys.stderr)
+                extra += (f" ({row['probe_method']}; sampling {row['sampling_s']:.2f} s, "
+                          f"probing {row['probing_s']:.2f} s)")
+            memory = f"  peak RSS {row['peak_rss_mb']:.0f} MB" + (
+                f", CUDA {row['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in row else "")
+            print(f"  ({phase}) {label:22s} {row['run_s']:7.2f} s (+ load {row['load_s']:.2f} s){memory}{extra}",
+                  file=sys.stderr)
     print("  " + "   ".join(f"{k} = {v:.2f}" for k, v in report["ratios"].items()), file=sys.stderr)
     if "c" in m:
         print(f"  naive vs analyze stiffness: max |diff| = {m['c']['max_stiffness_diff_vs_b']:.2e}", file=sys.stderr)
@@ -277,8 +284,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--option", action="append", default=[], help="analyze option for (b), key=value (repeatable).")
-    parser.add_argument("--naive-dense", action="store_true", help="also time (c) probing every step (first round only).")
-    parser.add_argument("--cuda", action="store_true", help="GPU: ddpm-cifar10-32 and DiT-XL-2-256 configs, fp32 and bf16.")
+    parser.add_argument("--naive-dense", action="store_true",
+                        help="also time (c) probing every step (first round only).")
+    parser.add_argument("--cuda", action="store_true",
+                        help="GPU: ddpm-cifar10-32 and DiT-XL-2-256 configs, fp32 and bf16.")
     parser.add_argument("--out", type=Path, help="write all figures as JSON.")
     # child-process arguments
     parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)

@@ -58,7 +58,8 @@ def null_statistics(docs: list[dict], tolerances: Tolerances) -> dict:
 def stability(docs: list[dict]) -> dict:
     ts = [d["critical"]["t"] for d in docs if d["critical"]["found"]]
     median = statistics.median(ts) if ts else None
-    cover = sum(1 for d in docs if d["critical"]["ci95"] and d["critical"]["ci95"][0] <= median <= d["critical"]["ci95"][1])
+    cover = sum(1 for d in docs
+                if d["critical"]["ci95"] and d["critical"]["ci95"][0] <= median <= d["critical"]["ci95"][1])
     return {"found": f"{len(ts)}/{len(docs)}", "t": [d["critical"]["t"] for d in docs],
             "ci95": [d["critical"]["ci95"] for d in docs], "median": median,
             "std": statistics.stdev(ts) if len(ts) > 1 else None, "ci95_covering_median": f"{cover}/{len(docs)}",
@@ -91,12 +92,12 @@ def main() -> None:
         m16b = run(args.cache, "builtin:mixture?m2=16", seed=256, **mixture)
         m12 = run(args.cache, "builtin:mixture?m2=12", seed=0, **mixture)
         m12b = run(args.cache, "builtin:mixture?m2=12", seed=256, **mixture)
-        power = {name: [f"{o.name} ({o.measured:+.3f} vs {o.tolerance:.3f})" for o in compare_results(cand, m16, tolerances)
-                        if o.status == STATUS_FAIL]
+        power = {name: [f"{o.name} ({o.measured:+.3f} vs {o.tolerance:.3f})"
+                        for o in compare_results(cand, m16, tolerances) if o.status == STATUS_FAIL]
                  for name, cand in (("m2=12 vs 16, paired (same seeds)", m12), ("m2=12 vs 16, independent", m12b),
                                     ("m2=16 reseeded (independent)", m16b))}
-        power["t"] = {"m2=16": m16["critical"]["t"], "m2=16 reseeded": m16b["critical"]["t"], "m2=12": m12["critical"]["t"],
-                      "m2=12 reseeded": m12b["critical"]["t"]}
+        power["t"] = {"m2=16": m16["critical"]["t"], "m2=16 reseeded": m16b["critical"]["t"],
+                      "m2=12": m12["critical"]["t"], "m2=12 reseeded": m12b["critical"]["t"]}
         report["power"] = power
         print(json.dumps({"power": power}, indent=1))
     if args.out:

@@ -3,14 +3,44 @@
     import diffcrit
     result = diffcrit.analyze("builtin:mixture", steps=50, samples=16)
     result.critical["t"], result.to_json("out.json")
+
+The public names load on first use (PEP 562): ``import diffcrit`` does not import torch, so
+``diffcrit check``, ``plot`` and ``--help`` start without it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .engine import analyze  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .guide_engine import guide  # noqa: E402
-from .loading import LoadOptions  # noqa: E402
-from .report import Result  # noqa: E402
+# public name -> the module that defines it
+_LAZY = {
+    "analyze": ".engine",
+    "guide": ".guide_engine",
+    "LoadOptions": ".loading",
+    "Result": ".report",
+    "UserError": ".errors",
+}
 
 __all__ = ["analyze", "guide", "Result", "UserError", "LoadOptions", "__version__"]
+
+if TYPE_CHECKING:
+    from .engine import analyze
+    from .errors import UserError
+    from .guide_engine import guide
+    from .loading import LoadOptions
+    from .report import Result
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -317,8 +317,8 @@ def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: To
     detail = f"candidate: {said[c_found]}; baseline: {said[b_found]}"
     if len(primaries) > 1:
         detail += f" (primary markers differ: {cand.get('primary')} vs {base.get('primary')})"
-    found = CheckOutcome(CHECK_CRITICAL_FOUND, STATUS_PASS if c_found == b_found and len(primaries) == 1 else STATUS_FAIL,
-                         None, None, "", detail)
+    found_status = STATUS_PASS if c_found == b_found and len(primaries) == 1 else STATUS_FAIL
+    found = CheckOutcome(CHECK_CRITICAL_FOUND, found_status, None, None, "", detail)
     floor = tol.paired_critical_t if paired else tol.critical_t
     if floor is None:
         return [found, _skip(CHECK_CRITICAL_T, "turned off (tolerance null)", "t")]
@@ -335,7 +335,8 @@ def _shift_outcome(name: str, cand: Mapping[str, Any], base: Mapping[str, Any], 
     ci_allowed = ci_scale * math.hypot(h_c, h_b)
     allowed = max(floor, ci_allowed)
     diff = float(cand["t"]) - float(base["t"])
-    why = (f"{'paired ' if paired else ''}tolerance {floor:g}" if allowed == floor else f"CI half-width {ci_allowed:.3g}")
+    why = (f"{'paired ' if paired else ''}tolerance {floor:g}" if allowed == floor
+           else f"CI half-width {ci_allowed:.3g}")
     detail = f"candidate {_t_with_ci(cand)}, baseline {_t_with_ci(base)}; allowed by {why}"
     return CheckOutcome(name, _status(abs(diff), allowed), diff, allowed, "t", detail)
 

@@ -35,7 +35,8 @@ def _class_labels(module, config: AnalyzeConfig) -> tuple[Callable[[int], dict |
             raise ConditioningError(f"{type(module).__name__} here is not class-conditional", "drop --class-label")
         return (lambda n: None), None
     if label is None:
-        raise UserError(f"this model is class-conditional ({classes} classes)", f"pass --class-label in 0..{classes - 1}")
+        raise UserError(f"this model is class-conditional ({classes} classes)",
+                        f"pass --class-label in 0..{classes - 1}")
     if not 0 <= label < classes:
         raise UserError(f"--class-label {label} is out of range", f"this model has classes 0..{classes - 1}")
     device = next(module.parameters()).device
@@ -92,7 +93,8 @@ def check_unconditional(config: AnalyzeConfig, name: str) -> None:
         raise ConditioningError(f"{name} takes no prompt", "drop --prompt")
 
 
-def build_conditioning(module, root: Path, config: AnalyzeConfig, device) -> tuple[Callable[[int], dict | None], dict | None]:
+def build_conditioning(module, root: Path, config: AnalyzeConfig,
+                       device) -> tuple[Callable[[int], dict | None], dict | None]:
     if type(module).__name__ == "UNet2DConditionModel":
         return _prompt(module, root, config)
     if config.prompt is not None:

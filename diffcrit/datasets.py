@@ -54,12 +54,14 @@ def open_data(spec: str, *, draws: int = GAUSSIAN_DRAWS, seed: int = 0) -> DataS
         return _builtin(spec, draws, seed)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"--data {spec}: no such file or folder", "give an image folder, a .npy/.npz file or builtin:NAME")
+        raise UserError(f"--data {spec}: no such file or folder",
+                        "give an image folder, a .npy/.npz file or builtin:NAME")
     if path.is_dir():
         return _folder(path)
     if path.suffix.lower() in (".npy", ".npz"):
         return _array_source(str(path), "array", _load_array(path))
-    raise UserError(f"--data {spec}: not a folder, .npy or .npz file", "give an image folder, a .npy/.npz file or builtin:NAME")
+    raise UserError(f"--data {spec}: not a folder, .npy or .npz file",
+                    "give an image folder, a .npy/.npz file or builtin:NAME")
 
 
 # --- arrays -----------------------------------------------------------------------------------
@@ -128,7 +130,8 @@ def _folder(path: Path) -> DataSource:
         for file in files[lo:hi]:
             image = read_image(file)
             if image.shape != shape:
-                raise UserError(f"image {file} is {_dims(image.shape)}, the first image {files[0].name} is {_dims(shape)}",
+                raise UserError(f"image {file} is {_dims(image.shape)}, "
+                                f"the first image {files[0].name} is {_dims(shape)}",
                                 "all images must share one size and channel count")
             images.append(image)
         return torch.from_numpy(np.stack(images))
@@ -171,7 +174,8 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
         return _training_data(spec, name)
     model = entry.factory(**options)
     if entry.name == "patch":
-        return _array_source(spec, "builtin", model.images, {"data": "the patch model's training set", **model.describe()})
+        return _array_source(spec, "builtin", model.images,
+                             {"data": "the patch model's training set", **model.describe()})
     if entry.name == "mixture":
         return _array_source(spec, "builtin", torch.stack([model.mean, -model.mean]),
                              {"data": "the two points +m and -m (equal weights)", **model.describe()})
@@ -181,7 +185,8 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
         return _array_source(spec, "builtin", gaussian_draws(model, draws, seed),
                              {"data": f"{draws} random-phase draws (exact amplitudes sqrt(P(k)), seed {seed})",
                               "draws": draws, "seed": seed, **model.describe()})
-    raise UserError(f"builtin:{entry.name} has no data set for predict", "use patch, mixture, gaussian or a trained built-in")
+    raise UserError(f"builtin:{entry.name} has no data set for predict",
+                    "use patch, mixture, gaussian or a trained built-in")
 
 
 def _recipe(name: str, required: bool = True) -> dict | None:

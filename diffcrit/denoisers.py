@@ -22,7 +22,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 class Denoiser(Protocol):
-    def __call__(self, y: torch.Tensor, sigma: torch.Tensor, timestep: Any = None, cond: dict | None = None) -> torch.Tensor: ...
+    def __call__(self, y: torch.Tensor, sigma: torch.Tensor, timestep: Any = None,
+                 cond: dict | None = None) -> torch.Tensor: ...
 
 
 def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, prediction_type: str) -> torch.Tensor:
@@ -88,7 +89,8 @@ class DiffusersDenoiser:
 
     def __init__(self, model: torch.nn.Module, prediction_type: str, alphas_cumprod: torch.Tensor):
         if prediction_type not in PREDICTION_TYPES:
-            raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
+            raise UserError(f"unsupported prediction_type {prediction_type!r}",
+                            f"supported: {', '.join(PREDICTION_TYPES)}")
         self.module = model
         self.prediction_type = prediction_type
         self.class_name = type(model).__name__

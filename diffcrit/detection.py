@@ -15,8 +15,6 @@ critical.t is one primary marker per regime, never a median of markers of differ
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 from scipy.optimize import isotonic_regression
 

@@ -105,7 +105,7 @@ class Ranks:
         torch.distributed.all_gather(parts, real.contiguous())
         if padded.is_complex():
             parts = [torch.view_as_complex(p) for p in parts]
-        return torch.cat([p[:c] for p, c in zip(parts, counts)]).to(tensor.device)
+        return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)]).to(tensor.device)
 
     def all_objects(self, obj: Any) -> list:
         """Every rank's picklable ``obj``, in rank order, on every rank."""

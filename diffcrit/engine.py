@@ -112,7 +112,8 @@ class Records:
 
     infos: list[StepInfo] = field(default_factory=list)
     gains: StepRows = field(default_factory=StepRows)  # (P, M), None when not probed
-    coef_state: StepRows = field(default_factory=StepRows)  # (N, C, Q) complex at the low bins (this rank's rows while sampling)
+    # (N, C, Q) complex at the low bins (this rank's rows while sampling)
+    coef_state: StepRows = field(default_factory=StepRows)
     coef_denoised: StepRows = field(default_factory=StepRows)
     coef_final: np.ndarray | None = None  # (N, C, Q) complex: the final samples x0
     bins: LowBins | None = None
@@ -211,7 +212,7 @@ class _Batches:
         self.steppers = [loaded.make_stepper() for _ in self.rows]
         self.conds = [loaded.conditioning(len(rows)) for rows in self.rows]
         noise = per_sample_noise(loaded.shape, self.generators)
-        self.xs = [stepper.init(noise[rows]) for stepper, rows in zip(self.steppers, self.rows)]
+        self.xs = [stepper.init(noise[rows]) for stepper, rows in zip(self.steppers, self.rows, strict=True)]
         self.infos = self.steppers[0].infos
 
     def step(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +227,7 @@ class _Batches:
         return torch.cat(ys), torch.cat(ds)
 
     def final(self) -> torch.Tensor:
-        return torch.cat([stepper.final(x).cpu() for stepper, x in zip(self.steppers, self.xs)])
+        return torch.cat([stepper.final(x).cpu() for stepper, x in zip(self.steppers, self.xs, strict=True)])
 
 
 def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, states, callback: Callback,
@@ -413,7 +414,8 @@ class Prober:
                           self.config.probe_batch, module).numpy()
 
     def _model_for(self, method: str):
-        """(denoiser, module, conditioning) to probe with: the model itself, or its float32 copy for FD in half precision."""
+        """(denoiser, module, conditioning) to probe with: the model itself, or its float32 copy for FD in half
+        precision."""
         loaded = self.loaded
         if method != "fd" or not loaded.half_precision or loaded.module is None:
             return loaded.denoiser, loaded.module, self.cond
@@ -467,13 +469,15 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
     coef_state, coef_denoised = np.stack(list(records.coef_state)), np.stack(list(records.coef_denoised))
     coef_final = records.coef_final
     if sample_rows is not None:
-        coef_state, coef_denoised, coef_final = coef_state[:, sample_rows], coef_denoised[:, sample_rows], coef_final[sample_rows]
+        coef_state, coef_denoised = coef_state[:, sample_rows], coef_denoised[:, sample_rows]
+        coef_final = coef_final[sample_rows]
     bin_shell, bin_k2 = records.bins.shell.numpy(), records.bins.k2.numpy()
     bins_state, bins_denoised, bins_final = (estimators.bin_power(c) for c in (coef_state, coef_denoised, coef_final))
     power_state, power_denoised, power_final = (estimators.shell_power(p, bin_shell, k)
                                                 for p in (bins_state, bins_denoised, bins_final))
     return Curves(stiffness, sem, r, kappa, xi_eq,
-                  estimators.correlation_length(bins_state, bin_k2), estimators.correlation_length(bins_denoised, bin_k2),
+                  estimators.correlation_length(bins_state, bin_k2),
+                  estimators.correlation_length(bins_denoised, bin_k2),
                   power_state, power_denoised, power_final,
                   estimators.decided_fraction(power_denoised, power_final), unstable,
                   bins_denoised, bins_final)
@@ -560,7 +564,8 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
             {"presence": None, "ci95": None, "modes": None}
         if name == detection.INSTABILITY_ONSET and value is not None:
             # the onset is known to lie between two probed steps: the interval holds that bracket too
-            summary["ci95"] = _widen(summary.get("ci95"), detection.onset_bracket(t, _masked(curves.unstable[:, shell], keep)))
+            bracket = detection.onset_bracket(t, _masked(curves.unstable[:, shell], keep))
+            summary["ci95"] = _widen(summary.get("ci95"), bracket)
         blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
     primary = detection.PRIMARY[config.linearize_at]
     chosen = blocks[primary]
@@ -620,7 +625,8 @@ def diagnostics_block(records: Records, directions: ProbeDirections, curves: Cur
         },
         "tweedie": {
             "median_ratio": median_ratio.tolist(), "min_expected_gain": TWEEDIE_MIN_GAIN,
-            "rule": "measured mean gain / (Var <v,x0> - Var <v,D>) / sigma^2 over probed steps (1 for an exact denoiser)",
+            "rule": "measured mean gain / (Var <v,x0> - Var <v,D>) / sigma^2 over probed steps "
+                    "(1 for an exact denoiser)",
         },
         "xi": {
             "undefined_steps_denoised": int(np.isnan(curves.xi_denoised).sum()),
@@ -692,7 +698,8 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "gaussian_stiffness": gaussian[i].tolist(),
             "unstable_fraction": curves.unstable[i].tolist() if probed else None,
             "unstable_fraction_ci95": unstable_band[i].tolist() if probed and unstable_band is not None else None,
-            "point_stiffness": estimators.point_stiffness(gains, shell, directions.n_shells).tolist() if probed else None,
+            "point_stiffness": (estimators.point_stiffness(gains, shell, directions.n_shells).tolist()
+                                if probed else None),
             "x0_consistent": bool(consistent[i]),
         })
     document = {

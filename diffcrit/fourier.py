@@ -43,7 +43,7 @@ class ProbeDirections:
             "k2_mean": [float(self.k2[self.shell == n].mean()) for n in range(self.n_shells)],
             "directions": [
                 {"shell": int(s), "channel": int(c), "n_y": int(f[0]), "n_x": int(f[1]), "phase": "sin" if p else "cos"}
-                for s, c, f, p in zip(self.shell, self.channel, self.freq, self.phase)
+                for s, c, f, p in zip(self.shell, self.channel, self.freq, self.phase, strict=True)
             ],
         }
 

@@ -94,7 +94,8 @@ def class_guidance(loaded: LoadedModel) -> ClassGuidance:
     hint = f"{loaded.info.get('id')} is {name or loaded.info.get('class') or 'a callable'}"
     if name in DIT_CLASSES and module.config.get("num_embeds_ada_norm"):
         n = int(module.config.num_embeds_ada_norm)
-        rows = next((m.embedding_table.num_embeddings for m in module.modules() if type(m).__name__ == "LabelEmbedding"), n)
+        rows = next((m.embedding_table.num_embeddings for m in module.modules()
+                     if type(m).__name__ == "LabelEmbedding"), n)
         if rows <= n:
             raise UserError("this DiT has no null-class embedding (trained without label dropout)",
                             "classifier-free guidance needs one")
@@ -191,7 +192,8 @@ def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
     """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
     if name in NAMED_ARMS:
         if treatment and name in RANDOM_ARMS:
-            raise UserError(f"--at {name} is not a treatment", "random windows are the control; use --at critical or a:b")
+            raise UserError(f"--at {name} is not a treatment",
+                            "random windows are the control; use --at critical or a:b")
         return None
     lo, sep, hi = name.partition(":")
     try:
@@ -199,7 +201,8 @@ def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
             raise ValueError
         a, b = float(lo), float(hi)
     except ValueError:
-        raise UserError(f"unknown arm {name!r}", f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
+        raise UserError(f"unknown arm {name!r}",
+                        f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
     if not (math.isfinite(a) and math.isfinite(b)):
         raise UserError(f"window {name!r} is not finite", "give a:b with finite t values")
     if b < a:
@@ -243,7 +246,8 @@ def check_window(name: str, window: tuple[float, float], t_grid: np.ndarray) -> 
                         "widen it or use more --steps")
 
 
-def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: tuple[float, float], seed: int) -> np.ndarray:
+def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: tuple[float, float],
+                   seed: int) -> np.ndarray:
     """(n, 2) windows [a, a + width] with a uniform over the placements inside ``t_range`` that do
     not overlap ``exclude``; sample i draws from numpy's generator seeded (RANDOM_WINDOW_STREAM, seed + i)."""
     t_min, t_max = t_range

@@ -113,7 +113,8 @@ class GuideResult:
         return write_document(self.document, path, indent)
 
 
-def load_guided_model(model: Any, config: GuideConfig, load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:
+def load_guided_model(model: Any, config: GuideConfig,
+                      load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:
     """Load through ``load_model`` (class id 0 only satisfies its class check; guide sets labels itself)."""
     from .config import make_config
 
@@ -136,8 +137,8 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
     chosen = [config.class_label] if config.class_label is not None else (config.classes or list(range(n)))
     bad = [c for c in chosen if not 0 <= int(c) < n]
     if bad:
-        raise UserError(f"class id(s) {bad} out of range", f"this model has classes 0..{n - 1}"
-                        + (f" (null id {guidance.null_class} is reserved for guidance)" if guidance.null_class == n else ""))
+        reserved = f" (null id {guidance.null_class} is reserved for guidance)" if guidance.null_class == n else ""
+        raise UserError(f"class id(s) {bad} out of range", f"this model has classes 0..{n - 1}" + reserved)
     return torch.tensor([int(chosen[i % len(chosen)]) for i in range(config.samples)], dtype=torch.long)
 
 
@@ -177,7 +178,8 @@ def measure_critical(model: Any, config: GuideConfig, target: int, load_options:
             "from_model": result.document["model"]["id"]}
 
 
-def latent_decoder(loaded: LoadedModel, load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def latent_decoder(loaded: LoadedModel,
+                   load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
     root = loaded.extras.get("root")
     index = Path(root) / "model_index.json" if root is not None else None
@@ -224,7 +226,8 @@ def image_shape(loaded: LoadedModel, decode: Callable | None) -> tuple[int, ...]
     return tuple(decode(torch.zeros(1, *loaded.shape)).shape[1:])
 
 
-def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None, label_map: dict[int, int] | None) -> alignment.Scorer | None:
+def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
+                   label_map: dict[int, int] | None) -> alignment.Scorer | None:
     """``--classifier``, else the classifier shipped in the pipeline folder (built-ins), else None."""
     if classifier is not None:
         return alignment.load_scorer(classifier, loaded.device, label_map)
@@ -319,7 +322,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         steps = arm.guided_steps(t_grid)
         block = {"name": arm.name, "n": int(len(arm.windows)), "windows": arm.describe(t_range),
                  "guided_steps_mean": float(steps.mean()), "guided_steps_range": [int(steps.min()), int(steps.max())],
-                 "metrics": alignment.summarize_arm(metrics[arm.name], config.bootstrap, config.seed) if metrics else {}}
+                 "metrics": (alignment.summarize_arm(metrics[arm.name], config.bootstrap, config.seed)
+                             if metrics else {})}
         arm_blocks.append(block)
     comparisons = []
     if metrics:

@@ -22,7 +22,8 @@ from .errors import UserError, shorten
 from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper
 
 DENOISER_COMPONENTS = ("unet", "transformer")
-HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*", "tokenizer*/*"]
+HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*",
+                "tokenizer*/*"]
 
 
 @dataclass
@@ -126,7 +127,8 @@ def _sample_shape(config) -> tuple[int, int, int]:
     return int(config["in_channels"]), int(height), int(width)
 
 
-def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict, model: Any) -> LoadedModel:
+def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict,
+                  model: Any) -> LoadedModel:
     from .conditioning import check_unconditional
 
     check_unconditional(config, info["id"])
@@ -152,7 +154,8 @@ def download(repo_id: str, options: LoadOptions) -> Path:
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
         raise UserError(f"could not get hub model {repo_id!r}: {reason}",
-                        "check the id, or pass a local folder (save_pretrained), or --offline with a cached copy") from None
+                        "check the id, or pass a local folder (save_pretrained), "
+                        "or --offline with a cached copy") from None
 
 
 def _read_json(path: Path) -> dict:
@@ -200,7 +203,8 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
 
     name = config.scheduler
     if folder is None and name is None:
-        raise UserError("this model folder has no scheduler", f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
+        raise UserError("this model folder has no scheduler",
+                        f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
     wanted = name or stored.get("_class_name")
     if wanted not in SCHEDULER_FRAMES:

@@ -353,7 +353,7 @@ def _markers_panel(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str])
     y_of = {name: len(rows) - 1 - j for j, name in enumerate(rows)}
     offsets = _offsets(len(docs)) * 1.2
     for name in names:
-        missing = [label for doc, label in zip(docs, labels) if _marker(doc, name) is None]
+        missing = [label for doc, label in zip(docs, labels, strict=True) if _marker(doc, name) is None]
         if missing:
             text = "not found" if len(missing) == len(docs) else f"not found: {', '.join(missing)}"
             ax.text(0.01, y_of[name], text, fontsize=7, color="#888888", va="center",
@@ -370,7 +370,7 @@ def _markers_panel(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str])
             _marker_point(ax, {"t": critical["t"], "ci95": critical.get("ci95")}, y_of[LEGACY_ROW] - offsets[i],
                           shape or "D", "black", LEGACY_ROW, i, len(docs) > 1)
     ax.set_yticks([y_of[r] for r in rows], labels=[_marker_label(r, docs, labels) for r in rows], fontsize=8)
-    for tick, name in zip(ax.get_yticklabels(), rows):
+    for tick, name in zip(ax.get_yticklabels(), rows, strict=True):
         if any((doc.get("critical") or {}).get("primary") == name for doc in docs):
             tick.set_fontweight("bold")
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -411,7 +411,8 @@ def _marker_point(ax, marker: Mapping[str, Any], y: float, shape: str, color: st
 def _marker_label(name: str, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
     if name == LEGACY_ROW:
         return "critical.t (median)"
-    primaries = [label for doc, label in zip(docs, labels) if (doc.get("critical") or {}).get("primary") == name]
+    primaries = [label for doc, label in zip(docs, labels, strict=True)
+                 if (doc.get("critical") or {}).get("primary") == name]
     if not primaries:
         return name
     if len(docs) == 1 or len(primaries) == len(docs):
@@ -510,7 +511,7 @@ def _analyze_title(docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> 
         return f"diffcrit analyze — {model.get('id', '?')} ({shape}) — {_tc_text(doc)}"
     sep = ";  " if len(docs) <= 2 else "\n"
     return "diffcrit analyze — " + sep.join(f"{label}: {_tc_text(doc, short=True)}"
-                                            for label, doc in zip(labels, docs))
+                                            for label, doc in zip(labels, docs, strict=True))
 
 
 def _tc_text(doc: Mapping[str, Any], short: bool = False) -> str:
@@ -599,7 +600,7 @@ def _ranges(values: Sequence[int]) -> str:
 def _draw_guide(fig: Figure, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> None:
     """Per metric: each arm's mean with 95% CI (left) and the paired differences (right)."""
     is_scored = [bool(doc.get("scored") and doc.get("metric_names")) for doc in docs]
-    scored = [(doc, label) for doc, label, ok in zip(docs, labels, is_scored) if ok]
+    scored = [(doc, label) for doc, label, ok in zip(docs, labels, is_scored, strict=True) if ok]
     fig.suptitle(_guide_title(docs, labels), fontsize=13)
     if not scored:
         ax = fig.add_subplot()
@@ -618,7 +619,7 @@ def _draw_guide(fig: Figure, docs: Sequence[Mapping[str, Any]], labels: Sequence
     for row, metric in enumerate(metrics):
         _guide_arms(axes[row, 0], scored, metric)
         _guide_comparisons(axes[row, 1], scored, metric)
-    unscored = [label for label, ok in zip(labels, is_scored) if not ok]
+    unscored = [label for label, ok in zip(labels, is_scored, strict=True) if not ok]
     if unscored:
         fig.text(0.5, 0.005, f"not scored (left out): {', '.join(unscored)}", ha="center", fontsize=9)
 
@@ -686,7 +687,7 @@ def _comparison_text(c: Mapping[str, Any]) -> str:
 
 def _guide_title(docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
     parts = []
-    for doc, label in zip(docs, labels):
+    for doc, label in zip(docs, labels, strict=True):
         critical = doc.get("critical") or {}
         text = f"{label}: t_c = {critical['t']:.2f}" if _is_number(critical.get("t")) else f"{label}: t_c ?"
         if _valid_ci(critical.get("ci95")):
@@ -824,7 +825,7 @@ def _doc_handles(labels: Sequence[str]) -> list[Line2D]:
 
 def _dedup_legend(ax) -> None:
     handles, names = ax.get_legend_handles_labels()
-    unique = dict(zip(names, handles))
+    unique = dict(zip(names, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8)
 
 

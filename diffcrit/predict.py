@@ -89,8 +89,10 @@ def default_grid(shape: tuple[int, int, int], steps: int | None = None, shells: 
                  rho: float | None = None) -> Grid:
     """analyze's sampler grid and probe set (defaults from config.AnalyzeConfig): a Karras schedule."""
     base = AnalyzeConfig()
-    steps, shells, directions = _given(steps, base.steps), _given(shells, base.shells), _given(directions, base.directions)
-    sigma_min, sigma_max, rho = _given(sigma_min, base.sigma_min), _given(sigma_max, base.sigma_max), _given(rho, base.rho)
+    steps, shells = _given(steps, base.steps), _given(shells, base.shells)
+    directions = _given(directions, base.directions)
+    sigma_min, sigma_max = _given(sigma_min, base.sigma_min), _given(sigma_max, base.sigma_max)
+    rho = _given(rho, base.rho)
     if steps < 2 or not 0 < sigma_min < sigma_max or rho <= 0:
         raise UserError(f"need steps >= 2, 0 < sigma_min < sigma_max and rho > 0, got steps={steps}, "
                         f"sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}")
@@ -147,7 +149,8 @@ def top_covariance_eigenvalue(source: DataSource, moments: Moments, batch_size: 
     """Λ and how it was found: exactly from the full covariance, or by block power iteration."""
     if moments.gram is not None:
         covariance = theory.covariance_from_sums(moments.sum_x.flatten(), moments.gram, moments.count)
-        return theory.top_eigenvalue(covariance), f"eigenvalues of the full {covariance.shape[0]}x{covariance.shape[0]} covariance"
+        n = covariance.shape[0]
+        return theory.top_eigenvalue(covariance), f"eigenvalues of the full {n}x{n} covariance"
     mean = moments.mean.flatten()
     generator = torch.Generator().manual_seed(0)
     basis = torch.linalg.qr(torch.randn(mean.numel(), POWER_BLOCK, generator=generator, dtype=torch.float64))[0]
@@ -225,7 +228,8 @@ def compare_block(result: dict, prediction: dict, source: str) -> dict:
     steps = result["steps"]
     measured = [step.get("stiffness") for step in steps]
     gaussian = prediction["gaussian"]["stiffness"]
-    differences = [abs(m - g) for row, grow in zip(measured, gaussian) if row for m, g in zip(row, grow) if m is not None]
+    differences = [abs(m - g) for row, grow in zip(measured, gaussian, strict=True) if row
+                   for m, g in zip(row, grow, strict=True) if m is not None]
     critical = result.get("critical", {})
     markers = {name: (marker or {}).get("t") for name, marker in (critical.get("markers") or {}).items()}
     predicted_t = {"speciation": prediction["speciation"]["t"]}
@@ -237,11 +241,14 @@ def compare_block(result: dict, prediction: dict, source: str) -> dict:
              "t": [step["t"] for step in steps], "sigma": [step["sigma"] for step in steps],
              "measured_stiffness": measured, "gaussian_stiffness": gaussian,
              "gaussian_max_abs_difference": max(differences) if differences else None,
-             "critical_t": {"measured": measured_t, "markers": markers, **{f"predicted_{k}": v for k, v in predicted_t.items()}},
-             "measured_minus_predicted": {k: (None if measured_t is None else measured_t - v) for k, v in predicted_t.items()}}
+             "critical_t": {"measured": measured_t, "markers": markers,
+                            **{f"predicted_{k}": v for k, v in predicted_t.items()}},
+             "measured_minus_predicted": {k: (None if measured_t is None else measured_t - v)
+                                          for k, v in predicted_t.items()}}
     if "patch" in prediction:
         block["patch_stiffness"] = prediction["patch"]["stiffness"]
-        block["patch_stiffness_note"] = "the patch prediction holds at y = 0: compare it with a run made with linearize_at = zero"
+        block["patch_stiffness_note"] = ("the patch prediction holds at y = 0: "
+                                         "compare it with a run made with linearize_at = zero")
         zero = markers.get("stiffness_zero")
         block["stiffness_zero_minus_patch"] = None if zero is None else zero - prediction["patch"]["critical_t"]
     return block

@@ -3,9 +3,10 @@
     gains[p, m] = <v_m, J(y_p) v_m>,   J = dD/dy at the probe point y_p
 
 computed by forward-mode AD (``torch.func.jvp`` under ``vmap`` over the tangents of each probe
-point, so the primal runs once; where vmap lacks a rule, one batched call with the point repeated) or by central finite differences in float32
-(``[y + h v; y - h v]`` in one forward call, h = fd_step * sqrt(1 + sigma^2), the typical mode
-amplitude). Probing reads the denoiser only: it never touches the sampling generators.
+point, so the primal runs once; where vmap lacks a rule, one batched call with the point repeated)
+or by central finite differences in float32 (``[y + h v; y - h v]`` in one forward call,
+h = fd_step * sqrt(1 + sigma^2), the typical mode amplitude). Probing reads the denoiser only: it never
+touches the sampling generators.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _chunks(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
-def jvp_columns(denoise_at: BoundDenoiser, points: torch.Tensor, rows: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
+def jvp_columns(denoise_at: BoundDenoiser, points: torch.Tensor, rows: torch.Tensor,
+                tangents: torch.Tensor) -> torch.Tensor:
     """J(points[rows]) tangents by forward-mode AD; one batched call (the base point repeated)."""
     base = points[rows]
     _, columns = jvp(lambda z: denoise_at(z, rows), (base,), (tangents,))

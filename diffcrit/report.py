@@ -16,12 +16,13 @@ import textwrap
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import UserError
 from .io import atomic_write_text, read_text
+
+if TYPE_CHECKING:
+    import torch  # reading and writing documents does not need it (`diffcrit check`, `plot`)
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "result.schema.json"
@@ -150,6 +151,7 @@ def clean(value: Any) -> Any:
 def environment(device: torch.device, probe_method: str, dtype: str, probe_note: str | None = None) -> dict:
     import diffusers
     import numpy
+    import torch
 
     from . import __version__
 

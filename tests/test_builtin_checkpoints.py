@@ -270,7 +270,7 @@ def test_training_loop_is_seeded():
             for _ in range(2)]
     (ema_a, rows_a), (ema_b, rows_b) = runs
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b] and len(rows_a) == 3
-    for p, q in zip(ema_a.parameters(), ema_b.parameters()):
+    for p, q in zip(ema_a.parameters(), ema_b.parameters(), strict=True):
         assert torch.equal(p, q)
 
 

@@ -152,7 +152,8 @@ def test_interrupt_leaves_no_json_and_readable_states(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine, "_probe_step", interrupt_at_step_3)
     out, states = tmp_path / "r.json", tmp_path / "states"
-    result = run("analyze", "--steps", "8", "--samples", "2", "--out", str(out), "--save-states", str(states), "--quiet")
+    result = run("analyze", "--steps", "8", "--samples", "2", "--out", str(out), "--save-states", str(states),
+                 "--quiet")
     assert result.exit_code == 130
     assert not out.exists() and not list(tmp_path.glob(".r.json*"))
     written = json.loads((states / "index.json").read_text())["steps"]

@@ -1,4 +1,5 @@
-"""The command line around the commands: --version, no arguments, `models`, SIGTERM (issue 12)."""
+"""The command line around the commands: --version, no arguments, completion, `models`, SIGTERM (issue 12),
+start-up without torch."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 import diffcrit
 from diffcrit.builtins import DEFAULT_MODEL, entries
 from diffcrit.cli import app
+from result_factory import make_analyze_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +41,29 @@ def test_the_version_has_one_source():
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffcrit.__version__"}
 
 
+def test_the_license_and_py_typed_ship():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT" and pyproject["project"]["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License") and (ROOT / "diffcrit" / "py.typed").exists()
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["diffcrit"]
+
+
 def test_no_arguments_prints_help_on_stdout_and_exits_2():
     """click's convention for a group called without a command (a usage error), pinned."""
     result = run()
     assert result.exit_code == 2
     assert "Usage:" in result.stdout and "analyze" in result.stdout and "--version" in result.stdout
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+
+
+def test_shell_completion_completes_command_names():
+    """Typer's completion: the script for a shell, and the completions it asks the program for."""
+    script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="diffcrit")
+    assert script.exit_code == 0 and "_DIFFCRIT_COMPLETE=complete_bash" in script.stdout
+    env = {"_DIFFCRIT_COMPLETE": "complete_bash", "COMP_WORDS": "diffcrit pl", "COMP_CWORD": "1"}
+    completed = CliRunner().invoke(app, [], prog_name="diffcrit", env=env)
+    assert completed.exit_code == 0 and completed.stdout.split() == ["plot"]
 
 
 def test_models_listing_is_data_on_stdout():
@@ -123,3 +143,34 @@ def test_sigterm_handler_raises_an_interrupt():
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second SIGTERM ends the process at once
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+TORCH_FREE = """
+import json, sys
+from typer.testing import CliRunner
+import diffcrit
+from diffcrit.cli import app
+baseline, candidate, figure = sys.argv[1:]
+codes = [CliRunner().invoke(app, args).exit_code for args in
+         (["--help"], ["check", candidate, "--baseline", baseline], ["plot", candidate, "-o", figure])]
+heavy = [name for name in ("torch", "diffusers", "transformers", "accelerate") if name in sys.modules]
+from diffcrit.engine import analyze
+from diffcrit.report import Result
+public = diffcrit.analyze is analyze and diffcrit.Result is Result and {"analyze", "guide"} <= set(dir(diffcrit))
+print(json.dumps({"codes": codes, "heavy": heavy, "public": public}))
+"""
+
+
+def test_help_check_and_plot_do_not_import_torch(tmp_path):
+    """`import diffcrit` and the commands that only read documents start without torch or diffusers; the
+    public names (`diffcrit.analyze`, ...) load on first use (PEP 562). A fresh interpreter: sys.modules is clean."""
+    baseline, candidate, figure = tmp_path / "baseline.json", tmp_path / "candidate.json", tmp_path / "x.png"
+    baseline.write_text(json.dumps(make_analyze_result(1.5)))
+    candidate.write_text(json.dumps(make_analyze_result(1.5)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(baseline), str(candidate), str(figure)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report == {"codes": [0, 0, 0], "heavy": [], "public": True}, report
+    assert figure.stat().st_size > 0

@@ -29,7 +29,7 @@ def _close(a, b, tol, path="document"):
             _close(a[key], b[key], tol, f"{path}.{key}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, tol, f"{path}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
         assert abs(a - b) <= tol * max(1.0, abs(a)), f"{path}: {a} != {b}"
@@ -96,7 +96,8 @@ def test_two_processes_guide_like_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         folder.mkdir()
-    single = CliRunner().invoke(app, ["guide", *[str(one / a) if a in ("g.json", "s.safetensors") else a for a in args]])
+    single = CliRunner().invoke(app, ["guide",
+                                      *[str(one / a) if a in ("g.json", "s.safetensors") else a for a in args]])
     assert single.exit_code == 0, single.output
     done = _torchrun(args, two, "guide")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -58,7 +58,8 @@ def test_gaussian_decided_fraction_is_p_over_p_plus_sigma2():
 
 @pytest.fixture(scope="module")
 def mixture():
-    return diffcrit.analyze("builtin:mixture?size=16", samples=256, steps=100, probe_samples=32, bootstrap=100).to_dict()
+    return diffcrit.analyze("builtin:mixture?size=16", samples=256, steps=100, probe_samples=32,
+                            bootstrap=100).to_dict()
 
 
 def test_mixture_decided_fraction_is_e_tanh2(mixture):
@@ -84,7 +85,8 @@ def test_mixture_instability_onset_is_log_one_plus_m2(mixture):
     assert onset["t"] == pytest.approx(math.log1p(16.0), rel=0.05)
     assert onset["ci95"][0] <= math.log1p(16.0) <= onset["ci95"][1] + 0.05 * math.log1p(16.0)
     # before the onset no trajectory is unstable; the mean stiffness never crosses 0 along trajectories
-    assert all(s["unstable_fraction"][0] == 0 for s in mixture["steps"] if s["probed"] and s["t"] > math.log1p(16.0) + 0.3)
+    assert all(s["unstable_fraction"][0] == 0 for s in mixture["steps"]
+               if s["probed"] and s["t"] > math.log1p(16.0) + 0.3)
     assert mixture["critical"]["markers"]["stiffness_zero"] is None
     assert mixture["steps"][0]["point_stiffness"] is not None and len(mixture["steps"][0]["point_stiffness"]) == 32
 

@@ -29,8 +29,8 @@ def test_short_text_is_its_first_line_unchanged():
 
 def test_long_text_keeps_whole_sentences():
     cut = shorten(DIFFUSERS, 200)
-    assert cut == ("Cannot load /tmp/pipe/unet because conv_in.weight expected shape torch.Size([32, 1, 3, 3]), but got "
-                   "torch.Size([32, 3, 3, 3]). …")
+    assert cut == ("Cannot load /tmp/pipe/unet because conv_in.weight expected shape torch.Size([32, 1, 3, 3]), "
+                   "but got torch.Size([32, 3, 3, 3]). …")
     assert len(cut) <= 200
 
 

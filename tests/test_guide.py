@@ -262,7 +262,8 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
         assert all(set(m) >= {"mean", "ci95"} for m in arm["metrics"].values())
     assert len(document["comparisons"]) == 8
     for c in document["comparisons"]:
-        assert c["arm"] == "critical" and {"versus", "metric", "diff_mean", "ci95", "wilcoxon_p", "effect_size"} <= set(c)
+        assert c["arm"] == "critical"
+        assert {"versus", "metric", "diff_mean", "ci95", "wilcoxon_p", "effect_size"} <= set(c)
     assert sorted(p.name for p in images.iterdir()) == ["all.png", "critical.png", "none.png", "random-steps.png",
                                                         "random.png"]
     stored = load_file(str(samples))

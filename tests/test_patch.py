@@ -34,7 +34,8 @@ def naive_denoiser(model: PatchModel, y: torch.Tensor, sigma: torch.Tensor) -> t
     for n in range(b):
         for iy in range(h):
             for ix in range(w):
-                q = torch.stack([y[n, 0, (iy + dy) % h, (ix + dx) % w] for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
+                q = torch.stack([y[n, 0, (iy + dy) % h, (ix + dx) % w]
+                                 for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
                 weights = torch.softmax(-((q - patches) ** 2).sum(1) / (2 * sigma[n] ** 2), 0)
                 out[n, 0, iy, ix] = (weights * patches[:, model.p * model.p // 2]).sum()
     return out
@@ -88,7 +89,7 @@ def test_jacobian_at_zero_is_the_patch_covariance_over_sigma_squared():
     expected = torch.zeros(64, 64, dtype=torch.float64)
     for i in range(64):
         iy, ix = divmod(i, 8)
-        for (dy, dx), c in zip(offsets.tolist(), model.correlation[0, 0].flatten().tolist()):
+        for (dy, dx), c in zip(offsets.tolist(), model.correlation[0, 0].flatten().tolist(), strict=True):
             expected[i, ((iy + dy) % 8) * 8 + (ix + dx) % 8] += c / sigma**2
     assert torch.allclose(jacobian, expected, atol=1e-12)
     directions = plane_wave_directions(model.shape, 5, 8)
@@ -147,7 +148,8 @@ def test_measured_stiffness_zero_matches_log_one_plus_c_omega(p):
     diffcrit = pytest.importorskip("diffcrit")
     if not hasattr(diffcrit, "analyze"):
         pytest.skip("the engine (diffcrit.analyze) is not available")
-    result = diffcrit.analyze(f"builtin:patch?p={p}&L=16", steps=50, samples=2, linearize_at="zero", bootstrap=0).to_dict()
+    result = diffcrit.analyze(f"builtin:patch?p={p}&L=16", steps=50, samples=2, linearize_at="zero",
+                              bootstrap=0).to_dict()
     predicted = math.log1p(PatchModel(L=16, p=p).theory([1.0], plane_wave_directions((1, 16, 16), 2, 1))["C_Omega_0"])
     assert result["theory"]["critical_t"] == pytest.approx(predicted, rel=1e-12)
     measured = result["critical"]["markers"]["stiffness_zero"]["t"]

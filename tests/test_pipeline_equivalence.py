@@ -54,7 +54,7 @@ def test_batch_size_invariance(ddpm_folder):
     whole = diffcrit.analyze(str(ddpm_folder), batch_size=4, **options)
     split = diffcrit.analyze(str(ddpm_folder), batch_size=1, **options)
     torch.testing.assert_close(whole.samples, split.samples, atol=1e-5, rtol=0)
-    for a, b in zip(whole.steps, split.steps):
+    for a, b in zip(whole.steps, split.steps, strict=True):
         np.testing.assert_allclose(a["stiffness"], b["stiffness"], atol=1e-4)
         assert (a["xi_denoised"] is None) == (b["xi_denoised"] is None)
         if a["xi_denoised"] is not None:

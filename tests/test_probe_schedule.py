@@ -81,7 +81,7 @@ def test_auto_matches_dense_on_the_mixture(spec, options):
     schedule_block = auto["probe"]["schedule"]
     assert schedule_block["mode"] == "auto" and schedule_block["coarse_stride"] == schedule.coarse_stride(40)
     probed = [s["index"] for s in auto["steps"] if s["probed"]]
-    for step, dense_step in zip(auto["steps"], dense["steps"]):  # probed steps carry the dense values
+    for step, dense_step in zip(auto["steps"], dense["steps"], strict=True):  # probed steps carry the dense values
         if step["probed"]:
             np.testing.assert_allclose(step["stiffness"], dense_step["stiffness"], rtol=0, atol=1e-12)
     assert set(schedule_block["refined_steps"]) <= set(probed)

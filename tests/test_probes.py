@@ -17,7 +17,8 @@ def _cases():
     return {
         "unet_attention": (tiny_unet(), (1, 8, 8), None),
         "unet_class": (tiny_unet(num_class_embeds=5), (1, 8, 8), {"class_labels": torch.tensor([2, 4])}),
-        "unet_condition": (tiny_cond_unet(), (4, 8, 8), {"encoder_hidden_states": torch.randn(2, 3, 12, generator=torch.Generator().manual_seed(1))}),
+        "unet_condition": (tiny_cond_unet(), (4, 8, 8), {
+            "encoder_hidden_states": torch.randn(2, 3, 12, generator=torch.Generator().manual_seed(1))}),
         "dit": (tiny_dit(), (4, 8, 8), {"class_labels": torch.tensor([1, 7])}),
     }
 
@@ -81,7 +82,8 @@ def test_auto_falls_back_to_finite_differences_and_records_why():
     def fused(y, sigma):
         return _NoForwardAD.apply(y) / (1 + sigma.view(-1, 1, 1, 1) ** 2)
 
-    document = diffcrit.analyze(fused, shape=(1, 8, 8), steps=6, samples=2, bootstrap=0, probe_schedule="every").to_dict()
+    document = diffcrit.analyze(fused, shape=(1, 8, 8), steps=6, samples=2, bootstrap=0,
+                                probe_schedule="every").to_dict()
     assert document["environment"]["probe_method"] == "fd"
     assert "forward AD failed" in document["environment"]["probe_note"]
     for step in document["steps"]:  # and the FD values are right: s = sigma^2 / (1 + sigma^2)

@@ -57,8 +57,8 @@ def test_mixture_stiffness_zero_at_log1p_m2(m2):
 
 def test_mixture_dc_stiffness_formula():
     """At y = 0 along m: s = 1 - |m|^2 / sigma^2 on shell 0, and s = 1 on the other shells."""
-    doc = diffcrit.analyze("builtin:mixture?m2=4&size=8", linearize_at="zero", steps=10, samples=2, probe_schedule="every",
-                           bootstrap=0).to_dict()
+    doc = diffcrit.analyze("builtin:mixture?m2=4&size=8", linearize_at="zero", steps=10, samples=2,
+                           probe_schedule="every", bootstrap=0).to_dict()
     for step in doc["steps"]:
         assert step["stiffness"][0] == pytest.approx(1 - 4 / step["sigma"] ** 2, rel=1e-4, abs=1e-4)
         assert step["stiffness"][1:] == pytest.approx([1.0] * 3, abs=1e-5)

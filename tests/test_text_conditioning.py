@@ -19,7 +19,8 @@ def sd_folder(tmp_path_factory):
 
 
 def test_prompt_is_encoded_and_conditions_the_samples(sd_folder):
-    red = diffcrit.analyze(str(sd_folder), prompt="a red barn", probe="jvp", **FAST)  # forward AD through cross-attention
+    # forward AD through cross-attention
+    red = diffcrit.analyze(str(sd_folder), prompt="a red barn", probe="jvp", **FAST)
     blue = diffcrit.analyze(str(sd_folder), prompt="a blue sky", **FAST)
     document = red.to_dict()
     assert document["model"]["class"] == "UNet2DConditionModel"

@@ -17,7 +17,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner

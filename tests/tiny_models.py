@@ -38,14 +38,16 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
                          up_block_types=("UpDecoderBlock2D",), sample_size=8).eval()
 
 
-def save_ddpm_pipeline(folder: Path, scheduler_cls=DDPMScheduler, num_class_embeds: int | None = None, **scheduler_kwargs) -> Path:
+def save_ddpm_pipeline(folder: Path, scheduler_cls=DDPMScheduler, num_class_embeds: int | None = None,
+                       **scheduler_kwargs) -> Path:
     scheduler = scheduler_cls(num_train_timesteps=100, **scheduler_kwargs)
     DDPMPipeline(unet=tiny_unet(num_class_embeds), scheduler=scheduler).save_pretrained(folder)
     return folder
 
 
 def save_dit_pipeline(folder: Path) -> Path:
-    DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DDIMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    pipeline = DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DDIMScheduler(num_train_timesteps=100))
+    pipeline.save_pretrained(folder)
     return folder
 
 

@@ -13,8 +13,6 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from ..errors import UserError
-from .analytic import GaussianField, TwoPointMixture
-from .patch import PatchModel
 
 PREFIX = "builtin:"
 # The model `diffcrit analyze` uses when no --model is given.
@@ -55,7 +53,27 @@ def register(entry: BuiltinEntry) -> None:
     REGISTRY[entry.name] = entry
 
 
+def _register_analytic() -> None:
+    """The analytic models, registered on first use: their modules import torch, this package must not
+    (``DEFAULT_MODEL`` and ``PREFIX`` are read by commands that never load a model)."""
+    if "mixture" in REGISTRY:
+        return
+    from .analytic import GaussianField, TwoPointMixture
+    from .patch import PatchModel
+
+    for entry in [
+        BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (DESIGN §6)",
+                     "none", factory=TwoPointMixture),
+        BuiltinEntry("gaussian", "analytic", "stationary Gaussian field: exact stiffness, no critical point "
+                     "(negative control)", "none", factory=GaussianField),
+        BuiltinEntry("patch", "analytic", "local patch (ELS) denoiser on ±1 images: at y = 0 t_c = log(1+C_Ω(0)) "
+                     "(DESIGN §6)", "none", factory=PatchModel),
+    ]:
+        register(entry)
+
+
 def _register_checkpoints() -> None:
+    _register_analytic()  # analytic entries first, as listed
     try:
         from ..training import CHECKPOINTS
     except ImportError:

@@ -152,7 +152,8 @@ class TwoPointMixture:
                 "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2); along trajectories the "
                            "decided fraction is E tanh^2(a + sqrt(a) z), a = |m|^2 / sigma^2",
                 "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2)},
-                "decision_by_shell": [math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)] + [None] * (directions.n_shells - 1)}
+                "decision_by_shell": [math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)]
+                                     + [None] * (directions.n_shells - 1)}
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}

@@ -113,7 +113,8 @@ class PatchModel:
             norm2 = (patches**2).sum(1, keepdim=True)
             keys = torch.cat([patches, -0.5 * (norm2 - norm2.min())], 1)  # shift: softmax-invariant, keeps log n exact
             centre = patches[:, self.p * self.p // 2 : self.p * self.p // 2 + 1]
-            self._tables[key] = tuple(t.to(device, dtype).contiguous() for t in (keys, self.counts.double().log(), centre))
+            self._tables[key] = tuple(t.to(device, dtype).contiguous()
+                                      for t in (keys, self.counts.double().log(), centre))
         return self._tables[key]
 
     def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Measure when a diffusion model decides what it draws: mode stiffness, correlation "
     "length and the critical time of the generative phase transition.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 
@@ -86,7 +86,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             what = "terminated" if signum == signal.SIGTERM else "interrupted"
             console.print(f"{what}: no result written", style="yellow", markup=False, highlight=False)
-            raise typer.Exit(128 + signum)
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
 

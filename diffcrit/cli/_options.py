@@ -9,21 +9,31 @@ import typer
 
 from ..builtins import DEFAULT_MODEL
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id (owner/name), local pipeline or model folder, or builtin:NAME[?k=v] (see `diffcrit models`).")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (atomically) instead of stdout.")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="Hub id (owner/name), local pipeline or model folder, or builtin:NAME[?k=v] "
+    "(see `diffcrit models`).")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Write the JSON here (atomically) instead of stdout.")]
 StepsOpt = Annotated[int, typer.Option(help="Sampling steps (>= 2).")]
 SamplesOpt = Annotated[int, typer.Option(help="Number of samples (>= 1); sample i uses seed + i.")]
-SeedOpt = Annotated[int, typer.Option(help="Base seed: sample i draws all its noise from a CPU generator seeded seed + i.")]
+SeedOpt = Annotated[int, typer.Option(
+    help="Base seed: sample i draws all its noise from a CPU generator seeded seed + i.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
-DtypeOpt = Annotated[str, typer.Option(help="Model weights dtype: float32 | float16 | bfloat16 (probes stay accurate: FD in float32).")]
-ClassOpt = Annotated[Optional[int], typer.Option("--class-label", help="Class id for class-conditional models (DiT, built-ins).")]
-PromptOpt = Annotated[Optional[str], typer.Option(help="Prompt for text-conditional models (Stable Diffusion); needs transformers.")]
+DtypeOpt = Annotated[str, typer.Option(
+    help="Model weights dtype: float32 | float16 | bfloat16 (probes stay accurate: FD in float32).")]
+ClassOpt = Annotated[Optional[int], typer.Option(
+    "--class-label", help="Class id for class-conditional models (DiT, built-ins).")]
+PromptOpt = Annotated[Optional[str], typer.Option(
+    help="Prompt for text-conditional models (Stable Diffusion); needs transformers.")]
 SubfolderOpt = Annotated[Optional[str], typer.Option(help="Model subfolder inside the folder or repo (e.g. unet).")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")]
 VariantOpt = Annotated[Optional[str], typer.Option(help="Weights variant (e.g. fp16).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local hub cache only; never touch the network.")]
-SchedulerOpt = Annotated[Optional[str], typer.Option(help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler).")]
-PredictionTypeOpt = Annotated[Optional[str], typer.Option(help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, "
+    "EulerDiscreteScheduler, EulerAncestralDiscreteScheduler).")]
+PredictionTypeOpt = Annotated[Optional[str], typer.Option(
+    help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 __all__ = ["DEFAULT_MODEL", "Path"]

@@ -64,7 +64,8 @@ def render_summary(console: Console, document: dict) -> None:
     for name, entry in critical["markers"].items():
         entry = entry or {}
         ci = entry.get("ci95")
-        label = name + (" *" if name == critical.get("primary") else "") + (" (multimodal)" if entry.get("multimodal") else "")
+        label = (name + (" *" if name == critical.get("primary") else "")
+                 + (" (multimodal)" if entry.get("multimodal") else ""))
         table.add_row(label, _fmt(entry.get("t")), f"{_fmt(ci[0])}..{_fmt(ci[1])}" if ci else "-",
                       _fmt(entry.get("presence")), _fmt(entry.get("sigma")), _fmt(entry.get("step")))
     console.print(table)
@@ -82,8 +83,8 @@ def render_summary(console: Console, document: dict) -> None:
                       f"left out of the markers: {inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}",
                       style="yellow", highlight=False)
     if theory.get("measured_minus_predicted"):
-        console.print("measured - theory: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in theory["measured_minus_predicted"].items()),
-                      highlight=False)
+        differences = theory["measured_minus_predicted"].items()
+        console.print("measured - theory: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in differences), highlight=False)
     steps = document["steps"]
     s_low = [(s["stiffness"] or [None])[0] for s in steps]
     xi = [s["xi_denoised"] for s in steps]

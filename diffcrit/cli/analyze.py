@@ -25,22 +25,34 @@ def analyze(
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = 64,
     shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
-    directions: Annotated[int, typer.Option(help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
+    directions: Annotated[int, typer.Option(
+        help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
     probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
-    probe: Annotated[str, typer.Option(help="auto | jvp | fd: how J v is computed (auto: finite differences for networks, JVP for callables).")] = "auto",
-    linearize_at: Annotated[str, typer.Option(help="trajectory (the sampled states) | zero (y = 0, where the theory of docs/design.md §7 is exact).")] = "trajectory",
-    probe_schedule: Annotated[str, typer.Option(help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the steps that decide each marker, from kept probe points (no resampling).")] = "auto",
-    probe_every: Annotated[int, typer.Option(help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
+    probe: Annotated[str, typer.Option(
+        help="auto | jvp | fd: how J v is computed "
+        "(auto: finite differences for networks, JVP for callables).")] = "auto",
+    linearize_at: Annotated[str, typer.Option(
+        help="trajectory (the sampled states) | "
+        "zero (y = 0, where the theory of docs/design.md §7 is exact).")] = "trajectory",
+    probe_schedule: Annotated[str, typer.Option(
+        help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the "
+        "steps that decide each marker, from kept probe points (no resampling).")] = "auto",
+    probe_every: Annotated[int, typer.Option(
+        help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
     fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
-    decision_shell: Annotated[Optional[int], typer.Option(help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT bins; docs/design.md §6).")] = None,
+    bootstrap: Annotated[int, typer.Option(
+        help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
+    decision_shell: Annotated[Optional[int], typer.Option(
+        help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT "
+        "bins; docs/design.md §6).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
     prompt: PromptOpt = None,
     scheduler: SchedulerOpt = None,
     prediction_type: PredictionTypeOpt = None,
-    sigma_min: Annotated[float, typer.Option(help="Callable/analytic models: smallest sigma of the Karras schedule.")] = 0.002,
+    sigma_min: Annotated[float, typer.Option(
+        help="Callable/analytic models: smallest sigma of the Karras schedule.")] = 0.002,
     sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = 80.0,
     rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = 7.0,
     churn: Annotated[float, typer.Option(help="Callable/analytic models: stochastic churn (0 = deterministic).")] = 0.0,
@@ -49,8 +61,10 @@ def analyze(
     variant: VariantOpt = None,
     offline: OfflineOpt = False,
     out: OutOpt = None,
-    save_samples: Annotated[Optional[Path], typer.Option(help="Write the final samples (safetensors, key 'samples', N x C x H x W).")] = None,
-    save_states: Annotated[Optional[Path], typer.Option(help="Stream per-step y and D(y): a folder (one safetensors per step) or a .npy file.")] = None,
+    save_samples: Annotated[Optional[Path], typer.Option(
+        help="Write the final samples (safetensors, key 'samples', N x C x H x W).")] = None,
+    save_states: Annotated[Optional[Path], typer.Option(
+        help="Stream per-step y and D(y): a folder (one safetensors per step) or a .npy file.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also write the figure (.png/.svg/.pdf).")] = None,
     quiet: QuietOpt = False,
 ) -> None:

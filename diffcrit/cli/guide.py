@@ -30,15 +30,28 @@ PROGRESS_NAMES = {**STAGE_NAMES, SAMPLING: "measuring t_c: sampling", REFINING: 
 @user_errors
 def guide(
     model: ModelOpt = ...,
-    at: Annotated[str, typer.Option(help="Treatment arm: critical (window centred on t_c) | a:b (a window in t = log(1+sigma^2)) | all | none.")] = "critical",
-    compare: Annotated[Optional[str], typer.Option(help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
-    scale: Annotated[float, typer.Option("--scale", help="Guidance scale S inside the window (> 1); outside it the model runs conditionally only.")] = 3.0,
-    width: Annotated[float, typer.Option(help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = 1.0,
-    critical_from: Annotated[Optional[Path], typer.Option(help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
-    classifier: Annotated[Optional[Path], typer.Option(help="Scores class alignment: a diffcrit classifier folder, a TorchScript file (images in [-1,1] -> logits) or a transformers image-classification folder. Built-ins ship their own.")] = None,
-    label_map: Annotated[Optional[str], typer.Option(help="Model class id -> classifier output: a JSON file {\"3\": 207} or pairs 3=207,5=1.")] = None,
-    class_label: Annotated[Optional[int], typer.Option("--class-label", help="One target class for every sample.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Target classes a,b,c cycled over samples (default: every class in turn).")] = None,
+    at: Annotated[str, typer.Option(
+        help="Treatment arm: critical (window centred on t_c) | "
+        "a:b (a window in t = log(1+sigma^2)) | all | none.")] = "critical",
+    compare: Annotated[Optional[str], typer.Option(
+        help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
+        "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
+    scale: Annotated[float, typer.Option(
+        "--scale", help="Guidance scale S inside the window (> 1); "
+        "outside it the model runs conditionally only.")] = 3.0,
+    width: Annotated[float, typer.Option(
+        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = 1.0,
+    critical_from: Annotated[Optional[Path], typer.Option(
+        help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
+    classifier: Annotated[Optional[Path], typer.Option(
+        help="Scores class alignment: a diffcrit classifier folder, a TorchScript file (images in [-1,1] -> logits) or "
+        "a transformers image-classification folder. Built-ins ship their own.")] = None,
+    label_map: Annotated[Optional[str], typer.Option(
+        help="Model class id -> classifier output: a JSON file {\"3\": 207} or pairs 3=207,5=1.")] = None,
+    class_label: Annotated[Optional[int], typer.Option(
+        "--class-label", help="One target class for every sample.")] = None,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Target classes a,b,c cycled over samples (default: every class in turn).")] = None,
     steps: StepsOpt = 50,
     samples: SamplesOpt = 64,
     seed: SeedOpt = 0,
@@ -55,8 +68,10 @@ def guide(
     variant: VariantOpt = None,
     offline: OfflineOpt = False,
     out: OutOpt = None,
-    save_images: Annotated[Optional[Path], typer.Option(help="Write one grid PNG per arm into this folder (decoded images).")] = None,
-    save_samples: Annotated[Optional[Path], typer.Option(help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
+    save_images: Annotated[Optional[Path], typer.Option(
+        help="Write one grid PNG per arm into this folder (decoded images).")] = None,
+    save_samples: Annotated[Optional[Path], typer.Option(
+        help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Apply classifier-free guidance only in a window of t (a pulse) and measure class alignment.
@@ -247,7 +262,8 @@ def _write_grids(folder: Path, images: dict) -> None:
         grid = np.full((rows * (h + 2), cols * (w + 2), pixels.shape[1]), 255, dtype=np.uint8)
         for k in range(n):
             r, q = divmod(k, cols)
-            grid[r * (h + 2) + 1: r * (h + 2) + 1 + h, q * (w + 2) + 1: q * (w + 2) + 1 + w] = pixels[k].transpose(1, 2, 0)
+            top, left = r * (h + 2) + 1, q * (w + 2) + 1
+            grid[top: top + h, left: left + w] = pixels[k].transpose(1, 2, 0)
         picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
         picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
         buffer = io.BytesIO()

@@ -44,12 +44,14 @@ def predict(
         "--compare", help="An analyze result JSON: use its noise levels and probe set, and put its measured "
         "curves and critical time beside the predictions.", show_default=False)] = None,
     out: OutOpt = None,
-    steps: Annotated[int, typer.Option(help="Without --compare: noise levels of the curves (analyze's Karras schedule).")] = 50,
+    steps: Annotated[int, typer.Option(
+        help="Without --compare: noise levels of the curves (analyze's Karras schedule).")] = 50,
     sigma_min: Annotated[float, typer.Option(help="Without --compare: smallest sigma.")] = 0.002,
     sigma_max: Annotated[float, typer.Option(help="Without --compare: largest sigma.")] = 80.0,
     rho: Annotated[float, typer.Option(help="Without --compare: Karras rho.")] = 7.0,
     shells: Annotated[int, typer.Option(help="Without --compare: Fourier shells 0..K-1 of the curves.")] = 4,
-    directions: Annotated[int, typer.Option(help="Without --compare: plane-wave directions per shell, as analyze probes.")] = 4,
+    directions: Annotated[int, typer.Option(
+        help="Without --compare: plane-wave directions per shell, as analyze probes.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Images per streamed batch.")] = 256,
     draws: Annotated[int, typer.Option(help="builtin:gaussian only: number of random-phase draws.")] = 4096,
     seed: Annotated[int, typer.Option(help="builtin:gaussian only: seed of the draws.")] = 0,
@@ -61,7 +63,9 @@ def predict(
     """
     from ..report import read_document
     from ..datasets import open_data
-    from ..predict import compare_block, default_grid, grid_from_result, predict as run_prediction, document as build_document
+    from ..predict import compare_block, default_grid, grid_from_result
+    from ..predict import document as build_document
+    from ..predict import predict as run_prediction
 
     # 1. Cheap checks before reading any data.
     if out is not None:

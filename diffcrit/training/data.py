@@ -53,7 +53,7 @@ def random_crops(
     lefts = torch.randint(0, w - size + 1, (n,), generator=generator)
     flips = torch.randint(0, 2, (n, 2), generator=generator).bool()
     crops = []
-    for top, left, (flip_w, flip_h) in zip(tops.tolist(), lefts.tolist(), flips.tolist()):
+    for top, left, (flip_w, flip_h) in zip(tops.tolist(), lefts.tolist(), flips.tolist(), strict=True):
         c = image[top : top + size, left : left + size]
         c = c.flip(1) if flip_w else c
         c = c.flip(0) if flip_h else c

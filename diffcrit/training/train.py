@@ -146,7 +146,7 @@ def lr_at(step: int, steps: int, warmup: int, min_ratio: float) -> float:
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
-    for p_ema, p in zip(ema.parameters(), model.parameters()):
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
         p_ema.lerp_(p, 1.0 - decay)
 
 
