@@ -190,7 +190,8 @@ def phase_naive(args) -> dict:
             scale = (1 + sigma**2) ** 0.5
             y = x.float() * scale if config["linearize_at"] != "zero" else torch.zeros_like(x, dtype=torch.float32)
 
-            def denoise(z):  # D(y) = y - sigma eps(x_t = y / sqrt(1 + sigma^2)), docs/design.md §2
+            # D(y) = y - sigma eps(x_t = y / sqrt(1 + sigma^2)), docs/design.md §2
+            def denoise(z, sigma=sigma, scale=scale, t_dev=t_dev):
                 return z - sigma * eps_of(probe_model, z / scale, t_dev)
 
             step = []

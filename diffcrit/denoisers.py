@@ -26,7 +26,8 @@ class Denoiser(Protocol):
                  cond: dict | None = None) -> torch.Tensor: ...
 
 
-def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, prediction_type: str) -> torch.Tensor:
+def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor,
+                       prediction_type: str) -> torch.Tensor:
     """x0_hat from a VP model's raw output, written in the VE frame (docs/design.md §2).
 
     With ab = 1 / (1 + sigma^2) and x_t = sqrt(ab) y:

@@ -596,7 +596,8 @@ def _band(resamples: list[Curves], name: str) -> np.ndarray | None:
 
 
 def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, side: int) -> dict:
-    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi (docs/design.md §4, §5)."""
+    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi
+    (docs/design.md §4, §5)."""
     sigma = np.array([info.sigma for info in records.infos])
     varies = estimators.varying_shells(curves.power_final)
     keep = consistent_steps(curves, records.coef_final.shape[0])

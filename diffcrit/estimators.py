@@ -32,7 +32,8 @@ def shell_stiffness(gains: np.ndarray, shell: np.ndarray, n_shells: int) -> tupl
     return np.stack(means, -1), np.stack(sems, -1)
 
 
-def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray,
+                        sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least squares s(k) = s0 + c k^2 over the shells -> (r, kappa, xi_eq), each (...,) (docs/design.md §3).
 
     stiffness: (..., K) shell means; k2: (K,) mean |k|^2 of each shell's probe directions;
@@ -93,7 +94,8 @@ def varying_shells(power_x0: np.ndarray) -> np.ndarray:
 
 
 def decided_fraction(power_denoised: np.ndarray, power_x0: np.ndarray) -> np.ndarray:
-    """f_n = S_n[D(y)] / S_n[x0] per shell, power_denoised (..., K), power_x0 (K,) (docs/design.md §5): the share of the final variance of the mode
+    """f_n = S_n[D(y)] / S_n[x0] per shell, power_denoised (..., K), power_x0 (K,) (docs/design.md §5): the
+    share of the final variance of the mode
     already fixed at this step (law of total variance); (..., K), NaN where the samples do not vary.
 
     For an exact denoiser and sampler it rises from 0 to 1 along generation; for a Gaussian field it
@@ -157,5 +159,6 @@ UNSTABLE_DEPTH = 10 * STIFFNESS_RESOLUTION
 
 
 def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
-    """u_n: the share of probe points whose shell stiffness is resolved below 0 (docs/design.md §5); (..., P, K) -> (..., K)."""
+    """u_n: the share of probe points whose shell stiffness is resolved below 0 (docs/design.md §5);
+    (..., P, K) -> (..., K)."""
     return (point_s < -UNSTABLE_DEPTH).mean(-2)

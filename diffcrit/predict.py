@@ -215,7 +215,8 @@ def patch_block(moments: Moments, p: int, grid: Grid) -> dict:
             "C_Omega_shells": shell_sums,
             "shell_critical_t": [math.log1p(c) if c > 0 else None for c in shell_sums],
             "sigma": grid.sigmas, "stiffness": theory.patch_stiffness(correlation, grid.sigmas, probe, height, width),
-            "formula": "at y = 0: s(k) = 1 - C_Omega(k)/sigma^2, C_Omega(k) = sum_{delta in Omega} C(delta) cos(k.delta); "
+            "formula": "at y = 0: s(k) = 1 - C_Omega(k)/sigma^2, "
+                       "C_Omega(k) = sum_{delta in Omega} C(delta) cos(k.delta); "
                        "t_c = log(1 + C_Omega(0)); log(1 + p^2) for fully aligned patches (docs/design.md §7)",
             "assumption": "exact for data whose patches all have the same norm (±1 images): then the softmax weights "
                           "are equal at y = 0; otherwise C is the equal-weight (large-sigma) patch covariance"}

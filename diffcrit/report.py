@@ -1,4 +1,5 @@
-"""The result documents (docs/design.md §9, schema_version 1), built, written, read and validated; the ``Result`` object.
+"""The result documents (docs/design.md §9, schema_version 1), built, written, read and validated; the
+``Result`` object.
 
 ``read_document`` is the one reader of result files (check, plot, guide --critical-from, predict
 --compare): readable JSON, written by diffcrit, of the kind asked for, of the schema_version this

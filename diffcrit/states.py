@@ -148,7 +148,8 @@ def check_samples_path(path: Path | str, what: str = "--save-samples file") -> P
 
 def save_samples(path: Path | str, samples: torch.Tensor, metadata: dict | None = None) -> None:
     """Final samples as safetensors, key ``samples`` (N, C, H, W), model's own space (docs/design.md §9)."""
-    data = save({"samples": samples.float().cpu().contiguous()}, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    data = save({"samples": samples.float().cpu().contiguous()}, metadata=meta)
     atomic_write_bytes(path, data)
 
 

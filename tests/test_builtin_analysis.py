@@ -43,6 +43,7 @@ def test_card_reports_the_measured_critical_time(name):
     runs = config["critical_time"]["runs"]
     assert len(runs) == 3 and "Critical time measured by diffcrit" in card
     starts = [run["seed"] for run in runs]
-    assert all(b - a >= run["samples"] for a, b, run in zip(starts, starts[1:], runs))  # disjoint sample ranges
+    # disjoint sample ranges
+    assert all(b - a >= run["samples"] for a, b, run in zip(starts, starts[1:], runs[:-1], strict=True))
     for run in runs:
         assert (f"{run['t']:.3f}" if run["t"] is not None else "| - |") in card

@@ -91,7 +91,7 @@ def test_unet_and_scheduler_agree_with_train_config(loaded):
         cfg["shape"]
     assert any("Attn" in block for block in unet.config.down_block_types)
     # v-prediction: an eps network's error reaches D(y) sigma-fold (decided fraction >> 1 at the
-    # first steps, DESIGN.md §5); see the card's "Consistency of D(y)".
+    # first steps, docs/design.md §5); see the card's "Consistency of D(y)".
     assert scheduler.config.prediction_type == "v_prediction"
     assert scheduler.config.num_train_timesteps == 1000
     res = cfg["results"]
@@ -117,7 +117,7 @@ def test_loss_log_and_card(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recorded_decided_fraction_is_consistent(name):
-    """Total variance (DESIGN.md §5): max over steps of f_n <= 1.25 on shells 0-3, for 25, 50 and
+    """Total variance (docs/design.md §5): max over steps of f_n <= 1.25 on shells 0-3, for 25, 50 and
     100 steps and two disjoint seeds, as recorded by ``python -m diffcrit.training consistency``."""
     from diffcrit.training.measure import (CONSISTENCY_SEEDS, CONSISTENCY_STEPS,
                                            DECIDED_FRACTION_LIMIT)
@@ -276,7 +276,7 @@ def test_training_loop_is_seeded():
 
 def test_v_target_gives_back_x0_through_the_adapter():
     """v = sqrt(ab) eps - sqrt(1-ab) x0; the exact v through diffcrit's v_prediction adapter at
-    y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab is x0 (DESIGN.md §2), at every noise level."""
+    y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab is x0 (docs/design.md §2), at every noise level."""
     from diffusers import DDPMScheduler
 
     from diffcrit.denoisers import output_to_denoised

@@ -64,7 +64,8 @@ def test_identical_candidate_passes_every_check(baseline):
     outcomes = compare_results(baseline, baseline)
     assert not any_failed(outcomes)
     off = {o.name for o in outcomes if o.status == STATUS_SKIP}
-    assert off == {CHECK_XI_EQ, "xi.state"} | {marker_check_name(m) for m in baseline["critical"]["markers"]}  # defaults
+    markers = {marker_check_name(m) for m in baseline["critical"]["markers"]}
+    assert off == {CHECK_XI_EQ, "xi.state"} | markers  # off by default
     assert all(o.status == STATUS_PASS for o in outcomes if o.name not in off)
     gated = compare_results(baseline, baseline, Tolerances(markers=0.5))
     assert all(o.status == STATUS_PASS for o in gated if o.name not in (CHECK_XI_EQ, "xi.state"))
@@ -92,8 +93,9 @@ def reseeded(doc, seed):
 
 
 def test_wide_confidence_intervals_widen_the_allowed_shift_of_independent_results(baseline):
-    wide = lambda doc: with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.7,
-                                                                               doc["critical"]["t"] + 0.7]})
+    def wide(doc):
+        return with_changes(doc, critical={**doc["critical"], "ci95": [doc["critical"]["t"] - 0.7,
+                                                                       doc["critical"]["t"] + 0.7]})
     cand, base = reseeded(wide(shifted(baseline, 0.9)), 16), wide(baseline)
     outcome = by_name(compare_results(cand, base, Tolerances()))[CHECK_CRITICAL_T]
     assert outcome.status == STATUS_PASS and outcome.tolerance == pytest.approx(0.7 * 2**0.5)
@@ -129,7 +131,8 @@ def test_decided_fraction_gap_is_caught_against_its_intervals(baseline):
     independent = by_name(compare_results(reseeded(lowered(baseline, 0.3), 16), baseline))
     assert independent["decided.shell0"].status == STATUS_FAIL
     assert independent["decided.shell0"].measured == pytest.approx(-0.3)
-    assert by_name(compare_results(reseeded(lowered(baseline, 0.2), 16), baseline))["decided.shell0"].status == STATUS_PASS
+    small = by_name(compare_results(reseeded(lowered(baseline, 0.2), 16), baseline))
+    assert small["decided.shell0"].status == STATUS_PASS
     assert by_name(compare_results(lowered(baseline, 0.05), baseline))["decided.shell0"].status == STATUS_FAIL  # paired
 
 

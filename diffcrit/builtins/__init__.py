@@ -37,16 +37,7 @@ class BuiltinEntry:
         return {f.name: f.default for f in dataclasses.fields(self.factory) if f.init and f.name != "name"}
 
 
-_ANALYTIC = [
-    BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (docs/design.md §7)",
-                 "none", factory=TwoPointMixture),
-    BuiltinEntry("gaussian", "analytic", "stationary Gaussian field: exact stiffness, no critical point "
-                 "(negative control)", "none", factory=GaussianField),
-    BuiltinEntry("patch", "analytic", "local patch (ELS) denoiser on ±1 images: at y = 0 t_c = log(1+C_Ω(0)) "
-                 "(docs/design.md §7)", "none", factory=PatchModel),
-]
-
-REGISTRY: dict[str, BuiltinEntry] = {entry.name: entry for entry in _ANALYTIC}
+REGISTRY: dict[str, BuiltinEntry] = {}
 
 
 def register(entry: BuiltinEntry) -> None:
@@ -62,12 +53,12 @@ def _register_analytic() -> None:
     from .patch import PatchModel
 
     for entry in [
-        BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (DESIGN §6)",
+        BuiltinEntry("mixture", "analytic", "two-point mixture x0 = ±m: exact t_c = log(1+|m|^2) (docs/design.md §7)",
                      "none", factory=TwoPointMixture),
         BuiltinEntry("gaussian", "analytic", "stationary Gaussian field: exact stiffness, no critical point "
                      "(negative control)", "none", factory=GaussianField),
         BuiltinEntry("patch", "analytic", "local patch (ELS) denoiser on ±1 images: at y = 0 t_c = log(1+C_Ω(0)) "
-                     "(DESIGN §6)", "none", factory=PatchModel),
+                     "(docs/design.md §7)", "none", factory=PatchModel),
     ]:
         register(entry)
 

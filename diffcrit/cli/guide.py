@@ -55,10 +55,14 @@ def guide(
     steps: StepsOpt = 50,
     samples: SamplesOpt = 64,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
-    analyze_samples: Annotated[int, typer.Option(help="Samples for measuring t_c when no --critical-from is given.")] = 64,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
-    suggest: Annotated[bool, typer.Option("--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
+    batch_size: Annotated[int, typer.Option(
+        help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
+    analyze_samples: Annotated[int, typer.Option(
+        help="Samples for measuring t_c when no --critical-from is given.")] = 64,
+    bootstrap: Annotated[int, typer.Option(
+        help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
+    suggest: Annotated[bool, typer.Option(
+        "--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     scheduler: SchedulerOpt = None,
