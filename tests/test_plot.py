@@ -106,7 +106,8 @@ def test_cli_plot_reads_what_check_reads(tmp_path, make_doc, fragments):
 
 OLD_STEP_KEYS = ("decided", "decided_ci95", "gaussian_stiffness", "unstable_fraction", "unstable_fraction_ci95",
                  "x0_consistent", "point_stiffness", "probed")
-EXAMPLE_OLD_RESULT = Path(__file__).resolve().parents[1] / "examples" / "results" / "digits-analyze.json"
+EXAMPLE_OLD_RESULT = (Path(__file__).resolve().parents[1] / "examples" / "results" / "v0.1-epsilon"
+                      / "digits-analyze.json")
 
 
 def panel(fig, name):
