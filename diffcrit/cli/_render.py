@@ -70,11 +70,12 @@ def render_summary(console: Console, document: dict) -> None:
                       _fmt(entry.get("presence")), _fmt(entry.get("sigma")), _fmt(entry.get("step")))
     console.print(table)
     primary = critical.get("primary", "")
+    exact_t = (theory.get("markers") or {}).get(primary)
+    exact = "" if exact_t is None else f"; exact t = {_fmt(exact_t)}"
     if critical["found"]:
         ci = critical.get("ci95")
         console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
-                      f"  (* primary marker: {primary}; exact t = {_fmt((theory.get('markers') or {}).get(primary))})",
-                      highlight=False)
+                      f"  (* primary marker: {primary}{exact})", highlight=False)
     else:
         console.print(f"no critical time: the primary marker ({primary}) was not found", style="yellow")
     inconsistent = ((document.get("diagnostics") or {}).get("total_variance") or {}).get("inconsistent_steps") or []
