@@ -232,21 +232,24 @@ def run_child(args, phase: str, extra: list[str]) -> dict:
 
 def bench(args) -> dict:
     """Alternate a, b, c over the repeats; medians and ratios."""
-    runs: dict[str, list[dict]] = {"a": [], "b": [], "c": []}
+    runs: dict[str, list[dict]] = {"a": [], "b": []} if args.no_naive else {"a": [], "b": [], "c": []}
     if args.naive_dense:
         runs["c_dense"] = []
     result = Path(tempfile.mkdtemp(prefix="diffcrit-bench-")) / "b.json"
     for round_ in range(args.repeats):
         runs["a"].append(run_child(args, "a", []))
         runs["b"].append(run_child(args, "b", ["--result", str(result)]))
-        runs["c"].append(run_child(args, "c", ["--result", str(result)]))
+        if not args.no_naive:
+            runs["c"].append(run_child(args, "c", ["--result", str(result)]))
         if args.naive_dense and round_ == 0:  # minutes: once
             runs["c_dense"].append(run_child(args, "c", ["--result", str(result), "--dense"]))
     median = {phase: {k: statistics.median(r[k] for r in rows) if isinstance(rows[0][k], (int, float)) else rows[0][k]
                       for k in rows[0]} for phase, rows in runs.items()}
-    ratios = {"b/a": median["b"]["run_s"] / median["a"]["run_s"], "c/b": median["c"]["run_s"] / median["b"]["run_s"],
+    ratios = {"b/a": median["b"]["run_s"] / median["a"]["run_s"],
               "b/a incl. load": (median["b"]["run_s"] + median["b"]["load_s"])
                                 / (median["a"]["run_s"] + median["a"]["load_s"])}
+    if "c" in median:
+        ratios["c/b"] = median["c"]["run_s"] / median["b"]["run_s"]
     if args.naive_dense:
         ratios["c_dense/b"] = median["c_dense"]["run_s"] / median["b"]["run_s"]
     return {"model": args.kind, "width": args.width if args.kind == "cifar" else None, "steps": args.steps,
@@ -285,6 +288,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--option", action="append", default=[], help="analyze option for (b), key=value (repeatable).")
+    parser.add_argument("--no-naive", action="store_true",
+                        help="skip (c), the naive probe loop (minutes at full width).")
     parser.add_argument("--naive-dense", action="store_true",
                         help="also time (c) probing every step (first round only).")
     parser.add_argument("--cuda", action="store_true",

@@ -4,13 +4,16 @@ The run, step by step (steps outer, sample batches inner, so every step sees all
   1. resolve the model into the one contract (loading.py; rank 0 first under a launcher, so a hub
      download happens once) and check outputs are writable;
   2. for each step: advance this process's batches (sampling.py), stream y and D(y) if asked, keep
-     the low Fourier modes of y and D(y) per sample and the shell structure factors (sums over
-     samples merged across processes before the radial average), and probe J along plane waves at
-     the probe points on the steps the probe schedule picks (probes.py, schedule.py);
-  3. gather the per-sample records of all processes; with the auto schedule, probe the steps that
-     decide each marker from the kept probe points (no second sampling pass);
-  4. turn the records into curves (estimators.py), markers and consensus (detection.py), and a
-     bootstrap interval over samples; build the JSON document (report.py).
+     the Fourier coefficients of y and D(y) per sample at every bin of the low shells (structure
+     factors, decided fractions and correlation lengths follow from them on any resample), and probe
+     J along plane waves at the probe points on the steps the probe schedule picks (probes.py,
+     schedule.py);
+  3. gather the per-sample records of all processes and the final samples' coefficients; with the
+     auto schedule, probe the steps that decide each marker from the kept probe points (no second
+     sampling pass);
+  4. turn the records into curves (estimators.py), markers and the regime's primary marker
+     (detection.py) with a bootstrap over samples and probe points, and the diagnostics; build the
+     JSON document (docs/design.md §5, §6, §9).
 Several processes (distributed.py) split the samples and merge the records exactly: the document
 equals the single-process one.
 """
