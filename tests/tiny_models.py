@@ -1,4 +1,4 @@
-"""Tiny diffusers models built in code (STYLE.md: tests build their models; no network)."""
+"""Tiny diffusers models built in code (tests build their models; no network)."""
 
 from __future__ import annotations
 

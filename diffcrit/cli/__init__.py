@@ -1,4 +1,4 @@
-"""Command-line interface: a thin layer over the library (STYLE.md principle 4)."""
+"""Command-line interface: a thin layer over the library."""
 
 from __future__ import annotations
 
