@@ -8,9 +8,8 @@ N samples over R ranks, rank r samples global indices [lo_r, hi_r) and sample i 
 noise from a generator seeded ``seed + i`` (docs/design.md §9), so the trajectories are those of a single
 process. Everything the estimators need merges exactly:
 
-- per-sample low-mode coefficients (N, C, 3): gathered in sample order at the end of sampling;
-- structure factors: the sums of F and |F|^2 over samples (``fourier.fourier_sums``) are all-reduced
-  every step before the radial average (S(k) is not linear in them, so per-rank averages would not merge);
+- per-sample Fourier coefficients of y and D(y) at every low-shell bin (N, C, Q): gathered in sample order
+  at the end of sampling (structure factors, decided fractions and correlation lengths follow from them);
 - probe points are the global samples 0..P-1, gathered to every rank each step; each rank probes a
   contiguous slice of the directions and the gains (P, M) are gathered in direction order;
 - final samples and, with ``--save-states``, each step's y and D(y) are gathered (rank 0 writes).

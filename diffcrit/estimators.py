@@ -51,19 +51,6 @@ def ginzburg_landau_fit(stiffness: np.ndarray, k2: np.ndarray,
     return unresolved(s0 / sigma**2), unresolved(c / sigma**2), unresolved(xi_eq)
 
 
-def connected_structure_factor(sum_f: np.ndarray, sum_f2: np.ndarray, count: int) -> np.ndarray:
-    """S(k) = E|F(k)|^2 - |E F(k)|^2 over samples, from sums of F and |F|^2 (fourier.fourier_sums)."""
-    mean = sum_f / count
-    return sum_f2 / count - (mean.real**2 + mean.imag**2)
-
-
-def radial_average(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
-    """Mean of (C, H, W) values over channels and the FFT bins of each shell 0..K-1 -> (K,)."""
-    flat = values.reshape(-1, values.shape[-2] * values.shape[-1]).mean(0)
-    shells = shells.ravel()
-    return np.array([flat[shells == n].mean() for n in range(n_shells)])
-
-
 def bin_power(coefficients: np.ndarray) -> np.ndarray:
     """Connected power E|F - E F|^2 over the samples of each channel and low bin (docs/design.md §4).
 

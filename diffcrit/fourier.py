@@ -159,10 +159,6 @@ class LowBins:
     k2: torch.Tensor
     n_shells: int
 
-    def shell_k2(self) -> list[float]:
-        """Mean |k|^2 of each shell's bins (K,)."""
-        return [float(self.k2[self.shell == n].mean()) for n in range(self.n_shells)]
-
 
 def low_bins(height: int, width: int, n_shells: int) -> LowBins:
     """Every FFT bin of shells 0..K-1 of an (H, W) field, in FFT order."""
