@@ -449,7 +449,7 @@ def _shell_value(step: Mapping[str, Any], key: str, shell: int) -> Any:
 
 def _ci_half(step: Mapping[str, Any], shell: int) -> float | None:
     ci = _shell_value(step, "decided_ci95", shell)
-    return abs(ci[1] - ci[0]) / 2 if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci) else None
+    return _halfwidth(ci) if _is_interval(ci) else None
 
 
 def _bounded(s: Any) -> float | None:
@@ -461,16 +461,18 @@ def _marker_t(marker: Any) -> float | None:
     return float(marker["t"]) if isinstance(marker, Mapping) and _is_number(marker.get("t")) else None
 
 
+def _is_interval(ci: Any) -> bool:
+    return isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci)
+
+
 def _halfwidth(ci: Any) -> float:
-    if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci):
-        return abs(ci[1] - ci[0]) / 2
-    return 0.0
+    return abs(ci[1] - ci[0]) / 2 if _is_interval(ci) else 0.0
 
 
 def _t_with_ci(critical: Mapping[str, Any]) -> str:
     ci = critical.get("ci95")
     text = f"{critical['t']:.3f}"
-    if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci):
+    if _is_interval(ci):
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
     return text
 

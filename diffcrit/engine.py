@@ -525,14 +525,15 @@ def decision_shell(curves: Curves, bins: LowBins, requested: int | None = None) 
 
 def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | None) -> dict[str, float | None]:
     """Every marker on the steps in ``keep`` (the others are NaN for detection)."""
-    mask = lambda v: np.where(keep.reshape(-1, *([1] * (v.ndim - 1))), v, np.nan)  # noqa: E731
+    mask = lambda v: _on_steps(v, keep)  # noqa: E731
     pick = lambda v: None if shell is None else mask(v)[:, shell]  # noqa: E731
     return detection.find_markers(t, mask(curves.stiffness)[:, 0], mask(curves.xi_eq), mask(curves.xi_denoised),
                                   pick(curves.decided), pick(curves.unstable))
 
 
-def _masked(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    return np.where(keep, values, np.nan)
+def _on_steps(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """A per-step curve (S, ...) with NaN on the steps not in ``keep`` (S,)."""
+    return np.where(keep.reshape(-1, *([1] * (values.ndim - 1))), values, np.nan)
 
 
 def _widen(ci95: list[float] | None, bracket: tuple[float, float]) -> list[float]:
@@ -553,11 +554,11 @@ def bootstrap_curves(records: Records, directions: ProbeDirections, repeats: int
     return out
 
 
-def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resamples: list[Curves]) -> dict:
+def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resamples: list[Curves],
+                   keep: np.ndarray) -> dict:
     """docs/design.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
-    regime's primary marker (``detection.PRIMARY``), never a median of markers."""
+    regime's primary marker (``detection.PRIMARY``), never a median of markers. ``keep``: the consistent steps."""
     t = np.array([info.t for info in records.infos])
-    keep = consistent_steps(curves, records.coef_final.shape[0])
     shell = decision_shell(curves, records.bins, config.decision_shell)
     markers = markers_of(curves, t, keep, shell)
     draws = [markers_of(c, t, keep, shell) for c in resamples]
@@ -567,7 +568,7 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
             {"presence": None, "ci95": None, "modes": None}
         if name == detection.INSTABILITY_ONSET and value is not None:
             # the onset is known to lie between two probed steps: the interval holds that bracket too
-            bracket = detection.onset_bracket(t, _masked(curves.unstable[:, shell], keep))
+            bracket = detection.onset_bracket(t, _on_steps(curves.unstable[:, shell], keep))
             summary["ci95"] = _widen(summary.get("ci95"), bracket)
         blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
     primary = detection.PRIMARY[config.linearize_at]
@@ -598,12 +599,12 @@ def _band(resamples: list[Curves], name: str) -> np.ndarray | None:
         return np.moveaxis(np.nanpercentile(stack, [2.5, 97.5], axis=0), 0, -1)
 
 
-def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, side: int) -> dict:
-    """Total-variance consistency, the Tweedie check of the probed gains, and undefined or too long xi
-    (docs/design.md §4, §5)."""
+def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, keep: np.ndarray,
+                      side: int) -> dict:
+    """Total-variance consistency (``keep``: the consistent steps), the Tweedie check of the probed gains, and
+    undefined or too long xi (docs/design.md §4, §5)."""
     sigma = np.array([info.sigma for info in records.infos])
     varies = estimators.varying_shells(curves.power_final)
-    keep = consistent_steps(curves, records.coef_final.shape[0])
     # Expected gain of each probed direction (its channel and bin), averaged over the shell's directions.
     where = direction_bins(directions, records.bins)
     per_direction = estimators.tweedie_gain(curves.bins_denoised[:, where[0], where[1]],
@@ -679,11 +680,11 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     side = loaded.shape[-1]
     curves = compute_curves(records, directions)
     resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
-    critical = critical_block(records, config, curves, resamples)
+    consistent = consistent_steps(curves, records.coef_final.shape[0])
+    critical = critical_block(records, config, curves, resamples, consistent)
     decided_band, unstable_band = _band(resamples, "decided"), _band(resamples, "unstable")
     sigma = np.array([info.sigma for info in records.infos])
     gaussian = estimators.gaussian_stiffness(curves.power_final, sigma)
-    consistent = consistent_steps(curves, records.coef_final.shape[0])
     shell = directions.shell.numpy()
     steps = []
     for i, info in enumerate(records.infos):
@@ -721,7 +722,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
-        "diagnostics": diagnostics_block(records, directions, curves, side),
+        "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }
     theory = _theory_block(loaded, config, directions, records, curves, critical)
     if theory is not None:
