@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import diffcrit  # noqa: E402
 from diffcrit.checking import STATUS_FAIL, Tolerances, compare_results  # noqa: E402
+from diffcrit.config import AnalyzeConfig  # noqa: E402
 
 
 def run(cache: Path, model: str, **options) -> dict:
@@ -71,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["builtin:textures", "builtin:digits"])
     parser.add_argument("--ranges", type=int, default=6)
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=AnalyzeConfig().samples)
     parser.add_argument("--cache", type=Path, default=Path("bench/results/calibration-runs"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--skip-power", action="store_true")

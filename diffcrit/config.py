@@ -24,8 +24,9 @@ DTYPES = ("float32", "float16", "bfloat16")
 class AnalyzeConfig:
     # sampling
     steps: int = 50
-    # 64: the decision marker of builtin:textures moved by std 0.09 in t over 6 disjoint ranges (0.15 at 16)
-    samples: int = 64
+    # 128: over 6 disjoint ranges the decision marker moved by std 0.13 in t on builtin:digits (0.20 at 64;
+    # bench/results/calibration.json) and 0.09 on builtin:textures at 64 (0.15 at 16)
+    samples: int = 128
     seed: int = 0
     batch_size: int = 64
     # probing (docs/design.md §3)
@@ -41,6 +42,7 @@ class AnalyzeConfig:
     # detection (docs/design.md §6)
     bootstrap: int = 200
     decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
+    clones: int = 0  # branch steps with two stochastic clones per sample (clones.py); 0: none
     # model and device
     device: str = "auto"
     dtype: str = "float32"
@@ -66,6 +68,7 @@ class AnalyzeConfig:
         at_least("probe_batch", self.probe_batch, 1)
         at_least("probe_every", self.probe_every, 1)
         at_least("bootstrap", self.bootstrap, 0)
+        at_least("clones", self.clones, 0)
         if self.decision_shell is not None:
             at_least("decision_shell", self.decision_shell, 0)
             if self.decision_shell >= self.shells:

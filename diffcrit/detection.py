@@ -166,6 +166,30 @@ def onset_bracket(t: np.ndarray, unstable: np.ndarray) -> tuple[float, float]:
     return float(t[j - 1]), float(t[j])
 
 
+def extremum_bracket(t: np.ndarray, values: np.ndarray, sign: float, floor: float = 0.0) -> tuple[float, float]:
+    """(t, t) of the probed points either side of the interior extremum (``_interior_argextreme``): the
+    extremum of a curve with one extremum there lies between them, however coarse the probed steps."""
+    t, v = _valid(t, values)
+    i = _interior_argextreme(v, sign, floor)
+    assert i is not None, "no interior extremum"
+    return float(t[i - 1]), float(t[i + 1])
+
+
+def find_brackets(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, unstable: np.ndarray | None,
+                  markers: dict[str, float | None]) -> dict[str, tuple[float, float]]:
+    """The probed steps that bound each found probe-based marker (find_markers' ``markers``): the marker
+    lies between them, so its interval holds them (docs/design.md §6). The auto probe schedule
+    (schedule.py) shrinks the brackets of instability_onset and stiffness_zero to one step."""
+    out: dict[str, tuple[float, float]] = {}
+    if markers.get(INSTABILITY_ONSET) is not None and unstable is not None:
+        out[INSTABILITY_ONSET] = onset_bracket(t, unstable)
+    if markers.get(STIFFNESS_MIN) is not None:
+        out[STIFFNESS_MIN] = extremum_bracket(t, s_low, -1.0, STIFFNESS_DIP_FLOOR)
+    if markers.get(XI_EQ_PEAK) is not None:
+        out[XI_EQ_PEAK] = extremum_bracket(t, xi_eq, 1.0)
+    return out
+
+
 def find_markers(t: np.ndarray, s_low: np.ndarray, xi_eq: np.ndarray, xi_denoised: np.ndarray,
                  decided: np.ndarray | None = None, unstable: np.ndarray | None = None) -> dict[str, float | None]:
     """Every marker (t values or None); ``decided`` and ``unstable`` are the decision shell's curves."""

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import detection, estimators, schedule
+from . import clones, detection, estimators, schedule
 from .config import AnalyzeConfig, make_config
 from .denoisers import CallableDenoiser, select_cond
 from .distributed import GatheredStates, Ranks, current
@@ -124,6 +124,8 @@ class Records:
     probe_method: str = "none"
     probe_note: str | None = None
     schedule: dict = field(default_factory=dict)
+    branch_states: dict = field(default_factory=dict)  # --clones: {step: y (n, C, H, W)} while sampling
+    clones: dict | None = None  # the clones block (clones.measure)
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
 
     @classmethod
@@ -253,6 +255,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     records.trajectories = config.linearize_at == "trajectory"
     prober = Prober(loaded, config, directions, records, ranks)
     plan = _initial_plan(config, len(infos), records)
+    branches = set(clones.branch_steps(len(infos), config.clones))
     keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
     store = schedule.PointStore(len(infos), (config.probe_samples, *loaded.shape)) if keep_points else None
     try:
@@ -264,6 +267,8 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             _record_fields(records, y, d)
             if states is not None:
                 states.write(info, y, d)
+            if i in branches:
+                records.branch_states[i] = y.detach().float().cpu()
             records.seconds["sampling_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             points = _probe_points(config, loaded, y, mine, ranks)
@@ -277,6 +282,12 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             tick = time.perf_counter()
             _refine(prober, records, directions, store, callback)
             records.seconds["probing_s"] += time.perf_counter() - tick
+        if records.branch_states:
+            tick = time.perf_counter()
+            records.clones = clones.measure(loaded, config, infos, records.branch_states, mine, ranks, records.bins,
+                                            callback)
+            records.branch_states.clear()
+            records.seconds["clones_s"] = time.perf_counter() - tick
     finally:
         if store is not None:
             store.close()
@@ -288,7 +299,7 @@ def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[
     if config.probe_schedule == "every":
         records.schedule = {"mode": "every", "every": config.probe_every}
         return schedule.grid(n_steps, config.probe_every)
-    stride = config.probe_every if config.probe_every > 1 else schedule.coarse_stride(n_steps)
+    stride = config.probe_every if config.probe_every > 1 else schedule.coarse_stride(n_steps, config.linearize_at)
     records.schedule = {"mode": "auto", "coarse_stride": stride, "refined_steps": []}
     return schedule.grid(n_steps, stride)
 
@@ -330,12 +341,14 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             store: schedule.PointStore | None, callback: Callback) -> None:
     """Auto schedule, after sampling: probe the middles of the marker brackets until they are one step wide."""
     refined: list[int] = []
+    focus = _decision_steps(records, directions, prober.config) if records.trajectories else set()
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
         curves = compute_curves(records, directions)
         shell = decision_shell(curves, records.bins, prober.config.decision_shell)
         unstable = curves.unstable[:, shell] if shell is not None else None
-        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable))
+        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
+                                          schedule.REFINED[prober.config.linearize_at], focus))
         if not todo:
             break
         for i in todo:
@@ -346,6 +359,18 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             refined.append(i)
             callback(ProgressEvent(REFINING, i + 1, len(records.infos), sigma=info.sigma, t=info.t))
     records.schedule["refined_steps"] = sorted(refined)
+
+
+def _decision_steps(records: Records, directions: ProbeDirections, config: AnalyzeConfig) -> set[int]:
+    """The two steps around the ``decision`` marker (none when it is absent): known from the records alone."""
+    curves = compute_curves(records, directions)
+    shell = decision_shell(curves, records.bins, config.decision_shell)
+    t = np.array([info.t for info in records.infos])
+    value = markers_of(curves, t, consistent_steps(curves, records.coef_final.shape[0]), shell)[detection.DECISION]
+    if value is None:
+        return set()
+    before = int(np.flatnonzero(t >= value)[-1])  # t falls along generation
+    return {before, min(before + 1, len(t) - 1)}
 
 
 def _float_cond(cond: dict | None) -> dict | None:
@@ -523,12 +548,17 @@ def decision_shell(curves: Curves, bins: LowBins, requested: int | None = None) 
     return int(wide[0]) if wide.size else (int(narrow[0]) if narrow.size else None)
 
 
-def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | None) -> dict[str, float | None]:
-    """Every marker on the steps in ``keep`` (the others are NaN for detection)."""
+def _detected_curves(curves: Curves, keep: np.ndarray, shell: int | None) -> dict[str, np.ndarray | None]:
+    """The curves detection reads, on the steps in ``keep`` (the others NaN); decided and unstable at ``shell``."""
     mask = lambda v: _on_steps(v, keep)  # noqa: E731
     pick = lambda v: None if shell is None else mask(v)[:, shell]  # noqa: E731
-    return detection.find_markers(t, mask(curves.stiffness)[:, 0], mask(curves.xi_eq), mask(curves.xi_denoised),
-                                  pick(curves.decided), pick(curves.unstable))
+    return {"s_low": mask(curves.stiffness)[:, 0], "xi_eq": mask(curves.xi_eq), "xi_denoised": mask(curves.xi_denoised),
+            "decided": pick(curves.decided), "unstable": pick(curves.unstable)}
+
+
+def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | None) -> dict[str, float | None]:
+    """Every marker on the steps in ``keep`` (the others are NaN for detection)."""
+    return detection.find_markers(t, **_detected_curves(curves, keep, shell))
 
 
 def _on_steps(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -562,14 +592,15 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
     shell = decision_shell(curves, records.bins, config.decision_shell)
     markers = markers_of(curves, t, keep, shell)
     draws = [markers_of(c, t, keep, shell) for c in resamples]
+    detected = _detected_curves(curves, keep, shell)
+    # a probe-based marker is known to lie between two probed steps: its interval holds that bracket too
+    brackets = detection.find_brackets(t, detected["s_low"], detected["xi_eq"], detected["unstable"], markers)
     blocks: dict[str, dict | None] = {}
     for name, value in markers.items():
         summary = detection.summarize_bootstrap([d[name] for d in draws]) if draws else \
             {"presence": None, "ci95": None, "modes": None}
-        if name == detection.INSTABILITY_ONSET and value is not None:
-            # the onset is known to lie between two probed steps: the interval holds that bracket too
-            bracket = detection.onset_bracket(t, _on_steps(curves.unstable[:, shell], keep))
-            summary["ci95"] = _widen(summary.get("ci95"), bracket)
+        if name in brackets:
+            summary["ci95"] = _widen(summary.get("ci95"), brackets[name])
         blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
     primary = detection.PRIMARY[config.linearize_at]
     chosen = blocks[primary]
@@ -642,6 +673,13 @@ def diagnostics_block(records: Records, directions: ProbeDirections, curves: Cur
 
 
 # The Tweedie ratio is formed only where the expected gain is resolved.
+def _clones_block(block: dict | None, curves: Curves) -> dict | None:
+    """The clones' correlation beside the decided fraction at the same steps (None without --clones)."""
+    if block is None:
+        return None
+    return {**block, "decided": [curves.decided[s].tolist() for s in block["branch_steps"]]}
+
+
 TWEEDIE_MIN_GAIN = 0.05
 
 
@@ -722,6 +760,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
+        "clones": _clones_block(records.clones, curves),
         "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }
     theory = _theory_block(loaded, config, directions, records, curves, critical)

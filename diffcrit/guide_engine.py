@@ -61,7 +61,7 @@ class GuideConfig:
     batch_size: int = 64
     class_label: int | None = None
     classes: list[int] | None = None
-    analyze_samples: int = 64  # as analyze's default (config.AnalyzeConfig.samples)
+    analyze_samples: int = 128  # as analyze's default (config.AnalyzeConfig.samples)
     bootstrap: int = 2000
     device: str = "auto"
     dtype: str = "float32"

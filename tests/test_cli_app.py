@@ -57,9 +57,13 @@ def test_no_arguments_prints_help_on_stdout_and_exits_2():
     assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
 
 
-def test_shell_completion_completes_command_names():
+def test_shell_completion_completes_command_names(monkeypatch):
     """Typer's completion: the script for a shell, and the completions it asks the program for."""
-    script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="diffcrit")
+    import typer.completion
+
+    # --show-completion is a flag that detects the shell from the process tree: none under a detached job
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
+    script = CliRunner().invoke(app, ["--show-completion"], prog_name="diffcrit")
     assert script.exit_code == 0 and "_DIFFCRIT_COMPLETE=complete_bash" in script.stdout
     env = {"_DIFFCRIT_COMPLETE": "complete_bash", "COMP_WORDS": "diffcrit pl", "COMP_CWORD": "1"}
     completed = CliRunner().invoke(app, [], prog_name="diffcrit", env=env)

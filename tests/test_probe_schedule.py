@@ -11,37 +11,57 @@ from diffcrit import detection, schedule
 from diffcrit.cli import app
 
 
-def _markers(t, s_low, xi_eq, probed):
-    keep = np.full(len(t), np.nan)
-    keep[probed] = 0.0
-    return detection.find_markers(t, s_low + keep, xi_eq + keep, np.full(len(t), np.nan))
+def _on(values, probed):
+    known = np.full(len(values), np.nan)
+    known[sorted(probed)] = 0.0
+    return values + known
 
 
-def _refined(s_low, xi_eq, stride):
+def _markers(t, s_low, xi_eq, unstable, probed):
+    on = lambda v: _on(v, probed)  # noqa: E731
+    markers = detection.find_markers(t, on(s_low), on(xi_eq), np.full(len(t), np.nan), unstable=on(unstable))
+    return markers, detection.find_brackets(t, on(s_low), on(xi_eq), on(unstable), markers)
+
+
+def _refined(s_low, xi_eq, unstable, regime):
     """Run the auto schedule on known dense curves: coarse grid, then refinement until it stops."""
-    n = len(s_low)
-    probed = set(schedule.grid(n, stride))
+    probed = set(schedule.grid(len(s_low), schedule.coarse_stride(len(s_low), regime)))
     while True:
-        known = np.full(n, np.nan)
-        known[sorted(probed)] = 0.0
-        todo = schedule.refinement(sorted(probed), s_low + known, xi_eq + known)
+        todo = schedule.refinement(sorted(probed), _on(s_low, probed), _on(xi_eq, probed), _on(unstable, probed),
+                                   schedule.REFINED[regime])
         if not todo:
             return sorted(probed)
         probed |= todo
 
 
+PROBE_BASED = (detection.INSTABILITY_ONSET, detection.STIFFNESS_ZERO, detection.STIFFNESS_MIN, detection.XI_EQ_PEAK)
+
+
+@pytest.mark.parametrize("regime", ["trajectory", "zero"])
 @pytest.mark.parametrize("seed", range(40))
-def test_refinement_reproduces_dense_markers_on_smooth_curves(seed):
-    """A dip of s(k=0) (crossing or not) and a bump of xi_eq anywhere: the markers equal dense probing's."""
+def test_refinement_reproduces_dense_refined_markers_and_brackets_the_others(seed, regime):
+    """A dip of s(k=0) (crossing or not), a bump of xi_eq and an instability onset anywhere: each marker the
+    regime refines equals dense probing's (along trajectories a dip below 0 narrower than the sparse stride
+    may be missed, never misplaced); every other one found has the dense value inside its bracket."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(20, 200))
     t = np.linspace(6.0, 0.0, n)
     centre, width = rng.uniform(0.5, 5.5), rng.uniform(0.6, 2.0)
     s_low = 1.0 - rng.uniform(0.3, 1.5) * np.exp(-((t - centre) / width) ** 2)
     xi_eq = 1.0 + rng.uniform(1, 5) * np.exp(-((t - centre - rng.uniform(-0.3, 0.3)) / width) ** 2)
-    probed = _refined(s_low, xi_eq, schedule.coarse_stride(n))
-    assert _markers(t, s_low, xi_eq, probed) == _markers(t, s_low, xi_eq, list(range(n)))
-    assert len(probed) < 0.5 * n or n < 40
+    unstable = np.where(t < rng.uniform(0.5, 5.5), rng.uniform(0.1, 1.0, n), 0.0)
+    probed = _refined(s_low, xi_eq, unstable, regime)
+    auto, brackets = _markers(t, s_low, xi_eq, unstable, probed)
+    dense, _ = _markers(t, s_low, xi_eq, unstable, range(n))
+    assert dense[detection.INSTABILITY_ONSET] is not None
+    for name in PROBE_BASED:
+        if name in schedule.REFINED[regime]:
+            missed = regime == "trajectory" and name == detection.STIFFNESS_ZERO and auto[name] is None
+            assert auto[name] == dense[name] or missed, name
+        elif auto[name] is not None and dense[name] is not None:
+            low, high = sorted(brackets[name])
+            assert low <= dense[name] <= high, name
+    assert len(probed) < (0.5 if regime == "zero" else 0.3) * n or n < 40
 
 
 def test_no_refinement_of_a_flat_stiffness_curve_or_a_one_point_xi_eq():
@@ -52,12 +72,14 @@ def test_no_refinement_of_a_flat_stiffness_curve_or_a_one_point_xi_eq():
     s_low[probed] = 2e-4 + 2e-4 * rng.standard_normal(len(probed)).clip(-0.9, 0.9)  # round-off, never below -res
     xi_eq[n - 1] = 0.5  # defined at the last step only
     assert schedule.refinement(probed, s_low, xi_eq) == set()
-    s_low[20] = -2e-3  # a resolved dip (and crossing): refined on both sides
+    s_low[20] = -2e-3  # a resolved dip (and crossing): refined on both sides at y = 0, the crossing only else
     assert {17, 18, 22, 23} & schedule.refinement(probed, s_low, xi_eq)
+    assert schedule.refinement(probed, s_low, xi_eq, markers=schedule.REFINED["trajectory"]) == {17}
 
 
 def test_coarse_stride_is_chosen_from_the_step_count():
-    assert [schedule.coarse_stride(s) for s in (2, 12, 24, 50, 100, 1000)] == [2, 2, 2, 5, 9, 84]
+    assert [schedule.coarse_stride(s) for s in (2, 12, 24, 50, 100, 1000)] == [2, 2, 4, 9, 17, 167]
+    assert [schedule.coarse_stride(s, "zero") for s in (2, 12, 24, 50, 100, 1000)] == [2, 2, 2, 5, 9, 84]
     assert schedule.grid(10, 4) == {0, 4, 8, 9}
 
 
@@ -74,12 +96,20 @@ def test_auto_matches_dense_on_the_mixture(spec, options):
     dense, dense_c = _critical(spec, probe_schedule="every", bootstrap=50, **options)
     auto, auto_c = _critical(spec, probe_schedule="auto", bootstrap=50, **options)
     assert dense_c["found"] and auto_c["found"]
-    assert auto_c["markers"] == dense_c["markers"]  # each marker from the same adjacent steps
+    refined = schedule.REFINED[options.get("linearize_at", "trajectory")]
+    for name, marker in auto_c["markers"].items():
+        dense_marker = dense_c["markers"][name]
+        if name in PROBE_BASED and name not in refined:  # read off the coarse steps: dense value in the interval
+            if marker is not None and dense_marker is not None:
+                assert marker["ci95"][0] - 1e-9 <= dense_marker["t"] <= marker["ci95"][1] + 1e-9, name
+        else:  # from the same adjacent steps (decision and xi_growth need no probes)
+            assert marker == dense_marker, name
     lo, hi = dense_c["ci95"] or (dense_c["t"], dense_c["t"])
     assert lo - 1e-9 <= auto_c["t"] <= hi + 1e-9
     assert auto["probe"]["probed_steps"] < 0.6 * dense["probe"]["probed_steps"]
     schedule_block = auto["probe"]["schedule"]
-    assert schedule_block["mode"] == "auto" and schedule_block["coarse_stride"] == schedule.coarse_stride(40)
+    assert schedule_block["mode"] == "auto" and schedule_block["coarse_stride"] == \
+        schedule.coarse_stride(40, options.get("linearize_at", "trajectory"))
     probed = [s["index"] for s in auto["steps"] if s["probed"]]
     for step, dense_step in zip(auto["steps"], dense["steps"], strict=True):  # probed steps carry the dense values
         if step["probed"]:

@@ -12,11 +12,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
                            TimeRemainingColumn)
 from rich.table import Table
 
-from ..progress import GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..progress import CLONING, GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 
 
 # What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
-STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", GUIDE: "arm"}
+STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm"}
 
 
 @contextlib.contextmanager

@@ -38,13 +38,17 @@ def analyze(
         help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the "
         "steps that decide each marker, from kept probe points (no resampling).")] = "auto",
     probe_every: Annotated[int, typer.Option(
-        help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/12).")] = 1,
+        help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/6 along "
+        "trajectories, steps/12 at y = 0).")] = 1,
     fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
     decision_shell: Annotated[Optional[int], typer.Option(
         help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT "
         "bins; docs/design.md §6).")] = None,
+    clones: Annotated[int, typer.Option(
+        help="Branch steps at which every sample is continued twice with fresh noise; the clones' correlation "
+        "measures the decided fraction directly (costs about this many times the sampling; 0: off).")] = 0,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
@@ -83,7 +87,7 @@ def analyze(
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
                    probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
-                   decision_shell=decision_shell,
+                   decision_shell=decision_shell, clones=clones,
                    device=device, dtype=dtype, class_label=class_label, prompt=prompt, scheduler=scheduler,
                    prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)

@@ -58,7 +58,7 @@ def guide(
     batch_size: Annotated[int, typer.Option(
         help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
     analyze_samples: Annotated[int, typer.Option(
-        help="Samples for measuring t_c when no --critical-from is given.")] = 64,
+        help="Samples for measuring t_c when no --critical-from is given.")] = 128,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
     suggest: Annotated[bool, typer.Option(
