@@ -311,8 +311,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                    t_grid: np.ndarray, critical: dict | None, scorer: alignment.Scorer | None,
                    metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor,
                    left_out: list[str] = ()) -> dict:
-    from . import __version__
-    from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, environment, now_iso
+    from .report import clean, environment, header
 
     t_range = (float(t_grid.min()), float(t_grid.max()))
     treatment = arms[0]
@@ -337,11 +336,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     if critical is not None:
         critical_block = {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0}
     document = {
-        "schema_version": SCHEMA_VERSION, "kind": "guide", "diffcrit_version": __version__, "created": now_iso(),
-        "model": {**loaded.info, "guidance": guidance.describe()},
-        "config": config.to_dict(),
-        "environment": environment(loaded.device, "none", config.dtype),
-        "time_convention": TIME_CONVENTION,
+        **header("guide", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype)),
         "critical": critical_block,
         "window_width_t": width,
         "guidance_scale": config.scale,
@@ -370,8 +366,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
             load_options: LoadOptions | None = None, **options: Any) -> dict:
     """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices
     of the model's scheduler at ``steps``, with the evidence it came from."""
-    from . import __version__
-    from .report import SCHEMA_VERSION, clean, environment, now_iso
+    from .report import clean, environment, header
 
     config = make_guide_config(**options)
     loaded, guidance = load_guided_model(model, config, load_options)
@@ -391,9 +386,8 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     if (t_lo, t_hi) != (lo, hi):
         notes.append("the window was clipped to the sampled range")
     document = {
-        "schema_version": SCHEMA_VERSION, "kind": "guide-suggestion", "diffcrit_version": __version__,
-        "created": now_iso(), "model": {**loaded.info, "guidance": guidance.describe()}, "config": config.to_dict(),
-        "environment": environment(loaded.device, "none", config.dtype),
+        **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype), time_convention=False),
         "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
         "window_width_t": config.width,
         "interval": {
