@@ -32,11 +32,11 @@ from . import alignment
 from .config import at_least, build_config
 from .distributed import current
 from .report import write_document
-from .errors import ConditioningError, ModelOutputError, UserError, shorten
+from .errors import ConditioningError, ModelOutputError, UserError
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
-from .loading import LoadedModel, LoadOptions, load_model
+from .loading import LoadedModel, LoadOptions, download, load_model
 from .progress import Callback, ignore
 from .sampling import SchedulerStepper, StepInfo
 
@@ -126,7 +126,7 @@ def load_guided_model(model: Any, config: GuideConfig,
     except ConditioningError:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
     guidance = class_guidance(loaded)
-    if "scheduler" not in loaded.extras:
+    if loaded.scheduler is None:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} has no diffusers scheduler")
     return loaded, guidance
 
@@ -143,7 +143,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
-    return SchedulerStepper(loaded.extras["scheduler"], loaded.denoiser, steps).infos
+    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps).infos
 
 
 def critical_from_file(path: Path | str) -> dict:
@@ -181,7 +181,7 @@ def measure_critical(model: Any, config: GuideConfig, target: int, load_options:
 def latent_decoder(loaded: LoadedModel,
                    load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
-    root = loaded.extras.get("root")
+    root = loaded.root
     index = Path(root) / "model_index.json" if root is not None else None
     if index is None or not index.is_file() or "vae" not in json.loads(index.read_text()):
         return None
@@ -204,14 +204,8 @@ def latent_decoder(loaded: LoadedModel,
 
 
 def _download_vae(repo_id: str, options: LoadOptions) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=["vae/*"],
-                                      local_files_only=options.offline)) / "vae"
-    except Exception as err:  # hub errors come in many types
-        raise UserError(f"cannot get the VAE of {repo_id} to decode samples for scoring: {shorten(str(err), 160)}",
-                        "run without a classifier, or make the VAE available (--offline needs a cached copy)") from None
+    return download(repo_id, options, ["vae/*"], f"cannot get the VAE of {repo_id} to decode samples for scoring",
+                    "run without a classifier, or make the VAE available (--offline needs a cached copy)") / "vae"
 
 
 def decode_all(samples: torch.Tensor, decode: Callable | None, batch_size: int) -> torch.Tensor:
@@ -231,7 +225,7 @@ def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
     """``--classifier``, else the classifier shipped in the pipeline folder (built-ins), else None."""
     if classifier is not None:
         return alignment.load_scorer(classifier, loaded.device, label_map)
-    root = loaded.extras.get("root")
+    root = loaded.root
     if root is not None and (Path(root) / "classifier" / "config.json").is_file():
         return alignment.load_scorer(Path(root) / "classifier", loaded.device, label_map)
     return None
