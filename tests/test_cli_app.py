@@ -174,3 +174,29 @@ def test_help_check_and_plot_do_not_import_torch(tmp_path):
     report = json.loads(done.stdout.splitlines()[-1])
     assert report == {"codes": [0, 0, 0], "heavy": [], "public": True}, report
     assert figure.stat().st_size > 0
+
+
+def test_the_runtime_never_imports_training():
+    """Training may import the runtime, not the other way round: no module outside diffcrit/training
+    imports it (absolute or relative), at the top or inside a function."""
+    import ast
+
+    package = ROOT / "diffcrit"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).parts
+        if parts[0] == "training":
+            continue
+        owner = ["diffcrit", *parts[:-1]]  # the package a relative import starts from
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                anchor = owner[: len(owner) - node.level + 1] if node.level else []
+                target = ".".join([*anchor, *filter(None, [node.module])])
+                names = [target] + [f"{target}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name == "diffcrit.training" or name.startswith("diffcrit.training.") for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
