@@ -320,3 +320,19 @@ def test_sparkline_missing_flat_and_shared_scale():
     assert sparkline(np.array([0.0, 1.0], dtype=np.float32), width=4) == BLOCKS[0] + BLOCKS[-1]
     with pytest.raises(ValueError):
         sparkline([1.0], width=0)
+
+
+def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
+    import torch
+
+    from diffcrit.plotting import image_grid, tiles
+
+    images = torch.stack([torch.full((1, 2, 3), v) for v in (-1.0, 0.0, 1.0)])  # black, mid grey, white
+    grid = np.asarray(image_grid(tiles(images), cols=2))
+    assert grid.shape == (2 * 4, 2 * 5)  # 2 x 2 cells of (2 + 2) x (3 + 2) pixels, grey
+    assert (grid[1:3, 1:4] == 0).all() and (grid[1:3, 6:9] == 128).all() and (grid[5:7, 1:4] == 255).all()
+    framed = grid.copy()
+    framed[1:3, 1:4] = framed[1:3, 6:9] = 255
+    assert (framed == 255).all()  # frames and the fourth, empty cell are white
+    rgb = image_grid(tiles(torch.zeros(2, 3, 4, 4)), cols=2)
+    assert rgb.mode == "RGB" and rgb.size == (12, 6)
