@@ -38,7 +38,8 @@ def by_name(outcomes) -> dict:
 
 
 def test_factory_results_are_schema_valid():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
+
     schema = json.loads(SCHEMA.read_text())
     for doc in (make_analyze_result(1.5), make_analyze_result(0.8, probe_every=3, ci_halfwidth=None, noise=0.05)):
         jsonschema.validate(doc, schema)

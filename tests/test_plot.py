@@ -21,12 +21,31 @@ from result_factory import MARKER_NAMES, import_cli, make_analyze_result, make_g
 EXPECTED_HW = (round(FIGSIZE_IN[1] * DPI), round(FIGSIZE_IN[0] * DPI))
 
 
-def assert_drawn_png(path):
+# Share of coloured pixels (curves, bands, heat maps: axes, ticks and text are black or grey) a figure
+# with its data drawn holds at least; a figure of the same document with every series set to null
+# has 0.0007 (analyze), the documents here 0.006 - 0.09 (analyze) and 0.0024 (guide, scored).
+DRAWN = {"analyze": 0.003, "guide": 0.001, "text": 0.0}
+
+
+def assert_drawn_png(path, drawn: str = "analyze"):
+    """The PNG has the set size, is not blank, and holds coloured data (``DRAWN[drawn]``)."""
     image = imread(path)
     assert image.shape[:2] == EXPECTED_HW
-    gray = image[..., :3].mean(axis=-1)
-    assert (gray < 0.9).mean() > 0.01, "the figure is blank"
+    rgb = image[..., :3]
+    assert (rgb.mean(axis=-1) < 0.9).mean() > 0.01, "the figure is blank"
+    coloured = (rgb.max(axis=-1) - rgb.min(axis=-1) > 0.25).mean()
+    assert coloured >= DRAWN[drawn], f"no data drawn: {coloured:.4f} of the pixels are coloured"
     return image
+
+
+def test_a_figure_without_data_fails_the_drawn_check(tmp_path):
+    doc = make_analyze_result(1.5)
+    nulled = ("xi_state", "xi_denoised", "stiffness", "stiffness_sem", "xi_eq", "decided", "decided_ci95",
+              "unstable_fraction", "unstable_fraction_ci95", "structure_state", "structure_denoised",
+              "gaussian_stiffness", "point_stiffness", "r", "kappa")
+    doc["steps"] = [{**s, **{k: None for k in nulled if k in s}} for s in doc["steps"]]
+    with pytest.raises(AssertionError, match="no data drawn"):
+        assert_drawn_png(plot_results([doc], tmp_path / "empty.png"))
 
 
 @pytest.mark.parametrize("kind", ["analyze", "analyze-overlay", "guide", "guide-unscored"])
@@ -38,7 +57,7 @@ def test_each_kind_of_result_draws(tmp_path, kind):
         "guide-unscored": [make_guide_result(scored=False)],
     }[kind]
     out = plot_results(docs, tmp_path / f"{kind}.png")
-    assert_drawn_png(out)
+    assert_drawn_png(out, {"guide": "guide", "guide-unscored": "text"}.get(kind, "analyze"))
 
 
 def test_vector_formats(tmp_path):
