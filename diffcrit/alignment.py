@@ -225,7 +225,7 @@ def bootstrap_mean_ci(values: np.ndarray, repeats: int, seed: int, level: float 
     if values.size == 1:  # scipy needs two observations; every resample of one value is that value
         return float(values[0]), float(values[0])
     ci = bootstrap((values,), np.mean, n_resamples=repeats, confidence_level=level, method="percentile",
-                   rng=np.random.default_rng(seed), vectorized=True, batch=256).confidence_interval
+                   random_state=np.random.default_rng(seed), vectorized=True, batch=256).confidence_interval
     return float(ci.low), float(ci.high)
 
 

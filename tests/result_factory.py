@@ -165,10 +165,3 @@ def with_changes(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(doc)
     out.update(changes)
     return out
-
-
-def import_cli():
-    """``diffcrit.cli._app`` with every command registered (a package that cannot be imported fails here)."""
-    from diffcrit.cli import _app
-
-    return _app

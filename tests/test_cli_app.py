@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit.builtins import DEFAULT_MODEL, entries
-from diffcrit.cli import app
+from cli_checks import run
 from result_factory import make_analyze_result
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    return CliRunner().invoke(app, list(args))
 
 
 def test_version_prints_the_package_version_on_stdout():
@@ -59,10 +54,10 @@ def test_no_arguments_prints_help_on_stdout_and_exits_2():
 
 def test_shell_completion_completes_command_names():
     """Typer's completion: the script for a shell, and the completions it asks the program for."""
-    script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="diffcrit")
+    script = run("--show-completion", "bash", prog_name="diffcrit")
     assert script.exit_code == 0 and "_DIFFCRIT_COMPLETE=complete_bash" in script.stdout
     env = {"_DIFFCRIT_COMPLETE": "complete_bash", "COMP_WORDS": "diffcrit pl", "COMP_CWORD": "1"}
-    completed = CliRunner().invoke(app, [], prog_name="diffcrit", env=env)
+    completed = run(prog_name="diffcrit", env=env)
     assert completed.exit_code == 0 and completed.stdout.split() == ["plot"]
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from typer.testing import CliRunner
 
 from diffcrit.errors import UserError
 from diffcrit.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
 from diffcrit.sparkline import BLOCKS, sparkline
-from cli_checks import one_line_error
-from result_factory import MARKER_NAMES, import_cli, make_analyze_result, make_guide_result, with_changes
+from cli_checks import one_line_error, run
+from result_factory import MARKER_NAMES, make_analyze_result, make_guide_result, with_changes
 
 EXPECTED_HW = (round(FIGSIZE_IN[1] * DPI), round(FIGSIZE_IN[0] * DPI))
 
@@ -90,18 +89,17 @@ def test_sigma_axis_is_the_inverse_of_t():
 
 
 def test_cli_plot_writes_the_figure(tmp_path):
-    app = import_cli().app
     paths = []
     for name, doc in (("baseline", make_analyze_result(1.5)), ("candidate", make_analyze_result(1.9))):
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(doc))
     out = tmp_path / "compare.png"
-    res = CliRunner().invoke(app, ["plot", *map(str, paths), "-o", str(out)])
+    res = run("plot", *paths, "-o", out)
     assert res.exit_code == 0, res.output
     assert_drawn_png(out)
-    missing = CliRunner().invoke(app, ["plot", str(tmp_path / "nope.json"), "-o", str(out)])
+    missing = run("plot", tmp_path / "nope.json", "-o", out)
     assert missing.exit_code == 2 and "does not exist" in missing.output
-    bad = CliRunner().invoke(app, ["plot", str(paths[0]), "-o", str(tmp_path / "x.gif")])
+    bad = run("plot", paths[0], "-o", tmp_path / "x.gif")
     assert bad.exit_code == 2 and "figure format" in bad.output
 
 
@@ -116,7 +114,7 @@ def test_cli_plot_reads_what_check_reads(tmp_path, make_doc, fragments):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(make_doc()))
     out = tmp_path / "r.png"
-    one_line_error(CliRunner().invoke(import_cli().app, ["plot", str(path), "-o", str(out)]), *fragments)
+    one_line_error(run("plot", path, "-o", out), *fragments)
     assert not out.exists()
 
 

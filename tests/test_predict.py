@@ -8,20 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import diffcrit
 import diffcrit.cli.predict  # noqa: F401  (registers `predict` on the app)
 from diffcrit import predict as library
 from diffcrit.builtins.patch import PatchModel
-from diffcrit.cli import app
 from diffcrit.datasets import open_data
-
-runner = CliRunner()
-
+from cli_checks import run
 
 def run_cli(*args: str):
-    return runner.invoke(app, ["predict", *args, "--quiet"])
+    return run("predict", *args, "--quiet")
 
 
 def known_covariance_data(n: int = 600, side: int = 6, spike: float = 37.5, seed: int = 0) -> tuple[np.ndarray, float]:

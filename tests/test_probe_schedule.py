@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit import detection, schedule
-from diffcrit.cli import app
+from cli_checks import run
 
 
 def _markers(t, s_low, xi_eq, probed):
@@ -111,9 +110,9 @@ def test_auto_does_not_change_the_trajectory(ddpm_folder, tmp_path):
 def test_cli_probe_schedule_option():
     base = ["analyze", "--model", "builtin:mixture?size=8", "--steps", "12", "--samples", "2", "--bootstrap", "0",
             "--quiet"]
-    ok = CliRunner().invoke(app, base + ["--probe-schedule", "auto"])
+    ok = run(*base, "--probe-schedule", "auto")
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.stdout)
     assert doc["config"]["probe_schedule"] == "auto" and doc["probe"]["schedule"]["mode"] == "auto"
-    bad = CliRunner().invoke(app, base + ["--probe-schedule", "sometimes"])
+    bad = run(*base, "--probe-schedule", "sometimes")
     assert bad.exit_code == 2 and "probe_schedule must be one of auto, every" in bad.output

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
 import diffcrit  # noqa: E402
-from diffcrit.cli import app  # noqa: E402
 from tiny_models import save_sd_pipeline  # noqa: E402
+from cli_checks import run  # noqa: E402
 
 FAST = dict(steps=5, samples=2, probe_samples=1, directions=1, shells=2, bootstrap=0)
 
@@ -45,7 +44,7 @@ def test_prompt_embeddings_match_the_text_encoder(sd_folder):
 
 
 def test_text_model_without_prompt_is_exit_2(sd_folder):
-    result = CliRunner().invoke(app, ["analyze", "--model", str(sd_folder), "--steps", "3", "--quiet"])
+    result = run("analyze", "--model", sd_folder, "--steps", "3", "--quiet")
     assert result.exit_code == 2 and "--prompt" in result.output
 
 

@@ -9,6 +9,9 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMPipeline, DDPMScheduler
                        UNet2DConditionModel, UNet2DModel)
 
 
+CLASSES = 4  # the class-conditional tiny UNet: num_class_embeds = CLASSES + 1, null id CLASSES (the last)
+
+
 def tiny_unet(num_class_embeds: int | None = None, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
     return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
