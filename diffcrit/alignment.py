@@ -41,7 +41,7 @@ METRIC_TOP1 = "top1"
 METRIC_NAMES = (METRIC_TARGET_PROB, METRIC_TOP1)
 EFFECT_SIZE = "matched-pairs rank-biserial correlation (Kerby 2014): (R+ - R-) / (R+ + R-) over non-zero differences"
 TEST = "Wilcoxon signed-rank, two-sided (scipy.stats.wilcoxon, zero_method='wilcox'); p = 1 when every difference is 0"
-CI = "percentile bootstrap over samples (pairs for differences)"
+CI = "percentile bootstrap over samples (pairs for differences)"  # scipy.stats.bootstrap, method="percentile"
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,18 +211,22 @@ def logits_to_metrics(logits: torch.Tensor, target_index: np.ndarray) -> dict[st
 
 
 def bootstrap_mean_ci(values: np.ndarray, repeats: int, seed: int, level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile-bootstrap interval of the mean of ``values`` (N,); None with no repeats."""
+    """Percentile-bootstrap interval of the mean of ``values`` (N,); None with no repeats.
+
+    ``scipy.stats.bootstrap`` with ``method="percentile"``: ``repeats`` resamples of the N values with
+    replacement (generator ``np.random.default_rng(seed)``, batches of 256), the central ``level``
+    interval of their means. One value: its interval is the value itself.
+    """
+    from scipy.stats import bootstrap
+
     values = np.asarray(values, dtype=float)
     if repeats <= 0 or values.size == 0:
         return None
-    rng = np.random.default_rng(seed)
-    means = np.empty(repeats)
-    for lo in range(0, repeats, 256):  # chunks bound memory at 256 x N
-        idx = rng.integers(0, values.size, (min(256, repeats - lo), values.size))
-        means[lo: lo + len(idx)] = values[idx].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    if values.size == 1:  # scipy needs two observations; every resample of one value is that value
+        return float(values[0]), float(values[0])
+    ci = bootstrap((values,), np.mean, n_resamples=repeats, confidence_level=level, method="percentile",
+                   random_state=np.random.default_rng(seed), vectorized=True, batch=256).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def wilcoxon_p(diffs: np.ndarray) -> float:

@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .builtins import CHECKPOINTS
 from .errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -167,7 +169,7 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
     try:
         entry, options = builtins.parse_spec(spec)
     except UserError:
-        if "?" in spec or _recipe(name, required=False) is None:  # trained built-ins take no options
+        if "?" in spec or name not in TRAINING_DATA:  # trained built-ins take no options
             raise
         entry, options = None, {}
     if entry is None or entry.factory is None:
@@ -189,31 +191,116 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
                     "use patch, mixture, gaussian or a trained built-in")
 
 
-def _recipe(name: str, required: bool = True) -> dict | None:
-    try:
-        from .training.train import RECIPES
-    except ImportError as err:
-        if not required:
-            return None
-        raise UserError(f"builtin:{name}: its training data needs diffcrit.training, which cannot be imported ({err})",
-                        "reinstall diffcrit with its [train] extra") from None
-    return RECIPES.get(name)
-
-
 def _training_data(spec: str, name: str) -> DataSource:
-    """The training data of a trained built-in checkpoint, rebuilt by ``diffcrit.training``."""
-    recipe = _recipe(name)
+    """The training data of a trained built-in checkpoint, rebuilt from its recipe (``TRAINING_DATA``)."""
+    recipe = TRAINING_DATA.get(name)
     if recipe is None:
-        raise UserError(f"builtin:{name} has no training recipe in diffcrit.training")
-    from .training.train import build_dataset
-
+        raise UserError(f"builtin:{name} has no training data recipe")
     try:
-        images, _ = build_dataset(recipe["data"])
+        images, _ = build_dataset(recipe)
     except ImportError as err:
         raise UserError(f"builtin:{name}: building its training data needs {err.name or err}",
                         "pip install 'diffcrit[train]'") from None
-    return _array_source(spec, "builtin", images, {"data": recipe["data"].get("source", "training data"),
-                                                   "builder": recipe["data"]["builder"]})
+    return _array_source(spec, "builtin", images, {"data": recipe.get("source", "training data"),
+                                                   "builder": recipe["builder"]})
 
 
-__all__ = ["DataSource", "open_data", "read_image", "gaussian_draws"]
+# --- the training sets of the built-in checkpoints ---------------------------------------------
+# Every builder is a pure, deterministic function returning ``(images, labels)``: images float32
+# NCHW with C = 1, values in [-1, 1]; labels int64 (N,), class ids 0..n_classes-1. The null class
+# used for classifier-free guidance (id n_classes) never appears in the data. ``diffcrit.training``
+# trains on them; ``predict --data builtin:NAME`` reads them.
+
+DIGIT_CLASSES = CHECKPOINTS["digits"]["classes"]
+TEXTURE_CLASSES = CHECKPOINTS["textures"]["classes"]
+
+# name -> the builder, its keyword arguments and where the data come from (train_config.json "data").
+TRAINING_DATA: dict[str, dict[str, Any]] = {
+    "digits": {"builder": "digits_dataset", "kwargs": {"size": 16},
+               "source": "sklearn.datasets.load_digits (1797 8x8 images, 0..16), bilinear "
+                         "upsampling to 16x16, scaled to [-1, 1]"},
+    "textures": {"builder": "textures_dataset",
+                 "kwargs": {"n_per_class": 4096, "size": 32, "rows": [0.0, 1.0], "seed": 0, "downscale": 2},
+                 "source": "skimage.data brick, grass, gravel (512x512 grayscale photos), "
+                           "2x box-downscaled to 256x256, random 32x32 crops with random "
+                           "flips, scaled to [-1, 1]"},
+}
+
+
+def digits_dataset(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), bilinearly upsampled to
+    ``size`` x ``size`` and scaled to [-1, 1]. Returns (N,1,size,size) float32, (N,) int64."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32)).unsqueeze(1) / 16.0  # [0, 1]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x * 2.0 - 1.0).clamp(-1.0, 1.0)
+    return x.contiguous(), torch.from_numpy(bunch.target.astype(np.int64))
+
+
+def texture_images(downscale: int = 2) -> list[torch.Tensor]:
+    """The scikit-image texture photos in TEXTURE_CLASSES order, grayscale, (H, W) float32 in
+    [-1, 1], box-averaged by ``downscale`` (512 -> 256 px) so a 32 px crop holds a few texels."""
+    import skimage.data
+
+    out = []
+    for name in TEXTURE_CLASSES:
+        img = torch.from_numpy(getattr(skimage.data, name)().astype(np.float32))[None, None]
+        img = F.avg_pool2d(img, downscale) if downscale > 1 else img
+        out.append((img[0, 0] / 127.5 - 1.0).clamp(-1.0, 1.0))
+    return out
+
+
+def random_crops(
+    image: torch.Tensor, n: int, size: int, rows: tuple[float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` random ``size`` x ``size`` crops (n,1,size,size) whose rows lie wholly inside the
+    fraction band ``rows`` of the image height, each flipped left-right / up-down at random."""
+    h, w = image.shape
+    top_lo, top_hi = int(rows[0] * h), int(rows[1] * h) - size
+    if top_hi < top_lo:
+        raise ValueError(f"row band {rows} is thinner than the crop size {size}")
+    tops = torch.randint(top_lo, top_hi + 1, (n,), generator=generator)
+    lefts = torch.randint(0, w - size + 1, (n,), generator=generator)
+    flips = torch.randint(0, 2, (n, 2), generator=generator).bool()
+    crops = []
+    for top, left, (flip_w, flip_h) in zip(tops.tolist(), lefts.tolist(), flips.tolist(), strict=True):
+        c = image[top : top + size, left : left + size]
+        c = c.flip(1) if flip_w else c
+        c = c.flip(0) if flip_h else c
+        crops.append(c)
+    return torch.stack(crops).unsqueeze(1).contiguous()
+
+
+def textures_dataset(
+    n_per_class: int = 2048,
+    size: int = 32,
+    rows: tuple[float, float] = (0.0, 1.0),
+    seed: int = 0,
+    downscale: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grayscale ``size`` x ``size`` crops of the bundled texture photos (brick, grass, gravel),
+    class = texture. ``rows`` restricts crops to a horizontal band of each photo, so a
+    classifier can be tested on pixels it never saw (train (0, 0.75), held out (0.75, 1)).
+    Returns (3*n_per_class,1,size,size) float32 in [-1, 1], (3*n_per_class,) int64."""
+    g = torch.Generator().manual_seed(seed)
+    images = texture_images(downscale)
+    xs = [random_crops(img, n_per_class, size, rows, g) for img in images]
+    ys = [torch.full((n_per_class,), k, dtype=torch.int64) for k in range(len(images))]
+    return torch.cat(xs), torch.cat(ys)
+
+
+BUILDERS = {"digits_dataset": digits_dataset, "textures_dataset": textures_dataset}
+
+
+def build_dataset(data_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call the named builder (``BUILDERS``) with its kwargs: a ``TRAINING_DATA`` entry."""
+    kwargs = dict(data_cfg["kwargs"])
+    if "rows" in kwargs:
+        kwargs["rows"] = tuple(kwargs["rows"])
+    return BUILDERS[data_cfg["builder"]](**kwargs)
+
+
+__all__ = ["TRAINING_DATA", "DataSource", "build_dataset", "digits_dataset", "gaussian_draws", "open_data",
+           "read_image", "textures_dataset"]

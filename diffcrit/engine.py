@@ -41,7 +41,7 @@ from .fourier import (LowBins, ProbeDirections, direction_bins, low_bins, plane_
 from .loading import LoadedModel, LoadOptions, load_model
 from .probes import FORWARD_AD_ERRORS, mode_gains
 from .progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
-from .report import SCHEMA_VERSION, TIME_CONVENTION, Result, clean, environment, now_iso
+from .report import Result, clean, environment, header
 from .sampling import StepInfo, nonfinite_output_error, per_sample_noise
 from .states import check_samples_path, check_states_target, open_states, save_samples
 
@@ -713,8 +713,6 @@ def _theory_block(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeD
 
 
 def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records) -> dict:
-    from . import __version__
-
     side = loaded.shape[-1]
     curves = compute_curves(records, directions)
     resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
@@ -746,10 +744,8 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "x0_consistent": bool(consistent[i]),
         })
     document = {
-        "schema_version": SCHEMA_VERSION, "kind": "analyze", "diffcrit_version": __version__, "created": now_iso(),
-        "model": loaded.info, "config": config.to_dict(),
-        "environment": environment(loaded.device, records.probe_method, config.dtype, records.probe_note),
-        "time_convention": TIME_CONVENTION,
+        **header("analyze", config.to_dict(), model=loaded.info,
+                 environment=environment(loaded.device, records.probe_method, config.dtype, records.probe_note)),
         "shells": shell_wave_numbers(loaded.shape[1], loaded.shape[2], config.shells),
         "probe": {"method": records.probe_method, "linearize_at": config.linearize_at,
                   "probe_points": 1 if config.linearize_at == "zero" else config.probe_samples,

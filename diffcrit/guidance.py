@@ -115,7 +115,7 @@ def class_guidance(loaded: LoadedModel) -> ClassGuidance:
 
 
 def _train_config(loaded: LoadedModel) -> dict:
-    root = loaded.extras.get("root")
+    root = loaded.root
     path = Path(root) / "train_config.json" if root is not None else None
     if path is None or not path.is_file():
         return {}
@@ -337,7 +337,7 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
     for lo in range(0, len(mine), batch_size):
         local = list(range(lo, min(lo + batch_size, len(mine))))
         rows = [mine[j] for j in local]
-        stepper = SchedulerStepper(loaded.extras["scheduler"], denoiser, steps)
+        stepper = SchedulerStepper(loaded.scheduler, denoiser, steps)
         x = stepper.init(noise[local])
         labels = targets[rows].to(loaded.device)
         for i, info in enumerate(stepper.infos):

@@ -32,11 +32,11 @@ from . import alignment
 from .config import at_least, build_config
 from .distributed import current
 from .report import write_document
-from .errors import ConditioningError, ModelOutputError, UserError, shorten
+from .errors import ConditioningError, ModelOutputError, UserError
 from .frame import t_to_sigma
 from .guidance import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                        arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
-from .loading import LoadedModel, LoadOptions, load_model
+from .loading import LoadedModel, LoadOptions, download, load_model
 from .progress import Callback, ignore
 from .sampling import SchedulerStepper, StepInfo
 
@@ -126,7 +126,7 @@ def load_guided_model(model: Any, config: GuideConfig,
     except ConditioningError:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
     guidance = class_guidance(loaded)
-    if "scheduler" not in loaded.extras:
+    if loaded.scheduler is None:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} has no diffusers scheduler")
     return loaded, guidance
 
@@ -143,7 +143,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
-    return SchedulerStepper(loaded.extras["scheduler"], loaded.denoiser, steps).infos
+    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps).infos
 
 
 def critical_from_file(path: Path | str) -> dict:
@@ -181,7 +181,7 @@ def measure_critical(model: Any, config: GuideConfig, target: int, load_options:
 def latent_decoder(loaded: LoadedModel,
                    load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
-    root = loaded.extras.get("root")
+    root = loaded.root
     index = Path(root) / "model_index.json" if root is not None else None
     if index is None or not index.is_file() or "vae" not in json.loads(index.read_text()):
         return None
@@ -204,14 +204,8 @@ def latent_decoder(loaded: LoadedModel,
 
 
 def _download_vae(repo_id: str, options: LoadOptions) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=["vae/*"],
-                                      local_files_only=options.offline)) / "vae"
-    except Exception as err:  # hub errors come in many types
-        raise UserError(f"cannot get the VAE of {repo_id} to decode samples for scoring: {shorten(str(err), 160)}",
-                        "run without a classifier, or make the VAE available (--offline needs a cached copy)") from None
+    return download(repo_id, options, ["vae/*"], f"cannot get the VAE of {repo_id} to decode samples for scoring",
+                    "run without a classifier, or make the VAE available (--offline needs a cached copy)") / "vae"
 
 
 def decode_all(samples: torch.Tensor, decode: Callable | None, batch_size: int) -> torch.Tensor:
@@ -231,7 +225,7 @@ def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
     """``--classifier``, else the classifier shipped in the pipeline folder (built-ins), else None."""
     if classifier is not None:
         return alignment.load_scorer(classifier, loaded.device, label_map)
-    root = loaded.extras.get("root")
+    root = loaded.root
     if root is not None and (Path(root) / "classifier" / "config.json").is_file():
         return alignment.load_scorer(Path(root) / "classifier", loaded.device, label_map)
     return None
@@ -311,8 +305,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                    t_grid: np.ndarray, critical: dict | None, scorer: alignment.Scorer | None,
                    metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor,
                    left_out: list[str] = ()) -> dict:
-    from . import __version__
-    from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, environment, now_iso
+    from .report import clean, environment, header
 
     t_range = (float(t_grid.min()), float(t_grid.max()))
     treatment = arms[0]
@@ -337,11 +330,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     if critical is not None:
         critical_block = {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0}
     document = {
-        "schema_version": SCHEMA_VERSION, "kind": "guide", "diffcrit_version": __version__, "created": now_iso(),
-        "model": {**loaded.info, "guidance": guidance.describe()},
-        "config": config.to_dict(),
-        "environment": environment(loaded.device, "none", config.dtype),
-        "time_convention": TIME_CONVENTION,
+        **header("guide", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype)),
         "critical": critical_block,
         "window_width_t": width,
         "guidance_scale": config.scale,
@@ -370,8 +360,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
             load_options: LoadOptions | None = None, **options: Any) -> dict:
     """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices
     of the model's scheduler at ``steps``, with the evidence it came from."""
-    from . import __version__
-    from .report import SCHEMA_VERSION, clean, environment, now_iso
+    from .report import clean, environment, header
 
     config = make_guide_config(**options)
     loaded, guidance = load_guided_model(model, config, load_options)
@@ -391,9 +380,8 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     if (t_lo, t_hi) != (lo, hi):
         notes.append("the window was clipped to the sampled range")
     document = {
-        "schema_version": SCHEMA_VERSION, "kind": "guide-suggestion", "diffcrit_version": __version__,
-        "created": now_iso(), "model": {**loaded.info, "guidance": guidance.describe()}, "config": config.to_dict(),
-        "environment": environment(loaded.device, "none", config.dtype),
+        **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype), time_convention=False),
         "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
         "window_width_t": config.width,
         "interval": {

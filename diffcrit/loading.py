@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,7 +54,8 @@ class LoadedModel:
     theory: Callable | None = None
     module: torch.nn.Module | None = None
     half_precision: bool = False
-    extras: dict = field(default_factory=dict)
+    scheduler: Any = None  # diffusers models: the scheduler their stepper follows
+    root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,17 +145,19 @@ def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, devi
                        theory=getattr(model, "theory", None))
 
 
-def download(repo_id: str, options: LoadOptions) -> Path:
-    """Fetch the denoiser, scheduler and text encoders of a hub pipeline (no VAE) into the cache."""
+def download(repo_id: str, options: LoadOptions, patterns: list[str] = HUB_PATTERNS, what: str | None = None,
+             hint: str | None = None) -> Path:
+    """Fetch the files of a hub repo matching ``patterns`` (default: the denoiser, scheduler and text
+    encoders of a pipeline, no VAE) into the cache; the snapshot folder. ``what``/``hint``: the error's words."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=HUB_PATTERNS,
+        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
                                       local_files_only=options.offline))
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
-        raise UserError(f"could not get hub model {repo_id!r}: {reason}",
-                        "check the id, or pass a local folder (save_pretrained), "
+        raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
+                        hint or "check the id, or pass a local folder (save_pretrained), "
                         "or --offline with a cached copy") from None
 
 
@@ -272,4 +275,4 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
         return SchedulerStepper(scheduler, denoiser, config.steps)
 
     return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
-                       half_precision=config.dtype != "float32", extras={"scheduler": scheduler, "root": root})
+                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root)

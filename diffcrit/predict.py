@@ -280,11 +280,9 @@ def predict(source: DataSource, grid: Grid, *, patch: int | None = None, batch_s
 
 def document(body: dict, config: dict[str, Any], compare: dict | None = None) -> dict:
     """The JSON document: schema_version 1, kind "predict" (docs/design.md §9)."""
-    from . import __version__
-    from .report import SCHEMA_VERSION, TIME_CONVENTION, clean, now_iso
+    from .report import clean, header
 
-    doc = {"schema_version": SCHEMA_VERSION, "kind": "predict", "diffcrit_version": __version__, "created": now_iso(),
-           "config": config, "time_convention": TIME_CONVENTION, **body}
+    doc = {**header("predict", config), **body}
     if compare is not None:
         doc["compare"] = compare
     return clean(doc)

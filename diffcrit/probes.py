@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from typing import Callable, Iterator
 
 import torch
@@ -79,17 +80,19 @@ def jvp_columns_shared(denoise_at: BoundDenoiser, points: torch.Tensor, rows: to
     return columns
 
 
-# Modules (by id) on which vmap over tangents failed once: they use the repeated-batch form.
-_NO_VMAP: set[int] = set()
+# Modules on which vmap over tangents failed once: they use the repeated-batch form. Weak
+# references: an entry goes with its module, so a new module never inherits another's verdict.
+_NO_VMAP: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 def _jvp_any(denoise_at, points, rows, tangents, module) -> torch.Tensor:
-    key = id(module)
-    if key not in _NO_VMAP:
+    """vmap first; a module without a batching rule is remembered (no module: tried every call)."""
+    if module is None or module not in _NO_VMAP:
         try:
             return jvp_columns_shared(denoise_at, points, rows, tangents)
         except FORWARD_AD_ERRORS:  # an op without a batching rule (or forward AD: retried and re-raised below)
-            _NO_VMAP.add(key)
+            if module is not None:
+                _NO_VMAP.add(module)
     return jvp_columns(denoise_at, points, rows, tangents)
 
 

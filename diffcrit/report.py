@@ -166,6 +166,23 @@ def environment(device: torch.device, probe_method: str, dtype: str, probe_note:
     return env
 
 
+def header(kind: str, config: dict, *, model: dict | None = None, environment: dict | None = None,
+           time_convention: bool = True) -> dict:
+    """The fields every document opens with, in this order: schema_version, kind, diffcrit_version,
+    created, model (when given), config, environment (when given), time_convention (unless False)."""
+    from . import __version__
+
+    head = {"schema_version": SCHEMA_VERSION, "kind": kind, "diffcrit_version": __version__, "created": now_iso()}
+    if model is not None:
+        head["model"] = model
+    head["config"] = config
+    if environment is not None:
+        head["environment"] = environment
+    if time_convention:
+        head["time_convention"] = TIME_CONVENTION
+    return head
+
+
 def write_document(document: dict, path: Path | str | None = None, indent: int = 2) -> str:
     """The JSON text of a result document (NaN is an error: ``clean`` first); written atomically to ``path``."""
     text = json.dumps(document, indent=indent, allow_nan=False) + "\n"

@@ -57,8 +57,10 @@ def nonfinite_output_error(info: StepInfo, half_precision: bool, where: str = ""
 
 
 def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
-    """Initial noise (B, C, H, W): sample i drawn from its own CPU generator (diffusers' randn_tensor)."""
-    return torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+    """Initial noise (B, C, H, W) on the CPU: sample i drawn from its own CPU generator, as pipelines draw it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor((len(generators), *shape), generator=list(generators))
 
 
 def check_frame(scheduler: Any) -> str:

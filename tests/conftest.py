@@ -12,8 +12,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(2)
 
-from tiny_models import save_ddpm_pipeline, save_dit_pipeline  # noqa: E402
+import json  # noqa: E402
+
+from tiny_models import CLASSES, save_ddpm_pipeline, save_dit_pipeline  # noqa: E402
 from diffusers import DDIMScheduler  # noqa: E402
+from result_factory import make_analyze_result  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,30 @@ def ddim_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dit_folder(tmp_path_factory) -> Path:
     return save_dit_pipeline(tmp_path_factory.mktemp("dit"))
+
+
+@pytest.fixture(scope="session")
+def cond_folder(tmp_path_factory) -> Path:
+    """The tiny class-conditional UNet pipeline (CLASSES classes and a null id)."""
+    return save_ddpm_pipeline(tmp_path_factory.mktemp("cond"), num_class_embeds=CLASSES + 1)
+
+
+@pytest.fixture(scope="session")
+def torchscript_classifier(tmp_path_factory) -> Path:
+    """A TorchScript classifier for the tiny UNet's 1x8x8 images: CLASSES logits."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, CLASSES))
+    path = tmp_path_factory.mktemp("clf") / "classifier.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def critical_json(tmp_path_factory) -> Path:
+    """An analyze result whose t_c (0.45) sits inside the tiny schedule's t range [0, 0.84]."""
+    path = tmp_path_factory.mktemp("crit") / "critical.json"
+    path.write_text(json.dumps(make_analyze_result(0.45, ci_halfwidth=0.03)))
+    return path
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MARKER_NAMES = ("decision", "instability_onset", "stiffness_zero", "stiffness_min", "xi_eq_peak", "xi_growth")
+from diffcrit.detection import MARKERS as MARKER_NAMES  # noqa: F401  (re-exported for the plot tests)
+from diffcrit.report import SCHEMA_VERSION
 
 
 def make_analyze_result(
@@ -92,7 +91,7 @@ def make_analyze_result(
 
     side = shape[-1]
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "kind": "analyze",
         "diffcrit_version": "0.1.0",
         "created": "2026-01-01T00:00:00Z",
@@ -144,7 +143,7 @@ def make_guide_result(*, scored: bool = True, shift: float = 0.0) -> dict[str, A
                                     "diff_mean": diff, "ci95": [diff - 0.04, diff + 0.04],
                                     "wilcoxon_p": 0.003, "effect_size": 0.8})
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "kind": "guide",
         "diffcrit_version": "0.1.0",
         "created": "2026-01-01T00:00:00Z",
@@ -166,30 +165,3 @@ def with_changes(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(doc)
     out.update(changes)
     return out
-
-
-def import_cli():
-    """Import ``diffcrit.cli._app`` with the check and plot commands registered.
-
-    Until every command module named in ``diffcrit/cli/__init__.py`` exists, importing the
-    package fails; then load the package shell without its ``__init__`` so these commands can
-    still be tested through ``CliRunner``. Once all commands land this is a plain import.
-    """
-    try:
-        import diffcrit.cli  # noqa: F401
-    except ImportError:
-        import importlib.machinery
-        import importlib.util
-
-        import diffcrit
-
-        for name in [m for m in sys.modules if m == "diffcrit.cli" or m.startswith("diffcrit.cli.")]:
-            del sys.modules[name]
-        folder = Path(list(diffcrit.__path__)[0]) / "cli"
-        spec = importlib.machinery.ModuleSpec("diffcrit.cli", None, is_package=True)
-        spec.submodule_search_locations = [str(folder)]
-        shell = importlib.util.module_from_spec(spec)
-        sys.modules["diffcrit.cli"] = shell
-    from diffcrit.cli import _app, check, plot  # noqa: F401
-
-    return _app

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit.config import make_config
 from diffcrit.errors import ConditioningError, UserError
-from cli_checks import one_line_error
+from cli_checks import RUN_SIZE, one_line_error, run
 
-FAST = {"analyze": ["--steps", "4", "--samples", "2", "--bootstrap", "0", "--quiet"], "predict": ["--quiet"]}
-FAST["guide"] = FAST["analyze"]
+FAST = {"analyze": RUN_SIZE, "guide": RUN_SIZE, "predict": ["--quiet"]}
 SMALL = "builtin:mixture?size=8"
-
-
-def run(*args):
-    from diffcrit.cli import app
-
-    return CliRunner().invoke(app, list(args))
 
 
 CASES = [

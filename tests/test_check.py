@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from diffcrit.check_report import render_junit, render_markdown
 from diffcrit import detection
@@ -18,8 +17,8 @@ from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_
                                tolerances_from_mapping)
 from diffcrit.errors import UserError
 from diffcrit.report import read_document
-from cli_checks import one_line_error
-from result_factory import import_cli, make_analyze_result, make_guide_result, shifted, with_changes
+from cli_checks import one_line_error, run
+from result_factory import make_analyze_result, make_guide_result, shifted, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "diffcrit" / "schema" / "result.schema.json"
@@ -38,7 +37,8 @@ def by_name(outcomes) -> dict:
 
 
 def test_factory_results_are_schema_valid():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
+
     schema = json.loads(SCHEMA.read_text())
     for doc in (make_analyze_result(1.5), make_analyze_result(0.8, probe_every=3, ci_halfwidth=None, noise=0.05)):
         jsonschema.validate(doc, schema)
@@ -246,11 +246,6 @@ def test_json_document_round_trips(baseline):
 # -- the command -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cli():
-    return import_cli().app
-
-
 @pytest.fixture()
 def files(tmp_path, baseline):
     paths = {"base": tmp_path / "baseline.json", "same": tmp_path / "same.json", "moved": tmp_path / "moved.json"}
@@ -259,37 +254,38 @@ def files(tmp_path, baseline):
     return paths
 
 
-def invoke(cli, *args):
-    return CliRunner().invoke(cli, ["check", *map(str, args)], env={"COLUMNS": "200"})
+def invoke(*args):
+    """``diffcrit check ARGS`` on a wide terminal (the table keeps one row per line)."""
+    return run("check", *args, env={"COLUMNS": "200"})
 
 
-def test_cli_pass_exits_0(cli, files):
-    res = invoke(cli, files["same"], "--baseline", files["base"])
+def test_cli_pass_exits_0(files):
+    res = invoke(files["same"], "--baseline", files["base"])
     assert res.exit_code == 0, res.output
     assert "critical.t" in res.output and "passed: 10 checks (8 skipped)" in res.output
     assert "paired (same sample range 0..15" in res.output
 
 
-def test_cli_regression_exits_1_and_writes_reports(cli, files, tmp_path):
+def test_cli_regression_exits_1_and_writes_reports(files, tmp_path):
     report, junit = tmp_path / "summary.md", tmp_path / "results.xml"
-    res = invoke(cli, files["moved"], "-b", files["base"], "--report", report, "--junit", junit)
+    res = invoke(files["moved"], "-b", files["base"], "--report", report, "--junit", junit)
     assert res.exit_code == 1, res.output
     assert "failed:" in res.output and "critical.t" in res.output
     assert "❌" in report.read_text()
     assert ET.parse(junit).getroot().find("testsuite").get("failures") != "0"
 
 
-def test_cli_json_on_stdout(cli, files):
-    res = CliRunner().invoke(cli, ["check", str(files["moved"]), "-b", str(files["base"]), "--json"])
+def test_cli_json_on_stdout(files):
+    res = run("check", files["moved"], "-b", files["base"], "--json")
     assert res.exit_code == 1
     assert json.loads(res.stdout)["passed"] is False
 
 
-def test_cli_config_tolerances_apply(cli, files, tmp_path):
+def test_cli_config_tolerances_apply(files, tmp_path):
     loose = tmp_path / "diffcrit.yaml"
     loose.write_text("check:\n  paired_critical_t: 1.0\n  markers: 1.0\n  paired_decided: 1.0\n  stiffness: null\n"
                      "  xi: 1.0\n  xi_eq: null\n")
-    assert invoke(cli, files["moved"], "-b", files["base"], "--config", loose).exit_code == 0
+    assert invoke(files["moved"], "-b", files["base"], "--config", loose).exit_code == 0
 
 
 @pytest.mark.parametrize("make_bad, message", [
@@ -299,24 +295,24 @@ def test_cli_config_tolerances_apply(cli, files, tmp_path):
     (lambda p: p.write_text(json.dumps(make_analyze_result(shape=(4, 16, 16)))), "different model shapes"),
     (lambda p: p.write_text(json.dumps(make_guide_result())), "is a guide result"),
 ])
-def test_cli_bad_candidate_exits_2_with_one_line(cli, files, tmp_path, make_bad, message):
+def test_cli_bad_candidate_exits_2_with_one_line(files, tmp_path, make_bad, message):
     bad = tmp_path / "bad.json"
     make_bad(bad)
-    res = invoke(cli, bad, "-b", files["base"])
+    res = invoke(bad, "-b", files["base"])
     assert res.exit_code == 2
     assert message in res.output
     assert res.output.strip().count("\n") == 0 and "Traceback" not in res.output
 
 
-def test_cli_bad_config_and_arguments_exit_2(cli, files, tmp_path):
+def test_cli_bad_config_and_arguments_exit_2(files, tmp_path):
     cfg = tmp_path / "diffcrit.yaml"
     cfg.write_text("check:\n  critical_t: wide\n")
-    res = invoke(cli, files["same"], "-b", files["base"], "--config", cfg)
+    res = invoke(files["same"], "-b", files["base"], "--config", cfg)
     assert res.exit_code == 2 and "critical_t must be a number >= 0 or null" in res.output
-    assert invoke(cli, files["same"], "-b", tmp_path / "missing.json").exit_code == 2
-    both = invoke(cli, files["same"], "-b", files["base"], "--model", "builtin:x")
+    assert invoke(files["same"], "-b", tmp_path / "missing.json").exit_code == 2
+    both = invoke(files["same"], "-b", files["base"], "--model", "builtin:x")
     assert both.exit_code == 2 and "not both" in both.output
-    assert invoke(cli, "-b", files["base"]).exit_code == 2
+    assert invoke("-b", files["base"]).exit_code == 2
 
 
 class FakeResult:
@@ -327,7 +323,7 @@ class FakeResult:
         return self.document
 
 
-def test_cli_model_analyses_with_the_baselines_config(cli, files, baseline, monkeypatch, tmp_path):
+def test_cli_model_analyses_with_the_baselines_config(files, baseline, monkeypatch, tmp_path):
     import diffcrit
 
     seen = {}
@@ -339,38 +335,38 @@ def test_cli_model_analyses_with_the_baselines_config(cli, files, baseline, monk
     monkeypatch.setattr(diffcrit, "analyze", fake_analyze, raising=False)
     saved = tmp_path / "candidate.json"
     model = "builtin:mixture?size=16&channels=3"  # the baseline's shape, (3, 16, 16)
-    res = invoke(cli, "--model", model, "-b", files["base"], "--device", "cpu", "--save-candidate", saved)
+    res = invoke("--model", model, "-b", files["base"], "--device", "cpu", "--save-candidate", saved)
     assert res.exit_code == 1, res.output
     assert seen["model"] == model
     assert seen["options"] == {**baseline["config"], "device": "cpu"}
     assert read_document(saved)["critical"]["t"] == pytest.approx(2.0)
 
 
-def test_cli_model_checks_the_shape_before_analysing(cli, files, monkeypatch, tmp_path):
+def test_cli_model_checks_the_shape_before_analysing(files, monkeypatch, tmp_path):
     import diffcrit
 
     calls = []
     monkeypatch.setattr(diffcrit, "analyze", lambda model, **options: calls.append(model), raising=False)
     saved = tmp_path / "candidate.json"
-    res = invoke(cli, "--model", "builtin:mixture?size=8", "-b", files["base"], "--save-candidate", saved)
+    res = invoke("--model", "builtin:mixture?size=8", "-b", files["base"], "--save-candidate", saved)
     one_line_error(res, "different model shapes: candidate [1, 8, 8], baseline [3, 16, 16]")
     assert calls == [] and not saved.exists()
 
 
-def test_cli_model_leaves_no_candidate_file_when_it_does_not_compare(cli, files, baseline, monkeypatch, tmp_path):
+def test_cli_model_leaves_no_candidate_file_when_it_does_not_compare(files, baseline, monkeypatch, tmp_path):
     import diffcrit
 
     other_shells = with_changes(baseline, shells=[0.0, 0.5, 1.0, 1.5])
     monkeypatch.setattr(diffcrit, "analyze", lambda model, **options: FakeResult(other_shells), raising=False)
     saved = tmp_path / "candidate.json"
-    res = invoke(cli, "--model", "builtin:mixture?size=16&channels=3", "-b", files["base"], "--save-candidate", saved)
+    res = invoke("--model", "builtin:mixture?size=16&channels=3", "-b", files["base"], "--save-candidate", saved)
     one_line_error(res, "different shell wave numbers")
     assert not saved.exists()
 
 
-def test_cli_save_candidate_never_overwrites_the_baseline(cli, files):
+def test_cli_save_candidate_never_overwrites_the_baseline(files):
     before = files["base"].read_text()
-    res = invoke(cli, "--model", "builtin:mixture?size=16&channels=3", "-b", files["base"],
+    res = invoke("--model", "builtin:mixture?size=16&channels=3", "-b", files["base"],
                  "--save-candidate", files["base"])
     one_line_error(res, "is the same file as --baseline")
     assert files["base"].read_text() == before
@@ -383,11 +379,11 @@ def test_cli_save_candidate_never_overwrites_the_baseline(cli, files):
      ["steps[3].t must be number, got string"]),
     (lambda d: {"schema_version": 1, "kind": "predict"}, ["is a predict result, not an analyze result"]),
 ])
-def test_cli_invalid_documents_are_one_line_errors(cli, files, tmp_path, change, fragments):
+def test_cli_invalid_documents_are_one_line_errors(files, tmp_path, change, fragments):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(change(make_analyze_result())))
-    one_line_error(invoke(cli, bad, "-b", files["base"]), *fragments)
-    one_line_error(invoke(cli, files["same"], "-b", bad), *fragments)
+    one_line_error(invoke(bad, "-b", files["base"]), *fragments)
+    one_line_error(invoke(files["same"], "-b", bad), *fragments)
 
 
 def test_config_differences_note_options_and_the_probe_method():

@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import diffcrit
-from diffcrit.cli import app
 from diffcrit.report import schema
 from diffcrit.states import load_samples
-from cli_checks import one_line_error
-
-FAST = ["--steps", "6", "--samples", "3", "--probe-samples", "1", "--directions", "1", "--shells", "2",
-        "--bootstrap", "0", "--quiet"]
-
-
-def run(*args):
-    return CliRunner().invoke(app, list(args))
+from cli_checks import FAST, one_line_error, run
 
 
 def test_default_model_json_on_stdout_validates_against_schema():

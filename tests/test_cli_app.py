@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit.builtins import DEFAULT_MODEL, entries
-from diffcrit.cli import app
+from cli_checks import run
 from result_factory import make_analyze_result
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    return CliRunner().invoke(app, list(args))
 
 
 def test_version_prints_the_package_version_on_stdout():
@@ -63,10 +58,10 @@ def test_shell_completion_completes_command_names(monkeypatch):
 
     # --show-completion is a flag that detects the shell from the process tree: none under a detached job
     monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
-    script = CliRunner().invoke(app, ["--show-completion"], prog_name="diffcrit")
+    script = run("--show-completion", prog_name="diffcrit")
     assert script.exit_code == 0 and "_DIFFCRIT_COMPLETE=complete_bash" in script.stdout
     env = {"_DIFFCRIT_COMPLETE": "complete_bash", "COMP_WORDS": "diffcrit pl", "COMP_CWORD": "1"}
-    completed = CliRunner().invoke(app, [], prog_name="diffcrit", env=env)
+    completed = run(prog_name="diffcrit", env=env)
     assert completed.exit_code == 0 and completed.stdout.split() == ["plot"]
 
 
@@ -178,3 +173,29 @@ def test_help_check_and_plot_do_not_import_torch(tmp_path):
     report = json.loads(done.stdout.splitlines()[-1])
     assert report == {"codes": [0, 0, 0], "heavy": [], "public": True}, report
     assert figure.stat().st_size > 0
+
+
+def test_the_runtime_never_imports_training():
+    """Training may import the runtime, not the other way round: no module outside diffcrit/training
+    imports it (absolute or relative), at the top or inside a function."""
+    import ast
+
+    package = ROOT / "diffcrit"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).parts
+        if parts[0] == "training":
+            continue
+        owner = ["diffcrit", *parts[:-1]]  # the package a relative import starts from
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                anchor = owner[: len(owner) - node.level + 1] if node.level else []
+                target = ".".join([*anchor, *filter(None, [node.module])])
+                names = [target] + [f"{target}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name == "diffcrit.training" or name.startswith("diffcrit.training.") for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -6,11 +6,9 @@ lines, and the numbers that belong together (a CI, a measured value) on one line
 
 from __future__ import annotations
 
-import json
 from io import StringIO
 
 import pytest
-import torch
 from rich.console import Console
 
 from diffcrit.check_report import format_measured, format_tolerance
@@ -19,7 +17,6 @@ from diffcrit.cli.check import render_check
 from diffcrit.cli.guide import _ci, _windows, render_guide, render_suggestion
 from diffcrit.guide_engine import guide, suggest
 from result_factory import make_analyze_result, shifted
-from tiny_models import save_ddpm_pipeline
 
 WIDTHS = [80, 100, 160]
 
@@ -42,18 +39,11 @@ def assert_readable(text: str, width: int, cells, intact=()) -> None:
 
 
 @pytest.fixture(scope="module")
-def guide_document(tmp_path_factory):
+def guide_document(cond_folder, torchscript_classifier, critical_json):
     """A real, scored guide result: the tiny class-conditional UNet, every default arm, 2 metrics."""
-    root = tmp_path_factory.mktemp("render")
-    folder = save_ddpm_pipeline(root / "cond", num_class_embeds=5)
-    torch.manual_seed(0)
-    classifier = root / "classifier.pt"
-    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))), str(classifier))
-    critical = root / "critical.json"
-    critical.write_text(json.dumps(make_analyze_result(0.45, ci_halfwidth=0.03)))
-    result = guide(str(folder), critical_from=critical, classifier=classifier, width=0.2, steps=8, samples=4,
-                   device="cpu", bootstrap=50)
-    suggestion = suggest(str(folder), critical_from=critical, width=0.2, steps=20, device="cpu")
+    result = guide(str(cond_folder), critical_from=critical_json, classifier=torchscript_classifier, width=0.2,
+                   steps=8, samples=4, device="cpu", bootstrap=50)
+    suggestion = suggest(str(cond_folder), critical_from=critical_json, width=0.2, steps=20, device="cpu")
     return result.to_dict(), suggestion
 
 

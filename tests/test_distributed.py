@@ -12,10 +12,9 @@ import sys
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from diffcrit.cli import app
 from diffcrit.distributed import Ranks
+from cli_checks import run
 
 ARGS = ["--steps", "12", "--samples", "4", "--probe-samples", "3", "--directions", "2", "--shells", "3",
         "--bootstrap", "20", "--probe-schedule", "auto", "--quiet"]
@@ -51,8 +50,8 @@ def test_two_processes_write_the_single_process_document(tmp_path):
     for folder in (one, two):
         folder.mkdir()
     outputs = ["--out", "r.json", "--save-samples", "s.safetensors", "--save-states", "states"]
-    single = CliRunner().invoke(app, ["analyze", "--model", model, *ARGS,
-                                      *[str(one / o) if not o.startswith("--") else o for o in outputs]])
+    single = run("analyze", "--model", model, *ARGS,
+                 *[one / o if not o.startswith("--") else o for o in outputs])
     assert single.exit_code == 0, single.output
     loud = [a for a in ARGS if a != "--quiet"]  # rank 0 alone may talk on stderr
     done = _torchrun(["--model", model, *loud, *outputs], two)
@@ -96,8 +95,7 @@ def test_two_processes_guide_like_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         folder.mkdir()
-    single = CliRunner().invoke(app, ["guide",
-                                      *[str(one / a) if a in ("g.json", "s.safetensors") else a for a in args]])
+    single = run("guide", *[one / a if a in ("g.json", "s.safetensors") else a for a in args])
     assert single.exit_code == 0, single.output
     done = _torchrun(args, two, "guide")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -7,11 +7,9 @@ import shutil
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import diffcrit
-from cli_checks import one_line_error
-from diffcrit.cli import app
+from cli_checks import one_line_error, run
 from diffcrit.errors import shorten
 
 # diffusers' message for a checkpoint whose weights do not fit its config (models/model_loading_utils.py)
@@ -77,7 +75,7 @@ def test_mismatched_weights_message_ends_at_a_sentence(ddpm_folder, tmp_path):
     shutil.copytree(ddpm_folder, folder)
     config = folder / "unet" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "in_channels": 3}))
-    result = CliRunner().invoke(app, ["analyze", "--model", str(folder), "--steps", "3", "--samples", "1", "--quiet"])
+    result = run("analyze", "--model", folder, "--steps", "3", "--samples", "1", "--quiet")
     one_line_error(result, "cannot load UNet2DModel", "expected shape")
     assert "please make sure to pass bo" not in result.output
     assert result.output.strip().endswith("]). …"), result.output

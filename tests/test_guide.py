@@ -11,7 +11,6 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DiTPipeline, UNet2DModel
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit import alignment
@@ -21,10 +20,11 @@ from diffcrit.guidance import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, bui
 from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.plotting import plot_results
 from result_factory import make_analyze_result, make_guide_result
-from tiny_models import save_ddpm_pipeline
+from tiny_models import CLASSES, save_ddpm_pipeline
+import cli_checks
 from cli_checks import one_line_error
 
-N_CLASSES = 4  # tiny class-conditional UNet: num_class_embeds = 5, null id 4 (the last embedding)
+N_CLASSES = CLASSES  # tiny class-conditional UNet: num_class_embeds = 5, null id 4 (the last embedding)
 FAST = dict(steps=8, device="cpu", bootstrap=0)
 
 
@@ -33,32 +33,9 @@ def generators(n, seed=0):
 
 
 @pytest.fixture(scope="module")
-def cond_folder(tmp_path_factory):
-    return save_ddpm_pipeline(tmp_path_factory.mktemp("cond"), num_class_embeds=N_CLASSES + 1)
-
-
-@pytest.fixture(scope="module")
 def trailing_ddim_folder(tmp_path_factory):
     return save_ddpm_pipeline(tmp_path_factory.mktemp("ddim_cond"), DDIMScheduler, num_class_embeds=N_CLASSES + 1,
                               timestep_spacing="trailing")
-
-
-@pytest.fixture(scope="module")
-def torchscript_classifier(tmp_path_factory):
-    """A TorchScript classifier for the tiny UNet's 1x8x8 images: 4 logits."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, N_CLASSES))
-    path = tmp_path_factory.mktemp("clf") / "classifier.pt"
-    torch.jit.save(torch.jit.script(model), str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def critical_json(tmp_path_factory):
-    """An analyze result whose t_c (0.45) sits inside the tiny schedule's t range [0, 0.84]."""
-    path = tmp_path_factory.mktemp("crit") / "critical.json"
-    path.write_text(json.dumps(make_analyze_result(0.45, ci_halfwidth=0.03)))
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +192,9 @@ def test_arm_mean_ci_covers_the_mean():
     values = np.random.default_rng(3).normal(0.5, 0.1, 400)
     lo, hi = alignment.bootstrap_mean_ci(values, 1000, seed=0)
     assert lo < values.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * 0.1 / 20, rel=0.25)
+    assert alignment.bootstrap_mean_ci(values, 1000, seed=0) == (lo, hi)  # seeded: the same interval again
+    assert alignment.bootstrap_mean_ci(np.array([0.3]), 100, seed=0) == (0.3, 0.3)
+    assert alignment.bootstrap_mean_ci(values, 0, seed=0) is None
 
 
 def test_metrics_from_logits():
@@ -229,9 +209,7 @@ def test_metrics_from_logits():
 
 
 def run(*args):
-    from diffcrit.cli import app, guide as _guide  # noqa: F401  (registers `guide`)
-
-    return CliRunner().invoke(app, ["guide", *args])
+    return cli_checks.run("guide", *args)
 
 
 CLI_FAST = ["--steps", "8", "--samples", "4", "--device", "cpu", "--bootstrap", "50", "--quiet"]
@@ -434,11 +412,9 @@ def run_with_progress(monkeypatch, *args):
     """
     from rich.console import Console
 
-    from diffcrit.cli import app, guide as _guide  # noqa: F401
-
     terminal = Console(stderr=True, force_terminal=True, color_system=None, width=100)
     monkeypatch.setattr("diffcrit.cli.guide.console", terminal)
-    return CliRunner().invoke(app, list(args))
+    return cli_checks.run(*args)
 
 
 @pytest.mark.slow

@@ -10,23 +10,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from typer.testing import CliRunner
 
 from diffcrit.errors import UserError
 from diffcrit.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
 from diffcrit.sparkline import BLOCKS, sparkline
-from cli_checks import one_line_error
-from result_factory import MARKER_NAMES, import_cli, make_analyze_result, make_guide_result, with_changes
+from cli_checks import one_line_error, run
+from result_factory import MARKER_NAMES, make_analyze_result, make_guide_result, with_changes
 
 EXPECTED_HW = (round(FIGSIZE_IN[1] * DPI), round(FIGSIZE_IN[0] * DPI))
 
 
-def assert_drawn_png(path):
+# Share of coloured pixels (curves, bands, heat maps: axes, ticks and text are black or grey) a figure
+# with its data drawn holds at least; a figure of the same document with every series set to null
+# has 0.0007 (analyze), the documents here 0.006 - 0.09 (analyze) and 0.0024 (guide, scored).
+DRAWN = {"analyze": 0.003, "guide": 0.001, "text": 0.0}
+
+
+def assert_drawn_png(path, drawn: str = "analyze"):
+    """The PNG has the set size, is not blank, and holds coloured data (``DRAWN[drawn]``)."""
     image = imread(path)
     assert image.shape[:2] == EXPECTED_HW
-    gray = image[..., :3].mean(axis=-1)
-    assert (gray < 0.9).mean() > 0.01, "the figure is blank"
+    rgb = image[..., :3]
+    assert (rgb.mean(axis=-1) < 0.9).mean() > 0.01, "the figure is blank"
+    coloured = (rgb.max(axis=-1) - rgb.min(axis=-1) > 0.25).mean()
+    assert coloured >= DRAWN[drawn], f"no data drawn: {coloured:.4f} of the pixels are coloured"
     return image
+
+
+def test_a_figure_without_data_fails_the_drawn_check(tmp_path):
+    doc = make_analyze_result(1.5)
+    nulled = ("xi_state", "xi_denoised", "stiffness", "stiffness_sem", "xi_eq", "decided", "decided_ci95",
+              "unstable_fraction", "unstable_fraction_ci95", "structure_state", "structure_denoised",
+              "gaussian_stiffness", "point_stiffness", "r", "kappa")
+    doc["steps"] = [{**s, **{k: None for k in nulled if k in s}} for s in doc["steps"]]
+    with pytest.raises(AssertionError, match="no data drawn"):
+        assert_drawn_png(plot_results([doc], tmp_path / "empty.png"))
 
 
 @pytest.mark.parametrize("kind", ["analyze", "analyze-overlay", "guide", "guide-unscored"])
@@ -38,7 +56,7 @@ def test_each_kind_of_result_draws(tmp_path, kind):
         "guide-unscored": [make_guide_result(scored=False)],
     }[kind]
     out = plot_results(docs, tmp_path / f"{kind}.png")
-    assert_drawn_png(out)
+    assert_drawn_png(out, {"guide": "guide", "guide-unscored": "text"}.get(kind, "analyze"))
 
 
 def test_vector_formats(tmp_path):
@@ -71,18 +89,17 @@ def test_sigma_axis_is_the_inverse_of_t():
 
 
 def test_cli_plot_writes_the_figure(tmp_path):
-    app = import_cli().app
     paths = []
     for name, doc in (("baseline", make_analyze_result(1.5)), ("candidate", make_analyze_result(1.9))):
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(doc))
     out = tmp_path / "compare.png"
-    res = CliRunner().invoke(app, ["plot", *map(str, paths), "-o", str(out)])
+    res = run("plot", *paths, "-o", out)
     assert res.exit_code == 0, res.output
     assert_drawn_png(out)
-    missing = CliRunner().invoke(app, ["plot", str(tmp_path / "nope.json"), "-o", str(out)])
+    missing = run("plot", tmp_path / "nope.json", "-o", out)
     assert missing.exit_code == 2 and "does not exist" in missing.output
-    bad = CliRunner().invoke(app, ["plot", str(paths[0]), "-o", str(tmp_path / "x.gif")])
+    bad = run("plot", paths[0], "-o", tmp_path / "x.gif")
     assert bad.exit_code == 2 and "figure format" in bad.output
 
 
@@ -97,7 +114,7 @@ def test_cli_plot_reads_what_check_reads(tmp_path, make_doc, fragments):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(make_doc()))
     out = tmp_path / "r.png"
-    one_line_error(CliRunner().invoke(import_cli().app, ["plot", str(path), "-o", str(out)]), *fragments)
+    one_line_error(run("plot", path, "-o", out), *fragments)
     assert not out.exists()
 
 
@@ -320,3 +337,19 @@ def test_sparkline_missing_flat_and_shared_scale():
     assert sparkline(np.array([0.0, 1.0], dtype=np.float32), width=4) == BLOCKS[0] + BLOCKS[-1]
     with pytest.raises(ValueError):
         sparkline([1.0], width=0)
+
+
+def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
+    import torch
+
+    from diffcrit.plotting import image_grid, tiles
+
+    images = torch.stack([torch.full((1, 2, 3), v) for v in (-1.0, 0.0, 1.0)])  # black, mid grey, white
+    grid = np.asarray(image_grid(tiles(images), cols=2))
+    assert grid.shape == (2 * 4, 2 * 5)  # 2 x 2 cells of (2 + 2) x (3 + 2) pixels, grey
+    assert (grid[1:3, 1:4] == 0).all() and (grid[1:3, 6:9] == 128).all() and (grid[5:7, 1:4] == 255).all()
+    framed = grid.copy()
+    framed[1:3, 1:4] = framed[1:3, 6:9] = 255
+    assert (framed == 255).all()  # frames and the fourth, empty cell are white
+    rgb = image_grid(tiles(torch.zeros(2, 3, 4, 4)), cols=2)
+    assert rgb.mode == "RGB" and rgb.size == (12, 6)

@@ -8,19 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
+import diffcrit
 import diffcrit.cli.predict  # noqa: F401  (registers `predict` on the app)
 from diffcrit import predict as library
 from diffcrit.builtins.patch import PatchModel
-from diffcrit.cli import app
 from diffcrit.datasets import open_data
-
-runner = CliRunner()
-
+from cli_checks import run
 
 def run_cli(*args: str):
-    return runner.invoke(app, ["predict", *args, "--quiet"])
+    return run("predict", *args, "--quiet")
 
 
 def known_covariance_data(n: int = 600, side: int = 6, spike: float = 37.5, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -85,9 +82,6 @@ def test_patch_prediction_equals_the_patch_models_theory(p):
 
 
 def test_gaussian_curves_equal_analyze_on_builtin_gaussian(tmp_path):
-    diffcrit = pytest.importorskip("diffcrit")
-    if not hasattr(diffcrit, "analyze"):
-        pytest.skip("the engine (diffcrit.analyze) is not available")
     spec = "builtin:gaussian?size=16&xi=3.0"
     measured = diffcrit.analyze(spec, steps=20, samples=2, bootstrap=0)
     measured.to_json(tmp_path / "result.json")
@@ -151,9 +145,8 @@ def test_bad_patch_side_and_unknown_builtin():
     assert result.exit_code == 2 and "unknown built-in" in result.output
 
 
-def test_trained_builtin_data_when_the_training_package_is_there():
-    pytest.importorskip("diffcrit.training.train")
-    pytest.importorskip("sklearn")
+def test_trained_builtin_data_when_scikit_learn_is_there():
+    pytest.importorskip("sklearn")  # the [train] extra
     source = open_data("builtin:digits")
     assert source.shape == (1, 16, 16) and source.count == 1797
     body = library.predict(source, library.default_grid(source.shape, steps=5), patch=3)

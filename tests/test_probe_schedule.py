@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit import detection, schedule
-from diffcrit.cli import app
+from cli_checks import run
 
 
 def _on(values, probed):
@@ -117,16 +116,16 @@ def test_auto_matches_dense_on_the_mixture(spec, options):
     assert set(schedule_block["refined_steps"]) <= set(probed)
 
 
-def test_auto_matches_dense_on_a_tiny_unet(ddpm_folder):
+def test_auto_matches_dense_on_a_small_trained_unet():
+    """builtin:digits (a trained 1.1M-parameter UNet; a random tiny UNet has no critical point to find)."""
     options = dict(steps=24, samples=6, probe_samples=2, directions=2, shells=3, device="cpu", bootstrap=50)
-    dense, dense_c = _critical(str(ddpm_folder), probe_schedule="every", **options)
-    auto, auto_c = _critical(str(ddpm_folder), probe_schedule="auto", **options)
+    dense, dense_c = _critical("builtin:digits", probe_schedule="every", **options)
+    auto, auto_c = _critical("builtin:digits", probe_schedule="auto", **options)
     np.testing.assert_array_equal(np.array([s["xi_denoised"] for s in auto["steps"]], dtype=float),
                                   np.array([s["xi_denoised"] for s in dense["steps"]], dtype=float))
-    assert auto_c["found"] == dense_c["found"]
-    if dense_c["found"]:
-        lo, hi = dense_c["ci95"] or (dense_c["t"], dense_c["t"])
-        assert lo - 1e-9 <= auto_c["t"] <= hi + 1e-9
+    assert dense_c["found"] and auto_c["found"]
+    lo, hi = dense_c["ci95"] or (dense_c["t"], dense_c["t"])
+    assert lo - 1e-9 <= auto_c["t"] <= hi + 1e-9
     assert auto["probe"]["probed_steps"] < dense["probe"]["probed_steps"]
 
 
@@ -141,9 +140,9 @@ def test_auto_does_not_change_the_trajectory(ddpm_folder, tmp_path):
 def test_cli_probe_schedule_option():
     base = ["analyze", "--model", "builtin:mixture?size=8", "--steps", "12", "--samples", "2", "--bootstrap", "0",
             "--quiet"]
-    ok = CliRunner().invoke(app, base + ["--probe-schedule", "auto"])
+    ok = run(*base, "--probe-schedule", "auto")
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.stdout)
     assert doc["config"]["probe_schedule"] == "auto" and doc["probe"]["schedule"]["mode"] == "auto"
-    bad = CliRunner().invoke(app, base + ["--probe-schedule", "sometimes"])
+    bad = run(*base, "--probe-schedule", "sometimes")
     assert bad.exit_code == 2 and "probe_schedule must be one of auto, every" in bad.output

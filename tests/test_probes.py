@@ -128,3 +128,32 @@ def test_auto_probes_networks_by_finite_differences_that_agree_with_jvp():
     np.testing.assert_allclose(fd_s, jvp_s, rtol=0, atol=3e-4)
     analytic = diffcrit.analyze("builtin:gaussian?size=8", steps=3, samples=1, bootstrap=0).to_dict()
     assert analytic["environment"]["probe_method"] == "jvp" and "probe_note" not in analytic["environment"]
+
+
+def test_a_vmap_failure_is_remembered_per_module_and_goes_with_it(monkeypatch):
+    import gc
+
+    from diffcrit import probes
+
+    tried = []
+
+    def no_batching_rule(*args):
+        tried.append(1)
+        raise RuntimeError("no batching rule")
+
+    monkeypatch.setattr(probes, "jvp_columns_shared", no_batching_rule)
+    points, directions = torch.randn(2, 1, 4, 4), plane_wave_directions((1, 4, 4), 2, 1).vectors
+
+    def gains(module):
+        return mode_gains(lambda z, r: 0.5 * z, points, directions, "jvp", 5e-3, 1.0, batch=100, module=module)
+
+    module = torch.nn.Linear(1, 1)
+    for _ in range(2):  # the second call goes straight to the repeated-batch form
+        torch.testing.assert_close(gains(module), torch.full((2, len(directions)), 0.5, dtype=torch.float64))
+    assert len(tried) == 1 and module in probes._NO_VMAP
+    del module
+    gc.collect()
+    gains(torch.nn.Linear(1, 1))  # a new module (whatever its id) is tried with vmap again
+    gains(None)
+    gains(None)  # no module: nothing to remember, vmap is tried every call
+    assert len(tried) == 4

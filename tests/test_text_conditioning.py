@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
 import diffcrit  # noqa: E402
-from diffcrit.cli import app  # noqa: E402
 from tiny_models import save_sd_pipeline  # noqa: E402
+from cli_checks import run  # noqa: E402
 
 FAST = dict(steps=5, samples=2, probe_samples=1, directions=1, shells=2, bootstrap=0)
 
@@ -45,5 +44,41 @@ def test_prompt_embeddings_match_the_text_encoder(sd_folder):
 
 
 def test_text_model_without_prompt_is_exit_2(sd_folder):
-    result = CliRunner().invoke(app, ["analyze", "--model", str(sd_folder), "--steps", "3", "--quiet"])
+    result = run("analyze", "--model", sd_folder, "--steps", "3", "--quiet")
     assert result.exit_code == 2 and "--prompt" in result.output
+
+
+@pytest.fixture(scope="module")
+def sdxl_folder(tmp_path_factory):
+    from tiny_models import save_sdxl_pipeline
+
+    return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
+
+
+def test_sdxl_prompt_embeddings_match_the_pipeline(sdxl_folder):
+    """The text_time branch: both encoders' penultimate hidden states, the pooled projection and the
+    time ids, as StableDiffusionXLPipeline.encode_prompt and _get_add_time_ids compute them."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from diffcrit.conditioning import _encode_prompt
+
+    pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
+    embeds, _, pooled, _ = pipeline.encode_prompt("a red barn", device="cpu", num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False)
+    got = _encode_prompt(sdxl_folder, "a red barn", pipeline.unet)
+    torch.testing.assert_close(got["encoder_hidden_states"], embeds)
+    torch.testing.assert_close(got["added_cond_kwargs"]["text_embeds"], pooled)
+    size = (pipeline.unet.config.sample_size * 8,) * 2  # diffcrit's image size: 8 pixels per latent pixel
+    time_ids = pipeline._get_add_time_ids(size, (0, 0), size, dtype=torch.float32,
+                                          text_encoder_projection_dim=pipeline.text_encoder_2.config.projection_dim)
+    torch.testing.assert_close(got["added_cond_kwargs"]["time_ids"], time_ids)
+
+
+def test_sdxl_prompt_conditions_the_samples_and_jvp_runs(sdxl_folder):
+    red = diffcrit.analyze(str(sdxl_folder), prompt="a red barn", probe="jvp", **FAST)
+    blue = diffcrit.analyze(str(sdxl_folder), prompt="a blue sky", **FAST)
+    document = red.to_dict()
+    assert document["model"]["class"] == "UNet2DConditionModel"
+    assert document["environment"]["probe_method"] == "jvp"
+    assert red.samples.shape == (2, 4, 8, 8) and torch.isfinite(red.samples).all()
+    assert not torch.allclose(red.samples, blue.samples)  # the prompt reaches the UNet through both paths

@@ -19,31 +19,18 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import diffcrit
-from diffcrit.cli import app
 from diffcrit.errors import UserError
 from diffcrit.io import atomic_write_bytes
 from diffcrit.report import write_document
-from cli_checks import one_line_error
+from cli_checks import fast, one_line_error, run
 from result_factory import make_analyze_result
 
 MODEL = "builtin:gaussian?size=8"
-
-
-def fast(model: str = MODEL, steps: int = 6) -> list[str]:
-    return ["--model", model, "--steps", str(steps), "--samples", "3", "--probe-samples", "1", "--directions", "1",
-            "--shells", "2", "--bootstrap", "0", "--quiet"]
-
-
-FAST = fast()
+FAST = fast(MODEL)
 DOC = {"schema_version": 1, "kind": "test", "values": [1, 2, 3]}
 PACKAGE_ROOT = str(Path(diffcrit.__file__).resolve().parents[1])
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def run_process(*args, stdout=None, timeout=300):
@@ -302,7 +289,7 @@ def test_reused_states_folder_drops_the_stale_steps_of_a_longer_run(tmp_path):
     states = tmp_path / "states"
     assert run("analyze", *FAST, "--save-states", states).exit_code == 0
     (states / "notes.txt").write_text("mine")
-    assert run("analyze", *fast(steps=4), "--save-states", states).exit_code == 0
+    assert run("analyze", *fast(MODEL, steps=4), "--save-states", states).exit_code == 0
     index = json.loads((states / "index.json").read_text())
     assert [s["index"] for s in index["steps"]] == [0, 1, 2, 3]
     assert sorted(p.name for p in states.glob("step_*")) == [f"step_{i:04d}.safetensors" for i in range(4)]

@@ -9,6 +9,9 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMPipeline, DDPMScheduler
                        UNet2DConditionModel, UNet2DModel)
 
 
+CLASSES = 4  # the class-conditional tiny UNet: num_class_embeds = CLASSES + 1, null id CLASSES (the last)
+
+
 def tiny_unet(num_class_embeds: int | None = None, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
     return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
@@ -51,7 +54,45 @@ def save_dit_pipeline(folder: Path) -> Path:
     return folder
 
 
-def save_sd_pipeline(folder: Path) -> Path:
+def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
+    """SDXL-shaped: ``addition_embed_type="text_time"`` (pooled text embeds of 8 + 6 time ids of 4 each),
+    cross-attention over both encoders' hidden states (12 + 12)."""
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=24, attention_head_dim=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                addition_embed_type="text_time", addition_time_embed_dim=4,
+                                projection_class_embeddings_input_dim=8 + 6 * 4).eval()
+
+
+def save_sdxl_pipeline(folder: Path) -> Path:
+    """A tiny Stable-Diffusion-XL-shaped folder: two CLIP encoders (the second with a projection), two
+    tokenizers, a ``text_time`` UNet2DConditionModel, a scheduler and a tiny VAE."""
+    import json
+    import shutil
+
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    save_sd_pipeline(folder, unet=tiny_sdxl_unet())
+    shutil.copytree(folder / "tokenizer", folder / "tokenizer_2")
+    vocab = json.loads((folder / "tokenizer" / "vocab.json").read_text())
+    torch.manual_seed(1)
+    CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=12, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=8, projection_dim=8, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )).save_pretrained(folder / "text_encoder_2")
+    tiny_vae().save_pretrained(folder / "vae")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"]}))
+    return folder
+
+
+def save_sd_pipeline(folder: Path, unet: UNet2DConditionModel | None = None) -> Path:
     """A tiny Stable-Diffusion-1.x-shaped folder: UNet2DConditionModel, scheduler, CLIP text encoder + tokenizer.
 
     The tokenizer is a word-level CLIP BPE with a handful of words (no merges), written to disk.
@@ -76,7 +117,7 @@ def save_sd_pipeline(folder: Path) -> Path:
                                            num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=8,
                                            bos_token_id=0, eos_token_id=1, pad_token_id=1))
     encoder.save_pretrained(folder / "text_encoder")
-    tiny_cond_unet().save_pretrained(folder / "unet")
+    (unet or tiny_cond_unet()).save_pretrained(folder / "unet")
     DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({
         "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],

@@ -17,7 +17,31 @@ from ..errors import UserError
 PREFIX = "builtin:"
 # The model `diffcrit analyze` uses when no --model is given.
 DEFAULT_MODEL = "builtin:textures"
-CHECKPOINT_ROOT = Path(__file__).parent / "checkpoints"
+CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
+
+# The shipped checkpoint folders, for ``diffcrit models`` and the registry (plain data: no torch);
+# ``diffcrit.training`` rebuilds them (``python -m diffcrit.training train NAME``).
+CHECKPOINTS: dict[str, dict] = {
+    "digits": {
+        "path": CHECKPOINT_ROOT / "digits",
+        "summary": "Class-conditional DDPM on scikit-learn's 8x8 digits upsampled to 16x16 "
+                   "(1.1M params, attention at 4x4): fast offline tests, CFG and guidance timing.",
+        "conditioning": "class: 10 digits + null 10",
+        "classes": [str(i) for i in range(10)],
+        "null_class": 10,
+        "shape": [1, 16, 16],
+    },
+    "textures": {
+        "path": CHECKPOINT_ROOT / "textures",
+        "summary": "Class-conditional DDPM on 32x32 grayscale crops of scikit-image's brick, "
+                   "grass and gravel photos (1.1M params, 4 levels, attention at 4x4): stationary "
+                   "textures, pattern formation at a characteristic scale.",
+        "conditioning": "class: 3 textures (brick, grass, gravel) + null 3",
+        "classes": ["brick", "grass", "gravel"],
+        "null_class": 3,
+        "shape": [1, 32, 32],
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -65,10 +89,6 @@ def _register_analytic() -> None:
 
 def _register_checkpoints() -> None:
     _register_analytic()  # analytic entries first, as listed
-    try:
-        from ..training import CHECKPOINTS
-    except ImportError:
-        return
     for name, card in CHECKPOINTS.items():
         if Path(card["path"]).joinpath("model_index.json").exists():
             register(BuiltinEntry(name, "checkpoint", card["summary"], card["conditioning"], path=Path(card["path"]),

@@ -249,26 +249,18 @@ def _write_samples(path: Path, result) -> None:
 
 def _write_grids(folder: Path, images: dict) -> None:
     """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
-    import numpy as np
     from PIL import Image
+
+    from ..plotting import image_grid, tiles
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --save-images folder {folder}: {err.strerror}") from None
     for name, batch in images.items():
-        n, c, h, w = batch.shape
-        cols = math.ceil(math.sqrt(n))
-        rows = math.ceil(n / cols)
+        n, _, h, w = batch.shape
         zoom = max(1, math.ceil(48 / max(h, w)))
-        shown = batch[:, :3] if c >= 3 else batch[:, :1]  # grey or RGB
-        pixels = ((shown.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-        grid = np.full((rows * (h + 2), cols * (w + 2), pixels.shape[1]), 255, dtype=np.uint8)
-        for k in range(n):
-            r, q = divmod(k, cols)
-            top, left = r * (h + 2) + 1, q * (w + 2) + 1
-            grid[top: top + h, left: left + w] = pixels[k].transpose(1, 2, 0)
-        picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+        picture = image_grid(tiles(batch), math.ceil(math.sqrt(n)))  # grey or RGB
         picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")

@@ -40,16 +40,15 @@ def sample_grid_png(samples: torch.Tensor, classes: list[str], per_class: int, p
     class name in a left margin; pixels upscaled (nearest) to ``cell`` px."""
     from PIL import Image, ImageDraw
 
+    from ..plotting import image_grid, tiles
+
     margin, gap = 64, 2
-    n = len(classes)
-    canvas = Image.new("L", (margin + per_class * (cell + gap), n * (cell + gap)), 255)
+    grid = image_grid(tiles(samples[:, :1], cell), per_class, border=(0, 0, gap, gap))
+    canvas = Image.new("L", (margin + grid.width, grid.height), 255)
+    canvas.paste(grid, (margin, 0))
     draw = ImageDraw.Draw(canvas)
-    pixels = ((samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
-    for r in range(n):
-        draw.text((4, r * (cell + gap) + cell // 2 - 6), classes[r], fill=0)
-        for c in range(per_class):
-            tile = Image.fromarray(pixels[r * per_class + c]).resize((cell, cell), Image.NEAREST)
-            canvas.paste(tile, (margin + c * (cell + gap), r * (cell + gap)))
+    for r, name in enumerate(classes):
+        draw.text((4, r * (cell + gap) + cell // 2 - 6), name, fill=0)
     canvas.save(path)
 
 

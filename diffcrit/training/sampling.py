@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
+from ..sampling import per_sample_noise
+
 
 def ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:
     """A deterministic (eta = 0) DDIM scheduler sharing the training noise schedule, with
@@ -29,9 +31,7 @@ def ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:
 
 def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
     """(n, C, H, W) standard normal noise; row i drawn from a CPU generator seeded seed + i."""
-    rows = [torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed + i))
-            for i in range(n)]
-    return torch.cat(rows)
+    return per_sample_noise(tuple(shape), [torch.Generator().manual_seed(seed + i) for i in range(n)])
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
+from ..datasets import TRAINING_DATA, build_dataset
 from . import data as datasets
 
 # --- Recipes: every number the training uses, in one place; written out as train_config.json.
@@ -76,9 +77,7 @@ _SAMPLES = {"guidance_scale": 1.5, "eval_guidance_scales": [1.0, 1.5, 2.0, 3.0],
 
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": {
-        "data": {"builder": "digits_dataset", "kwargs": {"size": 16},
-                 "source": "sklearn.datasets.load_digits (1797 8x8 images, 0..16), bilinear "
-                           "upsampling to 16x16, scaled to [-1, 1]"},
+        "data": TRAINING_DATA["digits"],
         "classes": datasets.DIGIT_CLASSES,
         "unet": _UNET_DIGITS,
         "scheduler": _SCHEDULER,
@@ -91,12 +90,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "samples": _SAMPLES,
     },
     "textures": {
-        "data": {"builder": "textures_dataset",
-                 "kwargs": {"n_per_class": 4096, "size": 32, "rows": [0.0, 1.0], "seed": 0,
-                            "downscale": 2},
-                 "source": "skimage.data brick, grass, gravel (512x512 grayscale photos), "
-                           "2x box-downscaled to 256x256, random 32x32 crops with random "
-                           "flips, scaled to [-1, 1]"},
+        "data": TRAINING_DATA["textures"],
         "classes": datasets.TEXTURE_CLASSES,
         "unet": _UNET_TEXTURES,
         "scheduler": _SCHEDULER,
@@ -118,14 +112,6 @@ def recipe(name: str) -> dict[str, Any]:
     if name not in RECIPES:
         raise ValueError(f"unknown built-in checkpoint {name!r}; allowed: {sorted(RECIPES)}")
     return copy.deepcopy(RECIPES[name])
-
-
-def build_dataset(data_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Call the named builder of diffcrit.training.data with its kwargs."""
-    kwargs = dict(data_cfg["kwargs"])
-    if "rows" in kwargs:
-        kwargs["rows"] = tuple(kwargs["rows"])
-    return getattr(datasets, data_cfg["builder"])(**kwargs)
 
 
 def build_unet(unet_cfg: dict[str, Any], seed: int) -> UNet2DModel:
