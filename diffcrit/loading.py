@@ -17,9 +17,10 @@ import torch
 
 from . import builtins
 from .config import AnalyzeConfig
-from .denoisers import MODEL_CALLS, PREDICTION_TYPES, CallableDenoiser, DiffusersDenoiser
+from .denoisers import MODEL_CALLS, CallableDenoiser, DiffusersDenoiser
 from .errors import UserError, shorten
-from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper
+from .sampling import KarrasEulerStepper, SchedulerStepper
+from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
 HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*",
@@ -199,20 +200,24 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
 
 
 def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
+    """The folder's scheduler (or ``--scheduler``, which overrides it), checked to be one diffcrit can follow."""
     import diffusers
 
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler",
-                        f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
+                        "pass --scheduler (a diffusers scheduler class, e.g. DDPMScheduler)")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
     wanted = name or stored.get("_class_name")
-    if wanted not in SCHEDULER_FRAMES:
-        raise UserError(f"unsupported scheduler {wanted}",
-                        f"supported: {', '.join(SCHEDULER_FRAMES)}; override with --scheduler")
-    cls = getattr(diffusers, wanted)
+    check_supported(str(wanted))
+    cls = getattr(diffusers, str(wanted), None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
+                        "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
-    return cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    family_of(scheduler)  # refuses, naming why, a scheduler outside every family
+    return scheduler
 
 
 def _model_class(folder: Path) -> str:
@@ -257,10 +262,8 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     class_name = _model_class(model_folder)
     scheduler = _load_scheduler(scheduler_folder, config)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
-    denoiser = DiffusersDenoiser(module, prediction_type, scheduler.alphas_cumprod)
+    denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
+    prediction_type = denoiser.prediction_type
     shape = _sample_shape(module.config)
     conditioning, cond_info = build_conditioning(module, root, config, device)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
