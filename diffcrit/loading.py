@@ -242,11 +242,6 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
         raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
                         "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
-    config_ = module.config
-    if type(module).__name__ == "UNet2DModel" and config_.out_channels != config_.in_channels:
-        raise UserError(f"UNet2DModel with learned variance ({config_.out_channels} output channels for "
-                        f"{config_.in_channels} input channels) is not supported yet",
-                        "DDPMPipeline passes the variance channels to the scheduler; diffcrit would drop them")
     return module.to(device).eval().requires_grad_(False)
 
 
