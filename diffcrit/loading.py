@@ -1,13 +1,16 @@
 """Resolve what ``--model`` names into a ``LoadedModel`` (docs/design.md §9).
 
 Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
-pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), or a
-hub id (downloaded once into the hub cache; ``offline`` uses the cache only).
+pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), a folder
+of component folders only (unet/ or transformer/, scheduler/), or a hub id (downloaded once into the
+hub cache, only what analysis reads: ``hub_files``; ``offline`` uses the cache only). Weights may be
+safetensors or .bin, sharded, and of a ``variant``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +26,12 @@ from .sampling import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
-HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*",
-                "tokenizer*/*"]
+# What analysis reads from a hub repo: the denoiser, scheduler, text encoders and tokenizers (no VAE: latent
+# models are analysed in latent space), top-level configs, and a bare model repo's own weights.
+HUB_FOLDERS = ("unet", "transformer", "scheduler", "text_encoder*", "tokenizer*")
+ROOT_FILES = ("*.json", "diffusion_pytorch_model*")
+OTHER_FORMATS = (".msgpack", ".onnx", ".onnx_data", ".pb", ".ckpt", ".h5")  # weights torch does not load
+HUB_PATTERNS = [*ROOT_FILES, *(f"{folder}/*" for folder in HUB_FOLDERS)]  # offline: whatever the cache holds
 
 
 @dataclass
@@ -145,13 +152,46 @@ def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, devi
                        theory=getattr(model, "theory", None))
 
 
+def hub_files(filenames: list[str], variant: str | None = None, subfolder: str | None = None) -> list[str]:
+    """The files of a hub repo (its listing) that analysis needs, weights in one format and variant.
+
+    Weights are safetensors when every needed component has them, else .bin, and of ``variant`` where it
+    exists, as diffusers itself chooses (``is_safetensors_compatible``, ``variant_compatible_siblings``).
+    """
+    from diffusers.pipelines.pipeline_loading_utils import (filter_model_files, is_safetensors_compatible,
+                                                            variant_compatible_siblings)
+
+    folders = (*HUB_FOLDERS, subfolder) if subfolder else HUB_FOLDERS
+    needed = [f for f in filenames if _hub_needed(f, folders) and not f.endswith(OTHER_FORMATS)]
+    weights = sorted(filter_model_files(needed))
+    components = {f.split("/")[0] for f in weights if "/" in f}
+    safe = is_safetensors_compatible(weights, folder_names=components or None, variant=variant)
+    ignore = ["*.bin", "*.msgpack", "*.onnx", "*.pb"] if safe else ["*.safetensors", "*.msgpack", "*.onnx", "*.pb"]
+    try:
+        chosen, _ = variant_compatible_siblings(weights, variant=variant, ignore_patterns=ignore)
+    except ValueError:
+        raise UserError(f"the repo has no weights of variant {variant!r}", "drop --variant or pick another") from None
+    return sorted((set(needed) - set(weights)) | set(chosen))
+
+
+def _hub_needed(path: str, folders: tuple[str, ...]) -> bool:
+    parts = path.split("/")
+    if len(parts) == 1:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in ROOT_FILES)
+    return any(fnmatch.fnmatch(parts[0], folder) for folder in folders)
+
+
 def download(repo_id: str, options: LoadOptions) -> Path:
-    """Fetch the denoiser, scheduler and text encoders of a hub pipeline (no VAE) into the cache."""
-    from huggingface_hub import snapshot_download
+    """Fetch what analysis needs of a hub repo (``hub_files``) into the cache; ``offline``: the cache only."""
+    from huggingface_hub import HfApi, snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=HUB_PATTERNS,
+        patterns = HUB_PATTERNS if options.offline else hub_files(
+            HfApi().list_repo_files(repo_id, revision=options.revision), options.variant, options.subfolder)
+        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
                                       local_files_only=options.offline))
+    except UserError:
+        raise
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
         raise UserError(f"could not get hub model {repo_id!r}: {reason}",
@@ -178,25 +218,31 @@ def _read_json(path: Path) -> dict:
 
 
 def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
-    """(denoiser folder, scheduler folder or None) of a pipeline or bare model folder."""
+    """(denoiser folder, scheduler folder or None) of a pipeline, bare model or component-only folder."""
     if options.subfolder:
         folder = root / options.subfolder
         if not (folder / "config.json").exists():
             raise UserError(f"{folder} has no config.json", "check --subfolder")
-        scheduler = root / "scheduler"
-        return folder, scheduler if (scheduler / "scheduler_config.json").exists() else None
+        return folder, _scheduler_folder(root)
     if (root / "model_index.json").exists():
         index = _read_json(root / "model_index.json")
         names = [c for c in DENOISER_COMPONENTS if c in index]
         if not names:
             raise UserError(f"{root}/model_index.json names no denoiser component",
                             f"expected one of: {', '.join(DENOISER_COMPONENTS)}")
-        scheduler = root / "scheduler"
-        return root / names[0], scheduler if (scheduler / "scheduler_config.json").exists() else None
+        return root / names[0], _scheduler_folder(root)
     if (root / "config.json").exists():
         return root, None
+    folder = next((root / c for c in DENOISER_COMPONENTS if (root / c / "config.json").exists()), None)
+    if folder is not None:  # a repo of component folders only (unet/, scheduler/), no model_index.json
+        return folder, _scheduler_folder(root)
     raise UserError(f"{root} has neither model_index.json nor config.json",
                     "pass a pipeline folder, a model folder, or use --subfolder")
+
+
+def _scheduler_folder(root: Path) -> Path | None:
+    scheduler = root / "scheduler"
+    return scheduler if (scheduler / "scheduler_config.json").exists() else None
 
 
 def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
