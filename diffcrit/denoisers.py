@@ -6,8 +6,9 @@
         timestep: the model's own time for this sigma (scalar tensor or (B,)); None -> mapped from sigma
         cond:  dict of per-sample conditioning tensors with leading batch dim B (or None)
 
-D is computed from the raw model output for its ``prediction_type``, never from a scheduler's
-clipped ``pred_original_sample`` (clipping zeroes the Jacobian). Family branching lives here only.
+D is computed from the raw model output for its ``prediction_type`` (by the scheduler family's frame,
+``schedulers.py``), never from a scheduler's clipped ``pred_original_sample`` (clipping zeroes the
+Jacobian). Model-class branching lives here only.
 """
 
 from __future__ import annotations
@@ -81,24 +82,33 @@ MODEL_CALLS: dict[str, Callable] = {
 }
 
 
-class DiffusersDenoiser:
-    """A diffusers UNet or DiT as ``denoise(y, sigma, timestep, cond)`` (VP models).
+# Classes whose pipeline hands the learned-variance channels to ``scheduler.step`` (DDPMPipeline);
+# the others' pipelines (DiTPipeline) drop them before it.
+SCHEDULER_GETS_VARIANCE = {"UNet2DModel"}
 
-    ``model_output`` is the raw network output on the model's own input x_t, with DiT's
-    learned-variance channels dropped; ``__call__`` maps the VE frame in and D out.
+
+class DiffusersDenoiser:
+    """A diffusers UNet or DiT as ``denoise(y, sigma, timestep, cond)``.
+
+    ``model_output`` is the raw network output on the model's own input, as its pipeline hands it to
+    ``scheduler.step`` (a DiT's learned-variance channels dropped, a UNet2DModel's kept); ``denoised``
+    reads D from its mean channels only. ``frame`` maps the VE frame in and D out for the scheduler's
+    family (``schedulers.py``); by default a VP network with ``prediction_type`` and ``alphas_cumprod``.
     """
 
-    def __init__(self, model: torch.nn.Module, prediction_type: str, alphas_cumprod: torch.Tensor):
-        if prediction_type not in PREDICTION_TYPES:
-            raise UserError(f"unsupported prediction_type {prediction_type!r}",
-                            f"supported: {', '.join(PREDICTION_TYPES)}")
+    def __init__(self, model: torch.nn.Module, prediction_type: str | None = None,
+                 alphas_cumprod: torch.Tensor | None = None, frame: Any = None):
+        if frame is None:
+            from .schedulers import AlphaBarFrame
+
+            frame = AlphaBarFrame(prediction_type, alphas_cumprod)
         self.module = model
-        self.prediction_type = prediction_type
+        self.frame = frame
+        self.prediction_type = frame.prediction_type
         self.class_name = type(model).__name__
         self._call = MODEL_CALLS[self.class_name]
         self.in_channels = int(model.config.in_channels)
-        # Training noise levels, for mapping a free sigma to a (fractional) timestep.
-        self.log_sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().log().double()
+        self._keep_variance = self.class_name in SCHEDULER_GETS_VARIANCE
 
     @property
     def dtype(self) -> torch.dtype:
@@ -109,24 +119,23 @@ class DiffusersDenoiser:
         return next(self.module.parameters()).device
 
     def model_output(self, x: torch.Tensor, timestep: Any, cond: dict | None = None) -> torch.Tensor:
-        """Raw output (B, C, H, W) in float32 for model input x (the model's own x_t)."""
+        """Raw output (B, C or 2C, H, W) in float32 for model input x, as the pipeline gives it to the scheduler."""
         timestep = torch.as_tensor(timestep, device=x.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(x.shape[0])
         out = self._call(self.module, x.to(self.dtype), timestep, cond)
-        return out[:, : self.in_channels].float()  # DiT: drop learned-variance channels
+        return (out if self._keep_variance else out[:, : self.in_channels]).float()
+
+    def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(y) from a ``model_output``: its mean channels (the first C), never the learned variance."""
+        return self.frame.denoised(output[:, : self.in_channels], y, sigma)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Fractional training timestep whose noise level is sigma (interpolated in log sigma)."""
-        log_sigma = sigma.double().log().cpu()
-        idx = torch.searchsorted(self.log_sigmas, log_sigma).clamp(1, len(self.log_sigmas) - 1)
-        lo, hi = self.log_sigmas[idx - 1], self.log_sigmas[idx]
-        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-        return (idx - 1 + w).float()
+        """The model's (fractional) timestep for noise level sigma."""
+        return self.frame.timestep(sigma)
 
     def __call__(self, y, sigma, timestep=None, cond=None):
         sigma = sigma.to(y.device)
         if timestep is None:
             timestep = self.sigma_to_timestep(sigma).to(y.device)
-        x_t = y / torch.sqrt(1 + sigma.view(-1, 1, 1, 1) ** 2)
-        return output_to_denoised(self.model_output(x_t, timestep, cond), y, sigma, self.prediction_type)
+        return self.denoised(self.model_output(self.frame.model_input(y, sigma), timestep, cond), y, sigma)

@@ -179,7 +179,7 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
-    states = _open_states(save_states, config, loaded.shape, ranks)
+    states = _open_states(save_states, config, loaded, ranks)
     try:
         records, samples = run(loaded, config, directions, states, callback or ignore, ranks)
     finally:
@@ -195,11 +195,13 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     return Result(clean(document), samples)
 
 
-def _open_states(target: str | Path | None, config: AnalyzeConfig, shape: tuple[int, int, int], ranks: Ranks):
-    """The --save-states writer (rank 0 writes; under several ranks every rank joins the per-step gather)."""
+def _open_states(target: str | Path | None, config: AnalyzeConfig, loaded: LoadedModel, ranks: Ranks):
+    """The --save-states writer, one entry per step record (two per scheduler step for Heun-type schedulers;
+    rank 0 writes; under several ranks every rank joins the per-step gather)."""
     if target is None:
         return None
-    writer = open_states(target, config.steps, config.samples, shape) if ranks.is_main else None
+    records = len(loaded.make_stepper().infos)
+    writer = open_states(target, records, config.samples, loaded.shape) if ranks.is_main else None
     return writer if ranks.world == 1 else GatheredStates(writer, ranks)
 
 
@@ -561,6 +563,12 @@ def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | Non
     return detection.find_markers(t, **_detected_curves(curves, keep, shell))
 
 
+def once_per_t(t: np.ndarray) -> np.ndarray:
+    """(S,) bool: False on a step whose t the next step repeats. Heun-type schedulers take the second
+    evaluation of a step and the first of the next at one sigma; markers read each t once, from the later."""
+    return np.append(t[:-1] != t[1:], True)
+
+
 def _on_steps(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """A per-step curve (S, ...) with NaN on the steps not in ``keep`` (S,)."""
     return np.where(keep.reshape(-1, *([1] * (values.ndim - 1))), values, np.nan)
@@ -589,6 +597,7 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
     """docs/design.md §6: every marker with its own bootstrap ci95, presence and modes; critical.t is the
     regime's primary marker (``detection.PRIMARY``), never a median of markers. ``keep``: the consistent steps."""
     t = np.array([info.t for info in records.infos])
+    keep = keep & once_per_t(t)
     shell = decision_shell(curves, records.bins, config.decision_shell)
     markers = markers_of(curves, t, keep, shell)
     draws = [markers_of(c, t, keep, shell) for c in resamples]
@@ -742,6 +751,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "point_stiffness": (estimators.point_stiffness(gains, shell, directions.n_shells).tolist()
                                 if probed else None),
             "x0_consistent": bool(consistent[i]),
+            **({"evaluation": info.evaluation} if info.evaluation is not None else {}),
         })
     document = {
         **header("analyze", config.to_dict(), model=loaded.info,

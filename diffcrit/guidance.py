@@ -65,7 +65,8 @@ class ClassGuidance:
     DiT: null = num_embeds_ada_norm, the extra row LabelEmbedding has when trained with label
     dropout (DiTPipeline hard-codes 1000, ImageNet DiT's num_embeds_ada_norm). CFG acts on the
     eps channels only: ``DiffusersDenoiser.model_output`` already drops the learned-variance
-    channels that DiTPipeline carries through unguided.
+    channels that DiTPipeline carries through unguided; a UNet2DModel's are kept for its scheduler,
+    unguided (the conditional prediction's).
     UNet2DModel: null = num_class_embeds - 1, the last embedding (diffcrit's built-ins train it
     with label dropout; their train_config.json ``null_class`` must agree).
     """
@@ -157,9 +158,13 @@ class PulsedGuidance:
         out = self.base.model_output(torch.cat([x, x[guided]]), timestep, {key: torch.cat([labels, nulls])})
         eps_c, eps_u = out[: x.shape[0]], out[x.shape[0]:]
         s = scale[guided].view(-1, *([1] * (x.ndim - 1)))
+        c = self.base.in_channels  # guide the mean channels; learned variance stays the conditional one
         eps = eps_c.clone()
-        eps[guided] = eps_u + s * (eps_c[guided] - eps_u)
+        eps[guided, :c] = eps_u[:, :c] + s * (eps_c[guided, :c] - eps_u[:, :c])
         return eps
+
+    def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.base.denoised(output, y, sigma)
 
 
 # --------------------------------------------------------------------------------------------

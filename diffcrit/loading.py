@@ -1,13 +1,16 @@
 """Resolve what ``--model`` names into a ``LoadedModel`` (docs/design.md §9).
 
 Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
-pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), or a
-hub id (downloaded once into the hub cache; ``offline`` uses the cache only).
+pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), a folder
+of component folders only (unet/ or transformer/, scheduler/), or a hub id (downloaded once into the
+hub cache, only what analysis reads: ``hub_files``; ``offline`` uses the cache only). Weights may be
+safetensors or .bin, sharded, and of a ``variant``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +20,18 @@ import torch
 
 from . import builtins
 from .config import AnalyzeConfig
-from .denoisers import MODEL_CALLS, PREDICTION_TYPES, CallableDenoiser, DiffusersDenoiser
+from .denoisers import MODEL_CALLS, CallableDenoiser, DiffusersDenoiser
 from .errors import UserError, shorten
-from .sampling import SCHEDULER_FRAMES, KarrasEulerStepper, SchedulerStepper
+from .sampling import KarrasEulerStepper, SchedulerStepper
+from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
-HUB_PATTERNS = ["model_index.json", "*.json", "unet/*", "transformer/*", "scheduler/*", "text_encoder*/*",
-                "tokenizer*/*"]
+# What analysis reads from a hub repo: the denoiser, scheduler, text encoders and tokenizers (no VAE: latent
+# models are analysed in latent space), top-level configs, and a bare model repo's own weights.
+HUB_FOLDERS = ("unet", "transformer", "scheduler", "text_encoder*", "tokenizer*")
+ROOT_FILES = ("*.json", "diffusion_pytorch_model*")
+OTHER_FORMATS = (".msgpack", ".onnx", ".onnx_data", ".pb", ".ckpt", ".h5")  # weights torch does not load
+HUB_PATTERNS = [*ROOT_FILES, *(f"{folder}/*" for folder in HUB_FOLDERS)]  # offline: whatever the cache holds
 
 
 @dataclass
@@ -145,15 +153,49 @@ def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, devi
                        theory=getattr(model, "theory", None))
 
 
-def download(repo_id: str, options: LoadOptions, patterns: list[str] = HUB_PATTERNS, what: str | None = None,
+def hub_files(filenames: list[str], variant: str | None = None, subfolder: str | None = None) -> list[str]:
+    """The files of a hub repo (its listing) that analysis needs, weights in one format and variant.
+
+    Weights are safetensors when every needed component has them, else .bin, and of ``variant`` where it
+    exists, as diffusers itself chooses (``is_safetensors_compatible``, ``variant_compatible_siblings``).
+    """
+    from diffusers.pipelines.pipeline_loading_utils import (filter_model_files, is_safetensors_compatible,
+                                                            variant_compatible_siblings)
+
+    folders = (*HUB_FOLDERS, subfolder) if subfolder else HUB_FOLDERS
+    needed = [f for f in filenames if _hub_needed(f, folders) and not f.endswith(OTHER_FORMATS)]
+    weights = sorted(filter_model_files(needed))
+    components = {f.split("/")[0] for f in weights if "/" in f}
+    safe = is_safetensors_compatible(weights, folder_names=components or None, variant=variant)
+    ignore = ["*.bin", "*.msgpack", "*.onnx", "*.pb"] if safe else ["*.safetensors", "*.msgpack", "*.onnx", "*.pb"]
+    try:
+        chosen, _ = variant_compatible_siblings(weights, variant=variant, ignore_patterns=ignore)
+    except ValueError:
+        raise UserError(f"the repo has no weights of variant {variant!r}", "drop --variant or pick another") from None
+    return sorted((set(needed) - set(weights)) | set(chosen))
+
+
+def _hub_needed(path: str, folders: tuple[str, ...]) -> bool:
+    parts = path.split("/")
+    if len(parts) == 1:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in ROOT_FILES)
+    return any(fnmatch.fnmatch(parts[0], folder) for folder in folders)
+
+
+def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = None, what: str | None = None,
              hint: str | None = None) -> Path:
-    """Fetch the files of a hub repo matching ``patterns`` (default: the denoiser, scheduler and text
-    encoders of a pipeline, no VAE) into the cache; the snapshot folder. ``what``/``hint``: the error's words."""
-    from huggingface_hub import snapshot_download
+    """Fetch the files of a hub repo matching ``patterns`` into the cache; the snapshot folder. Default: what
+    analysis needs (``hub_files``; ``offline``: whatever the cache holds). ``what``/``hint``: the error's words."""
+    from huggingface_hub import HfApi, snapshot_download
 
     try:
+        if patterns is None:
+            patterns = HUB_PATTERNS if options.offline else hub_files(
+                HfApi().list_repo_files(repo_id, revision=options.revision), options.variant, options.subfolder)
         return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
                                       local_files_only=options.offline))
+    except UserError:
+        raise
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
@@ -180,42 +222,52 @@ def _read_json(path: Path) -> dict:
 
 
 def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
-    """(denoiser folder, scheduler folder or None) of a pipeline or bare model folder."""
+    """(denoiser folder, scheduler folder or None) of a pipeline, bare model or component-only folder."""
     if options.subfolder:
         folder = root / options.subfolder
         if not (folder / "config.json").exists():
             raise UserError(f"{folder} has no config.json", "check --subfolder")
-        scheduler = root / "scheduler"
-        return folder, scheduler if (scheduler / "scheduler_config.json").exists() else None
+        return folder, _scheduler_folder(root)
     if (root / "model_index.json").exists():
         index = _read_json(root / "model_index.json")
         names = [c for c in DENOISER_COMPONENTS if c in index]
         if not names:
             raise UserError(f"{root}/model_index.json names no denoiser component",
                             f"expected one of: {', '.join(DENOISER_COMPONENTS)}")
-        scheduler = root / "scheduler"
-        return root / names[0], scheduler if (scheduler / "scheduler_config.json").exists() else None
+        return root / names[0], _scheduler_folder(root)
     if (root / "config.json").exists():
         return root, None
+    folder = next((root / c for c in DENOISER_COMPONENTS if (root / c / "config.json").exists()), None)
+    if folder is not None:  # a repo of component folders only (unet/, scheduler/), no model_index.json
+        return folder, _scheduler_folder(root)
     raise UserError(f"{root} has neither model_index.json nor config.json",
                     "pass a pipeline folder, a model folder, or use --subfolder")
 
 
+def _scheduler_folder(root: Path) -> Path | None:
+    scheduler = root / "scheduler"
+    return scheduler if (scheduler / "scheduler_config.json").exists() else None
+
+
 def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
+    """The folder's scheduler (or ``--scheduler``, which overrides it), checked to be one diffcrit can follow."""
     import diffusers
 
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler",
-                        f"pass --scheduler (one of: {', '.join(SCHEDULER_FRAMES)})")
+                        "pass --scheduler (a diffusers scheduler class, e.g. DDPMScheduler)")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
     wanted = name or stored.get("_class_name")
-    if wanted not in SCHEDULER_FRAMES:
-        raise UserError(f"unsupported scheduler {wanted}",
-                        f"supported: {', '.join(SCHEDULER_FRAMES)}; override with --scheduler")
-    cls = getattr(diffusers, wanted)
+    check_supported(str(wanted))
+    cls = getattr(diffusers, str(wanted), None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
+                        "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
-    return cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    family_of(scheduler)  # refuses, naming why, a scheduler outside every family
+    return scheduler
 
 
 def _model_class(folder: Path) -> str:
@@ -240,11 +292,6 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
         raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
                         "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
-    config_ = module.config
-    if type(module).__name__ == "UNet2DModel" and config_.out_channels != config_.in_channels:
-        raise UserError(f"UNet2DModel with learned variance ({config_.out_channels} output channels for "
-                        f"{config_.in_channels} input channels) is not supported yet",
-                        "DDPMPipeline passes the variance channels to the scheduler; diffcrit would drop them")
     return module.to(device).eval().requires_grad_(False)
 
 
@@ -260,10 +307,8 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     class_name = _model_class(model_folder)
     scheduler = _load_scheduler(scheduler_folder, config)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
-    denoiser = DiffusersDenoiser(module, prediction_type, scheduler.alphas_cumprod)
+    denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
+    prediction_type = denoiser.prediction_type
     shape = _sample_shape(module.config)
     conditioning, cond_info = build_conditioning(module, root, config, device)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,

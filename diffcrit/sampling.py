@@ -8,8 +8,9 @@ A stepper owns one batch of samples and advances it one step at a time:
 
 ``SchedulerStepper`` follows a diffusers scheduler exactly as its pipeline does (same input
 scaling, same ``scheduler.step`` call with the per-sample generators), so the final samples equal
-the pipeline's. ``KarrasEulerStepper`` samples a bare ``denoise(y, sigma)`` with Euler on the
-Karras et al. (2022) schedule (their Algorithm 2 with optional churn).
+the pipeline's; which frame its sample is in comes from ``schedulers.py``. ``KarrasEulerStepper``
+samples a bare ``denoise(y, sigma)`` with Euler on the Karras et al. (2022) schedule (their
+Algorithm 2 with optional churn).
 """
 
 from __future__ import annotations
@@ -21,27 +22,20 @@ from typing import Any
 
 import torch
 
-from .denoisers import DiffusersDenoiser, output_to_denoised
+from .denoisers import DiffusersDenoiser
 from .errors import ModelOutputError, UserError
-from .frame import alpha_bar_to_sigma, karras_sigmas, sigma_to_t
-
-# Scheduler class -> frame of its sample: "vp" (sample = x_t) or "ve" (sample = y, model input scaled).
-SCHEDULER_FRAMES = {
-    "DDPMScheduler": "vp",
-    "DDIMScheduler": "vp",
-    "DPMSolverMultistepScheduler": "vp",
-    "EulerDiscreteScheduler": "ve",
-    "EulerAncestralDiscreteScheduler": "ve",
-}
-
+from .frame import karras_sigmas, sigma_to_t
+from .schedulers import FIRST, evaluations, family_of, init_noise_sigma, scale_model_input, step_kwargs
 
 @dataclass(frozen=True)
 class StepInfo:
-    """Where step ``index`` sits in the one frame: sigma (VE), t = log(1 + sigma^2), the model's timestep."""
+    """Where step ``index`` sits in the one frame: sigma (VE), t = log(1 + sigma^2), the model's timestep;
+    ``evaluation`` "first"/"second" for schedulers that evaluate the model twice per step (else None)."""
 
     index: int
     sigma: float
     timestep: float | None
+    evaluation: str | None = None
 
     @property
     def t(self) -> float:
@@ -63,46 +57,48 @@ def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) 
     return randn_tensor((len(generators), *shape), generator=list(generators))
 
 
-def check_frame(scheduler: Any) -> str:
-    name = type(scheduler).__name__
-    if name not in SCHEDULER_FRAMES:
-        raise UserError(f"unsupported scheduler {name}", f"supported: {', '.join(SCHEDULER_FRAMES)}; try --scheduler")
-    return SCHEDULER_FRAMES[name]
-
-
 class SchedulerStepper:
-    """One batch sampled by a diffusers scheduler, as the model's own pipeline does it."""
+    """One batch sampled by a diffusers scheduler, as the model's own pipeline does it.
+
+    Every entry of ``scheduler.timesteps`` is one model evaluation and one step record (Heun-type
+    schedulers: two per scheduler step, labelled by ``StepInfo.evaluation``), at the sigma the model
+    is evaluated at. Leading evaluations on pure noise (flow matching at s = 1: infinite sigma, y
+    undefined) are run at the start of step 0 and not recorded.
+    """
 
     def __init__(self, scheduler: Any, denoiser: DiffusersDenoiser, steps: int):
-        self.frame = check_frame(scheduler)
+        self.family = family_of(scheduler)
         self.scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
         self.scheduler.set_timesteps(steps)
         self.denoiser = denoiser
         self.timesteps = self.scheduler.timesteps
-        self.infos = [StepInfo(i, self._sigma(i), float(t)) for i, t in enumerate(self.timesteps)]
-
-    def _sigma(self, i: int) -> float:
-        sigmas = getattr(self.scheduler, "sigmas", None)
-        if sigmas is not None and len(sigmas) > i:
-            return float(sigmas[i])
-        alpha_bar = self.scheduler.alphas_cumprod[int(self.timesteps[i])]
-        return float(alpha_bar_to_sigma(alpha_bar.double()))
+        evals = evaluations(self.family, self.scheduler)
+        self.hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
+        if not all(e.recorded for e in evals[self.hidden:]) or len(evals) - self.hidden < 2:
+            raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - self.hidden} "
+                            "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
+        self.infos = [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[self.hidden:])]
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
-        return noise.to(self.denoiser.device) * self.scheduler.init_noise_sigma
+        return noise.to(self.denoiser.device) * init_noise_sigma(self.scheduler)
 
-    def to_y(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """The sample in the VE frame: y = x_t sqrt(1 + sigma^2) for VP schedulers, y = x for VE ones."""
-        return x.float() * math.sqrt(1 + self.infos[i].sigma ** 2) if self.frame == "vp" else x.float()
+    def _evaluate(self, x, j, cond, generators):
+        """Evaluation j exactly as the pipeline runs it -> (raw model output, next sample)."""
+        t = self.timesteps[j]
+        output = self.denoiser.model_output(scale_model_input(self.scheduler, x, t), t, cond)
+        x_next = self.scheduler.step(output.to(x.dtype), t, x, **step_kwargs(self.scheduler, generators)).prev_sample
+        return output, x_next
 
     def step(self, x, i, cond, generators):
-        t = self.timesteps[i]
-        output = self.denoiser.model_output(self.scheduler.scale_model_input(x, t), t, cond)
-        y = self.to_y(x, i)
-        sigma = torch.full((x.shape[0],), self.infos[i].sigma, device=x.device)
-        denoised = output_to_denoised(output, y, sigma, self.denoiser.prediction_type)
-        x_next = self.scheduler.step(output.to(x.dtype), t, x, generator=generators).prev_sample
-        return y, denoised, x_next
+        for j in range(self.hidden if i == 0 else 0):
+            _, x = self._evaluate(x, j, cond, generators)
+        info = self.infos[i]
+        if info.evaluation is not None and self.scheduler.state_in_first_order != (info.evaluation == FIRST):
+            raise RuntimeError(f"step {i}: {type(self.scheduler).__name__} is not in its {info.evaluation} evaluation")
+        y = self.family.to_y(x, info.sigma)
+        output, x_next = self._evaluate(x, self.hidden + i, cond, generators)
+        sigma = torch.full((x.shape[0],), info.sigma, device=x.device)
+        return y, self.denoiser.denoised(output, y, sigma), x_next
 
     def final(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()

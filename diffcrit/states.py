@@ -36,7 +36,8 @@ SAMPLES_SUFFIX = ".safetensors"
 
 
 def _step_meta(info: StepInfo) -> dict:
-    return {"index": info.index, "timestep": info.timestep, "sigma": info.sigma, "t": info.t}
+    meta = {"index": info.index, "timestep": info.timestep, "sigma": info.sigma, "t": info.t}
+    return meta if info.evaluation is None else {**meta, "evaluation": info.evaluation}
 
 
 class FolderStates:

@@ -190,11 +190,15 @@ def test_quiet_prints_nothing(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["model"]["id"] == "builtin:gaussian?size=8"
 
 
-def test_learned_variance_unet_is_refused_not_silently_changed(tmp_path):
+def test_learned_variance_unet_is_analysed(tmp_path):
+    """DDPMPipeline's learned-variance UNet: the scheduler gets all channels, D the mean ones
+    (tests/test_pipeline_equivalence.py holds the samples to the pipeline's)."""
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=2, block_out_channels=(8, 16), layers_per_block=1,
                        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "UpBlock2D"))
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(variance_type="learned_range")).save_pretrained(tmp_path / "lv")
-    one_line_error(run("analyze", "--model", str(tmp_path / "lv"), *FAST), "learned variance", "not supported")
+    ok = run("analyze", "--model", str(tmp_path / "lv"), *FAST)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["model"]["shape"] == [1, 8, 8]

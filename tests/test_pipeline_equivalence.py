@@ -1,9 +1,11 @@
 """The instrumented sampler follows the model's own diffusers pipeline exactly (issue 2, docs/design.md §9)."""
 
+import diffusers
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMPipeline, DDPMPipeline, DiTPipeline
+from diffusers import DDIMPipeline, DDPMPipeline, DDPMScheduler, DiTPipeline, PNDMPipeline, UNet2DModel
+from tiny_models import tiny_unet
 
 import diffcrit
 
@@ -60,3 +62,122 @@ def test_batch_size_invariance(ddpm_folder):
         if a["xi_denoised"] is not None:
             np.testing.assert_allclose(a["xi_denoised"], b["xi_denoised"], rtol=1e-4)
         np.testing.assert_allclose(a["decided"], b["decided"], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Every scheduler family, and learned variance: raw final samples against the pipeline's own
+
+
+def pipeline_final(pipe, n, steps):
+    """The pipeline's last ``scheduler.step`` output (raw, before (x/2 + 0.5).clamp(0, 1)), NCHW."""
+    step, last = pipe.scheduler.step, {}
+
+    def recording(*args, **kwargs):
+        out = step(*args, **kwargs)
+        last["x"] = out.prev_sample
+        return out
+
+    pipe.scheduler.step = recording
+    pipe(batch_size=n, generator=generators(n), num_inference_steps=steps, output_type="np")
+    return last["x"]
+
+
+def assert_same_final(folder, pipe, steps=8, n=3):
+    result = diffcrit.analyze(str(folder), steps=steps, samples=n, device="cpu", **ANALYSIS)
+    torch.testing.assert_close(result.samples, pipeline_final(pipe, n, steps).float(), atol=1e-4, rtol=0)
+
+
+# DDPMPipeline passes generator= to scheduler.step: the VP schedulers whose step takes one.
+DDPM_PIPELINE = ["DDIMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "LCMScheduler",
+                 "TCDScheduler", "SASolverScheduler", "DDPMParallelScheduler", "DDIMParallelScheduler"]
+# PNDMPipeline calls scheduler.step without one: the deterministic VP schedulers whose step takes none.
+PNDM_PIPELINE = ["PNDMScheduler", "DEISMultistepScheduler", "UniPCMultistepScheduler"]
+
+
+def save_pipeline(folder, pipeline_cls, scheduler, unet=None):
+    pipeline_cls(unet=unet or tiny_unet(), scheduler=scheduler).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", DDPM_PIPELINE)
+def test_ddpm_pipeline_with_each_scheduler(name, tmp_path):
+    scheduler = getattr(diffusers, name)(num_train_timesteps=100)
+    folder = save_pipeline(tmp_path / name, DDPMPipeline, scheduler)
+    assert_same_final(folder, DDPMPipeline.from_pretrained(folder))
+
+
+@pytest.mark.parametrize("name", PNDM_PIPELINE)
+def test_pndm_pipeline_with_each_scheduler(name, tmp_path):
+    """PNDM's pseudo Runge-Kutta warm-up evaluates the model several times per step; each is one record."""
+    scheduler = getattr(diffusers, name)(num_train_timesteps=100)
+    folder = save_pipeline(tmp_path / name, PNDMPipeline, scheduler)
+    assert_same_final(folder, PNDMPipeline.from_pretrained(folder))
+
+
+def test_pndm_records_every_evaluation(tmp_path):
+    folder = save_pipeline(tmp_path / "pndm", PNDMPipeline, diffusers.PNDMScheduler(num_train_timesteps=100))
+    result = diffcrit.analyze(str(folder), steps=8, samples=1, device="cpu", **ANALYSIS).to_dict()
+    scheduler = diffusers.PNDMScheduler(num_train_timesteps=100)
+    scheduler.set_timesteps(8)
+    assert [s["timestep"] for s in result["steps"]] == scheduler.timesteps.tolist()  # 8 steps, 15 evaluations
+
+
+def learned_variance_unet():
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=2, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+
+
+def test_learned_variance_unet_equals_ddpm_pipeline(tmp_path):
+    """The scheduler gets all 2C channels, as DDPMPipeline passes them; D reads the first C. ("learned"
+    takes the raw channel as a variance: NaN for a random network, in the pipeline too.)"""
+    scheduler = DDPMScheduler(num_train_timesteps=100, variance_type="learned_range")
+    folder = save_pipeline(tmp_path / "lv", DDPMPipeline, scheduler, learned_variance_unet())
+    assert_same_final(folder, DDPMPipeline.from_pretrained(folder))
+
+
+def test_learned_variance_denoiser_reads_the_mean_channels(tmp_path):
+    from diffcrit.config import make_config
+    from diffcrit.loading import load_model
+
+    folder = save_pipeline(tmp_path / "lv", DDPMPipeline, DDPMScheduler(num_train_timesteps=100,
+                                                                        variance_type="learned_range"),
+                           learned_variance_unet())
+    loaded = load_model(str(folder), make_config(device="cpu"))
+    y, sigma, t = torch.randn(2, 1, 8, 8), torch.full((2,), 1.5), torch.tensor([40.0, 40.0])
+    eps = loaded.module(y / (1 + 1.5**2) ** 0.5, t).sample[:, :1]
+    torch.testing.assert_close(loaded.denoiser(y, sigma, t), y - 1.5 * eps)
+    assert loaded.denoiser.model_output(y, t).shape[1] == 2  # what the scheduler is given
+
+
+def reference_loop(unet, scheduler, n, steps):
+    """The denoising loop of diffusers' StableDiffusionPipeline without text or guidance: no unconditional
+    pipeline takes VE, EDM or flow-matching schedulers (init_noise_sigma, scale_model_input, step kwargs)."""
+    import inspect
+
+    from diffusers.utils.torch_utils import randn_tensor
+
+    gens = generators(n)
+    x = randn_tensor((n, 1, 8, 8), generator=gens) * getattr(scheduler, "init_noise_sigma", 1.0)
+    scheduler.set_timesteps(steps)
+    extra = {"generator": gens} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            model_input = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
+            x = scheduler.step(unet(model_input, t).sample, t, x, **extra).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("name", ["LMSDiscreteScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                                  "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "EDMEulerScheduler",
+                                  "EDMDPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+                                  "FlowMatchHeunDiscreteScheduler"])
+def test_scaled_input_schedulers_equal_the_pipeline_loop(name, tmp_path):
+    cls = getattr(diffusers, name)
+    scheduler = cls() if name.startswith(("EDM", "FlowMatch")) else cls(num_train_timesteps=100)
+    folder = save_pipeline(tmp_path / name, DDPMPipeline, scheduler)
+    result = diffcrit.analyze(str(folder), steps=6, samples=3, device="cpu", **ANALYSIS)
+    pipe = DDPMPipeline.from_pretrained(folder)
+    expected = reference_loop(pipe.unet, pipe.scheduler, 3, 6)
+    torch.testing.assert_close(result.samples, expected.float(), atol=1e-4, rtol=0)

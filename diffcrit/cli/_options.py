@@ -30,8 +30,9 @@ RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, 
 VariantOpt = Annotated[Optional[str], typer.Option(help="Weights variant (e.g. fp16).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local hub cache only; never touch the network.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option(
-    help="Override or supply the scheduler class (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, "
-    "EulerDiscreteScheduler, EulerAncestralDiscreteScheduler).")]
+    help="Override or supply the diffusers scheduler class (e.g. DDPMScheduler, DDIMScheduler, PNDMScheduler, "
+    "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, "
+    "EDMEulerScheduler, FlowMatchEulerDiscreteScheduler; docs/design.md §2).")]
 PredictionTypeOpt = Annotated[Optional[str], typer.Option(
     help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
