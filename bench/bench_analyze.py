@@ -147,9 +147,9 @@ def phase_naive(args) -> dict:
     from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel, UNet2DModel
     from torch.func import jvp
 
-    from diffcrit.fourier import plane_wave_directions
-    from diffcrit.probes import forward_ad_safe
-    from diffcrit.report import read_document
+    from diffcrit.probing.fourier import plane_wave_directions
+    from diffcrit.probing.probes import forward_ad_safe
+    from diffcrit.report.document import read_document
 
     reference = read_document(args.result, role="(b)'s result")
     config, probe = reference["config"], reference["probe"]

@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import diffcrit  # noqa: E402
-from diffcrit.checking import STATUS_FAIL, Tolerances, compare_results  # noqa: E402
+from diffcrit.release.checking import STATUS_FAIL, Tolerances, compare_results  # noqa: E402
 from diffcrit.config import AnalyzeConfig  # noqa: E402
 
 

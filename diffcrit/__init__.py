@@ -17,21 +17,21 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "analyze": ".engine",
-    "guide": ".guide_engine",
-    "LoadOptions": ".loading",
-    "Result": ".report",
+    "analyze": ".analysis.engine",
+    "guide": ".guidance.engine",
+    "LoadOptions": ".models.loading",
+    "Result": ".report.document",
     "UserError": ".errors",
 }
 
 __all__ = ["analyze", "guide", "Result", "UserError", "LoadOptions", "__version__"]
 
 if TYPE_CHECKING:
-    from .engine import analyze
+    from .analysis.engine import analyze
     from .errors import UserError
-    from .guide_engine import guide
-    from .loading import LoadOptions
-    from .report import Result
+    from .guidance.engine import guide
+    from .models.loading import LoadOptions
+    from .report.document import Result
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from diffcrit.cli import main
+from .cli import main
 
 main()

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from diffcrit.detection import MARKERS as MARKER_NAMES  # noqa: F401  (re-exported for the plot tests)
-from diffcrit.report import SCHEMA_VERSION
+from diffcrit.analysis.detection import MARKERS as MARKER_NAMES  # noqa: F401  (re-exported for the plot tests)
+from diffcrit.report.document import SCHEMA_VERSION
 
 
 def make_analyze_result(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffcrit.classifiers import load_classifier
+from diffcrit.guidance.classifiers import load_classifier
 from diffcrit.training import CHECKPOINTS
 from diffcrit.training import data as datasets
 
@@ -119,8 +119,7 @@ def test_loss_log_and_card(name):
 def test_recorded_decided_fraction_is_consistent(name):
     """Total variance (docs/design.md §5): max over steps of f_n <= 1.25 on shells 0-3, for 25, 50 and
     100 steps and two disjoint seeds, as recorded by ``python -m diffcrit.training consistency``."""
-    from diffcrit.training.measure import (CONSISTENCY_SEEDS, CONSISTENCY_STEPS,
-                                           DECIDED_FRACTION_LIMIT)
+    from diffcrit.training.measure import CONSISTENCY_SEEDS, CONSISTENCY_STEPS, DECIDED_FRACTION_LIMIT
 
     block = train_config(name)["decided_fraction"]
     assert block["prediction_type"] == train_config(name)["scheduler"]["prediction_type"]
@@ -279,7 +278,7 @@ def test_v_target_gives_back_x0_through_the_adapter():
     y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab is x0 (docs/design.md §2), at every noise level."""
     from diffusers import DDPMScheduler
 
-    from diffcrit.denoisers import output_to_denoised
+    from diffcrit.models.denoisers import output_to_denoised
     from diffcrit.training.train import _SCHEDULER, regression_target
 
     scheduler = DDPMScheduler(**_SCHEDULER)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from diffcrit.check_report import render_junit, render_markdown
-from diffcrit import detection
-from diffcrit.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED, STATUS_FAIL,
-                               STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results,
-                               load_tolerances, marker_check_name, outcomes_to_dict, pairing, stiffness_check_name,
-                               tolerances_from_mapping)
+from diffcrit.release.summary import render_junit, render_markdown
+from diffcrit.analysis import detection
+from diffcrit.release.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED,
+                                       STATUS_FAIL, STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results,
+                                       load_tolerances, marker_check_name, outcomes_to_dict, pairing,
+                                       stiffness_check_name, tolerances_from_mapping)
 from diffcrit.errors import UserError
-from diffcrit.report import read_document
+from diffcrit.report.document import read_document
 from cli_checks import one_line_error, run
 from result_factory import make_analyze_result, make_guide_result, shifted, with_changes
 
@@ -387,7 +387,7 @@ def test_cli_invalid_documents_are_one_line_errors(files, tmp_path, change, frag
 
 
 def test_config_differences_note_options_and_the_probe_method():
-    from diffcrit.checking import config_differences
+    from diffcrit.release.checking import config_differences
 
     base = make_analyze_result()
     same = copy.deepcopy(base)

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import diffcrit
-from diffcrit.report import schema
-from diffcrit.states import load_samples
+from diffcrit.report.document import schema
+from diffcrit.sampling.states import load_samples
 from cli_checks import FAST, one_line_error, run
 
 
@@ -116,7 +116,7 @@ def test_bad_model_config_json_reports_its_real_cause(tmp_path, text, fragments)
 
 def test_unwritable_output_is_checked_before_sampling(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("diffcrit.engine.run", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("diffcrit.analysis.engine.run", lambda *a, **k: calls.append(1))
     one_line_error(run("analyze", "--out", str(tmp_path / "no" / "r.json"), "--quiet"), "does not exist")
     assert calls == []
 
@@ -130,7 +130,7 @@ def test_nan_from_the_model_names_the_step(tmp_path):
 
 
 def test_interrupt_leaves_no_json_and_readable_states(tmp_path, monkeypatch):
-    from diffcrit import engine
+    from diffcrit.analysis import engine
 
     original = engine._probe_step
     count = {"n": 0}

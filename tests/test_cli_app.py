@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 import diffcrit
-from diffcrit.builtins import DEFAULT_MODEL, entries
+from diffcrit.models.builtins import DEFAULT_MODEL, entries
 from cli_checks import run
 from result_factory import make_analyze_result
 
@@ -153,8 +153,8 @@ baseline, candidate, figure = sys.argv[1:]
 codes = [CliRunner().invoke(app, args).exit_code for args in
          (["--help"], ["check", candidate, "--baseline", baseline], ["plot", candidate, "-o", figure])]
 heavy = [name for name in ("torch", "diffusers", "transformers", "accelerate") if name in sys.modules]
-from diffcrit.engine import analyze
-from diffcrit.report import Result
+from diffcrit.analysis.engine import analyze
+from diffcrit.report.document import Result
 public = diffcrit.analyze is analyze and diffcrit.Result is Result and {"analyze", "guide"} <= set(dir(diffcrit))
 print(json.dumps({"codes": codes, "heavy": heavy, "public": public}))
 """

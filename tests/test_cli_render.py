@@ -11,11 +11,11 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from diffcrit.check_report import format_measured, format_tolerance
-from diffcrit.checking import compare_results
+from diffcrit.release.summary import format_measured, format_tolerance
+from diffcrit.release.checking import compare_results
 from diffcrit.cli.check import render_check
 from diffcrit.cli.guide import _ci, _windows, render_guide, render_suggestion
-from diffcrit.guide_engine import guide, suggest
+from diffcrit.guidance.engine import guide, suggest
 from result_factory import make_analyze_result, shifted
 
 WIDTHS = [80, 100, 160]

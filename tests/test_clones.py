@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 import diffcrit
-from diffcrit import clones
-from diffcrit.builtins import make_analytic
+from diffcrit.sampling.steppers import clones
+from diffcrit.models.builtins import make_analytic
 from diffcrit.cli import app
-from diffcrit.report import read_document
+from diffcrit.report.document import read_document
 from test_ensemble import gaussian_decided, mixture_decided
 
 

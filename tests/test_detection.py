@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from diffcrit import detection
+from diffcrit.analysis import detection
 from diffcrit.frame import karras_sigmas
 
 

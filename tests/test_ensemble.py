@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import diffcrit
-from diffcrit.builtins import make_analytic
-from diffcrit.fourier import low_bins
+from diffcrit.models.builtins import make_analytic
+from diffcrit.probing.fourier import low_bins
 
 NODES, WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
 WEIGHTS = WEIGHTS / WEIGHTS.sum()

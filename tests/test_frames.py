@@ -14,13 +14,13 @@ import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler)
 
-from diffcrit import engine
-from diffcrit.builtins.analytic import GaussianField
+from diffcrit.analysis import engine
+from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
-from diffcrit.denoisers import DiffusersDenoiser
-from diffcrit.fourier import plane_wave_directions
-from diffcrit.loading import LoadedModel
-from diffcrit.sampling import SchedulerStepper
+from diffcrit.models.denoisers import DiffusersDenoiser
+from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.models.loading import LoadedModel
+from diffcrit.sampling.steppers import SchedulerStepper
 
 
 class UNet2DModel(torch.nn.Module):  # named like diffusers' class so the adapter calls it the same way

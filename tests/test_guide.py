@@ -13,12 +13,12 @@ from diffusers import DDIMScheduler, DiTPipeline, UNet2DModel
 from safetensors.torch import load_file
 
 import diffcrit
-from diffcrit import alignment
+from diffcrit.guidance.pulses import alignment
 from diffcrit.errors import UserError
-from diffcrit.guidance import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
-                               random_windows, sample_arm)
-from diffcrit.guide_engine import guide, load_guided_model, make_guide_config, step_grid
-from diffcrit.plotting import plot_results
+from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
+                                      random_windows, sample_arm)
+from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
+from diffcrit.report.plotting import plot_results
 from result_factory import make_analyze_result, make_guide_result
 from tiny_models import CLASSES, save_ddpm_pipeline
 import cli_checks
@@ -225,7 +225,7 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
     assert document["kind"] == "guide" and document["schema_version"] == 1 and document["scored"] is True
     import jsonschema
 
-    from diffcrit.report import schema
+    from diffcrit.report.document import schema
 
     jsonschema.validate(document, schema("guide"))
     for key in ("diffcrit_version", "created", "model", "config", "environment", "window_width_t", "metric_names",
@@ -265,7 +265,7 @@ def test_guide_documents_without_a_critical_time_or_a_window_validate(cond_folde
     """critical.t is null without a t_c, window_width_t null for --at all: the schema allows both."""
     import jsonschema
 
-    from diffcrit.report import schema
+    from diffcrit.report.document import schema
 
     result = run("--model", str(cond_folder), "--at", at, "--compare", "none", *CLI_FAST)
     assert result.exit_code == 0, result.output
@@ -303,7 +303,7 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
     # critical time, and guide says so in one line.
     with pytest.raises(UserError, match="analyze found no critical time"):
         guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, width=0.4, **FAST)
-    from diffcrit import engine
+    from diffcrit.analysis import engine
 
     real = engine.analyze
     seen = {}
@@ -380,7 +380,7 @@ def test_shipped_guide_results_validate_against_the_guide_schema():
 
     import jsonschema
 
-    from diffcrit.report import schema
+    from diffcrit.report.document import schema
 
     results = sorted((_Path(__file__).parent.parent / "examples" / "results").glob("*-guide*.json"))
     assert results

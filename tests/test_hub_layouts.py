@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import diffcrit
 from diffcrit.cli import app
-from diffcrit.loading import LoadOptions, hub_files
+from diffcrit.models.loading import LoadOptions, hub_files
 
 ANALYSIS = dict(steps=4, samples=2, device="cpu", probe_samples=1, directions=1, shells=2, bootstrap=0)
 
@@ -118,7 +118,7 @@ def test_missing_variant_is_a_user_error():
 def test_download_asks_the_hub_for_those_files_only(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from diffcrit.loading import download
+    from diffcrit.models.loading import download
 
     asked = {}
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, revision=None: SD_LIKE)

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from diffcrit.config import make_config
-from diffcrit.engine import Prober, Records, StepRows
+from diffcrit.analysis.engine import Prober, Records, StepRows
 from diffcrit.distributed import Ranks
-from diffcrit.fourier import plane_wave_directions
-from diffcrit.loading import load_model
-from diffcrit.probes import mode_gains
+from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.models.loading import load_model
+from diffcrit.probing.probes import mode_gains
 
 PEAK_RSS = """
 import json, resource, sys, diffcrit

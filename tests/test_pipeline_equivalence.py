@@ -139,7 +139,7 @@ def test_learned_variance_unet_equals_ddpm_pipeline(tmp_path):
 
 def test_learned_variance_denoiser_reads_the_mean_channels(tmp_path):
     from diffcrit.config import make_config
-    from diffcrit.loading import load_model
+    from diffcrit.models.loading import load_model
 
     folder = save_pipeline(tmp_path / "lv", DDPMPipeline, DDPMScheduler(num_train_timesteps=100,
                                                                         variance_type="learned_range"),

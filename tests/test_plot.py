@@ -12,8 +12,8 @@ import pytest
 from matplotlib.image import imread
 
 from diffcrit.errors import UserError
-from diffcrit.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
-from diffcrit.sparkline import BLOCKS, sparkline
+from diffcrit.report.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
+from diffcrit.report.sparkline import BLOCKS, sparkline
 from cli_checks import one_line_error, run
 from result_factory import MARKER_NAMES, make_analyze_result, make_guide_result, with_changes
 
@@ -342,7 +342,7 @@ def test_sparkline_missing_flat_and_shared_scale():
 def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
     import torch
 
-    from diffcrit.plotting import image_grid, tiles
+    from diffcrit.report.plotting import image_grid, tiles
 
     images = torch.stack([torch.full((1, 2, 3), v) for v in (-1.0, 0.0, 1.0)])  # black, mid grey, white
     grid = np.asarray(image_grid(tiles(images), cols=2))

@@ -11,9 +11,9 @@ import torch
 
 import diffcrit
 import diffcrit.cli.predict  # noqa: F401  (registers `predict` on the app)
-from diffcrit import predict as library
-from diffcrit.builtins.patch import PatchModel
-from diffcrit.datasets import open_data
+from diffcrit.analysis import predict as library
+from diffcrit.models.builtins.patch import PatchModel
+from diffcrit.models.datasets import open_data
 from cli_checks import run
 
 def run_cli(*args: str):

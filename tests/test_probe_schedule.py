@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import diffcrit
-from diffcrit import detection, schedule
+from diffcrit.analysis import detection
+from diffcrit.probing import schedule
 from cli_checks import run
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from diffcrit.denoisers import DiffusersDenoiser
-from diffcrit.fourier import plane_wave_directions
-from diffcrit.probes import fd_columns, forward_ad_safe, jvp_columns, mode_gains
+from diffcrit.models.denoisers import DiffusersDenoiser
+from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.probing.probes import fd_columns, forward_ad_safe, jvp_columns, mode_gains
 from tiny_models import tiny_cond_unet, tiny_dit, tiny_unet
 
 ALPHAS = DDPMScheduler(num_train_timesteps=100).alphas_cumprod
@@ -95,7 +95,7 @@ def test_auto_falls_back_to_finite_differences_and_records_why():
 
 @pytest.mark.parametrize("name", ["unet_attention", "unet_condition", "dit"])
 def test_shared_primal_vmap_equals_the_batched_jvp(name):
-    from diffcrit.probes import jvp_columns_shared
+    from diffcrit.probing.probes import jvp_columns_shared
 
     model, shape, cond = _cases()[name]
     denoiser = DiffusersDenoiser(model, "epsilon", ALPHAS)
@@ -133,7 +133,7 @@ def test_auto_probes_networks_by_finite_differences_that_agree_with_jvp():
 def test_a_vmap_failure_is_remembered_per_module_and_goes_with_it(monkeypatch):
     import gc
 
-    from diffcrit import probes
+    from diffcrit.probing import probes
 
     tried = []
 

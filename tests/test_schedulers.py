@@ -19,15 +19,15 @@ import torch
 from cli_checks import one_line_error
 from tiny_models import save_ddpm_pipeline
 
-from diffcrit import engine
-from diffcrit.builtins.analytic import GaussianField
+from diffcrit.analysis import engine
+from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
-from diffcrit.denoisers import DiffusersDenoiser
+from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.errors import UserError
-from diffcrit.fourier import plane_wave_directions
-from diffcrit.loading import LoadedModel
-from diffcrit.sampling import SchedulerStepper
-from diffcrit.schedulers import REFUSED, family_of
+from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.models.loading import LoadedModel
+from diffcrit.sampling.steppers import SchedulerStepper
+from diffcrit.models.schedulers import REFUSED, family_of
 
 TRAIN = 1000
 SIGMA_DATA = 0.5

@@ -32,7 +32,7 @@ def test_prompt_is_encoded_and_conditions_the_samples(sd_folder):
 def test_prompt_embeddings_match_the_text_encoder(sd_folder):
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from diffcrit.conditioning import _encode_prompt
+    from diffcrit.models.conditioning import _encode_prompt
 
     tokenizer = CLIPTokenizer.from_pretrained(sd_folder / "tokenizer")
     encoder = CLIPTextModel.from_pretrained(sd_folder / "text_encoder")
@@ -60,7 +60,7 @@ def test_sdxl_prompt_embeddings_match_the_pipeline(sdxl_folder):
     time ids, as StableDiffusionXLPipeline.encode_prompt and _get_add_time_ids compute them."""
     from diffusers import StableDiffusionXLPipeline
 
-    from diffcrit.conditioning import _encode_prompt
+    from diffcrit.models.conditioning import _encode_prompt
 
     pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
     embeds, _, pooled, _ = pipeline.encode_prompt("a red barn", device="cpu", num_images_per_prompt=1,

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 import diffcrit
 from diffcrit.errors import UserError
 from diffcrit.io import atomic_write_bytes
-from diffcrit.report import write_document
+from diffcrit.report.document import write_document
 from cli_checks import fast, one_line_error, run
 from result_factory import make_analyze_result
 
@@ -298,7 +298,7 @@ def test_reused_states_folder_drops_the_stale_steps_of_a_longer_run(tmp_path):
 
 def test_a_folder_that_is_not_a_states_folder_is_refused(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("diffcrit.analysis.engine.load_model", lambda *a, **k: calls.append(1))
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "step_0001.safetensors").write_text("not ours")
@@ -308,7 +308,7 @@ def test_a_folder_that_is_not_a_states_folder_is_refused(tmp_path, monkeypatch):
 
 def test_read_only_states_folder_is_one_line_before_loading(mount_tmpfs, monkeypatch):
     calls = []
-    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("diffcrit.analysis.engine.load_model", lambda *a, **k: calls.append(1))
     folder = mount_tmpfs("ro,size=64k")
     one_line_error(run("analyze", *FAST, "--save-states", folder), "--save-states", "not writable")
     assert calls == []
@@ -319,7 +319,7 @@ def test_read_only_states_folder_is_one_line_before_loading(mount_tmpfs, monkeyp
 
 def test_two_outputs_of_one_command_never_share_a_file(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("diffcrit.engine.load_model", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("diffcrit.analysis.engine.load_model", lambda *a, **k: calls.append(1))
     out, samples, link = tmp_path / "x.json", tmp_path / "s.safetensors", tmp_path / "link"
     link.symlink_to(samples)
     one_line_error(run("analyze", *FAST, "--out", out, "--save-samples", out), "same file", "--save-samples")

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..errors import OutputError, UserError
-from ..report import write_document
+from ..report.document import write_document
 
 app = typer.Typer(
     name="diffcrit",

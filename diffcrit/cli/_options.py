@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..builtins import DEFAULT_MODEL
+from ..models.builtins import DEFAULT_MODEL
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", help="Hub id (owner/name), local pipeline or model folder, or builtin:NAME[?k=v] "

@@ -48,7 +48,7 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _sparkline(values: list, width: int = 40) -> str:
-    from ..sparkline import sparkline
+    from ..report.sparkline import sparkline
 
     return sparkline(values, width)
 

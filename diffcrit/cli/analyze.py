@@ -10,9 +10,9 @@ import typer
 from ..io import check_distinct, check_writable
 from ._app import app, console, emit_json, user_errors
 from ..config import AnalyzeConfig
-from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt,
-                       PredictionTypeOpt, PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt,
-                       SubfolderOpt, VariantOpt)
+from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
+                       PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
+                       VariantOpt)
 from ._render import progress_callback, render_summary
 
 
@@ -81,7 +81,7 @@ def analyze(
     from .. import analyze as run_analysis
     from ..distributed import is_main_process
     from ..errors import UserError
-    from ..loading import LoadOptions
+    from ..models.loading import LoadOptions
 
     main = is_main_process()
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
@@ -112,7 +112,7 @@ def analyze(
         render_summary(console, document)
     emit_json(document, out, quiet)  # the finished JSON first: a figure that cannot be written keeps it
     if plot is not None:
-        from ..plotting import plot_results
+        from ..report.plotting import plot_results
 
         plot_results([document], plot)
         console.print(f"wrote {plot}", style="dim", markup=False, highlight=False)

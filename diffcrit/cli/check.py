@@ -12,12 +12,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from ..check_report import format_measured, format_tolerance, render_junit, render_markdown, verdict
-from ..checking import (STATUS_FAIL, STATUS_PASS, any_failed, check_compatible, check_same_shape, compare_results,
-                        config_differences, load_tolerances, outcomes_to_dict)
+from ..release.summary import format_measured, format_tolerance, render_junit, render_markdown, verdict
+from ..release.checking import (STATUS_FAIL, STATUS_PASS, any_failed, check_compatible, check_same_shape,
+                                compare_results, config_differences, load_tolerances, outcomes_to_dict)
 from ..errors import UserError
 from ..io import atomic_write_text, check_distinct, check_writable
-from ..report import read_document, write_document
+from ..report.document import read_document, write_document
 from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors, write_stdout
 
 _STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
@@ -104,7 +104,7 @@ def check(
 
 def _check_model_shape(model: str, baseline: dict[str, Any]) -> None:
     """The model must sample in the baseline's shape: read from its config (no weights, no sampling)."""
-    from ..loading import model_shape
+    from ..models.loading import model_shape
 
     shape = model_shape(model)
     if shape is not None:

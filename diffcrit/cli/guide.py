@@ -84,16 +84,16 @@ def guide(
     the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
     """
     from ..distributed import is_main_process
-    from ..guide_engine import guide as run_guide
-    from ..guide_engine import suggest as run_suggest
-    from ..loading import LoadOptions
+    from ..guidance.engine import guide as run_guide
+    from ..guidance.engine import suggest as run_suggest
+    from ..models.loading import LoadOptions
 
     # Under torchrun / accelerate launch the samples are split; rank 0 alone prints and writes.
     main = is_main_process()
     quiet = quiet or not main
     # 1. Cheap checks before any model is loaded.
     if main:
-        from ..states import check_samples_path
+        from ..sampling.states import check_samples_path
 
         check_distinct([("--out", out), ("--save-samples", save_samples)],
                        inputs=[("--critical-from", critical_from), ("--classifier", classifier)])
@@ -251,7 +251,7 @@ def _write_grids(folder: Path, images: dict) -> None:
     """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
     from PIL import Image
 
-    from ..plotting import image_grid, tiles
+    from ..report.plotting import image_grid, tiles
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

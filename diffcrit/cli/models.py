@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..builtins import DEFAULT_MODEL, PREFIX, BuiltinEntry, entries
+from ..models.builtins import DEFAULT_MODEL, PREFIX, BuiltinEntry, entries
 from ._app import app, data_console
 
 

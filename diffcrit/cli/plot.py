@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UserError
 from ..io import check_distinct, check_writable
-from ..report import KIND_ANALYZE, KIND_GUIDE, read_document
+from ..report.document import KIND_ANALYZE, KIND_GUIDE, read_document
 from ._app import app, console, user_errors
 
 
@@ -25,7 +25,7 @@ def plot(
         show_default=False)] = None,
 ) -> None:
     """Plot stiffness heatmap and curves, xi curves, markers and t_c (analyze), or arms (guide)."""
-    from ..plotting import FORMATS, plot_results  # matplotlib loads only for this command
+    from ..report.plotting import FORMATS, plot_results  # matplotlib loads only for this command
 
     if out.suffix.lower() not in FORMATS:
         raise UserError(f"cannot tell the figure format of {out}", f"use one of {', '.join(FORMATS)}")

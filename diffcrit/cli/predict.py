@@ -61,11 +61,11 @@ def predict(
 
     Writes a JSON document (kind "predict") to stdout or --out; progress and a summary go to stderr.
     """
-    from ..report import read_document
-    from ..datasets import open_data
-    from ..predict import compare_block, default_grid, grid_from_result
-    from ..predict import document as build_document
-    from ..predict import predict as run_prediction
+    from ..report.document import read_document
+    from ..models.datasets import open_data
+    from ..analysis.predict import compare_block, default_grid, grid_from_result
+    from ..analysis.predict import document as build_document
+    from ..analysis.predict import predict as run_prediction
 
     # 1. Cheap checks before reading any data.
     if out is not None:

@@ -32,7 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     train.add_argument("--steps", type=int, default=None,
                        help="diffusion training steps (default: the recipe's)")
     train.add_argument("--out", type=Path, default=None,
-                       help="output folder (default: diffcrit/builtins/checkpoints/NAME)")
+                       help="output folder (default: diffcrit/models/builtins/checkpoints/NAME)")
     evaluate = sub.add_parser("evaluate", help="redo samples, sample accuracy and the card")
     evaluate.add_argument("name", choices=sorted(CHECKPOINTS))
     evaluate.add_argument("--out", type=Path, default=None, help="the folder (default: shipped)")

@@ -40,7 +40,7 @@ def sample_grid_png(samples: torch.Tensor, classes: list[str], per_class: int, p
     class name in a left margin; pixels upscaled (nearest) to ``cell`` px."""
     from PIL import Image, ImageDraw
 
-    from ..plotting import image_grid, tiles
+    from ..report.plotting import image_grid, tiles
 
     margin, gap = 64, 2
     grid = image_grid(tiles(samples[:, :1], cell), per_class, border=(0, 0, gap, gap))
@@ -211,8 +211,8 @@ def _classifier(cfg: dict[str, Any]) -> str:
     clf = cfg["results"]["classifier"]
     return f"""## Classifier (`classifier/`)
 
-`diffcrit.classifiers.SmallCNN` {cfg['classifier']['arch']['channels']}, loaded with
-`diffcrit.classifiers.load_classifier(folder)`; logits over the {len(cfg['classes'])} real
+`diffcrit.guidance.classifiers.SmallCNN` {cfg['classifier']['arch']['channels']}, loaded with
+`diffcrit.guidance.classifiers.load_classifier(folder)`; logits over the {len(cfg['classes'])} real
 classes for clean images in [-1, 1]. Split: {clf['split_description']}.
 Held-out accuracy **{clf['heldout_accuracy']:.3f}** on {clf['heldout_size']} images
 (train accuracy {clf['train_accuracy']:.3f}; {clf['wall_time_s']:.0f} s to train)."""

@@ -1,5 +1,5 @@
 """Dataset builders for the built-in checkpoints: the builders live in the runtime
-(``diffcrit.datasets``, which ``predict --data builtin:NAME`` reads); the train/held-out split is
+(``diffcrit.models.datasets``, which ``predict --data builtin:NAME`` reads); the train/held-out split is
 training's own.
 """
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from ..datasets import (DIGIT_CLASSES, TEXTURE_CLASSES, digits_dataset, random_crops, texture_images,  # noqa: F401
-                        textures_dataset)
+from ..models.datasets import (DIGIT_CLASSES, TEXTURE_CLASSES, digits_dataset, random_crops, texture_images,  # noqa: F401
+                               textures_dataset)
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

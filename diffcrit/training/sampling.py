@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
-from ..sampling import per_sample_noise
+from ..sampling.steppers import per_sample_noise
 
 
 def ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from ..datasets import TRAINING_DATA, build_dataset
+from ..models.builtins import CHECKPOINT_ROOT
+from ..models.datasets import TRAINING_DATA, build_dataset
 from . import data as datasets
 
 # --- Recipes: every number the training uses, in one place; written out as train_config.json.
@@ -304,15 +305,15 @@ def judge_samples(cfg: dict[str, Any], unet: UNet2DModel, classifier: Any,
 
 
 def default_out(name: str) -> Path:
-    """The shipped folder: diffcrit/builtins/checkpoints/<name>."""
-    return Path(__file__).resolve().parent.parent / "builtins" / "checkpoints" / name
+    """The shipped folder: diffcrit/models/builtins/checkpoints/<name>."""
+    return CHECKPOINT_ROOT / name
 
 
 def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """Build one built-in folder from its recipe: train, then ``evaluate_builtin``.
     Returns the written train_config.json."""
-    from ..classifiers import save_classifier
+    from ..guidance.classifiers import save_classifier
     from . import CHECKPOINTS
     from .card import write_loss_csv
 
@@ -380,7 +381,7 @@ def evaluate_builtin(name: str, out: Path | None = None,
     train_config.json (training figures untouched; sample settings from the current recipe)."""
     import json
 
-    from ..classifiers import load_classifier
+    from ..guidance.classifiers import load_classifier
     from .card import sample_grid_png
     from .sampling import class_rows, sample_cfg
 

@@ -1,0 +1,1 @@
+"""Timed guidance: pulse windows, the guide engine, class alignment and its classifiers."""

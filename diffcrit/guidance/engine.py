@@ -1,0 +1,399 @@
+"""``guide`` and ``suggest``: the guidance-pulse experiment of issue 5, step by step.
+
+  1. cheap checks and loading: config, model (``load_model``), classes, classifier, step grid;
+  2. the critical time: ``--critical-from`` (critical.t of a result JSON) or measured by
+     ``analyze`` on the same model, steps and first target class, with seeds seed + N ..
+     (apart from the guide samples seed .. seed + N - 1);
+  3. every arm sampled with the same seeds and target classes (guidance.py);
+  4. decoding (latent models: through the VAE, loaded only for scoring or images) and scoring
+     (alignment.py): per-sample target_prob and top1;
+  5. the document: arms with means and ci95, the treatment (first arm) versus every other arm.
+
+Defaults, fixed before any experiment: W = 1.0 in t, one e-fold of the signal fraction
+alpha_bar = exp(-t) — about a third to a half of the limited guidance intervals of Kynkäänniemi
+et al. (2024), which span 2.2–3.3 in t (sigma in (0.28, 2.9] and (0.28, 5.42]); a pulse should be
+narrower than the whole useful band. S = 3.0, the scale of the built-ins' sample checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import alignment
+from ..config import at_least, build_config
+from ..distributed import current
+from ..report.document import write_document
+from ..errors import ConditioningError, ModelOutputError, UserError
+from ..frame import t_to_sigma
+from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
+                     arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
+from ..models.loading import LoadedModel, LoadOptions, download, load_model
+from ..progress import Callback, ignore
+from ..sampling.steppers import SchedulerStepper, StepInfo
+
+ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class GuideConfig:
+    """Typed defaults of ``guide``; the resolved copy goes into the JSON."""
+
+    at: str = ARM_CRITICAL
+    compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
+    scale: float = 3.0
+    width: float = 1.0
+    steps: int = 50
+    samples: int = 64
+    seed: int = 0
+    batch_size: int = 64
+    class_label: int | None = None
+    classes: list[int] | None = None
+    analyze_samples: int = 128  # as analyze's default (config.AnalyzeConfig.samples)
+    bootstrap: int = 2000
+    device: str = "auto"
+    dtype: str = "float32"
+    scheduler: str | None = None
+    prediction_type: str | None = None
+
+    def validate(self) -> "GuideConfig":
+        for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
+                          ("bootstrap", 0)):
+            at_least(name, getattr(self, name), low)
+        if not 1 < self.scale < math.inf:
+            raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
+        if not 0 < self.width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.width}")
+        if self.class_label is not None and self.classes:
+            raise UserError("give --class-label or --classes, not both")
+        parse_arm(self.at, treatment=True)
+        for name in self.compare or []:
+            parse_arm(name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_guide_config(**options: Any) -> GuideConfig:
+    """A validated ``GuideConfig``."""
+    return build_config(GuideConfig, options)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class GuideResult:
+    """What ``guide`` returns: the JSON document, final samples per arm (model space) and,
+    when asked for, the decoded images per arm (N, C, H, W) in [-1, 1]."""
+
+    document: dict
+    samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    images: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    targets: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return self.document
+
+    def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
+        return write_document(self.document, path, indent)
+
+
+def load_guided_model(model: Any, config: GuideConfig,
+                      load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:
+    """Load through ``load_model`` (class id 0 only satisfies its class check; guide sets labels itself)."""
+    from ..config import make_config
+
+    analyze_config = make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size,
+                                 device=config.device, dtype=config.dtype, class_label=0,
+                                 scheduler=config.scheduler, prediction_type=config.prediction_type)
+    try:
+        loaded = load_model(model, analyze_config, None, load_options)
+    except ConditioningError:
+        raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
+    guidance = class_guidance(loaded)
+    if loaded.scheduler is None:
+        raise UserError(NOT_CLASS_CONDITIONAL, f"{model} has no diffusers scheduler")
+    return loaded, guidance
+
+
+def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor:
+    """(N,) int64: --class-label for all, --classes cycled, or all classes in turn."""
+    n = guidance.n_classes
+    chosen = [config.class_label] if config.class_label is not None else (config.classes or list(range(n)))
+    bad = [c for c in chosen if not 0 <= int(c) < n]
+    if bad:
+        reserved = f" (null id {guidance.null_class} is reserved for guidance)" if guidance.null_class == n else ""
+        raise UserError(f"class id(s) {bad} out of range", f"this model has classes 0..{n - 1}" + reserved)
+    return torch.tensor([int(chosen[i % len(chosen)]) for i in range(config.samples)], dtype=torch.long)
+
+
+def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
+    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps).infos
+
+
+def critical_from_file(path: Path | str) -> dict:
+    """critical.t and ci95 of an analyze result JSON."""
+    from ..report.document import read_document
+
+    doc = read_document(path, role="--critical-from file")
+    critical = doc.get("critical") or {}
+    if not isinstance(critical.get("t"), (int, float)):
+        raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",
+                        "analyze with more samples or steps, or give --at a:b")
+    return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": f"critical-from {path}",
+            "from_model": (doc.get("model") or {}).get("id")}
+
+
+def measure_critical(model: Any, config: GuideConfig, target: int, load_options: LoadOptions | None,
+                     callback: Callback) -> dict:
+    """t_c by ``analyze`` on the same model and class, seeds disjoint from the guide samples."""
+    from ..analysis.engine import analyze
+
+    seed = config.seed + config.samples  # guide uses seed .. seed + N - 1
+    result = analyze(model, steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
+                     batch_size=config.batch_size, device=config.device, dtype=config.dtype,
+                     scheduler=config.scheduler, prediction_type=config.prediction_type,
+                     bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap), callback=callback, load_options=load_options)
+    critical = result.critical
+    if not critical.get("found"):
+        raise UserError("analyze found no critical time for this model and class",
+                        "give --critical-from RESULT.json or an explicit window --at a:b")
+    return {"t": critical["t"], "ci95": critical.get("ci95"),
+            "source": f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)",
+            "from_model": result.document["model"]["id"]}
+
+
+def latent_decoder(loaded: LoadedModel,
+                   load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
+    root = loaded.root
+    index = Path(root) / "model_index.json" if root is not None else None
+    if index is None or not index.is_file() or "vae" not in json.loads(index.read_text()):
+        return None
+    from diffusers import AutoencoderKL
+
+    folder = Path(root) / "vae"
+    if not (folder / "config.json").is_file():
+        if loaded.info["id"] == str(root):  # a local folder, not a hub snapshot
+            raise UserError(f"{root} lists a vae but has no vae/ folder to decode samples for scoring",
+                            "add the VAE to the folder, or run without a classifier")
+        folder = _download_vae(loaded.info["id"], load_options or LoadOptions())
+    vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            images = vae.decode(z.to(loaded.device, vae.dtype) / vae.config.scaling_factor).sample
+        return images.float().clamp(-1, 1).cpu()
+
+    return decode
+
+
+def _download_vae(repo_id: str, options: LoadOptions) -> Path:
+    return download(repo_id, options, ["vae/*"], f"cannot get the VAE of {repo_id} to decode samples for scoring",
+                    "run without a classifier, or make the VAE available (--offline needs a cached copy)") / "vae"
+
+
+def decode_all(samples: torch.Tensor, decode: Callable | None, batch_size: int) -> torch.Tensor:
+    if decode is None:
+        return samples.float().clamp(-1, 1)
+    return torch.cat([decode(samples[lo: lo + batch_size]) for lo in range(0, len(samples), batch_size)])
+
+
+def image_shape(loaded: LoadedModel, decode: Callable | None) -> tuple[int, ...]:
+    if decode is None:
+        return tuple(loaded.shape)
+    return tuple(decode(torch.zeros(1, *loaded.shape)).shape[1:])
+
+
+def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
+                   label_map: dict[int, int] | None) -> alignment.Scorer | None:
+    """``--classifier``, else the classifier shipped in the pipeline folder (built-ins), else None."""
+    if classifier is not None:
+        return alignment.load_scorer(classifier, loaded.device, label_map)
+    root = loaded.root
+    if root is not None and (Path(root) / "classifier" / "config.json").is_file():
+        return alignment.load_scorer(Path(root) / "classifier", loaded.device, label_map)
+    return None
+
+
+def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,
+          label_map: dict[int, int] | str | None = None, keep_images: bool = False, callback: Callback | None = None,
+          load_options: LoadOptions | None = None, **options: Any) -> GuideResult:
+    """Sample every arm with the same seeds and classes, score class alignment, compare arms.
+
+    ``options`` are the fields of ``GuideConfig`` (at, compare, scale, width, steps, samples, ...).
+    """
+    started = time.perf_counter()
+    callback = callback or ignore
+    # 1. Cheap checks and loading: config, model, classes, classifier, step grid.
+    config = make_guide_config(**options)
+    names = arm_names(config.at, config.compare)
+    if isinstance(label_map, (str, Path)):
+        label_map = alignment.parse_label_map(label_map)
+    ranks = current(config.device)
+    if config.samples < ranks.world:
+        raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
+                        "give at least one sample per process")
+    with ranks.main_first():  # rank 0 downloads, the others read the cache
+        loaded, guidance = load_guided_model(model, config, load_options)
+    targets = target_classes(config, guidance)
+    scorer = resolve_scorer(loaded, classifier, label_map)
+    decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None
+    if scorer is not None:
+        alignment.check_scorer(scorer, guidance.n_classes, targets.tolist(), image_shape(loaded, decode),
+                               list(guidance.class_names) if guidance.class_names else None)
+    infos = step_grid(loaded, config.steps)
+    t_grid = np.array([info.t for info in infos])
+    # 2. The critical time, where an arm needs it or the user gave one.
+    critical = None
+    if critical_from is not None:
+        critical = critical_from_file(critical_from)
+    elif ARM_CRITICAL in names:
+        critical = measure_critical(model, config, int(targets[0]), load_options, callback)
+    optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
+    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
+                      optional)
+    loaded_at = time.perf_counter()
+    # 3. Sample every arm (paired: same seeds, same classes).
+    samples, seconds = {}, {}
+    for arm in arms:
+        tick = time.perf_counter()
+        mine, error = None, None
+        try:
+            mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
+                              config.batch_size, callback, mine=ranks.split(config.samples))
+        except ModelOutputError as err:  # NaN or Inf: every rank stops together
+            error = err
+        if ranks.any(error is not None):
+            raise error or ModelOutputError(f"the model produced NaN or Inf in arm {arm.name} on another process")
+        samples[arm.name] = ranks.all_rows(mine)  # every rank: all samples, in sample order
+        seconds[arm.name] = time.perf_counter() - tick
+    # 4. Decode and score.
+    images = {name: decode_all(s, decode, config.batch_size) for name, s in samples.items()} \
+        if scorer is not None or keep_images else None
+    metrics = None
+    if scorer is not None:
+        index = scorer.index_of(targets.numpy())
+        metrics = {name: alignment.logits_to_metrics(alignment.classify(scorer, images[name], config.batch_size), index)
+                   for name in samples}
+    # 5. The document.
+    left_out = [name for name in names if name not in {arm.name for arm in arms}]
+    document = build_document(loaded, guidance, config, arms, t_grid, critical, scorer, metrics, targets, left_out)
+    document["environment"]["distributed"] = ranks.describe()
+    document["timing"] = {"total_s": time.perf_counter() - started, "setup_s": loaded_at - started,
+                          "arms_s": seconds,
+                          "per_sample_s": sum(seconds.values()) / (len(arms) * config.samples)}
+    return GuideResult(document, samples, images if keep_images else None, targets)
+
+
+def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideConfig, arms: list[Arm],
+                   t_grid: np.ndarray, critical: dict | None, scorer: alignment.Scorer | None,
+                   metrics: dict[str, dict[str, np.ndarray]] | None, targets: torch.Tensor,
+                   left_out: list[str] = ()) -> dict:
+    from ..report.document import clean, environment, header
+
+    t_range = (float(t_grid.min()), float(t_grid.max()))
+    treatment = arms[0]
+    width = None if treatment.name in (ARM_ALL, ARM_NONE) else float(np.diff(treatment.windows[0])[0])
+    arm_blocks = []
+    for arm in arms:
+        steps = arm.guided_steps(t_grid)
+        block = {"name": arm.name, "n": int(len(arm.windows)), "windows": arm.describe(t_range),
+                 "guided_steps_mean": float(steps.mean()), "guided_steps_range": [int(steps.min()), int(steps.max())],
+                 "metrics": (alignment.summarize_arm(metrics[arm.name], config.bootstrap, config.seed)
+                             if metrics else {})}
+        arm_blocks.append(block)
+    comparisons = []
+    if metrics:
+        for other in arms[1:]:
+            for metric in alignment.METRIC_NAMES:
+                comparisons.append({"arm": treatment.name, "versus": other.name, "metric": metric,
+                                    **alignment.paired_comparison(metrics[treatment.name][metric],
+                                                                  metrics[other.name][metric],
+                                                                  config.bootstrap, config.seed)})
+    critical_block = {"t": None, "ci95": None, "source": None}
+    if critical is not None:
+        critical_block = {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0}
+    document = {
+        **header("guide", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype)),
+        "critical": critical_block,
+        "window_width_t": width,
+        "guidance_scale": config.scale,
+        "sampled_t_range": list(t_range),
+        "targets": {"classes": sorted(set(targets.tolist())), "per_sample": "classes cycled over samples"},
+        "scored": metrics is not None,
+        "metric_names": list(alignment.METRIC_NAMES) if metrics else [],
+        "classifier": scorer.info if scorer is not None else None,
+        "arms": arm_blocks,
+        "comparisons": comparisons,
+        "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "test": alignment.TEST,
+                       "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
+    }
+    document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
+                         "(a narrower --width or more --steps make room)" for name in left_out]
+    if metrics is None:
+        document["note"] = "no classifier: every arm was sampled, no alignment was scored"
+    return clean(document)
+
+
+# --------------------------------------------------------------------------------------------
+# --suggest
+
+
+def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Callback | None = None,
+            load_options: LoadOptions | None = None, **options: Any) -> dict:
+    """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices
+    of the model's scheduler at ``steps``, with the evidence it came from."""
+    from ..report.document import clean, environment, header
+
+    config = make_guide_config(**options)
+    loaded, guidance = load_guided_model(model, config, load_options)
+    targets = target_classes(config, guidance)
+    infos = step_grid(loaded, config.steps)
+    t_grid = np.array([info.t for info in infos])
+    critical = critical_from_file(critical_from) if critical_from is not None else \
+        measure_critical(model, config, int(targets[0]), load_options, callback or ignore)
+    lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
+    check_window(ARM_CRITICAL, (lo, hi), t_grid)
+    inside = [info for info in infos if lo <= info.t <= hi]
+    t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
+    ci = critical.get("ci95")
+    notes = []
+    if ci and ci[1] - ci[0] > config.width:
+        notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
+    if (t_lo, t_hi) != (lo, hi):
+        notes.append("the window was clipped to the sampled range")
+    document = {
+        **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
+                 environment=environment(loaded.device, "none", config.dtype), time_convention=False),
+        "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
+        "window_width_t": config.width,
+        "interval": {
+            "t": [t_lo, t_hi],
+            "sigma": [t_to_sigma(t_lo) if t_lo > 0 else 0.0, t_to_sigma(t_hi)],
+            "steps": [inside[0].index, inside[-1].index], "step_count": len(inside),
+            "timesteps": [info.timestep for info in inside],
+            "scheduler": loaded.info.get("scheduler"), "num_inference_steps": config.steps,
+        },
+        "guidance_scale": config.scale,
+        "rule": "window of width W in t = log(1 + sigma^2) centred on t_c; guide with scale S on the steps inside it, "
+                "conditionally only elsewhere",
+        "notes": notes,
+    }
+    return clean(document)

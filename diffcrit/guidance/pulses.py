@@ -1,0 +1,358 @@
+"""Classifier-free guidance pulses: guidance only while the step's t lies in a window (issue 5).
+
+Notation (Ho & Salimans 2022; docs/design.md §2):
+    eps_c = eps(x_t, c), eps_u = eps(x_t, null)   raw model outputs on the model's own x_t
+    eps   = eps_u + S (eps_c - eps_u)             S = guidance scale, applied in-window only
+    t     = log(1 + sigma^2) of the step (``StepInfo.t``); step i is in window [a, b] when a <= t_i <= b.
+Outside its window a sample runs conditionally only (eps = eps_c, no unconditional pass).
+
+How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model's own
+pipeline, per-sample generators seed + i); it is given ``PulsedGuidance`` as its denoiser. The
+per-step conditioning dict carries the per-sample scale under ``GUIDANCE_KEY``, so one
+``model_output`` call does one forward over [x; x[guided]] with labels [c; null]. Family
+specifics (null id, real classes) live in ``ClassGuidance`` only.
+
+Arms (every arm uses the same per-sample seeds and target classes: a paired design):
+    critical  window of width W centred on t_c (``--critical-from`` or measured by ``analyze``)
+    a:b       an explicit window in t
+    random    per sample, a window of the treatment's width drawn uniformly over the sampled t
+              range among the placements that do not overlap the treatment window; drawn from
+              numpy generators seeded (RANDOM_WINDOW_STREAM, seed + i), apart from the sampling noise
+    random-steps  per sample, a block of as many consecutive steps as the treatment guides, drawn
+              uniformly among the blocks that share no step with it (RANDOM_STEPS_STREAM, seed + i).
+              Steps are not uniform in t, so a random window of equal width can guide far fewer
+              (or more) steps than the treatment; this arm holds the amount of guidance fixed.
+    none      no guidance;   all  guidance at every step (= diffusers' DiTPipeline)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..models.loading import LoadedModel
+from ..progress import GUIDE, Callback, ProgressEvent, ignore
+from ..sampling.steppers import SchedulerStepper, nonfinite_output_error, per_sample_noise
+
+GUIDANCE_KEY = "guidance_scale"
+ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
+NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
+RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
+DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
+RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
+RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
+DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
+
+NOT_CLASS_CONDITIONAL = ("classifier-free guidance needs a class-conditional model "
+                         "(a UNet2DModel with num_class_embeds, or a DiT)")
+
+
+# --------------------------------------------------------------------------------------------
+# Family specifics of classifier-free guidance (the one place that knows them)
+
+
+@dataclass(frozen=True)
+class ClassGuidance:
+    """Class ids 0..n_classes-1, the null id that gives eps(x_t, null), and the label keyword.
+
+    DiT: null = num_embeds_ada_norm, the extra row LabelEmbedding has when trained with label
+    dropout (DiTPipeline hard-codes 1000, ImageNet DiT's num_embeds_ada_norm). CFG acts on the
+    eps channels only: ``DiffusersDenoiser.model_output`` already drops the learned-variance
+    channels that DiTPipeline carries through unguided; a UNet2DModel's are kept for its scheduler,
+    unguided (the conditional prediction's).
+    UNet2DModel: null = num_class_embeds - 1, the last embedding (diffcrit's built-ins train it
+    with label dropout; their train_config.json ``null_class`` must agree).
+    """
+
+    family: str
+    n_classes: int
+    null_class: int
+    class_names: tuple[str, ...] | None = None
+    label_key: str = "class_labels"
+
+    def labels(self, classes: torch.Tensor) -> dict:
+        return {self.label_key: classes}
+
+    def null_labels(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.full((n,), self.null_class, dtype=torch.long, device=device)
+
+    def describe(self) -> dict:
+        return {"family": self.family, "classes": self.n_classes, "null_class": self.null_class,
+                "class_names": list(self.class_names) if self.class_names else None}
+
+
+def class_guidance(loaded: LoadedModel) -> ClassGuidance:
+    """The guidance specifics of a loaded model; a user error for models without class labels."""
+    module = loaded.module
+    name = type(module).__name__ if module is not None else None
+    hint = f"{loaded.info.get('id')} is {name or loaded.info.get('class') or 'a callable'}"
+    if name in DIT_CLASSES and module.config.get("num_embeds_ada_norm"):
+        n = int(module.config.num_embeds_ada_norm)
+        rows = next((m.embedding_table.num_embeddings for m in module.modules()
+                     if type(m).__name__ == "LabelEmbedding"), n)
+        if rows <= n:
+            raise UserError("this DiT has no null-class embedding (trained without label dropout)",
+                            "classifier-free guidance needs one")
+        return ClassGuidance("dit", n, n)
+    if name == "UNet2DModel" and module.config.get("num_class_embeds"):
+        embeds = int(module.config.num_class_embeds)
+        card = _train_config(loaded)
+        null = embeds - 1
+        if card.get("null_class") is not None and int(card["null_class"]) != null:
+            raise UserError(f"train_config.json says null_class {card['null_class']}, but the last of "
+                            f"{embeds} class embeddings is {null}", "diffcrit expects the null class last")
+        if null < 1:
+            raise UserError(f"a UNet2DModel with {embeds} class embedding(s) has no real class besides the null one")
+        names = tuple(card["classes"]) if len(card.get("classes") or []) == null else None
+        return ClassGuidance("unet", null, null, names)
+    raise UserError(NOT_CLASS_CONDITIONAL, hint)
+
+
+def _train_config(loaded: LoadedModel) -> dict:
+    root = loaded.root
+    path = Path(root) / "train_config.json" if root is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+class PulsedGuidance:
+    """A ``DiffusersDenoiser`` whose ``model_output`` applies CFG per sample.
+
+    ``cond`` = {label_key: (B,) class ids, GUIDANCE_KEY: (B,) scale}. Samples with scale != 1 get
+    eps_u + S (eps_c - eps_u) from one forward over [x; x[guided]] with labels [c; null]; the rest
+    get eps_c. Everything else is the wrapped denoiser's.
+    """
+
+    def __init__(self, base: Any, guidance: ClassGuidance):
+        self.base = base
+        self.guidance = guidance
+        self.prediction_type = base.prediction_type
+        self.module = base.module
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    def model_output(self, x: torch.Tensor, timestep: Any, cond: dict) -> torch.Tensor:
+        key = self.guidance.label_key
+        labels, scale = cond[key], cond[GUIDANCE_KEY].to(x.device, torch.float32)
+        guided = torch.nonzero(scale != 1.0).flatten()
+        if guided.numel() == 0:
+            return self.base.model_output(x, timestep, {key: labels})
+        nulls = self.guidance.null_labels(guided.numel(), labels.device)
+        out = self.base.model_output(torch.cat([x, x[guided]]), timestep, {key: torch.cat([labels, nulls])})
+        eps_c, eps_u = out[: x.shape[0]], out[x.shape[0]:]
+        s = scale[guided].view(-1, *([1] * (x.ndim - 1)))
+        c = self.base.in_channels  # guide the mean channels; learned variance stays the conditional one
+        eps = eps_c.clone()
+        eps[guided, :c] = eps_u[:, :c] + s * (eps_c[guided, :c] - eps_u[:, :c])
+        return eps
+
+    def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.base.denoised(output, y, sigma)
+
+
+# --------------------------------------------------------------------------------------------
+# Arms and windows (t = log(1 + sigma^2); windows are (N, 2) arrays of [lo, hi], lo > hi = never)
+
+
+@dataclass
+class Arm:
+    name: str
+    windows: np.ndarray  # (N, 2) float64
+
+    def guided(self, t: float) -> np.ndarray:
+        """(N,) bool: which samples get guidance at a step with this t."""
+        return (self.windows[:, 0] <= t) & (t <= self.windows[:, 1])
+
+    def guided_steps(self, t_grid: np.ndarray) -> np.ndarray:
+        """(N,) number of guided steps per sample."""
+        return ((self.windows[:, :1] <= t_grid[None]) & (t_grid[None] <= self.windows[:, 1:])).sum(axis=1)
+
+    def describe(self, t_range: tuple[float, float]) -> list[list[float]]:
+        """Windows for the JSON: [] (none), one [lo, hi] (shared) or one per sample, clipped to the range."""
+        rows = np.unique(self.windows, axis=0)
+        if len(rows) == 1 and rows[0, 0] > rows[0, 1]:
+            return []
+        source = rows if len(rows) == 1 else self.windows
+        return [[float(max(lo, t_range[0])), float(min(hi, t_range[1]))] for lo, hi in source]
+
+
+def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
+    """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
+    if name in NAMED_ARMS:
+        if treatment and name in RANDOM_ARMS:
+            raise UserError(f"--at {name} is not a treatment",
+                            "random windows are the control; use --at critical or a:b")
+        return None
+    lo, sep, hi = name.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        a, b = float(lo), float(hi)
+    except ValueError:
+        raise UserError(f"unknown arm {name!r}",
+                        f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise UserError(f"window {name!r} is not finite", "give a:b with finite t values")
+    if b < a:
+        raise UserError(f"window {name!r} is inverted (a > b)", f"write it as {hi}:{lo}")
+    if b == a:
+        raise UserError(f"window {name!r} is empty (a = b)", "give a:b with a < b")
+    return a, b
+
+
+def arm_names(at: str, compare: list[str] | None) -> list[str]:
+    """Treatment first, then the compared arms (defaults: random, random-steps, none, all, where they apply)."""
+    window_treatment = at == ARM_CRITICAL or parse_arm(at) is not None
+    if compare is None:
+        compare = [a for a in DEFAULT_COMPARE if a != at and (a not in RANDOM_ARMS or window_treatment)]
+    elif set(RANDOM_ARMS) & set(compare) and not window_treatment:
+        raise UserError(f"random windows are drawn relative to a window arm, and --at {at} is none",
+                        "use --at critical or --at a:b with --compare random")
+    names = [at] + [a for a in compare if a != at]
+    return list(dict.fromkeys(names))
+
+
+def fixed_window(name: str, t_c: float | None, width: float) -> tuple[float, float]:
+    if name == ARM_ALL:
+        return -math.inf, math.inf
+    if name == ARM_NONE:
+        return math.inf, -math.inf
+    if name == ARM_CRITICAL:
+        return t_c - width / 2, t_c + width / 2
+    return parse_arm(name)
+
+
+def check_window(name: str, window: tuple[float, float], t_grid: np.ndarray) -> None:
+    """A window arm must overlap the sampled range and hold at least one step."""
+    lo, hi = window
+    t_min, t_max = float(t_grid.min()), float(t_grid.max())
+    if hi < t_min or lo > t_max:
+        raise UserError(f"the {name} window [{lo:.4g}, {hi:.4g}] lies outside the sampled range t in "
+                        f"[{t_min:.4g}, {t_max:.4g}]", "pick a window inside it (or check --steps/--scheduler)")
+    if not np.any((t_grid >= lo) & (t_grid <= hi)):
+        raise UserError(f"the {name} window [{lo:.4g}, {hi:.4g}] holds no sampling step",
+                        "widen it or use more --steps")
+
+
+def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: tuple[float, float],
+                   seed: int) -> np.ndarray:
+    """(n, 2) windows [a, a + width] with a uniform over the placements inside ``t_range`` that do
+    not overlap ``exclude``; sample i draws from numpy's generator seeded (RANDOM_WINDOW_STREAM, seed + i)."""
+    t_min, t_max = t_range
+    pieces = [(t_min, exclude[0] - width), (exclude[1], t_max - width)]
+    pieces = [(a, b) for a, b in pieces if b > a]
+    lengths = np.array([b - a for a, b in pieces])
+    if not pieces:
+        raise UserError(f"no window of width {width:.3g} fits in t in [{t_min:.4g}, {t_max:.4g}] beside the "
+                        f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]",
+                        f"use a narrower --width, or leave {ARM_RANDOM} out of --compare")
+    out = np.empty((n, 2))
+    for i in range(n):
+        u = np.random.default_rng([RANDOM_WINDOW_STREAM, seed + i]).uniform(0, lengths.sum())
+        k = 0 if u < lengths[0] else len(pieces) - 1
+        a = pieces[k][0] + u - lengths[:k].sum()
+        out[i] = (a, a + width)
+    return out
+
+
+def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarray, seed: int) -> np.ndarray:
+    """(n, 2) windows each holding a block of consecutive steps as long as the treatment's, sharing
+    no step with it; sample i draws the block from numpy's generator seeded (RANDOM_STEPS_STREAM, seed + i)."""
+    inside = (t_grid >= treatment[0]) & (t_grid <= treatment[1])
+    m = int(inside.sum())
+    starts = [j for j in range(len(t_grid) - m + 1) if not inside[j: j + m].any()]
+    if m == 0 or not starts:
+        raise UserError(f"no block of {m} steps fits beside the treatment's {m} steps in a grid of {len(t_grid)}",
+                        f"use a narrower --width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
+    out = np.empty((n, 2))
+    for i in range(n):
+        j = starts[int(np.random.default_rng([RANDOM_STEPS_STREAM, seed + i]).integers(len(starts)))]
+        block = t_grid[j: j + m]
+        out[i] = (block.min(), block.max())
+    return out
+
+
+def build_arms(names: list[str], n: int, t_grid: np.ndarray, t_c: float | None, width: float, seed: int,
+               optional: tuple[str, ...] = ()) -> list[Arm]:
+    """Arms in order; the first is the treatment (random windows avoid its window and share its width).
+
+    An arm named in ``optional`` (a default control, not asked for) is left out where it cannot be
+    drawn: e.g. random-steps, when the treatment guides so many steps that no block as long fits beside them.
+    """
+    treatment = fixed_window(names[0], t_c, width)
+    arms = []
+    for name in names:
+        try:
+            arms.append(Arm(name, _arm_windows(name, n, t_grid, t_c, width, seed, treatment)))
+        except UserError:
+            if name not in optional:
+                raise
+    return arms
+
+
+def _arm_windows(name: str, n: int, t_grid: np.ndarray, t_c: float | None, width: float, seed: int,
+                 treatment: tuple[float, float]) -> np.ndarray:
+    """(n, 2) windows of one arm."""
+    if name == ARM_RANDOM:
+        t_range = (float(t_grid.min()), float(t_grid.max()))
+        return random_windows(n, treatment[1] - treatment[0], treatment, t_range, seed)
+    if name == ARM_RANDOM_STEPS:
+        return random_step_windows(n, treatment, t_grid, seed)
+    window = fixed_window(name, t_c, width)
+    if name not in (ARM_ALL, ARM_NONE):
+        check_window(name, window, t_grid)
+    return np.tile(np.array(window, dtype=float), (n, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling one arm
+
+
+def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: torch.Tensor, scale: float,
+               steps: int, seed: int, batch_size: int, callback: Callback = ignore,
+               mine: range | None = None) -> torch.Tensor:
+    """Final samples (len(mine), C, H, W) in the model's own space, guided per ``arm``.
+
+    ``mine`` are the global sample indices to draw (default: all); sample i is seeded seed + i and
+    uses row i of the arm's windows and of ``targets``, so a split over processes changes nothing.
+    """
+    n = len(targets)
+    mine = range(n) if mine is None else mine
+    denoiser = PulsedGuidance(loaded.denoiser, guidance)
+    generators = {i: torch.Generator("cpu").manual_seed(seed + i) for i in mine}
+    noise = per_sample_noise(loaded.shape, [generators[i] for i in mine])
+    out = []
+    for lo in range(0, len(mine), batch_size):
+        local = list(range(lo, min(lo + batch_size, len(mine))))
+        rows = [mine[j] for j in local]
+        stepper = SchedulerStepper(loaded.scheduler, denoiser, steps)
+        x = stepper.init(noise[local])
+        labels = targets[rows].to(loaded.device)
+        for i, info in enumerate(stepper.infos):
+            in_window = torch.from_numpy(arm.guided(info.t)[rows])
+            cond = {**guidance.labels(labels), GUIDANCE_KEY: torch.where(in_window, scale, 1.0).to(loaded.device)}
+            with torch.no_grad():
+                _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
+            if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):
+                raise nonfinite_output_error(info, loaded.half_precision, f" of arm {arm.name}")
+            callback(ProgressEvent(GUIDE, lo * len(stepper.infos) + (i + 1) * len(rows), len(mine) * len(stepper.infos),
+                                   label=arm.name, sigma=info.sigma, t=info.t))
+        out.append(stepper.final(x).cpu())
+    return torch.cat(out)

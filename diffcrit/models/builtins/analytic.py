@@ -1,0 +1,159 @@
+"""Analytic built-in models with exact denoisers (docs/design.md §7): ground truth for the tests.
+
+Each model is a callable ``denoise(y, sigma) -> x0_hat`` (y: (B, C, H, W) in the VE frame,
+sigma: (B,)) plus ``theory(sigmas, directions)``, the exact stiffness at y = 0 for the probed
+directions and the predicted critical time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import optimize
+
+from ...errors import UserError
+from ...probing.fourier import ProbeDirections, integer_frequencies, low_bins
+
+
+def check_option(model: str, name: str, value, low: float, strict: bool = False, integer: bool = False) -> None:
+    """One option of a built-in in its range: a finite number (an integer) >= low, or > low if ``strict``."""
+    kind = "an integer" if integer else "a finite number"
+    number = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not number or not (value > low if strict else value >= low):
+        raise UserError(f"builtin:{model} option {name}={value!r} is out of range",
+                        f"allowed: {kind} {'>' if strict else '>='} {low:g}")
+
+
+def check_field(model: str, size: int, channels: int) -> None:
+    """The lattice of an analytic built-in: size >= 2 (shell 1 needs two frequencies), channels >= 1."""
+    check_option(model, "size", size, 2, integer=True)
+    check_option(model, "channels", channels, 1, integer=True)
+
+
+def _shell_means(values: torch.Tensor, directions: ProbeDirections) -> list[float]:
+    """Average per-direction values (M,) over each shell."""
+    return [float(values[directions.shell == n].mean()) for n in range(directions.n_shells)]
+
+
+@dataclass
+class GaussianField:
+    """Stationary Gaussian field with Ornstein–Zernike spectrum P(k) = A / (1 + (xi |k|)^2).
+
+    A is set so that the per-pixel variance is ``variance`` (Parseval: mean_k P(k) = variance).
+    Exact denoiser (docs/design.md §7): D = IFFT(P / (P + sigma^2) FFT(y)); s(k) = sigma^2 / (P(k) + sigma^2)
+    everywhere, so there is no critical point (negative control).
+    """
+
+    size: int = 32
+    channels: int = 1
+    xi: float = 4.0
+    variance: float = 1.0
+    name: str = "gaussian"
+    spectrum: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_field(self.name, self.size, self.channels)
+        check_option(self.name, "xi", self.xi, 0)
+        check_option(self.name, "variance", self.variance, 0, strict=True)
+        ny = integer_frequencies(self.size)[:, None].double()
+        nx = integer_frequencies(self.size)[None, :].double()
+        k2 = (2 * math.pi / self.size) ** 2 * (nx**2 + ny**2)
+        shape = 1 / (1 + self.xi**2 * k2)
+        self.spectrum = self.variance * shape / shape.mean()  # P(k) on the (H, W) FFT grid
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def power(self, freq: torch.Tensor) -> torch.Tensor:
+        """P at integer frequencies (M, 2) = (n_y, n_x)."""
+        return self.spectrum[freq[:, 0] % self.size, freq[:, 1] % self.size]
+
+    def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        p = self.spectrum.to(y.device)
+        gain = p / (p + sigma.double().view(-1, 1, 1, 1) ** 2)
+        return torch.fft.ifft2(gain * torch.fft.fft2(y.double())).real.to(y.dtype)
+
+    def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
+        p = self.power(directions.freq)
+        curves = [_shell_means(s**2 / (p + s**2), directions) for s in sigmas]
+        return {"critical_t": None, "stiffness": curves, "exact_everywhere": True,
+                "formula": "s(k) = sigma^2 / (P(k) + sigma^2); decided fraction of shell n "
+                           "sum P^2/(P + sigma^2) / sum P over its bins",
+                "decision_by_shell": self.decision_times(directions.n_shells)}
+
+    def decided(self, sigma: float, n_shells: int) -> list[float]:
+        """Exact decided fraction of each shell at ``sigma``: sum P^2/(P + sigma^2) / sum P over its bins."""
+        bins = low_bins(self.size, self.size, n_shells)
+        p, shell = self.spectrum.flatten()[bins.index].double(), bins.shell
+        return [float((p[shell == n] ** 2 / (p[shell == n] + sigma**2)).sum() / p[shell == n].sum())
+                for n in range(n_shells)]
+
+    def decision_times(self, n_shells: int) -> list[float]:
+        """t where each shell's exact decided fraction is 1/2 (the DC mode: log(1 + P(0)), its speciation time)."""
+        def half(n: int) -> float:
+            log_sigma = optimize.brentq(lambda u: self.decided(math.exp(u), n_shells)[n] - 0.5, -10.0, 10.0)
+            return math.log1p(math.exp(2 * log_sigma))
+        return [half(n) for n in range(n_shells)]
+
+    def describe(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "xi": self.xi, "variance": self.variance,
+                "spectrum": "P(k) = A / (1 + (xi |k|)^2), mean_k P = variance"}
+
+
+def mixture_decided(a: float, nodes: int = 80) -> float:
+    """E tanh^2(a + sqrt(a) z), z standard normal (Gauss–Hermite): the two-point mixture's decided fraction."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    return float((w * np.tanh(a + math.sqrt(a) * z) ** 2).sum() / w.sum())
+
+
+# a = |m|^2 / sigma^2 at which the mixture is half decided (E tanh^2 = 1/2).
+MIXTURE_HALF_DECIDED_A = float(optimize.brentq(lambda a: mixture_decided(a) - 0.5, 1e-3, 10.0))
+
+
+@dataclass
+class TwoPointMixture:
+    """x0 = ±m with equal weights, m a constant field with |m|^2 = ``m2``.
+
+    Exact denoiser (docs/design.md §7): D(y) = m tanh(<m, y> / sigma^2). At y = 0 the Jacobian is
+    m m^T / sigma^2, so along the DC mode s = 1 - |m|^2 / sigma^2 and t_c = log(1 + |m|^2).
+    """
+
+    size: int = 32
+    channels: int = 1
+    m2: float = 16.0
+    name: str = "mixture"
+
+    def __post_init__(self) -> None:
+        check_field(self.name, self.size, self.channels)
+        check_option(self.name, "m2", self.m2, 0, strict=True)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        numel = self.channels * self.size * self.size
+        return torch.full(self.shape, math.sqrt(self.m2 / numel))
+
+    def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        m = self.mean.to(y.device, y.dtype)
+        overlap = (y * m).flatten(1).sum(1) / sigma.to(y.dtype) ** 2
+        return torch.tanh(overlap).view(-1, 1, 1, 1) * m
+
+    def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
+        projection2 = (directions.vectors.double().flatten(1) @ self.mean.double().flatten()) ** 2
+        curves = [_shell_means(1 - projection2 / s**2, directions) for s in sigmas]
+        return {"critical_t": math.log1p(self.m2), "stiffness": curves, "exact_everywhere": False,
+                "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2); along trajectories the "
+                           "decided fraction is E tanh^2(a + sqrt(a) z), a = |m|^2 / sigma^2",
+                "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2)},
+                "decision_by_shell": [math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)]
+                                     + [None] * (directions.n_shells - 1)}
+
+    def describe(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}

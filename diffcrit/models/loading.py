@@ -1,0 +1,323 @@
+"""Resolve what ``--model`` names into a ``LoadedModel`` (docs/design.md §9).
+
+Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
+pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), a folder
+of component folders only (unet/ or transformer/, scheduler/), or a hub id (downloaded once into the
+hub cache, only what analysis reads: ``hub_files``; ``offline`` uses the cache only). Weights may be
+safetensors or .bin, sharded, and of a ``variant``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import builtins
+from ..config import AnalyzeConfig
+from .denoisers import MODEL_CALLS, CallableDenoiser, DiffusersDenoiser
+from ..errors import UserError, shorten
+from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
+from .schedulers import check_supported, family_of
+
+DENOISER_COMPONENTS = ("unet", "transformer")
+# What analysis reads from a hub repo: the denoiser, scheduler, text encoders and tokenizers (no VAE: latent
+# models are analysed in latent space), top-level configs, and a bare model repo's own weights.
+HUB_FOLDERS = ("unet", "transformer", "scheduler", "text_encoder*", "tokenizer*")
+ROOT_FILES = ("*.json", "diffusion_pytorch_model*")
+OTHER_FORMATS = (".msgpack", ".onnx", ".onnx_data", ".pb", ".ckpt", ".h5")  # weights torch does not load
+HUB_PATTERNS = [*ROOT_FILES, *(f"{folder}/*" for folder in HUB_FOLDERS)]  # offline: whatever the cache holds
+
+
+@dataclass
+class LoadOptions:
+    """Where and how to load: not part of the analysis config (they do not change results)."""
+
+    subfolder: str | None = None
+    revision: str | None = None
+    variant: str | None = None
+    offline: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """Everything the engine needs, whatever the family.
+
+    denoiser: the docs/design.md §2 contract; make_stepper(device) -> a sampler for one batch;
+    conditioning(n) -> per-sample conditioning dict for n samples (or None);
+    theory(sigmas, directions) -> exact predictions (analytic models) or None.
+    """
+
+    denoiser: Any
+    shape: tuple[int, int, int]
+    make_stepper: Callable[[], Any]
+    info: dict
+    device: torch.device
+    conditioning: Callable[[int], dict | None] = lambda n: None
+    theory: Callable | None = None
+    module: torch.nn.Module | None = None
+    half_precision: bool = False
+    scheduler: Any = None  # diffusers models: the scheduler their stepper follows
+    root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | None = None,
+               options: LoadOptions | None = None) -> LoadedModel:
+    options = options or LoadOptions()
+    device = resolve_device(config.device)
+    if callable(model) and not isinstance(model, (str, Path)):
+        if shape is None:
+            raise UserError("a callable denoiser needs shape=(C, H, W)")
+        name = getattr(model, "__name__", type(model).__name__)
+        return _karras_model(CallableDenoiser(model), tuple(shape), config, device,
+                             {"id": name, "kind": "callable", "class": type(model).__name__}, model=model)
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, kwargs = builtins.parse_spec(spec)
+        if entry.path is not None:
+            if config.class_label is None and entry.null_class is not None:  # unconditional: the null class
+                config = dataclasses.replace(config, class_label=entry.null_class)
+            loaded = load_diffusers(entry.path, config, device, options)
+            loaded.info.update(id=spec, kind="builtin")
+            return loaded
+        analytic = entry.factory(**kwargs)
+        info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
+        return _karras_model(CallableDenoiser(analytic), analytic.shape, config, device, info, model=analytic)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_diffusers(path, config, device, options)
+    return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+
+
+def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``load_model`` would give, read cheaply for checks before an analysis: an analytic
+    built-in's options, a folder's (or cached hub snapshot's) config.json; no weights. None when unstated."""
+    options = options or LoadOptions()
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, kwargs = builtins.parse_spec(spec)
+        if entry.path is None:
+            return tuple(entry.factory(**kwargs).shape)
+        root = entry.path
+    else:
+        path = Path(spec).expanduser()
+        root = path if path.exists() else download(_hub_id(spec), options)
+    folder, _ = _model_folder(Path(root), options)
+    try:
+        return _sample_shape(_read_json(folder / "config.json"))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _hub_id(spec: str) -> str:
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
+                        "check the path; `diffcrit models` lists the built-ins")
+    return spec
+
+
+def _sample_shape(config) -> tuple[int, int, int]:
+    """(C, H, W) a diffusers denoiser samples in, from its config (in_channels, sample_size)."""
+    size = config["sample_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return int(config["in_channels"]), int(height), int(width)
+
+
+def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict,
+                  model: Any) -> LoadedModel:
+    from .conditioning import check_unconditional
+
+    check_unconditional(config, info["id"])
+    if isinstance(model, torch.nn.Module):
+        model.to(device)
+    info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)
+
+    def make_stepper():
+        return KarrasEulerStepper(denoiser, config.steps, config.sigma_min, config.sigma_max, config.rho,
+                                  config.churn, device)
+
+    return LoadedModel(denoiser, tuple(shape), make_stepper, info, device, module=denoiser.module,
+                       theory=getattr(model, "theory", None))
+
+
+def hub_files(filenames: list[str], variant: str | None = None, subfolder: str | None = None) -> list[str]:
+    """The files of a hub repo (its listing) that analysis needs, weights in one format and variant.
+
+    Weights are safetensors when every needed component has them, else .bin, and of ``variant`` where it
+    exists, as diffusers itself chooses (``is_safetensors_compatible``, ``variant_compatible_siblings``).
+    """
+    from diffusers.pipelines.pipeline_loading_utils import (filter_model_files, is_safetensors_compatible,
+                                                            variant_compatible_siblings)
+
+    folders = (*HUB_FOLDERS, subfolder) if subfolder else HUB_FOLDERS
+    needed = [f for f in filenames if _hub_needed(f, folders) and not f.endswith(OTHER_FORMATS)]
+    weights = sorted(filter_model_files(needed))
+    components = {f.split("/")[0] for f in weights if "/" in f}
+    safe = is_safetensors_compatible(weights, folder_names=components or None, variant=variant)
+    ignore = ["*.bin", "*.msgpack", "*.onnx", "*.pb"] if safe else ["*.safetensors", "*.msgpack", "*.onnx", "*.pb"]
+    try:
+        chosen, _ = variant_compatible_siblings(weights, variant=variant, ignore_patterns=ignore)
+    except ValueError:
+        raise UserError(f"the repo has no weights of variant {variant!r}", "drop --variant or pick another") from None
+    return sorted((set(needed) - set(weights)) | set(chosen))
+
+
+def _hub_needed(path: str, folders: tuple[str, ...]) -> bool:
+    parts = path.split("/")
+    if len(parts) == 1:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in ROOT_FILES)
+    return any(fnmatch.fnmatch(parts[0], folder) for folder in folders)
+
+
+def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = None, what: str | None = None,
+             hint: str | None = None) -> Path:
+    """Fetch the files of a hub repo matching ``patterns`` into the cache; the snapshot folder. Default: what
+    analysis needs (``hub_files``; ``offline``: whatever the cache holds). ``what``/``hint``: the error's words."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        if patterns is None:
+            patterns = HUB_PATTERNS if options.offline else hub_files(
+                HfApi().list_repo_files(repo_id, revision=options.revision), options.variant, options.subfolder)
+        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
+                                      local_files_only=options.offline))
+    except UserError:
+        raise
+    except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
+        reason = shorten(str(err), 160) if str(err) else type(err).__name__
+        raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
+                        hint or "check the id, or pass a local folder (save_pretrained), "
+                        "or --offline with a cached copy") from None
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object of a model folder; an unreadable, empty, invalid or non-object file is a user error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    if not text.strip():
+        raise UserError(f"{path} is empty", "write the folder again (save_pretrained)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object",
+                        "write the folder again (save_pretrained)")
+    return data
+
+
+def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
+    """(denoiser folder, scheduler folder or None) of a pipeline, bare model or component-only folder."""
+    if options.subfolder:
+        folder = root / options.subfolder
+        if not (folder / "config.json").exists():
+            raise UserError(f"{folder} has no config.json", "check --subfolder")
+        return folder, _scheduler_folder(root)
+    if (root / "model_index.json").exists():
+        index = _read_json(root / "model_index.json")
+        names = [c for c in DENOISER_COMPONENTS if c in index]
+        if not names:
+            raise UserError(f"{root}/model_index.json names no denoiser component",
+                            f"expected one of: {', '.join(DENOISER_COMPONENTS)}")
+        return root / names[0], _scheduler_folder(root)
+    if (root / "config.json").exists():
+        return root, None
+    folder = next((root / c for c in DENOISER_COMPONENTS if (root / c / "config.json").exists()), None)
+    if folder is not None:  # a repo of component folders only (unet/, scheduler/), no model_index.json
+        return folder, _scheduler_folder(root)
+    raise UserError(f"{root} has neither model_index.json nor config.json",
+                    "pass a pipeline folder, a model folder, or use --subfolder")
+
+
+def _scheduler_folder(root: Path) -> Path | None:
+    scheduler = root / "scheduler"
+    return scheduler if (scheduler / "scheduler_config.json").exists() else None
+
+
+def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
+    """The folder's scheduler (or ``--scheduler``, which overrides it), checked to be one diffcrit can follow."""
+    import diffusers
+
+    name = config.scheduler
+    if folder is None and name is None:
+        raise UserError("this model folder has no scheduler",
+                        "pass --scheduler (a diffusers scheduler class, e.g. DDPMScheduler)")
+    stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
+    wanted = name or stored.get("_class_name")
+    check_supported(str(wanted))
+    cls = getattr(diffusers, str(wanted), None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
+                        "DDPMScheduler")
+    overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
+    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    family_of(scheduler)  # refuses, naming why, a scheduler outside every family
+    return scheduler
+
+
+def _model_class(folder: Path) -> str:
+    """The denoiser's ``_class_name`` from its config.json, checked before anything else is read."""
+    class_name = _read_json(folder / "config.json").get("_class_name")
+    if class_name is None:
+        raise UserError(f"{folder / 'config.json'} has no _class_name", "write the folder again (save_pretrained)")
+    if class_name not in MODEL_CALLS:
+        raise UserError(f"unsupported model class {class_name!r} in {folder / 'config.json'}",
+                        f"supported: {', '.join(MODEL_CALLS)}")
+    return class_name
+
+
+def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
+    import diffusers
+
+    dtype = getattr(torch, config.dtype)
+    try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
+        module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
+    if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
+        raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
+                        "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
+    return module.to(device).eval().requires_grad_(False)
+
+
+def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
+                   hub_id: str | None = None) -> LoadedModel:
+    """A diffusers UNet/DiT and its scheduler, sampled exactly as its pipeline does."""
+    from .conditioning import build_conditioning
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"model folder {root} does not exist")
+    model_folder, scheduler_folder = _model_folder(root, options)
+    class_name = _model_class(model_folder)
+    scheduler = _load_scheduler(scheduler_folder, config)
+    module = _load_denoiser_module(model_folder, class_name, config, options, device)
+    denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
+    prediction_type = denoiser.prediction_type
+    shape = _sample_shape(module.config)
+    conditioning, cond_info = build_conditioning(module, root, config, device)
+    info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
+            "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
+            "conditioning": cond_info, "dtype": config.dtype,
+            "subfolder": options.subfolder, "revision": options.revision, "variant": options.variant}
+
+    def make_stepper():
+        return SchedulerStepper(scheduler, denoiser, config.steps)
+
+    return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
+                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root)

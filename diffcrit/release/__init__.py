@@ -1,0 +1,1 @@
+"""Release checks: comparing a candidate result with a baseline, and the summaries CI reads."""

@@ -1,0 +1,1 @@
+"""Reports: the one owner of result documents (header, schema, validation on read), figures, sparklines."""

@@ -1,0 +1,139 @@
+"""Samplers that expose every step's (y, D(y)) in the VE frame (docs/design.md §2, §7).
+
+A stepper owns one batch of samples and advances it one step at a time:
+
+    x = stepper.init(noise)                      # model's own state
+    y, denoised, x = stepper.step(x, i, cond, generators)   # y, D: (B, C, H, W) float32, VE frame
+    samples = stepper.final(x)                   # model's own space, before any decoding
+
+``SchedulerStepper`` follows a diffusers scheduler exactly as its pipeline does (same input
+scaling, same ``scheduler.step`` call with the per-sample generators), so the final samples equal
+the pipeline's; which frame its sample is in comes from ``schedulers.py``. ``KarrasEulerStepper``
+samples a bare ``denoise(y, sigma)`` with Euler on the Karras et al. (2022) schedule (their
+Algorithm 2 with optional churn).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models.denoisers import DiffusersDenoiser
+from ..errors import ModelOutputError, UserError
+from ..frame import karras_sigmas, sigma_to_t
+from ..models.schedulers import FIRST, evaluations, family_of, init_noise_sigma, scale_model_input, step_kwargs
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where step ``index`` sits in the one frame: sigma (VE), t = log(1 + sigma^2), the model's timestep;
+    ``evaluation`` "first"/"second" for schedulers that evaluate the model twice per step (else None)."""
+
+    index: int
+    sigma: float
+    timestep: float | None
+    evaluation: str | None = None
+
+    @property
+    def t(self) -> float:
+        return sigma_to_t(self.sigma)
+
+
+def nonfinite_output_error(info: StepInfo, half_precision: bool, where: str = "") -> ModelOutputError:
+    """The one-line error for NaN or Inf in a model's output at a step, naming the step (``where``: e.g. the arm)."""
+    hint = "try --dtype float32 or another scheduler" if half_precision else \
+        "check the model's weights (a float32 run), or try another scheduler"
+    return ModelOutputError(f"the model produced NaN or Inf at step {info.index}{where} (sigma={info.sigma:.4g}, "
+                            f"timestep={info.timestep})", hint)
+
+
+def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
+    """Initial noise (B, C, H, W) on the CPU: sample i drawn from its own CPU generator, as pipelines draw it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor((len(generators), *shape), generator=list(generators))
+
+
+class SchedulerStepper:
+    """One batch sampled by a diffusers scheduler, as the model's own pipeline does it.
+
+    Every entry of ``scheduler.timesteps`` is one model evaluation and one step record (Heun-type
+    schedulers: two per scheduler step, labelled by ``StepInfo.evaluation``), at the sigma the model
+    is evaluated at. Leading evaluations on pure noise (flow matching at s = 1: infinite sigma, y
+    undefined) are run at the start of step 0 and not recorded.
+    """
+
+    def __init__(self, scheduler: Any, denoiser: DiffusersDenoiser, steps: int):
+        self.family = family_of(scheduler)
+        self.scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
+        self.scheduler.set_timesteps(steps)
+        self.denoiser = denoiser
+        self.timesteps = self.scheduler.timesteps
+        evals = evaluations(self.family, self.scheduler)
+        self.hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
+        if not all(e.recorded for e in evals[self.hidden:]) or len(evals) - self.hidden < 2:
+            raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - self.hidden} "
+                            "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
+        self.infos = [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[self.hidden:])]
+
+    def init(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise.to(self.denoiser.device) * init_noise_sigma(self.scheduler)
+
+    def _evaluate(self, x, j, cond, generators):
+        """Evaluation j exactly as the pipeline runs it -> (raw model output, next sample)."""
+        t = self.timesteps[j]
+        output = self.denoiser.model_output(scale_model_input(self.scheduler, x, t), t, cond)
+        x_next = self.scheduler.step(output.to(x.dtype), t, x, **step_kwargs(self.scheduler, generators)).prev_sample
+        return output, x_next
+
+    def step(self, x, i, cond, generators):
+        for j in range(self.hidden if i == 0 else 0):
+            _, x = self._evaluate(x, j, cond, generators)
+        info = self.infos[i]
+        if info.evaluation is not None and self.scheduler.state_in_first_order != (info.evaluation == FIRST):
+            raise RuntimeError(f"step {i}: {type(self.scheduler).__name__} is not in its {info.evaluation} evaluation")
+        y = self.family.to_y(x, info.sigma)
+        output, x_next = self._evaluate(x, self.hidden + i, cond, generators)
+        sigma = torch.full((x.shape[0],), info.sigma, device=x.device)
+        return y, self.denoiser.denoised(output, y, sigma), x_next
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+
+class KarrasEulerStepper:
+    """Euler on sigma_i = Karras schedule (sigma_max -> sigma_min, rho), then to sigma = 0.
+
+    Deterministic unless ``churn`` > 0, in which case noise is added before each step as in
+    Karras et al. (2022) Algorithm 2 (gamma_i = min(churn / N, sqrt 2 - 1)), drawn from the
+    per-sample generators. The recorded sigma of a step is the one the denoiser was evaluated at.
+    """
+
+    def __init__(self, denoiser, steps: int, sigma_min: float, sigma_max: float, rho: float, churn: float = 0.0,
+                 device: torch.device | str = "cpu"):
+        self.denoiser = denoiser
+        self.device = torch.device(device)
+        sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
+        self.gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+        self.hat = (sigmas * (1 + self.gamma)).tolist()
+        self.next = sigmas[1:].tolist() + [0.0]
+        self.sigmas = sigmas.tolist()
+        self.infos = [StepInfo(i, s, s) for i, s in enumerate(self.hat)]
+
+    def init(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise.to(self.device).float() * self.sigmas[0]
+
+    def step(self, x, i, cond, generators):
+        if self.gamma > 0:
+            extra = per_sample_noise(tuple(x.shape[1:]), generators).to(x.device)
+            x = x + math.sqrt(self.hat[i] ** 2 - self.sigmas[i] ** 2) * extra
+        sigma = torch.full((x.shape[0],), self.hat[i], device=x.device)
+        denoised = self.denoiser(x, sigma, None, cond).float()
+        x_next = x + (self.next[i] - self.hat[i]) * (x - denoised) / self.hat[i]  # dy/dsigma = (y - D)/sigma
+        return x, denoised, x_next
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
