@@ -21,7 +21,7 @@ from cli_checks import one_line_error, run
 from result_factory import make_analyze_result, make_guide_result, shifted, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "diffcrit" / "schema" / "result.schema.json"
+SCHEMA = ROOT / "diffcrit" / "report" / "schema" / "result.schema.json"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import diffcrit
-from diffcrit.sampling.steppers import clones
+from diffcrit.sampling import clones
 from diffcrit.models.builtins import make_analytic
 from diffcrit.cli import app
 from diffcrit.report.document import read_document

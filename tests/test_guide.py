@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler, DiTPipeline, UNet2DModel
 from safetensors.torch import load_file
 
 import diffcrit
-from diffcrit.guidance.pulses import alignment
+from diffcrit.guidance import alignment
 from diffcrit.errors import UserError
 from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
                                       random_windows, sample_arm)

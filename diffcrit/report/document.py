@@ -3,7 +3,7 @@
 
 ``read_document`` is the one reader of result files (check, plot, guide --critical-from, predict
 --compare): readable JSON, written by diffcrit, of the kind asked for, of the schema_version this
-diffcrit reads, valid against the JSON Schema shipped in ``diffcrit/schema/``.
+diffcrit reads, valid against the JSON Schema shipped in ``diffcrit/report/schema/``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ RESULT_KINDS = tuple(SCHEMA_FILES)
 
 def schema(kind: str = KIND_ANALYZE) -> dict:
     """The JSON Schema shipped with the package for a result ``kind`` (analyze or guide)."""
-    return json.loads(resources.files("diffcrit").joinpath("schema", SCHEMA_FILES[kind]).read_text())
+    return json.loads(resources.files("diffcrit.report").joinpath("schema", SCHEMA_FILES[kind]).read_text())
 
 
 # --------------------------------------------------------------------------------------------
