@@ -15,6 +15,7 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
                        EulerDiscreteScheduler)
 
 from diffcrit.analysis import engine
+from diffcrit.analysis.curves import compute_curves
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
 from diffcrit.models.denoisers import DiffusersDenoiser
@@ -68,7 +69,7 @@ def test_stiffness_matches_theory_along_every_scheduler(name):
     for sigma, y, denoised in seen:  # the recorded (y, sigma) pair is where the model's D was taken
         exact = field(y.double(), torch.full((len(y),), sigma, dtype=torch.float64))
         torch.testing.assert_close(denoised.double(), exact, atol=2e-4 * (1 + sigma), rtol=1e-4)
-    curves = engine.compute_curves(records, directions)
+    curves = compute_curves(records, directions)
     predicted = np.array(field.theory([info.sigma for info in records.infos], directions)["stiffness"])
     np.testing.assert_allclose(curves.stiffness, predicted, atol=2e-3)
     assert np.isfinite(samples).all()

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from diffcrit.config import make_config
-from diffcrit.analysis.engine import Prober, Records, StepRows
+from diffcrit.analysis.records import Records, StepRows
+from diffcrit.probing.prober import Prober
 from diffcrit.distributed import Ranks
 from diffcrit.probing.fourier import plane_wave_directions
 from diffcrit.models.loading import load_model
@@ -36,7 +37,7 @@ def test_peak_memory_with_1000_steps_is_that_with_100(tmp_path):
 
     One process runs 100 then 1000 steps; the peak after the second run includes whatever grows
     with steps. Holding each step's y and D(y) would add 128 MB at 1000 steps; a per-step array kept
-    between the step's FFT temporaries (heap fragmentation, see engine.StepRows) added ~250 MB.
+    between the step's FFT temporaries (heap fragmentation, see analysis.records.StepRows) added ~250 MB.
     """
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}
     # States go to tmpfs where there is one: each step is fsync'ed (states.py), 2000 syncs on a disk take ~15 s.
@@ -73,8 +74,9 @@ def test_half_precision_model_is_probed_by_fd_on_a_float32_copy(ddpm_folder):
     records = Records.for_steps(loaded.make_stepper().infos)
     info = records.infos[1]
     points = torch.randn(2, *loaded.shape, generator=torch.Generator().manual_seed(0)) * (1 + info.sigma**2) ** 0.5
-    gains = Prober(loaded, config, directions, records, Ranks()).gains(info, points)
-    assert records.probe_method == "fd" and "float32 copy" in records.probe_note
+    prober = Prober(loaded, config, directions, Ranks())
+    gains = prober.gains(info, points)
+    assert prober.method == "fd" and "float32 copy" in prober.note
     assert loaded.module.dtype == torch.bfloat16  # sampling keeps the model's own precision
 
     def bound(module):

@@ -20,6 +20,7 @@ from cli_checks import one_line_error
 from tiny_models import save_ddpm_pipeline
 
 from diffcrit.analysis import engine
+from diffcrit.analysis.curves import compute_curves
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
 from diffcrit.models.denoisers import DiffusersDenoiser
@@ -152,7 +153,7 @@ def test_exact_gaussian_in_every_family(name):
     for info, y, denoised in seen:  # the recorded (y, sigma) pair is where the model's D was taken
         exact = field(y.double(), torch.full((len(y),), info.sigma, dtype=torch.float64))
         torch.testing.assert_close(denoised.double(), exact, atol=2e-4 * (1 + info.sigma), rtol=1e-4)
-    curves = engine.compute_curves(records, directions)
+    curves = compute_curves(records, directions)
     predicted = np.array(field.theory([info.sigma for info in records.infos], directions)["stiffness"])
     np.testing.assert_allclose(curves.stiffness, predicted, atol=2e-3)
     assert np.isfinite(samples).all()

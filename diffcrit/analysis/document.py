@@ -1,0 +1,154 @@
+"""The body of the analyze result document (docs/design.md §9): steps, critical block, clones, diagnostics,
+theory; the header comes from report.document."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..config import AnalyzeConfig
+from ..models.loading import LoadedModel
+from ..probing.fourier import ProbeDirections, direction_bins, shell_wave_numbers
+from ..report.document import environment, header
+from . import estimators
+from .critical import critical_block
+from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
+                     consistent_steps, curve_band)
+from .records import Records
+
+
+def diagnostics_block(records: Records, directions: ProbeDirections, curves: Curves, keep: np.ndarray,
+                      side: int) -> dict:
+    """Total-variance consistency (``keep``: the consistent steps), the Tweedie check of the probed gains, and
+    undefined or too long xi (docs/design.md §4, §5)."""
+    sigma = np.array([info.sigma for info in records.infos])
+    varies = estimators.varying_shells(curves.power_final)
+    # Expected gain of each probed direction (its channel and bin), averaged over the shell's directions.
+    where = direction_bins(directions, records.bins)
+    per_direction = estimators.tweedie_gain(curves.bins_denoised[:, where[0], where[1]],
+                                            curves.bins_final[where[0], where[1]], sigma)  # (S, M)
+    shell = directions.shell.numpy()
+    expected = np.stack([per_direction[:, shell == n].mean(1) for n in range(directions.n_shells)], 1)
+    measured = 1.0 - curves.stiffness
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isfinite(measured) & (expected > TWEEDIE_MIN_GAIN) & varies, measured / expected, np.nan)
+    if not records.trajectories:  # gains at y = 0 are not an average over y
+        ratio[:] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median_ratio = np.nanmedian(ratio, axis=0)
+        max_decided = np.nanmax(np.where(varies, curves.decided, np.nan), axis=0)
+    return {
+        "total_variance": {
+            "limit": CONSISTENT_BELOW, "max_decided": max_decided.tolist(), "varying_shells": varies.tolist(),
+            "inconsistent_steps": [records.infos[i].index for i in np.flatnonzero(~keep)],
+            "min_samples": CONSISTENCY_MIN_SAMPLES,
+            "rule": "decided fraction Var D(y) / Var x0 <= limit on every varying shell (judged from min_samples "
+                    "samples on); steps above are left out of the markers",
+        },
+        "tweedie": {
+            "median_ratio": median_ratio.tolist(), "min_expected_gain": TWEEDIE_MIN_GAIN,
+            "rule": "measured mean gain / (Var <v,x0> - Var <v,D>) / sigma^2 over probed steps "
+                    "(1 for an exact denoiser)",
+        },
+        "xi": {
+            "undefined_steps_denoised": int(np.isnan(curves.xi_denoised).sum()),
+            "beyond_half_box_steps": [records.infos[i].index for i in np.flatnonzero(
+                np.nan_to_num(np.maximum(curves.xi_state, curves.xi_denoised), nan=0.0) > side / 2)],
+        },
+    }
+
+
+def _clones_block(block: dict | None, curves: Curves) -> dict | None:
+    """The clones' correlation beside the decided fraction at the same steps (None without --clones)."""
+    if block is None:
+        return None
+    return {**block, "decided": [curves.decided[s].tolist() for s in block["branch_steps"]]}
+
+
+# The Tweedie ratio is formed only where the expected gain is resolved.
+TWEEDIE_MIN_GAIN = 0.05
+
+
+def _theory_block(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records,
+                  curves: Curves, critical: dict) -> dict | None:
+    if loaded.theory is None:
+        return None
+    theory = loaded.theory([info.sigma for info in records.infos], directions)
+    predicted = np.array(theory["stiffness"], dtype=float)
+    comparable = theory.get("exact_everywhere") or config.linearize_at == "zero"
+    diff = {}
+    if comparable and np.isfinite(curves.stiffness).any():
+        # |s| reaches 1/sigma^2 at small sigma: compare relative to max(1, |s_predicted|).
+        error = np.abs(curves.stiffness - predicted) / np.maximum(1.0, np.abs(predicted))
+        diff["stiffness_max_rel"] = float(np.nanmax(error))
+    # each marker against its own exact value (a marker's meaning fixes its theory: docs/design.md §7)
+    by_shell, shell = theory.pop("decision_by_shell", None), critical.get("decision_shell")
+    if by_shell is not None and shell is not None and by_shell[shell] is not None:
+        theory.setdefault("markers", {})["decision"] = by_shell[shell]
+    for name, exact in (theory.get("markers") or {}).items():
+        marker = critical["markers"].get(name)
+        if marker is not None:
+            diff[f"{name}_t"] = marker["t"] - exact
+            diff[f"{name}_t_relative"] = diff[f"{name}_t"] / exact
+    exact_primary = (theory.get("markers") or {}).get(critical["primary"])
+    if exact_primary is not None and critical["t"] is not None:
+        diff["critical_t"] = critical["t"] - exact_primary
+    theory["valid_for_this_run"] = bool(comparable)
+    theory["measured_minus_predicted"] = diff
+    return theory
+
+
+def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, records: Records) -> dict:
+    side = loaded.shape[-1]
+    curves = compute_curves(records, directions)
+    resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
+    consistent = consistent_steps(curves, records.coef_final.shape[0])
+    critical = critical_block(records, config, curves, resamples, consistent)
+    decided_band, unstable_band = curve_band(resamples, "decided"), curve_band(resamples, "unstable")
+    sigma = np.array([info.sigma for info in records.infos])
+    gaussian = estimators.gaussian_stiffness(curves.power_final, sigma)
+    shell = directions.shell.numpy()
+    steps = []
+    for i, info in enumerate(records.infos):
+        gains = records.gains[i]
+        probed = gains is not None
+        steps.append({
+            "index": info.index, "timestep": info.timestep, "sigma": info.sigma, "t": info.t,
+            "xi_state": curves.xi_state[i], "xi_denoised": curves.xi_denoised[i],
+            "stiffness": curves.stiffness[i].tolist() if probed else None,
+            "stiffness_sem": curves.stiffness_sem[i].tolist() if probed else None,
+            "r": curves.r[i], "kappa": curves.kappa[i], "xi_eq": curves.xi_eq[i], "probed": probed,
+            "structure_state": curves.power_state[i].tolist(),
+            "structure_denoised": curves.power_denoised[i].tolist(),
+            "decided": curves.decided[i].tolist(),
+            "decided_ci95": None if decided_band is None else decided_band[i].tolist(),
+            "gaussian_stiffness": gaussian[i].tolist(),
+            "unstable_fraction": curves.unstable[i].tolist() if probed else None,
+            "unstable_fraction_ci95": unstable_band[i].tolist() if probed and unstable_band is not None else None,
+            "point_stiffness": (estimators.point_stiffness(gains, shell, directions.n_shells).tolist()
+                                if probed else None),
+            "x0_consistent": bool(consistent[i]),
+            **({"evaluation": info.evaluation} if info.evaluation is not None else {}),
+        })
+    document = {
+        **header("analyze", config.to_dict(), model=loaded.info,
+                 environment=environment(loaded.device, records.probe_method, config.dtype, records.probe_note)),
+        "shells": shell_wave_numbers(loaded.shape[1], loaded.shape[2], config.shells),
+        "probe": {"method": records.probe_method, "linearize_at": config.linearize_at,
+                  "probe_points": 1 if config.linearize_at == "zero" else config.probe_samples,
+                  "fd_step": config.fd_step if records.probe_method == "fd" else None,
+                  "probed_steps": sum(g is not None for g in records.gains),
+                  "schedule": records.schedule,
+                  **directions.describe()},
+        "final_power": curves.power_final.tolist(),
+        "steps": steps,
+        "critical": critical,
+        "clones": _clones_block(records.clones, curves),
+        "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
+    }
+    theory = _theory_block(loaded, config, directions, records, curves, critical)
+    if theory is not None:
+        document["theory"] = theory
+    return document
