@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ import torch
 
 from . import builtins
 from ..config import AnalyzeConfig
-from .denoisers import MODEL_CALLS, CallableDenoiser, DiffusersDenoiser
+from .denoisers import CallableDenoiser, DiffusersDenoiser
+from .families import Family, family_named, latent_grid, model_family
 from ..errors import UserError, shorten
 from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
@@ -63,6 +65,7 @@ class LoadedModel:
     module: torch.nn.Module | None = None
     half_precision: bool = False
     scheduler: Any = None  # diffusers models: the scheduler their stepper follows
+    set_timesteps: Callable[[Any, int], None] | None = None  # diffusers models: as their pipeline sets them
     root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
 
 
@@ -270,15 +273,12 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
     return scheduler
 
 
-def _model_class(folder: Path) -> str:
-    """The denoiser's ``_class_name`` from its config.json, checked before anything else is read."""
+def _model_family(folder: Path) -> tuple[str, Family]:
+    """The denoiser's ``_class_name`` from its config.json and its family, checked before anything else is read."""
     class_name = _read_json(folder / "config.json").get("_class_name")
     if class_name is None:
         raise UserError(f"{folder / 'config.json'} has no _class_name", "write the folder again (save_pretrained)")
-    if class_name not in MODEL_CALLS:
-        raise UserError(f"unsupported model class {class_name!r} in {folder / 'config.json'}",
-                        f"supported: {', '.join(MODEL_CALLS)}")
-    return class_name
+    return class_name, family_named(class_name, folder / "config.json")
 
 
 def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
@@ -289,35 +289,39 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
         module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
-    if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
-        raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
-                        "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
+    model_family(module, class_name)  # refuses what loaded as a class no family covers
     return module.to(device).eval().requires_grad_(False)
 
 
 def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
                    hub_id: str | None = None) -> LoadedModel:
-    """A diffusers UNet/DiT and its scheduler, sampled exactly as its pipeline does."""
+    """A diffusers UNet or transformer and its scheduler, sampled exactly as its pipeline does, on its family's
+    latent grid (``families.latent_grid``: unpacked, at --height/--width where the family takes them)."""
     from .conditioning import build_conditioning
 
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
-    class_name = _model_class(model_folder)
+    class_name, family = _model_family(model_folder)
     scheduler = _load_scheduler(scheduler_folder, config)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
     denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
     prediction_type = denoiser.prediction_type
-    shape = _sample_shape(module.config)
-    conditioning, cond_info = build_conditioning(module, root, config, device)
+    grid, pixels = latent_grid(family, module.config, root, config.height, config.width)
+    shape = (family.channels(module.config), *grid)
+    conditioning, cond_info = build_conditioning(module, root, config, pixels)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
             "conditioning": cond_info, "dtype": config.dtype,
             "subfolder": options.subfolder, "revision": options.revision, "variant": options.variant}
+    if pixels is not None:
+        info["pixels"] = list(pixels)
+    set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
 
     def make_stepper():
-        return SchedulerStepper(scheduler, denoiser, config.steps)
+        return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)
 
     return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
-                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root)
+                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root,
+                       set_timesteps=set_timesteps)
