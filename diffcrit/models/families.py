@@ -179,11 +179,16 @@ def _flux_cond(module, embeds: dict, pixels) -> dict:
 
 def flux_guidance() -> float:
     """FluxPipeline's default ``guidance_scale`` (its distilled guidance embedding's input)."""
+    return float(_call_default("FluxPipeline", "guidance_scale"))
+
+
+def _call_default(pipeline: str, parameter: str) -> Any:
+    """The default of a diffusers pipeline's ``__call__`` argument, read from its signature."""
     import inspect
 
-    from diffusers import FluxPipeline
+    import diffusers
 
-    return float(inspect.signature(FluxPipeline.__call__).parameters["guidance_scale"].default)
+    return inspect.signature(getattr(diffusers, pipeline).__call__).parameters[parameter].default
 
 
 def _masked_cond(module, embeds: dict, pixels) -> dict:
@@ -247,6 +252,11 @@ FLUX_SAMPLE_SIZE = 128  # FluxPipeline's default_sample_size (its transformer co
 def _flux_pixels(config, scale: int) -> int:
     """FluxPipeline's ``default_sample_size * vae_scale_factor``."""
     return FLUX_SAMPLE_SIZE * scale
+
+
+def _sana_pixels(config, scale: int) -> int:
+    """SanaPipeline's default ``height`` (a fixed pixel size, whatever the transformer's sample_size)."""
+    return int(_call_default("SanaPipeline", "height"))
 
 
 def _divide(pixels: int, scale: int) -> int:
@@ -360,7 +370,7 @@ FAMILIES = (
     Family("sana", ("SanaTransformer2DModel",), _call_sana, "prompt",
            text=TextEncoding("SanaPipeline", _masked_cond, _names("prompt_embeds", "prompt_attention_mask"),
                              unsupported="Sana's Gemma text encoder is not run by diffcrit yet"),
-           vae_scale=_vae_scale("encoder_block_out_channels", 32)),
+           vae_scale=_vae_scale("encoder_block_out_channels", 32), default_pixels=_sana_pixels),
 )
 SUPPORTED = ", ".join(f.label for f in FAMILIES)
 
