@@ -285,7 +285,7 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     import diffusers
 
     dtype = getattr(torch, config.dtype)
-    try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
+    try:  # diffusers itself remaps a hub DiT config class to its DiT class (``Family.remapped``)
         module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
