@@ -236,7 +236,11 @@ def _vae_scale(key: str, constant: int) -> Callable[[Path], int]:
         path = Path(root) / "vae" / "config.json"
         if not path.is_file():
             return constant
-        return 2 ** (len(json.loads(path.read_text())[key]) - 1)
+        try:
+            return 2 ** (len(json.loads(path.read_text())[key]) - 1)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"cannot read the VAE scale factor from {path} ({type(err).__name__}: {err})",
+                            "write the folder again (save_pretrained), or remove vae/") from None
 
     return scale
 
@@ -413,5 +417,5 @@ def latent_grid(family: Family, config, root: Path, height: int | None,
     grid = tuple(family.latent_size(p, scale) for p in pixels)
     if min(grid) < 2:
         raise UserError(f"--height/--width {pixels[0]}x{pixels[1]} give a latent grid of {grid[0]}x{grid[1]}",
-                        f"use at least {2 * scale * (2 if family.name == 'flux' else 1)} pixels")
+                        f"use more pixels (about {scale} per latent pixel)")
     return grid, pixels
