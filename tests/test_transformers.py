@@ -150,8 +150,10 @@ def test_default_resolution_is_the_pipelines(folders):
     """Flux: default_sample_size (128) times the VAE scale factor read from vae/config.json (1 here); SD3 without
     a VAE: sample_size times the pipeline's constant 8, the latent grid its sample_size."""
     from diffcrit.config import make_config
-    from diffcrit.models.loading import load_model
+    from diffcrit.models.loading import load_model, model_shape
 
+    assert model_shape(str(folders("flux"))) == (4, 128, 128)  # the cheap read `diffcrit check` does
+    assert model_shape(str(folders("flux")), height=8, width=16) == (4, 8, 16)
     flux = load_model(str(folders("flux")), make_config(prompt=PROMPT, device="cpu"))
     assert flux.shape == (4, 128, 128) and flux.info["pixels"] == [128, 128]
     sd3 = load_model(str(folders("sd3")), make_config(prompt=PROMPT, device="cpu"))

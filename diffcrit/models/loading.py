@@ -105,9 +105,13 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
 
 
-def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, int, int] | None:
-    """The (C, H, W) ``load_model`` would give, read cheaply for checks before an analysis: an analytic
-    built-in's options, a folder's (or cached hub snapshot's) config.json; no weights. None when unstated."""
+def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
+                width: int | None = None) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``load_model`` would give (at --height/--width where the family takes them), read cheaply for
+    checks before an analysis: an analytic built-in's options, a folder's (or cached hub snapshot's) config.json;
+    no weights. None when unstated."""
+    from diffusers.configuration_utils import FrozenDict
+
     options = options or LoadOptions()
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
@@ -119,9 +123,12 @@ def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, in
         path = Path(spec).expanduser()
         root = path if path.exists() else download(_hub_id(spec), options)
     folder, _ = _model_folder(Path(root), options)
+    config = FrozenDict(_read_json(folder / "config.json"))  # attribute access, as a loaded module's config
     try:
-        return _sample_shape(_read_json(folder / "config.json"))
-    except (KeyError, TypeError, ValueError):
+        family = family_named(str(config.get("_class_name")))
+        grid, _ = latent_grid(family, config, Path(root), height, width)
+        return family.channels(config), *grid
+    except (KeyError, TypeError, ValueError, AttributeError, UserError):
         return None
 
 
@@ -130,13 +137,6 @@ def _hub_id(spec: str) -> str:
         raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
                         "check the path; `diffcrit models` lists the built-ins")
     return spec
-
-
-def _sample_shape(config) -> tuple[int, int, int]:
-    """(C, H, W) a diffusers denoiser samples in, from its config (in_channels, sample_size)."""
-    size = config["sample_size"]
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    return int(config["in_channels"]), int(height), int(width)
 
 
 def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict,
