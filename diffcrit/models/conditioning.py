@@ -1,9 +1,11 @@
-"""Per-sample conditioning of each diffusers family: class labels or encoded prompts.
+"""Per-sample conditioning of each diffusers family (``families.py``): class labels or prompt embeddings.
 
 ``build_conditioning`` returns ``(make, info)``: make(n) gives the conditioning dict for n samples
 (leading batch dim n, keyword names as the model's forward takes them) or None for an
-unconditional model; info goes into the JSON ``model.conditioning`` block. Text encoders are
-loaded once, used to encode, and freed.
+unconditional model; info goes into the JSON ``model.conditioning`` block. Prompt embeddings come from
+``--prompt-embeds`` (a safetensors file under the pipeline's own argument names) or from ``--prompt``, encoded by
+the pipeline's own ``encode_prompt`` (SD 1.x/2.x/XL: diffcrit's CLIP encoding, as those pipelines do it); text
+encoders are loaded once, used to encode, and freed.
 """
 
 from __future__ import annotations
