@@ -48,6 +48,9 @@ class AnalyzeConfig:
     dtype: str = "float32"
     class_label: int | None = None
     prompt: str | None = None
+    prompt_embeds: str | None = None  # safetensors of the pipeline's encode_prompt outputs (instead of --prompt)
+    height: int | None = None  # pixels; transformer pipelines only (None: the pipeline's default)
+    width: int | None = None
     scheduler: str | None = None
     prediction_type: str | None = None
     # sampler for callable / analytic models: Karras et al. (2022) schedule
@@ -69,6 +72,9 @@ class AnalyzeConfig:
         at_least("probe_every", self.probe_every, 1)
         at_least("bootstrap", self.bootstrap, 0)
         at_least("clones", self.clones, 0)
+        for name in ("height", "width"):
+            if getattr(self, name) is not None:
+                at_least(name, getattr(self, name), 1)
         if self.decision_shell is not None:
             at_least("decision_shell", self.decision_shell, 0)
             if self.decision_shell >= self.shells:

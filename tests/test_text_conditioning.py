@@ -32,15 +32,15 @@ def test_prompt_is_encoded_and_conditions_the_samples(sd_folder):
 def test_prompt_embeddings_match_the_text_encoder(sd_folder):
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from diffcrit.models.conditioning import _encode_prompt
+    from diffcrit.models.conditioning import _sd_embeds
 
     tokenizer = CLIPTokenizer.from_pretrained(sd_folder / "tokenizer")
     encoder = CLIPTextModel.from_pretrained(sd_folder / "text_encoder")
     ids = tokenizer("a red barn", padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
     expected = encoder(ids)[0]
-    got = _encode_prompt(sd_folder, "a red barn", type("M", (), {"config": {"addition_embed_type": None}})())
-    torch.testing.assert_close(got["encoder_hidden_states"], expected)
+    got = _sd_embeds(sd_folder, "a red barn", ("prompt_embeds",))
+    torch.testing.assert_close(got["prompt_embeds"], expected)
 
 
 def test_text_model_without_prompt_is_exit_2(sd_folder):
@@ -60,12 +60,13 @@ def test_sdxl_prompt_embeddings_match_the_pipeline(sdxl_folder):
     time ids, as StableDiffusionXLPipeline.encode_prompt and _get_add_time_ids compute them."""
     from diffusers import StableDiffusionXLPipeline
 
-    from diffcrit.models.conditioning import _encode_prompt
+    from diffcrit.models.conditioning import _sd_embeds
+    from diffcrit.models.families import SD_TEXT
 
     pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
     embeds, _, pooled, _ = pipeline.encode_prompt("a red barn", device="cpu", num_images_per_prompt=1,
                                                   do_classifier_free_guidance=False)
-    got = _encode_prompt(sdxl_folder, "a red barn", pipeline.unet)
+    got = SD_TEXT.to_cond(pipeline.unet, _sd_embeds(sdxl_folder, "a red barn", SD_TEXT.names(pipeline.unet)), None)
     torch.testing.assert_close(got["encoder_hidden_states"], embeds)
     torch.testing.assert_close(got["added_cond_kwargs"]["text_embeds"], pooled)
     size = (pipeline.unet.config.sample_size * 8,) * 2  # diffcrit's image size: 8 pixels per latent pixel

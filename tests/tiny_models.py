@@ -93,25 +93,12 @@ def save_sdxl_pipeline(folder: Path) -> Path:
 
 
 def save_sd_pipeline(folder: Path, unet: UNet2DConditionModel | None = None) -> Path:
-    """A tiny Stable-Diffusion-1.x-shaped folder: UNet2DConditionModel, scheduler, CLIP text encoder + tokenizer.
-
-    The tokenizer is a word-level CLIP BPE with a handful of words (no merges), written to disk.
-    """
+    """A tiny Stable-Diffusion-1.x-shaped folder: UNet2DConditionModel, scheduler, CLIP text encoder + tokenizer."""
     import json
 
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    words = ["a", "red", "barn", "blue", "sky"]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{f"{w}</w>": i + 2 for i, w in enumerate(words)}}
-    for ch in "abdeklnrsuy":
-        vocab.setdefault(ch, len(vocab))
-        vocab.setdefault(f"{ch}</w>", len(vocab))
-    tok_dir = folder / "tokenizer"
-    tok_dir.mkdir(parents=True)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=8)
-    tokenizer.save_pretrained(tok_dir)
+    vocab = save_clip_tokenizer(folder / "tokenizer")
     torch.manual_seed(0)
     encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=12, intermediate_size=16,
                                            num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=8,
@@ -124,3 +111,24 @@ def save_sd_pipeline(folder: Path, unet: UNet2DConditionModel | None = None) -> 
         "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"]}))
     return folder
+
+
+WORDS = ["a", "red", "barn", "blue", "sky"]
+
+
+def save_clip_tokenizer(folder: Path, max_length: int = 8) -> dict:
+    """A word-level CLIP BPE with a handful of words (no merges), written to ``folder``; its vocab."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{f"{w}</w>": i + 2 for i, w in enumerate(WORDS)}}
+    for ch in "abdeklnrsuy":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(f"{ch}</w>", len(vocab))
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                  model_max_length=max_length).save_pretrained(folder)
+    return vocab

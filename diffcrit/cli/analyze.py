@@ -53,6 +53,14 @@ def analyze(
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
     prompt: PromptOpt = None,
+    prompt_embeds: Annotated[Optional[Path], typer.Option(
+        help="Text models: a safetensors file of the pipeline's encode_prompt outputs under its own argument names "
+        "(prompt_embeds, pooled_prompt_embeds, prompt_attention_mask, ...) instead of --prompt: the text encoders "
+        "are not loaded.")] = None,
+    height: Annotated[Optional[int], typer.Option(
+        help="Transformer pipelines (SD3, Flux, PixArt, Sana): image height in pixels "
+        "(default: the pipeline's).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="... and width in pixels.")] = None,
     scheduler: SchedulerOpt = None,
     prediction_type: PredictionTypeOpt = None,
     sigma_min: Annotated[float, typer.Option(
@@ -88,7 +96,9 @@ def analyze(
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
                    probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
                    decision_shell=decision_shell, clones=clones,
-                   device=device, dtype=dtype, class_label=class_label, prompt=prompt, scheduler=scheduler,
+                   device=device, dtype=dtype, class_label=class_label, prompt=prompt,
+                   prompt_embeds=None if prompt_embeds is None else str(prompt_embeds), height=height, width=width,
+                   scheduler=scheduler,
                    prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
     try:

@@ -106,7 +106,8 @@ def _check_model_shape(model: str, baseline: dict[str, Any]) -> None:
     """The model must sample in the baseline's shape: read from its config (no weights, no sampling)."""
     from ..models.loading import model_shape
 
-    shape = model_shape(model)
+    config = baseline.get("config") or {}
+    shape = model_shape(model, height=config.get("height"), width=config.get("width"))
     if shape is not None:
         check_same_shape(shape, baseline["model"]["shape"])
 

@@ -143,7 +143,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
-    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps).infos
+    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
 
 
 def critical_from_file(path: Path | str) -> dict:

@@ -10,7 +10,7 @@ How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model
 pipeline, per-sample generators seed + i); it is given ``PulsedGuidance`` as its denoiser. The
 per-step conditioning dict carries the per-sample scale under ``GUIDANCE_KEY``, so one
 ``model_output`` call does one forward over [x; x[guided]] with labels [c; null]. Family
-specifics (null id, real classes) live in ``ClassGuidance`` only.
+specifics (null id, real classes) come from the model's family (``families.py``).
 
 Arms (every arm uses the same per-sample seeds and target classes: a paired design):
     critical  window of width W centred on t_c (``--critical-from`` or measured by ``analyze``)
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..models.families import CLASS_CONDITIONAL, ClassGuidance
 from ..models.loading import LoadedModel
 from ..progress import GUIDE, Callback, ProgressEvent, ignore
 from ..sampling.steppers import SchedulerStepper, nonfinite_output_error, per_sample_noise
@@ -48,71 +49,19 @@ RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
 DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
 RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
-DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
-
-NOT_CLASS_CONDITIONAL = ("classifier-free guidance needs a class-conditional model "
-                         "(a UNet2DModel with num_class_embeds, or a DiT)")
-
-
-# --------------------------------------------------------------------------------------------
-# Family specifics of classifier-free guidance (the one place that knows them)
-
-
-@dataclass(frozen=True)
-class ClassGuidance:
-    """Class ids 0..n_classes-1, the null id that gives eps(x_t, null), and the label keyword.
-
-    DiT: null = num_embeds_ada_norm, the extra row LabelEmbedding has when trained with label
-    dropout (DiTPipeline hard-codes 1000, ImageNet DiT's num_embeds_ada_norm). CFG acts on the
-    eps channels only: ``DiffusersDenoiser.model_output`` already drops the learned-variance
-    channels that DiTPipeline carries through unguided; a UNet2DModel's are kept for its scheduler,
-    unguided (the conditional prediction's).
-    UNet2DModel: null = num_class_embeds - 1, the last embedding (diffcrit's built-ins train it
-    with label dropout; their train_config.json ``null_class`` must agree).
-    """
-
-    family: str
-    n_classes: int
-    null_class: int
-    class_names: tuple[str, ...] | None = None
-    label_key: str = "class_labels"
-
-    def labels(self, classes: torch.Tensor) -> dict:
-        return {self.label_key: classes}
-
-    def null_labels(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.full((n,), self.null_class, dtype=torch.long, device=device)
-
-    def describe(self) -> dict:
-        return {"family": self.family, "classes": self.n_classes, "null_class": self.null_class,
-                "class_names": list(self.class_names) if self.class_names else None}
+NOT_CLASS_CONDITIONAL = f"classifier-free guidance needs a class-conditional model ({CLASS_CONDITIONAL})"
 
 
 def class_guidance(loaded: LoadedModel) -> ClassGuidance:
-    """The guidance specifics of a loaded model; a user error for models without class labels."""
+    """The guidance specifics of a loaded model (its family's null class, ``families.py``); a user error for
+    models without class labels."""
     module = loaded.module
+    family = getattr(loaded.denoiser, "family", None)  # diffusers models only
     name = type(module).__name__ if module is not None else None
     hint = f"{loaded.info.get('id')} is {name or loaded.info.get('class') or 'a callable'}"
-    if name in DIT_CLASSES and module.config.get("num_embeds_ada_norm"):
-        n = int(module.config.num_embeds_ada_norm)
-        rows = next((m.embedding_table.num_embeddings for m in module.modules()
-                     if type(m).__name__ == "LabelEmbedding"), n)
-        if rows <= n:
-            raise UserError("this DiT has no null-class embedding (trained without label dropout)",
-                            "classifier-free guidance needs one")
-        return ClassGuidance("dit", n, n)
-    if name == "UNet2DModel" and module.config.get("num_class_embeds"):
-        embeds = int(module.config.num_class_embeds)
-        card = _train_config(loaded)
-        null = embeds - 1
-        if card.get("null_class") is not None and int(card["null_class"]) != null:
-            raise UserError(f"train_config.json says null_class {card['null_class']}, but the last of "
-                            f"{embeds} class embeddings is {null}", "diffcrit expects the null class last")
-        if null < 1:
-            raise UserError(f"a UNet2DModel with {embeds} class embedding(s) has no real class besides the null one")
-        names = tuple(card["classes"]) if len(card.get("classes") or []) == null else None
-        return ClassGuidance("unet", null, null, names)
-    raise UserError(NOT_CLASS_CONDITIONAL, hint)
+    if family is None or family.guidance is None or not family.class_count(module):
+        raise UserError(NOT_CLASS_CONDITIONAL, hint)
+    return ClassGuidance(family.name, *family.guidance(module, _train_config(loaded)))
 
 
 def _train_config(loaded: LoadedModel) -> dict:
@@ -342,7 +291,7 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
     for lo in range(0, len(mine), batch_size):
         local = list(range(lo, min(lo + batch_size, len(mine))))
         rows = [mine[j] for j in local]
-        stepper = SchedulerStepper(loaded.scheduler, denoiser, steps)
+        stepper = SchedulerStepper(loaded.scheduler, denoiser, steps, loaded.set_timesteps)
         x = stepper.init(noise[local])
         labels = targets[rows].to(loaded.device)
         for i, info in enumerate(stepper.infos):

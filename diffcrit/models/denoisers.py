@@ -8,7 +8,7 @@
 
 D is computed from the raw model output for its ``prediction_type`` (by the scheduler family's frame,
 ``schedulers.py``), never from a scheduler's clipped ``pred_original_sample`` (clipping zeroes the
-Jacobian). Model-class branching lives here only.
+Jacobian). How each model family is called lives in ``families.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from ..errors import UserError
+from .families import model_family
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -64,36 +65,14 @@ class CallableDenoiser:
         return self.fn(y, sigma)
 
 
-def _call_unet(model, x, timestep, cond):
-    return model(x, timestep, **(cond or {})).sample
-
-
-def _call_dit(model, x, timestep, cond):
-    return model(x, timestep=timestep, **(cond or {})).sample
-
-
-# class name -> how to call it. DiT hub checkpoints name their class Transformer2DModel;
-# diffusers loads those as DiTTransformer2DModel, any other Transformer2DModel is rejected on load.
-MODEL_CALLS: dict[str, Callable] = {
-    "UNet2DModel": _call_unet,
-    "UNet2DConditionModel": _call_unet,
-    "DiTTransformer2DModel": _call_dit,
-    "Transformer2DModel": _call_dit,
-}
-
-
-# Classes whose pipeline hands the learned-variance channels to ``scheduler.step`` (DDPMPipeline);
-# the others' pipelines (DiTPipeline) drop them before it.
-SCHEDULER_GETS_VARIANCE = {"UNet2DModel"}
-
-
 class DiffusersDenoiser:
-    """A diffusers UNet or DiT as ``denoise(y, sigma, timestep, cond)``.
+    """A diffusers UNet or transformer as ``denoise(y, sigma, timestep, cond)``.
 
-    ``model_output`` is the raw network output on the model's own input, as its pipeline hands it to
-    ``scheduler.step`` (a DiT's learned-variance channels dropped, a UNet2DModel's kept); ``denoised``
-    reads D from its mean channels only. ``frame`` maps the VE frame in and D out for the scheduler's
-    family (``schedulers.py``); by default a VP network with ``prediction_type`` and ``alphas_cumprod``.
+    ``model_output`` is the raw network output on the model's own input and latent grid (unpacked: (B, C, H, W)),
+    as its pipeline hands it to ``scheduler.step`` (learned-variance channels dropped unless the family's
+    pipeline passes them on: ``Family.scheduler_gets_variance``); ``denoised`` reads D from its mean channels
+    only. ``frame`` maps the VE frame in and D out for the scheduler's family (``schedulers.py``); by default a
+    VP network with ``prediction_type`` and ``alphas_cumprod``.
     """
 
     def __init__(self, model: torch.nn.Module, prediction_type: str | None = None,
@@ -106,9 +85,8 @@ class DiffusersDenoiser:
         self.frame = frame
         self.prediction_type = frame.prediction_type
         self.class_name = type(model).__name__
-        self._call = MODEL_CALLS[self.class_name]
-        self.in_channels = int(model.config.in_channels)
-        self._keep_variance = self.class_name in SCHEDULER_GETS_VARIANCE
+        self.family = model_family(model)
+        self.in_channels = self.family.channels(model.config)  # latent channels C of the (unpacked) grid
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,8 +101,8 @@ class DiffusersDenoiser:
         timestep = torch.as_tensor(timestep, device=x.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(x.shape[0])
-        out = self._call(self.module, x.to(self.dtype), timestep, cond)
-        return (out if self._keep_variance else out[:, : self.in_channels]).float()
+        out = self.family.call(self.module, x.to(self.dtype), timestep, cond)
+        return (out if self.family.scheduler_gets_variance else out[:, : self.in_channels]).float()
 
     def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(y) from a ``model_output``: its mean channels (the first C), never the learned variance."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ import torch
 
 from . import builtins
 from ..config import AnalyzeConfig
-from .denoisers import MODEL_CALLS, CallableDenoiser, DiffusersDenoiser
+from .denoisers import CallableDenoiser, DiffusersDenoiser
+from .families import Family, family_named, latent_grid, model_family
 from ..errors import UserError, shorten
 from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
@@ -63,6 +65,7 @@ class LoadedModel:
     module: torch.nn.Module | None = None
     half_precision: bool = False
     scheduler: Any = None  # diffusers models: the scheduler their stepper follows
+    set_timesteps: Callable[[Any, int], None] | None = None  # diffusers models: as their pipeline sets them
     root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
 
 
@@ -102,9 +105,13 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
 
 
-def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, int, int] | None:
-    """The (C, H, W) ``load_model`` would give, read cheaply for checks before an analysis: an analytic
-    built-in's options, a folder's (or cached hub snapshot's) config.json; no weights. None when unstated."""
+def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
+                width: int | None = None) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``load_model`` would give (at --height/--width where the family takes them), read cheaply for
+    checks before an analysis: an analytic built-in's options, a folder's (or cached hub snapshot's) config.json;
+    no weights. None when unstated."""
+    from diffusers.configuration_utils import FrozenDict
+
     options = options or LoadOptions()
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
@@ -116,9 +123,12 @@ def model_shape(model: str, options: LoadOptions | None = None) -> tuple[int, in
         path = Path(spec).expanduser()
         root = path if path.exists() else download(_hub_id(spec), options)
     folder, _ = _model_folder(Path(root), options)
+    config = FrozenDict(_read_json(folder / "config.json"))  # attribute access, as a loaded module's config
     try:
-        return _sample_shape(_read_json(folder / "config.json"))
-    except (KeyError, TypeError, ValueError):
+        family = family_named(str(config.get("_class_name")))
+        grid, _ = latent_grid(family, config, Path(root), height, width)
+        return family.channels(config), *grid
+    except (KeyError, TypeError, ValueError, AttributeError, UserError):
         return None
 
 
@@ -127,13 +137,6 @@ def _hub_id(spec: str) -> str:
         raise UserError(f"model {spec!r} is neither a folder nor a hub id (owner/name) nor builtin:NAME",
                         "check the path; `diffcrit models` lists the built-ins")
     return spec
-
-
-def _sample_shape(config) -> tuple[int, int, int]:
-    """(C, H, W) a diffusers denoiser samples in, from its config (in_channels, sample_size)."""
-    size = config["sample_size"]
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    return int(config["in_channels"]), int(height), int(width)
 
 
 def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict,
@@ -270,54 +273,55 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
     return scheduler
 
 
-def _model_class(folder: Path) -> str:
-    """The denoiser's ``_class_name`` from its config.json, checked before anything else is read."""
+def _model_family(folder: Path) -> tuple[str, Family]:
+    """The denoiser's ``_class_name`` from its config.json and its family, checked before anything else is read."""
     class_name = _read_json(folder / "config.json").get("_class_name")
     if class_name is None:
         raise UserError(f"{folder / 'config.json'} has no _class_name", "write the folder again (save_pretrained)")
-    if class_name not in MODEL_CALLS:
-        raise UserError(f"unsupported model class {class_name!r} in {folder / 'config.json'}",
-                        f"supported: {', '.join(MODEL_CALLS)}")
-    return class_name
+    return class_name, family_named(class_name, folder / "config.json")
 
 
 def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
     import diffusers
 
     dtype = getattr(torch, config.dtype)
-    try:  # diffusers remaps a DiT-style Transformer2DModel config to DiTTransformer2DModel itself
+    try:  # diffusers itself remaps a hub DiT config class to its DiT class (``Family.remapped``)
         module = getattr(diffusers, class_name).from_pretrained(folder, variant=options.variant, torch_dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
-    if type(module).__name__ not in MODEL_CALLS or type(module).__name__ == "Transformer2DModel":
-        raise UserError(f"unsupported model class {type(module).__name__} (from {class_name})",
-                        "supported: UNet2DModel, UNet2DConditionModel, DiT (DiTTransformer2DModel)")
+    model_family(module, class_name)  # refuses what loaded as a class no family covers
     return module.to(device).eval().requires_grad_(False)
 
 
 def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
                    hub_id: str | None = None) -> LoadedModel:
-    """A diffusers UNet/DiT and its scheduler, sampled exactly as its pipeline does."""
+    """A diffusers UNet or transformer and its scheduler, sampled exactly as its pipeline does, on its family's
+    latent grid (``families.latent_grid``: unpacked, at --height/--width where the family takes them)."""
     from .conditioning import build_conditioning
 
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
-    class_name = _model_class(model_folder)
+    class_name, family = _model_family(model_folder)
     scheduler = _load_scheduler(scheduler_folder, config)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
     denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
     prediction_type = denoiser.prediction_type
-    shape = _sample_shape(module.config)
-    conditioning, cond_info = build_conditioning(module, root, config, device)
+    grid, pixels = latent_grid(family, module.config, root, config.height, config.width)
+    shape = (family.channels(module.config), *grid)
+    conditioning, cond_info = build_conditioning(module, root, config, pixels)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
             "conditioning": cond_info, "dtype": config.dtype,
             "subfolder": options.subfolder, "revision": options.revision, "variant": options.variant}
+    if pixels is not None:
+        info["pixels"] = list(pixels)
+    set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
 
     def make_stepper():
-        return SchedulerStepper(scheduler, denoiser, config.steps)
+        return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)
 
     return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
-                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root)
+                       half_precision=config.dtype != "float32", scheduler=scheduler, root=root,
+                       set_timesteps=set_timesteps)

@@ -7,7 +7,8 @@ family needs nothing here (checked in this order):
   edm   ``precondition_inputs/outputs`` (EDMEuler, EDMDPMSolverMultistep). The sample is y; the model
         sees c_in y at timestep c_noise(sigma) and D = c_skip y + c_out F ([EDM22] Table 1), computed
         by the scheduler's own ``precondition_*`` routines.
-  flow  flow-matching sigmas s in [0, 1] (``scale_noise``, no alphas_cumprod: FlowMatchEuler/Heun).
+  flow  flow-matching sigmas s in [0, 1] (``scale_noise``, no alphas_cumprod: FlowMatchEuler/Heun; or
+        ``use_flow_sigmas`` with prediction_type "flow_prediction": DPM-Solver and UniPC as Sana runs them).
         x_s = (1 - s) x0 + s eps and the model predicts v = dx_s/ds = eps - x0. Dividing by (1 - s):
         y = x_s / (1 - s) = x0 + sigma eps with sigma = s / (1 - s), so x_s = y / (1 + sigma),
         s = sigma / (1 + sigma), and D = x_s - s v = (y - sigma v) / (1 + sigma). At s = 1 (sigma
@@ -202,8 +203,10 @@ class FlowFamily:
 
     @staticmethod
     def matches(scheduler: Any) -> bool:
-        return (hasattr(scheduler, "scale_noise") and not hasattr(scheduler, "alphas_cumprod")
-                and getattr(scheduler, "sigmas", None) is not None)
+        config = scheduler.config
+        flow_sigmas = config.get("use_flow_sigmas") and config.get("prediction_type") == "flow_prediction"
+        return bool(flow_sigmas) or (hasattr(scheduler, "scale_noise") and not hasattr(scheduler, "alphas_cumprod")
+                                     and getattr(scheduler, "sigmas", None) is not None)
 
     @staticmethod
     def frame(scheduler: Any):

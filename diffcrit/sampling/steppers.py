@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -66,10 +66,14 @@ class SchedulerStepper:
     undefined) are run at the start of step 0 and not recorded.
     """
 
-    def __init__(self, scheduler: Any, denoiser: DiffusersDenoiser, steps: int):
+    def __init__(self, scheduler: Any, denoiser: DiffusersDenoiser, steps: int,
+                 set_timesteps: Callable[[Any, int], None] | None = None):
         self.family = family_of(scheduler)
         self.scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
-        self.scheduler.set_timesteps(steps)
+        if set_timesteps is None:
+            self.scheduler.set_timesteps(steps)
+        else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
+            set_timesteps(self.scheduler, steps)
         self.denoiser = denoiser
         self.timesteps = self.scheduler.timesteps
         evals = evaluations(self.family, self.scheduler)

@@ -1,0 +1,421 @@
+"""Every diffusers model family diffcrit analyses, one record each: the one place that knows model classes.
+
+A family says, for the denoiser classes it covers (the ``_class_name`` of their config.json):
+
+  call          how its pipeline calls the network: ``call(module, x, timestep, cond)`` with x (B, C, H, W) on the
+                latent grid in the model's own frame, timestep (B,) the scheduler's, cond the keyword tensors of
+                ``conditioning.py``; returns the raw output (B, C or 2C, H, W) on the same grid. A family that packs
+                latents into tokens (Flux: 2x2 patches) packs and unpacks here, so sampling, probing and the recorded
+                y and D(y) all live on the unpacked C x H x W grid (docs/design.md §2).
+  conditioning  "class" (``--class-label``), "prompt" (``--prompt`` / ``--prompt-embeds``) or None.
+  text          for prompt families: the pipeline whose ``encode_prompt`` encodes a prompt, with its arguments
+                and what its outputs are called (the pipeline's own argument names, also the keys of a
+                ``--prompt-embeds`` file), and ``to_cond``, which maps those embeddings to the model's keywords.
+  resolution    the latent grid: fixed by ``sample_size`` (UNets, DiT), or the pipeline's default pixel size
+                divided by its VAE scale factor, changeable with ``--height/--width`` (transformer pipelines).
+  timesteps     how the pipeline sets the scheduler's timesteps (Flux's resolution-dependent shift ``mu``).
+
+Adding a family is one record in ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import UserError
+
+
+# --------------------------------------------------------------------------------------------
+# How each pipeline calls its network
+
+
+def _call_positional(model, x, timestep, cond):
+    """UNet2DModel / UNet2DConditionModel: ``model(x, t, **cond).sample``."""
+    return model(x, timestep, **(cond or {})).sample
+
+
+def _call_keyword(model, x, timestep, cond):
+    """DiT, SD3, Sana-style transformers: ``model(x, timestep=t, **cond)``, first output."""
+    return model(x, timestep=timestep, **(cond or {}), return_dict=False)[0]
+
+
+def _call_pixart(model, x, timestep, cond):
+    """PixArtAlphaPipeline: ``added_cond_kwargs`` always passed (None entries below 1024 px)."""
+    cond = {"added_cond_kwargs": {"resolution": None, "aspect_ratio": None}, **(cond or {})}
+    return _call_keyword(model, x, timestep, cond)
+
+
+def _call_sana(model, x, timestep, cond):
+    """SanaPipeline: the timestep times the transformer's ``timestep_scale``, output in float32."""
+    return _call_keyword(model, x, timestep * model.config.timestep_scale, cond).float()
+
+
+def _call_flux(model, x, timestep, cond):
+    """FluxPipeline: x (B, C, H, W) packed into (B, H/2 W/2, 4C) tokens with their ``img_ids``, the text tokens'
+    ``txt_ids`` all zero, timestep / 1000; the packed output unpacked back to (B, C, H, W) (the pipeline's own
+    ``_pack_latents`` / ``_unpack_latents``; unpacking at VAE scale 1 keeps the latent grid)."""
+    from diffusers import FluxPipeline
+
+    b, c, h, w = x.shape
+    cond = dict(cond or {})
+    text = cond["encoder_hidden_states"]
+    img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+    txt_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=text.dtype)
+    packed = FluxPipeline._pack_latents(x, b, c, h, w)
+    out = model(hidden_states=packed, timestep=timestep / 1000, img_ids=img_ids, txt_ids=txt_ids, **cond,
+                return_dict=False)[0]
+    return FluxPipeline._unpack_latents(out, h, w, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Class labels and classifier-free guidance
+
+
+def _dit_classes(module) -> int | None:
+    return int(module.config.num_embeds_ada_norm) if module.config.get("num_embeds_ada_norm") else None
+
+
+def _unet_classes(module) -> int | None:
+    return int(module.config.num_class_embeds) if module.config.get("num_class_embeds") else None
+
+
+def _dit_guidance(module, card: dict) -> tuple[int, int, tuple[str, ...] | None]:
+    """(classes, null id, names): null = num_embeds_ada_norm, the extra row LabelEmbedding has when trained with
+    label dropout (DiTPipeline hard-codes 1000, ImageNet DiT's num_embeds_ada_norm)."""
+    n = _dit_classes(module)
+    rows = next((m.embedding_table.num_embeddings for m in module.modules()
+                 if type(m).__name__ == "LabelEmbedding"), n)
+    if rows <= n:
+        raise UserError("this DiT has no null-class embedding (trained without label dropout)",
+                        "classifier-free guidance needs one")
+    return n, n, None
+
+
+def _unet_guidance(module, card: dict) -> tuple[int, int, tuple[str, ...] | None]:
+    """(classes, null id, names): null = num_class_embeds - 1, the last embedding (diffcrit's built-ins train it
+    with label dropout; their train_config.json ``null_class`` must agree)."""
+    embeds = _unet_classes(module)
+    null = embeds - 1
+    if card.get("null_class") is not None and int(card["null_class"]) != null:
+        raise UserError(f"train_config.json says null_class {card['null_class']}, but the last of "
+                        f"{embeds} class embeddings is {null}", "diffcrit expects the null class last")
+    if null < 1:
+        raise UserError(f"a UNet2DModel with {embeds} class embedding(s) has no real class besides the null one")
+    names = tuple(card["classes"]) if len(card.get("classes") or []) == null else None
+    return null, null, names
+
+
+CLASS_CONDITIONAL = "a UNet2DModel with num_class_embeds, or a DiT"  # what classifier-free guidance needs
+
+
+@dataclass(frozen=True)
+class ClassGuidance:
+    """Class ids 0..n_classes-1, the null id that gives eps(x_t, null), and the label keyword.
+
+    CFG acts on the eps channels only: ``DiffusersDenoiser.model_output`` already drops a DiT's learned-variance
+    channels that DiTPipeline carries through unguided; a UNet2DModel's are kept for its scheduler, unguided (the
+    conditional prediction's). The null id per family: ``Family.guidance``.
+    """
+
+    family: str
+    n_classes: int
+    null_class: int
+    class_names: tuple[str, ...] | None = None
+    label_key: str = "class_labels"
+
+    def labels(self, classes: torch.Tensor) -> dict:
+        return {self.label_key: classes}
+
+    def null_labels(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.full((n,), self.null_class, dtype=torch.long, device=device)
+
+    def describe(self) -> dict:
+        return {"family": self.family, "classes": self.n_classes, "null_class": self.null_class,
+                "class_names": list(self.class_names) if self.class_names else None}
+
+
+# --------------------------------------------------------------------------------------------
+# Text: from the pipeline's embedding tensors (its own argument names) to the model's keywords.
+# Embeddings are (1, ...) tensors; pixels = (height, width) of the image the latent grid stands for.
+
+
+def _sd_cond(module, embeds: dict, pixels) -> dict:
+    """SD 1.x/2.x: the CLIP hidden states; SDXL (``addition_embed_type="text_time"``): also the pooled projection
+    and the time ids (original size, crop (0, 0), target size: ``_get_add_time_ids``) of a sample_size * 8 image."""
+    cond = {"encoder_hidden_states": embeds["prompt_embeds"]}
+    if _text_time(module):
+        size = module.config.sample_size * 8
+        time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)
+        cond["added_cond_kwargs"] = {"text_embeds": embeds["pooled_prompt_embeds"], "time_ids": time_ids}
+    return cond
+
+
+def _text_time(module) -> bool:
+    return module.config.get("addition_embed_type") == "text_time"
+
+
+def _sd_embed_names(module) -> tuple[str, ...]:
+    return ("prompt_embeds", "pooled_prompt_embeds") if _text_time(module) else ("prompt_embeds",)
+
+
+def _joint_cond(module, embeds: dict, pixels) -> dict:
+    """SD3: the joint (CLIP-L, CLIP-G, T5) token embeddings and the pooled CLIP projections."""
+    return {"encoder_hidden_states": embeds["prompt_embeds"], "pooled_projections": embeds["pooled_prompt_embeds"]}
+
+
+def _flux_cond(module, embeds: dict, pixels) -> dict:
+    """Flux: as SD3, plus the distilled guidance embedding (a model input, not CFG) at FluxPipeline's default
+    ``guidance_scale`` when the transformer has ``guidance_embeds``."""
+    cond = _joint_cond(module, embeds, pixels)
+    if module.config.get("guidance_embeds"):
+        cond["guidance"] = torch.full((1,), flux_guidance(), dtype=torch.float32)
+    return cond
+
+
+def flux_guidance() -> float:
+    """FluxPipeline's default ``guidance_scale`` (its distilled guidance embedding's input)."""
+    return float(_call_default("FluxPipeline", "guidance_scale"))
+
+
+def _call_default(pipeline: str, parameter: str) -> Any:
+    """The default of a diffusers pipeline's ``__call__`` argument, read from its signature."""
+    import inspect
+
+    import diffusers
+
+    return inspect.signature(getattr(diffusers, pipeline).__call__).parameters[parameter].default
+
+
+def _masked_cond(module, embeds: dict, pixels) -> dict:
+    """Sana: the text encoder's hidden states and their attention mask."""
+    return {"encoder_hidden_states": embeds["prompt_embeds"], "encoder_attention_mask": embeds["prompt_attention_mask"]}
+
+
+def _pixart_cond(module, embeds: dict, pixels) -> dict:
+    """PixArt-alpha: T5 hidden states and mask; the 1024 px models (sample_size 128) also take the image's
+    resolution and aspect ratio (``added_cond_kwargs``) as PixArtAlphaPipeline builds them."""
+    cond = _masked_cond(module, embeds, pixels)
+    if module.config.sample_size == 128:
+        height, width = pixels
+        cond["added_cond_kwargs"] = {"resolution": torch.tensor([[height, width]], dtype=torch.float32),
+                                     "aspect_ratio": torch.tensor([[float(height / width)]])}
+    return cond
+
+
+@dataclass(frozen=True)
+class TextEncoding:
+    """How a prompt becomes the pipeline's embeddings: ``pipeline`` (a diffusers class; None: diffcrit's own CLIP
+    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt, and the names of its outputs
+    (None: an output not used without guidance). ``names(module)``: the embeddings the model needs."""
+
+    pipeline: str | None
+    to_cond: Callable[[Any, dict, tuple[int, int] | None], dict]
+    names: Callable[[Any], tuple[str, ...]]
+    arguments: dict = field(default_factory=dict)
+    outputs: tuple[str | None, ...] = ()
+    unsupported: str | None = None  # why --prompt cannot be encoded yet (--prompt-embeds still works)
+
+
+def _names(*names: str) -> Callable[[Any], tuple[str, ...]]:
+    return lambda module: names
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution and timesteps
+
+
+def _vae_scale(key: str, constant: int) -> Callable[[Path], int]:
+    """The pipeline's VAE scale factor, 2 ** (len(vae.config[key]) - 1), from the folder's vae/config.json when
+    present (hub downloads skip the VAE), else the pipeline's constant."""
+    def scale(root: Path) -> int:
+        path = Path(root) / "vae" / "config.json"
+        if not path.is_file():
+            return constant
+        try:
+            return 2 ** (len(json.loads(path.read_text())[key]) - 1)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"cannot read the VAE scale factor from {path} ({type(err).__name__}: {err})",
+                            "write the folder again (save_pretrained), or remove vae/") from None
+
+    return scale
+
+
+def _pipeline_pixels(config, scale: int) -> int:
+    """SD3, PixArt, Sana: ``transformer.config.sample_size * vae_scale_factor``."""
+    return int(config.sample_size) * scale
+
+
+FLUX_SAMPLE_SIZE = 128  # FluxPipeline's default_sample_size (its transformer config states no sample size)
+
+
+def _flux_pixels(config, scale: int) -> int:
+    """FluxPipeline's ``default_sample_size * vae_scale_factor``."""
+    return FLUX_SAMPLE_SIZE * scale
+
+
+def _sana_pixels(config, scale: int) -> int:
+    """SanaPipeline's default ``height`` (a fixed pixel size, whatever the transformer's sample_size)."""
+    return int(_call_default("SanaPipeline", "height"))
+
+
+def _divide(pixels: int, scale: int) -> int:
+    return int(pixels) // scale
+
+
+def _flux_latent(pixels: int, scale: int) -> int:
+    """FluxPipeline.prepare_latents: 2 * (pixels // (2 * vae_scale_factor)), even for the 2x2 packing."""
+    return 2 * (int(pixels) // (scale * 2))
+
+
+def _plain_timesteps(scheduler, steps: int, grid: tuple[int, int], config) -> None:
+    scheduler.set_timesteps(steps)
+
+
+def _begin_at_zero(scheduler, steps: int, grid: tuple[int, int], config) -> None:
+    """PixArtAlphaPipeline: ``retrieve_timesteps`` then ``set_begin_index(0)`` where the scheduler has it."""
+    scheduler.set_timesteps(steps)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)
+
+
+def _shift(scheduler, seq_len: int, max_shift: float) -> float:
+    """The pipelines' resolution-dependent shift ``mu`` (their own ``calculate_shift``) for seq_len image tokens."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    cfg = scheduler.config
+    return calculate_shift(seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                           cfg.get("base_shift", 0.5), cfg.get("max_shift", max_shift))
+
+
+def _sd3_timesteps(scheduler, steps: int, grid: tuple[int, int], config) -> None:
+    """StableDiffusion3Pipeline: ``mu`` from the patch count only when the scheduler shifts dynamically."""
+    from diffusers.pipelines.flux.pipeline_flux import retrieve_timesteps
+
+    kwargs = {}
+    if scheduler.config.get("use_dynamic_shifting", None):
+        patch = config.patch_size
+        kwargs["mu"] = _shift(scheduler, (grid[0] // patch) * (grid[1] // patch), 1.16)
+    retrieve_timesteps(scheduler, steps, **kwargs)
+
+
+def _flux_timesteps(scheduler, steps: int, grid: tuple[int, int], config) -> None:
+    """FluxPipeline: sigmas linspace(1, 1/N, N) (unless ``use_flow_sigmas``), ``mu`` from the packed token count,
+    ``set_begin_index(0)``."""
+    import numpy as np
+    from diffusers.pipelines.flux.pipeline_flux import retrieve_timesteps
+
+    sigmas = None if scheduler.config.get("use_flow_sigmas") else np.linspace(1.0, 1 / steps, steps)
+    mu = _shift(scheduler, (grid[0] // 2) * (grid[1] // 2), 1.15)
+    try:
+        retrieve_timesteps(scheduler, steps, sigmas=sigmas, mu=mu)
+    except ValueError as err:
+        raise UserError(f"{type(scheduler).__name__} cannot take FluxPipeline's sigmas: {err}",
+                        "use its FlowMatchEulerDiscreteScheduler") from None
+    scheduler.set_begin_index(0)
+
+
+# --------------------------------------------------------------------------------------------
+# The families
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family (module docstring). ``classes``: config class names it loads; ``remapped``: names diffusers
+    loads as one of ``classes`` and that are refused if they load as themselves (the hub DiT's
+    Transformer2DModel)."""
+
+    name: str
+    classes: tuple[str, ...]
+    call: Callable
+    conditioning: str | None = None
+    remapped: tuple[str, ...] = ()
+    class_count: Callable[[Any], int | None] = lambda module: None
+    guidance: Callable | None = None  # (module, train card) -> (classes, null id, names) for CFG
+    text: TextEncoding | None = None
+    scheduler_gets_variance: bool = False  # DDPMPipeline hands learned-variance channels to scheduler.step
+    channels: Callable[[Any], int] = lambda config: int(config.in_channels)  # latent channels C
+    vae_scale: Callable[[Path], int] | None = None  # None: the grid is the config's sample_size, fixed
+    default_pixels: Callable[[Any, int], int] = _pipeline_pixels
+    latent_size: Callable[[int, int], int] = _divide
+    set_timesteps: Callable = _plain_timesteps
+
+    @property
+    def label(self) -> str:
+        return self.classes[0]
+
+
+SD_TEXT = TextEncoding(None, _sd_cond, _sd_embed_names)
+FAMILIES = (
+    Family("unet", ("UNet2DModel",), _call_positional, "class", class_count=_unet_classes, guidance=_unet_guidance,
+           scheduler_gets_variance=True),
+    Family("sd", ("UNet2DConditionModel",), _call_positional, "prompt", text=SD_TEXT),
+    Family("dit", ("DiTTransformer2DModel",), _call_keyword, "class", remapped=("Transformer2DModel",),
+           class_count=_dit_classes, guidance=_dit_guidance),
+    Family("sd3", ("SD3Transformer2DModel",), _call_keyword, "prompt",
+           text=TextEncoding("StableDiffusion3Pipeline", _joint_cond, _names("prompt_embeds", "pooled_prompt_embeds"),
+                             {"prompt_2": None, "prompt_3": None, "do_classifier_free_guidance": False},
+                             ("prompt_embeds", None, "pooled_prompt_embeds", None)),
+           vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_sd3_timesteps),
+    Family("flux", ("FluxTransformer2DModel",), _call_flux, "prompt",
+           text=TextEncoding("FluxPipeline", _flux_cond, _names("prompt_embeds", "pooled_prompt_embeds"),
+                             {"prompt_2": None}, ("prompt_embeds", "pooled_prompt_embeds", None)),
+           channels=lambda config: int(config.in_channels) // 4, vae_scale=_vae_scale("block_out_channels", 8),
+           default_pixels=_flux_pixels, latent_size=_flux_latent, set_timesteps=_flux_timesteps),
+    Family("pixart", ("PixArtTransformer2DModel",), _call_pixart, "prompt",
+           text=TextEncoding("PixArtAlphaPipeline", _pixart_cond, _names("prompt_embeds", "prompt_attention_mask"),
+                             {"do_classifier_free_guidance": False, "clean_caption": True},
+                             ("prompt_embeds", "prompt_attention_mask", None, None)),
+           vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_begin_at_zero),
+    Family("sana", ("SanaTransformer2DModel",), _call_sana, "prompt",
+           text=TextEncoding("SanaPipeline", _masked_cond, _names("prompt_embeds", "prompt_attention_mask"),
+                             unsupported="Sana's Gemma text encoder is not run by diffcrit yet"),
+           vae_scale=_vae_scale("encoder_block_out_channels", 32), default_pixels=_sana_pixels),
+)
+SUPPORTED = ", ".join(f.label for f in FAMILIES)
+
+
+def family_named(class_name: str, where: Any = None) -> Family:
+    """The family whose config class names include ``class_name`` (remapped names too); a user error otherwise."""
+    for family in FAMILIES:
+        if class_name in family.classes or class_name in family.remapped:
+            return family
+    raise UserError(f"unsupported model class {class_name!r}" + (f" in {where}" if where else ""),
+                    f"supported: {SUPPORTED}")
+
+
+def model_family(module: torch.nn.Module, class_name: str | None = None) -> Family:
+    """The family of a loaded module (loaded for config class ``class_name``); a module that loaded as a class no
+    family covers (a non-DiT Transformer2DModel) is refused."""
+    name = type(module).__name__
+    family = next((f for f in FAMILIES if name in f.classes), None)
+    if family is None:
+        source = f" (from {class_name})" if class_name and class_name != name else ""
+        raise UserError(f"unsupported model class {name}{source}", f"supported: {SUPPORTED}")
+    return family
+
+
+def latent_grid(family: Family, config, root: Path, height: int | None,
+                width: int | None) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """((H, W) latent grid, (height, width) pixels or None) a model samples on.
+
+    Transformer pipelines: their default pixel size (or ``--height/--width``) over the VAE scale factor, as their
+    ``prepare_latents`` computes it (no resolution binning). Others: their config's sample_size, fixed."""
+    if family.vae_scale is None:
+        if height is not None or width is not None:
+            raise UserError(f"--height/--width do not apply to {family.label} (it samples at its sample_size)",
+                            "drop them")
+        size = config["sample_size"]
+        return ((size, size) if isinstance(size, int) else tuple(size)), None
+    scale = family.vae_scale(root)
+    default = family.default_pixels(config, scale)
+    pixels = (height or default, width or default)
+    grid = tuple(family.latent_size(p, scale) for p in pixels)
+    if min(grid) < 2:
+        raise UserError(f"--height/--width {pixels[0]}x{pixels[1]} give a latent grid of {grid[0]}x{grid[1]}",
+                        f"use more pixels (about {scale} per latent pixel)")
+    return grid, pixels
