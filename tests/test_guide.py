@@ -18,6 +18,7 @@ from diffcrit.errors import UserError
 from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
                                       random_windows, sample_arm)
 from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
+from diffcrit.report.document import validate_document
 from diffcrit.report.plotting import plot_results
 from result_factory import make_analyze_result, make_guide_result
 from tiny_models import CLASSES, save_ddpm_pipeline
@@ -296,6 +297,7 @@ def test_cli_suggest(cond_folder, critical_json):
     first, last = interval["steps"]
     assert 0 < first <= last < 19 and interval["step_count"] == last - first + 1
     assert document["critical"]["ci95"] == pytest.approx([0.42, 0.48])
+    assert validate_document(document, "guide-suggestion") == "guide-suggestion"  # the shipped schema covers it
 
 
 def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):

@@ -14,6 +14,7 @@ import diffcrit.cli.predict  # noqa: F401  (registers `predict` on the app)
 from diffcrit.analysis import predict as library
 from diffcrit.models.builtins.patch import PatchModel
 from diffcrit.models.datasets import open_data
+from diffcrit.report.document import read_document, validate_document
 from cli_checks import run
 
 def run_cli(*args: str):
@@ -59,6 +60,8 @@ def test_document_contract(tmp_path):
     assert doc["data"]["shape"] == [1, 8, 8] and doc["data"]["count"] == 10
     assert len(doc["gaussian"]["stiffness"]) == 50 and len(doc["gaussian"]["stiffness"][0]) == 4
     assert doc["power_spectrum"]["shell"][0] == 0 and "Biroli" in doc["speciation"]["frames"]
+    assert validate_document(doc, "predict") == "predict"  # the shipped schema covers it
+    assert read_document(out, "predict")["kind"] == "predict"
 
 
 def test_mixture_speciation_time_is_its_exact_critical_time():

@@ -39,13 +39,14 @@ TIME_CONVENTION = {
 }
 
 
-KIND_ANALYZE, KIND_GUIDE = "analyze", "guide"
-SCHEMA_FILES = {KIND_ANALYZE: SCHEMA_FILE, KIND_GUIDE: "guide.schema.json"}
-RESULT_KINDS = tuple(SCHEMA_FILES)
+KIND_ANALYZE, KIND_GUIDE, KIND_PREDICT, KIND_SUGGESTION = "analyze", "guide", "predict", "guide-suggestion"
+SCHEMA_FILES = {KIND_ANALYZE: SCHEMA_FILE, KIND_GUIDE: "guide.schema.json", KIND_PREDICT: "predict.schema.json",
+                KIND_SUGGESTION: "guide-suggestion.schema.json"}
+RESULT_KINDS = (KIND_ANALYZE, KIND_GUIDE)  # the kinds with curves to plot and compare
 
 
 def schema(kind: str = KIND_ANALYZE) -> dict:
-    """The JSON Schema shipped with the package for a result ``kind`` (analyze or guide)."""
+    """The JSON Schema shipped with the package for a document ``kind`` (analyze, guide, predict, guide-suggestion)."""
     return json.loads(resources.files("diffcrit.report").joinpath("schema", SCHEMA_FILES[kind]).read_text())
 
 
