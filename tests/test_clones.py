@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import diffcrit
+from diffcrit.analysis import estimators
 from diffcrit.sampling import clones
 from diffcrit.models.builtins import make_analytic
 from diffcrit.cli import app
@@ -36,12 +37,12 @@ def test_clone_fraction_is_one_for_identical_clones_and_zero_for_independent_one
     a = rng.standard_normal((4000, 1, 3)) + 1j * rng.standard_normal((4000, 1, 3))
     b = rng.standard_normal((4000, 1, 3)) + 1j * rng.standard_normal((4000, 1, 3))
     shell = np.array([0, 1, 1])
-    np.testing.assert_allclose(clones.clone_fraction(a, a, shell, 3)[:2], 1.0)
-    assert np.abs(clones.clone_fraction(a, b, shell, 3)[:2]).max() < 0.05
-    assert np.isnan(clones.clone_fraction(a, b, shell, 3)[2])  # no bins in shell 2
+    np.testing.assert_allclose(estimators.clone_fraction(a, a, shell, 3)[:2], 1.0)
+    assert np.abs(estimators.clone_fraction(a, b, shell, 3)[:2]).max() < 0.05
+    assert np.isnan(estimators.clone_fraction(a, b, shell, 3)[2])  # no bins in shell 2
     half = a + b  # Cov(a + b, a + c) / Var(a + b) = 1/2
     other = a + rng.standard_normal((4000, 1, 3)) + 1j * rng.standard_normal((4000, 1, 3))
-    assert clones.clone_fraction(half, other, shell, 3)[:2] == pytest.approx([0.5, 0.5], abs=0.05)
+    assert estimators.clone_fraction(half, other, shell, 3)[:2] == pytest.approx([0.5, 0.5], abs=0.05)
 
 
 GAUSSIAN = "builtin:gaussian?size=16"

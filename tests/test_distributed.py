@@ -17,7 +17,7 @@ from diffcrit.distributed import Ranks
 from cli_checks import run
 
 ARGS = ["--steps", "12", "--samples", "4", "--probe-samples", "3", "--directions", "2", "--shells", "3",
-        "--bootstrap", "20", "--probe-schedule", "auto", "--quiet"]
+        "--bootstrap", "20", "--probe-schedule", "auto", "--clones", "2", "--quiet"]
 
 
 def _close(a, b, tol, path="document"):
@@ -65,6 +65,8 @@ def test_two_processes_write_the_single_process_document(tmp_path):
     _close(expected["steps"], got["steps"], 1e-6, "steps")
     _close(expected["critical"], got["critical"], 1e-6, "critical")
     assert got["probe"] == expected["probe"]
+    assert expected["clones"]["branch_steps"] == [3, 7]  # clone noise is per sample: the split changes nothing
+    _close(expected["clones"], got["clones"], 1e-6, "clones")
 
     samples = [load_file(str(f / "s.safetensors"))["samples"] for f in (one, two)]
     np.testing.assert_array_equal(samples[0].numpy(), samples[1].numpy())

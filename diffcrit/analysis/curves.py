@@ -31,6 +31,7 @@ class Curves:
     unstable: np.ndarray  # (S, K) instability fraction, NaN where not probed
     bins_denoised: np.ndarray  # (S, C, Q) connected power of D(y) per channel and low bin
     bins_final: np.ndarray  # (C, Q) of the final samples
+    clones: np.ndarray  # (G, K) clone correlation at the G branch steps of --clones (G = 0 without)
 
 
 def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np.ndarray | None = None,
@@ -61,12 +62,15 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
     bins_state, bins_denoised, bins_final = (estimators.bin_power(c) for c in (coef_state, coef_denoised, coef_final))
     power_state, power_denoised, power_final = (estimators.shell_power(p, bin_shell, k)
                                                 for p in (bins_state, bins_denoised, bins_final))
+    rows = slice(None) if sample_rows is None else sample_rows
+    clones = np.array([estimators.clone_fraction(a[rows], b[rows], bin_shell, k)
+                       for a, b in (records.clone_coefs[s] for s in sorted(records.clone_coefs))]).reshape(-1, k)
     return Curves(stiffness, sem, r, kappa, xi_eq,
                   estimators.correlation_length(bins_state, bin_k2),
                   estimators.correlation_length(bins_denoised, bin_k2),
                   power_state, power_denoised, power_final,
                   estimators.decided_fraction(power_denoised, power_final), unstable,
-                  bins_denoised, bins_final)
+                  bins_denoised, bins_final, clones)
 
 
 # A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)
@@ -122,7 +126,7 @@ def bootstrap_curves(records: Records, directions: ProbeDirections, repeats: int
 
 
 def curve_band(resamples: list[Curves], name: str) -> np.ndarray | None:
-    """(S, K, 2) percentile ci95 of a curve over the bootstrap resamples (NaN where undefined)."""
+    """(S, K, 2) percentile ci95 of a curve (S, K) over the bootstrap resamples (NaN where undefined)."""
     if not resamples:
         return None
     stack = np.stack([getattr(c, name) for c in resamples])

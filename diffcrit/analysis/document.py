@@ -11,6 +11,7 @@ from ..config import AnalyzeConfig
 from ..models.loading import LoadedModel
 from ..probing.fourier import ProbeDirections, direction_bins, shell_wave_numbers
 from ..report.document import environment, header
+from ..sampling import clones
 from . import estimators
 from .critical import critical_block
 from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
@@ -60,11 +61,18 @@ def diagnostics_block(records: Records, directions: ProbeDirections, curves: Cur
     }
 
 
-def _clones_block(block: dict | None, curves: Curves) -> dict | None:
-    """The clones' correlation beside the decided fraction at the same steps (None without --clones)."""
-    if block is None:
+def _clones_block(records: Records, curves: Curves, resamples: list[Curves]) -> dict | None:
+    """The clones' correlation per shell with its bootstrap ci95 (the same resamples of the samples as every
+    curve), beside the decided fraction at the same steps (None without --clones)."""
+    if not records.clone_coefs:
         return None
-    return {**block, "decided": [curves.decided[s].tolist() for s in block["branch_steps"]]}
+    steps = sorted(records.clone_coefs)
+    band = curve_band(resamples, "clones")
+    return {"branch_steps": steps, "t": [records.infos[s].t for s in steps],
+            "sigma": [records.infos[s].sigma for s in steps], "per_trunk": clones.PER_TRUNK,
+            "sampler": "VE ancestral (DDPM posterior) step on the run's sigmas",
+            "fraction": curves.clones.tolist(), "fraction_ci95": None if band is None else band.tolist(),
+            "decided": [curves.decided[s].tolist() for s in steps]}
 
 
 # The Tweedie ratio is formed only where the expected gain is resolved.
@@ -145,7 +153,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
-        "clones": _clones_block(records.clones, curves),
+        "clones": _clones_block(records, curves, resamples),
         "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }
     theory = _theory_block(loaded, config, directions, records, curves, critical)

@@ -176,8 +176,9 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             records.seconds["probing_s"] += time.perf_counter() - tick
         if records.branch_states:
             tick = time.perf_counter()
-            records.clones = clones.measure(loaded, config, infos, records.branch_states, mine, ranks, records.bins,
-                                            callback)
+            mine_coefs = clones.run_clones(loaded, config, infos, records.branch_states, mine, records.bins, callback)
+            records.clone_coefs = {step: [np.concatenate(ranks.all_objects(c)) for c in pair]
+                                   for step, pair in mine_coefs.items()}
             records.branch_states.clear()
             records.seconds["clones_s"] = time.perf_counter() - tick
         records.probe_method, records.probe_note = prober.method, prober.note

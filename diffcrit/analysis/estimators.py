@@ -149,3 +149,19 @@ def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
     """u_n: the share of probe points whose shell stiffness is resolved below 0 (docs/design.md §5);
     (..., P, K) -> (..., K)."""
     return (point_s < -UNSTABLE_DEPTH).mean(-2)
+
+
+def clone_fraction(coef_a: np.ndarray, coef_b: np.ndarray, bin_shell: np.ndarray, n_shells: int) -> np.ndarray:
+    """(K,) correlation of two clones' final low modes per shell (docs/design.md §5, ``--clones``):
+    Re sum Cov(a, b) / (1/2) sum (Var a + Var b) over the shell's bins and channels, variances over the
+    N trunk samples; coef: (N, C, Q) complex. NaN where the clones do not vary."""
+    a = coef_a - coef_a.mean(0, keepdims=True)
+    b = coef_b - coef_b.mean(0, keepdims=True)
+    cov = (a * np.conj(b)).real.mean(0).sum(0)  # (Q,)
+    var = 0.5 * (np.abs(a) ** 2 + np.abs(b) ** 2).mean(0).sum(0)
+    out = np.full(n_shells, np.nan)
+    for n in range(n_shells):
+        total = var[bin_shell == n].sum()
+        if total > 0:
+            out[n] = cov[bin_shell == n].sum() / total
+    return out

@@ -89,7 +89,8 @@ class Records:
     probe_note: str | None = None
     schedule: dict = field(default_factory=dict)
     branch_states: dict = field(default_factory=dict)  # --clones: {step: y (n, C, H, W)} while sampling
-    clones: dict | None = None  # the clones block (clones.measure)
+    # --clones: {branch step: [coefficients (N, C, Q) complex of each clone's final sample]}, all ranks
+    clone_coefs: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
 
     @classmethod

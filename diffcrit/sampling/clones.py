@@ -6,7 +6,8 @@ by a stochastic reverse sampler, and the final low modes of the two continuation
 
     f_k(t_b) = Re sum_k Cov_i(a_i(k), b_i(k)) / (1/2) sum_k (Var_i a_i(k) + Var_i b_i(k))
 
-over the shell's FFT bins and channels, a and b the two clones' final coefficients. Two clones
+over the shell's FFT bins and channels, a and b the two clones' final coefficients
+(analysis/estimators.clone_fraction; this module samples the clones). Two clones
 branched at y share exactly E[x0 | y]: their covariance is Var E[x0 | y] and the ratio is the share
 of the final variance fixed at t_b, which the decided fraction estimates from D(y) alone. The two
 agree within their intervals when the model is consistent (the exact references, tests/test_clones.py);
@@ -30,9 +31,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..analysis.detection import percentile_interval
 from ..probing.fourier import LowBins, shell_coefficients, spectrum
 from ..progress import CLONING, Callback, ProgressEvent
+from .steppers import per_sample_noise
 
 # The stochastic continuations per trunk sample (a pair gives one covariance).
 PER_TRUNK = 2
@@ -80,59 +81,24 @@ def continue_clone(denoise: Callable, y: torch.Tensor, grid: list[tuple[float, f
     for j, (sigma, timestep) in enumerate(grid):
         denoised = denoise(y, sigma, timestep).float()
         sigma_next = grid[j + 1][0] if j + 1 < len(grid) else 0.0
-        noise = torch.cat([torch.randn((1, *y.shape[1:]), generator=g) for g in generators]).to(y.device)
+        noise = per_sample_noise(tuple(y.shape[1:]), generators).to(y.device)
         y = ancestral_step(y, denoised, sigma, sigma_next, noise)
     return y
 
 
-def clone_fraction(coef_a: np.ndarray, coef_b: np.ndarray, bin_shell: np.ndarray, n_shells: int) -> np.ndarray:
-    """(K,) correlation of the two clones' final low modes per shell; coef: (N, C, Q) complex. NaN where the
-    clones do not vary."""
-    a = coef_a - coef_a.mean(0, keepdims=True)
-    b = coef_b - coef_b.mean(0, keepdims=True)
-    cov = (a * np.conj(b)).real.mean(0).sum(0)  # (Q,)
-    var = 0.5 * (np.abs(a) ** 2 + np.abs(b) ** 2).mean(0).sum(0)
-    out = np.full(n_shells, np.nan)
-    for n in range(n_shells):
-        total = var[bin_shell == n].sum()
-        if total > 0:
-            out[n] = cov[bin_shell == n].sum() / total
-    return out
-
-
-def fraction_ci95(coef_a: np.ndarray, coef_b: np.ndarray, bin_shell: np.ndarray, n_shells: int, repeats: int,
-                  seed: int) -> np.ndarray | None:
-    """(K, 2) percentile ci95 of ``clone_fraction`` over resamples of the trunk samples (None without resamples)."""
-    if repeats <= 0:
-        return None
-    rng = np.random.default_rng(seed)
-    n = coef_a.shape[0]
-    draws = np.stack([clone_fraction(coef_a[rows], coef_b[rows], bin_shell, n_shells)
-                      for rows in (rng.integers(0, n, n) for _ in range(repeats))])
-    return np.array([percentile_interval(draws[:, k]) if np.isfinite(draws[:, k]).sum() > 1 else (np.nan, np.nan)
-                     for k in range(n_shells)])
-
-
-def measure(loaded, config, infos: list, states: dict[int, torch.Tensor], mine: range, ranks, bins: LowBins,
-            callback: Callback) -> dict:
-    """The ``clones`` block of the result: two clones of every sample of this process (global indices
-    ``mine``) at each branch step in ``states`` ({step: y (n, C, H, W) in the VE frame}), their final
-    low modes gathered over the processes, the correlation per shell with its bootstrap ci95."""
+def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
+               callback: Callback) -> dict[int, list[np.ndarray]]:
+    """Two clones of every sample of this process (global indices ``mine``) at each branch step in ``states``
+    ({step: y (n, C, H, W) in the VE frame}) -> {step: [coefficients (n, C, Q) complex of each clone's final
+    sample at the low bins]} (analysis/estimators.clone_fraction turns them into the fraction)."""
     sigmas = [info.sigma for info in infos]
-    steps = sorted(states)
-    fractions, intervals = [], []
-    for done, step in enumerate(steps):
+    out = {}
+    for done, step in enumerate(sorted(states)):
         grid = [(sigmas[j], infos[j].timestep) for j in descending(sigmas, step)]
-        finals = [_clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
-        coefs = [np.concatenate(ranks.all_objects(shell_coefficients(spectrum(f), bins).numpy())) for f in finals]
-        fractions.append(clone_fraction(*coefs, bins.shell.numpy(), config.shells))
-        band = fraction_ci95(*coefs, bins.shell.numpy(), config.shells, config.bootstrap, config.seed + step)
-        intervals.append(None if band is None else band.tolist())
-        callback(ProgressEvent(CLONING, done + 1, len(steps), sigma=sigmas[step], t=infos[step].t))
-    return {"branch_steps": steps, "t": [infos[s].t for s in steps], "sigma": [sigmas[s] for s in steps],
-            "per_trunk": PER_TRUNK, "sampler": "VE ancestral (DDPM posterior) step on the run's sigmas",
-            "fraction": [f.tolist() for f in fractions],
-            "fraction_ci95": intervals if config.bootstrap > 0 else None}
+        out[step] = [shell_coefficients(spectrum(_clone_all(loaded, config, states[step], grid, mine, step, c)),
+                                        bins).numpy() for c in range(PER_TRUNK)]
+        callback(ProgressEvent(CLONING, done + 1, len(states), sigma=sigmas[step], t=infos[step].t))
+    return out
 
 
 def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:
@@ -154,5 +120,5 @@ def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch:
     return torch.cat(out)
 
 
-__all__ = ["measure", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_generators", "continue_clone",
-           "clone_fraction", "fraction_ci95"]
+__all__ = ["run_clones", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_generators",
+           "continue_clone"]
