@@ -7,19 +7,18 @@ import numpy as np
 
 from ..config import AnalyzeConfig
 from ..frame import t_to_sigma
-from ..probing.fourier import ProbeDirections
 from ..sampling.steppers import StepInfo
 from . import detection
-from .curves import Curves, compute_curves, consistent_steps, decision_shell
+from .curves import Curves, consistent_steps, decision_shell
 from .records import Records
 
 
-def decision_steps(records: Records, directions: ProbeDirections, config: AnalyzeConfig) -> set[int]:
-    """The two steps around the ``decision`` marker (none when it is absent): known from the records alone."""
-    curves = compute_curves(records, directions)
-    shell = decision_shell(curves, records.bins, config.decision_shell)
+def decision_steps(records: Records, curves: Curves, config: AnalyzeConfig) -> set[int]:
+    """The two steps around the ``decision`` marker, as critical_block finds it (none when it is absent):
+    known from the records alone, before any refinement."""
     t = np.array([info.t for info in records.infos])
-    value = markers_of(curves, t, consistent_steps(curves, records.coef_final.shape[0]), shell)[detection.DECISION]
+    keep = consistent_steps(curves, records.coef_final.shape[0]) & once_per_t(t)
+    value = markers_of(curves, t, keep, decision_shell(curves, records.bins, config.decision_shell))[detection.DECISION]
     if value is None:
         return set()
     before = int(np.flatnonzero(t >= value)[-1])  # t falls along generation

@@ -235,10 +235,10 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             store: schedule.PointStore | None, callback: Callback) -> None:
     """Auto schedule, after sampling: probe the middles of the marker brackets until they are one step wide."""
     refined: list[int] = []
-    focus = decision_steps(records, directions, prober.config) if records.trajectories else set()
+    curves = compute_curves(records, directions)
+    focus = decision_steps(records, curves, prober.config) if records.trajectories else set()
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
-        curves = compute_curves(records, directions)
         shell = decision_shell(curves, records.bins, prober.config.decision_shell)
         unstable = curves.unstable[:, shell] if shell is not None else None
         todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
@@ -252,4 +252,5 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             records.gains[i] = prober.gains(info, points)
             refined.append(i)
             callback(ProgressEvent(REFINING, i + 1, len(records.infos), sigma=info.sigma, t=info.t))
+        curves = compute_curves(records, directions)
     records.schedule["refined_steps"] = sorted(refined)
