@@ -22,17 +22,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning (shared CPUs); set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from _common import analyze_timing, memory, run_phase, sync  # also: OMP_WAIT_POLICY=PASSIVE before torch loads
 
 HERE = Path(__file__).resolve()
 
@@ -81,22 +77,6 @@ def _generators(n: int, seed: int = 0):
     return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
 
 
-def _memory(device: str) -> dict:
-    import torch
-
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if device == "cuda":
-        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def phase_pipeline(args) -> dict:
     """(a) The model's own diffusers pipeline, as a user would call it."""
     import torch
@@ -112,12 +92,12 @@ def phase_pipeline(args) -> dict:
         pipe = DDPMPipeline.from_pretrained(args.folder, torch_dtype=dtype).to(args.device)
         call = dict(batch_size=args.samples, output_type="np")
     pipe.set_progress_bar_config(disable=True)
-    _sync(args.device)
+    sync(args.device)
     loaded = time.perf_counter()
     pipe(generator=_generators(args.samples), num_inference_steps=args.steps, **call)
-    _sync(args.device)
+    sync(args.device)
     done = time.perf_counter()
-    return {"load_s": loaded - tick, "run_s": done - loaded, **_memory(args.device)}
+    return {"load_s": loaded - tick, "run_s": done - loaded, **memory(args.device)}
 
 
 def phase_analyze(args) -> dict:
@@ -129,15 +109,12 @@ def phase_analyze(args) -> dict:
         options["class_label"] = 207
     tick = time.perf_counter()
     document = diffcrit.analyze(str(args.folder), **options).to_dict()
-    _sync(args.device)
+    sync(args.device)
     total = time.perf_counter() - tick
     if args.result:
         Path(args.result).write_text(json.dumps(document))
-    timing = document["timing"]
-    return {"load_s": timing["load_s"], "run_s": total - timing["load_s"], "sampling_s": timing["sampling_s"],
-            "probing_s": timing["probing_s"], "analysis_s": timing["analysis_s"],
-            "probed_steps": document["probe"]["probed_steps"], "probe_method": document["probe"]["method"],
-            **_memory(args.device)}
+    figures = analyze_timing(document)
+    return {**figures, "run_s": total - figures["load_s"], **memory(args.device)}
 
 
 def phase_naive(args) -> dict:
@@ -170,7 +147,7 @@ def phase_naive(args) -> dict:
     shape = (channels, model.config.sample_size, model.config.sample_size)
     directions = plane_wave_directions(shape, config["shells"], config["directions"]).vectors.to(args.device)
     points = 1 if config["linearize_at"] == "zero" else config["probe_samples"]
-    _sync(args.device)
+    sync(args.device)
     loaded = time.perf_counter()
 
     def eps_of(net, x, t):
@@ -202,7 +179,7 @@ def phase_naive(args) -> dict:
                         step.append(float((v.double() * column[0].double()).sum()))
             gains[i] = np.array(step).reshape(points, -1)
         x = scheduler.step(eps.to(x.dtype), t, x, generator=generators).prev_sample
-    _sync(args.device)
+    sync(args.device)
     done = time.perf_counter()
     # Same stiffness as (b): compare the gains where both probed.
     shell = np.array([d["shell"] for d in probe["directions"]])
@@ -212,22 +189,19 @@ def phase_naive(args) -> dict:
             mine = [1 - gains[entry["index"]][:, shell == n].mean() for n in range(config["shells"])]
             worst = max(worst, float(np.max(np.abs(np.array(mine) - np.array(entry["stiffness"])))))
     return {"load_s": loaded - tick, "run_s": done - loaded, "probed_steps": len(gains),
-            "max_stiffness_diff_vs_b": worst, **_memory(args.device)}
+            "max_stiffness_diff_vs_b": worst, **memory(args.device)}
 
 
 PHASES = {"a": phase_pipeline, "b": phase_analyze, "c": phase_naive}
 
 
 def run_child(args, phase: str, extra: list[str]) -> dict:
-    command = [sys.executable, str(HERE), "--phase", phase, "--folder", str(args.folder), "--kind", args.kind,
+    command = ["--phase", phase, "--folder", str(args.folder), "--kind", args.kind,
                "--steps", str(args.steps), "--samples", str(args.samples), "--device", args.device,
                "--dtype", args.dtype, "--threads", str(args.threads), *extra]
     for option in args.option:
         command += ["--option", option]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"phase {phase} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_phase(HERE, command)
 
 
 def bench(args) -> dict:
