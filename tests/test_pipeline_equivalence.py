@@ -181,3 +181,34 @@ def test_scaled_input_schedulers_equal_the_pipeline_loop(name, tmp_path):
     pipe = DDPMPipeline.from_pretrained(folder)
     expected = reference_loop(pipe.unet, pipe.scheduler, 3, 6)
     torch.testing.assert_close(result.samples, expected.float(), atol=1e-4, rtol=0)
+
+
+def test_stable_diffusion_with_pndm_equals_its_pipeline(tmp_path):
+    """SD 1.x's own scheduler (PNDM, with its warm-up evaluations) and a prompt: diffcrit's final latents equal
+    StableDiffusionPipeline's for the same per-sample generators, no classifier-free guidance."""
+    import json
+
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from tiny_models import save_sd_pipeline, tiny_vae
+
+    folder = save_sd_pipeline(tmp_path / "sd")
+    # SD 1.5's own scheduler config (the pipeline would rewrite steps_offset 0 to 1 on load)
+    scheduler = diffusers.PNDMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", skip_prk_steps=True,
+                                        set_alpha_to_one=False, steps_offset=1)
+    scheduler.save_pretrained(folder / "scheduler")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "PNDMScheduler"]}))
+    result = diffcrit.analyze(str(folder), prompt="a red barn", steps=5, samples=2, bootstrap=0, device="cpu",
+                              probe_schedule="every", probe_every=100)
+    assert [s.get("index") for s in result.to_dict()["steps"]][:3] == [0, 1, 2]
+    pipe = diffusers.StableDiffusionPipeline(
+        vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"), scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    size = 8 * pipe.vae_scale_factor
+    latents = pipe(prompt=["a red barn"] * 2, num_inference_steps=5, guidance_scale=1.0, height=size, width=size,
+                   generator=generators(2), output_type="latent").images
+    assert result.samples.shape == latents.shape == (2, 4, 8, 8)
+    np.testing.assert_allclose(result.samples.numpy(), latents.float().numpy(), rtol=0, atol=1e-4)
