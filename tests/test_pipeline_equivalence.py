@@ -193,15 +193,16 @@ def test_stable_diffusion_with_pndm_equals_its_pipeline(tmp_path):
     from tiny_models import save_sd_pipeline, tiny_vae
 
     folder = save_sd_pipeline(tmp_path / "sd")
-    # SD 1.5's own scheduler config (the pipeline would rewrite steps_offset 0 to 1 on load)
+    # SD 1.5's own scheduler config but an outdated steps_offset: the pipeline rewrites it to 1, and so does diffcrit
     scheduler = diffusers.PNDMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", skip_prk_steps=True,
-                                        set_alpha_to_one=False, steps_offset=1)
+                                        set_alpha_to_one=False, steps_offset=0)
     scheduler.save_pretrained(folder / "scheduler")
     index = json.loads((folder / "model_index.json").read_text())
     (folder / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "PNDMScheduler"]}))
     result = diffcrit.analyze(str(folder), prompt="a red barn", steps=5, samples=2, bootstrap=0, device="cpu",
                               probe_schedule="every", probe_every=100)
     assert [s.get("index") for s in result.to_dict()["steps"]][:3] == [0, 1, 2]
+    assert diffusers.PNDMScheduler.from_pretrained(folder / "scheduler").config.steps_offset == 0  # folder untouched
     pipe = diffusers.StableDiffusionPipeline(
         vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),

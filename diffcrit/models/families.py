@@ -13,7 +13,8 @@ A family says, for the denoiser classes it covers (the ``_class_name`` of their 
                 ``--prompt-embeds`` file), and ``to_cond``, which maps those embeddings to the model's keywords.
   resolution    the latent grid: fixed by ``sample_size`` (UNets, DiT), or the pipeline's default pixel size
                 divided by its VAE scale factor, changeable with ``--height/--width`` (transformer pipelines).
-  timesteps     how the pipeline sets the scheduler's timesteps (Flux's resolution-dependent shift ``mu``).
+  timesteps     how the pipeline sets the scheduler's timesteps (Flux's resolution-dependent shift ``mu``), and
+                what its constructor changes in the scheduler's config (StableDiffusionPipeline's legacy fixes).
 
 Adding a family is one record in ``FAMILIES``.
 """
@@ -272,6 +273,26 @@ def _flux_latent(pixels: int, scale: int) -> int:
     return 2 * (int(pixels) // (scale * 2))
 
 
+def _as_loaded(scheduler, root: Path):
+    """The scheduler as it is once its pipeline is constructed: most pipelines take it as it is."""
+    return scheduler
+
+
+def _sd_pipeline_scheduler(scheduler, root: Path):
+    """StableDiffusionPipeline's ``__init__`` rewrites an outdated scheduler config (steps_offset to 1, clip_sample to
+    False) before it samples; the same here for its folders, so the samples stay equal to the pipeline's. SDXL's
+    pipeline does not, nor does a bare UNet folder have a pipeline."""
+    index = Path(root) / "model_index.json"
+    if not index.exists() or json.loads(index.read_text()).get("_class_name") != "StableDiffusionPipeline":
+        return scheduler
+    updates = {key: value for key, value, outdated in (
+        ("steps_offset", 1, getattr(scheduler.config, "steps_offset", 1) != 1),
+        ("clip_sample", False, getattr(scheduler.config, "clip_sample", False) is True)) if outdated}
+    if updates:
+        scheduler.register_to_config(**updates)
+    return scheduler
+
+
 def _plain_timesteps(scheduler, steps: int, grid: tuple[int, int], config) -> None:
     scheduler.set_timesteps(steps)
 
@@ -343,6 +364,7 @@ class Family:
     default_pixels: Callable[[Any, int], int] = _pipeline_pixels
     latent_size: Callable[[int, int], int] = _divide
     set_timesteps: Callable = _plain_timesteps
+    pipeline_scheduler: Callable[[Any, Path], Any] = _as_loaded  # (scheduler, folder) -> as its pipeline has it
 
     @property
     def label(self) -> str:
@@ -353,7 +375,8 @@ SD_TEXT = TextEncoding(None, _sd_cond, _sd_embed_names)
 FAMILIES = (
     Family("unet", ("UNet2DModel",), _call_positional, "class", class_count=_unet_classes, guidance=_unet_guidance,
            scheduler_gets_variance=True),
-    Family("sd", ("UNet2DConditionModel",), _call_positional, "prompt", text=SD_TEXT),
+    Family("sd", ("UNet2DConditionModel",), _call_positional, "prompt", text=SD_TEXT,
+           pipeline_scheduler=_sd_pipeline_scheduler),
     Family("dit", ("DiTTransformer2DModel",), _call_keyword, "class", remapped=("Transformer2DModel",),
            class_count=_dit_classes, guidance=_dit_guidance),
     Family("sd3", ("SD3Transformer2DModel",), _call_keyword, "prompt",

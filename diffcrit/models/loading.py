@@ -304,7 +304,7 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
     class_name, family = _model_family(model_folder)
-    scheduler = _load_scheduler(scheduler_folder, config)
+    scheduler = family.pipeline_scheduler(_load_scheduler(scheduler_folder, config), root)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
     denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
     prediction_type = denoiser.prediction_type
