@@ -325,6 +325,30 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
     assert result.document["arms"][0]["guided_steps_mean"] >= 1
 
 
+def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(cond_folder, monkeypatch):
+    from diffcrit.analysis import engine as analysis_engine
+    from diffcrit.guidance import engine as guide_engine
+
+    loads = []
+    real_load = guide_engine.load_model
+    monkeypatch.setattr(guide_engine, "load_model", lambda *a, **k: loads.append("guide") or real_load(*a, **k))
+    monkeypatch.setattr(analysis_engine, "load_model", lambda *a, **k: loads.append("analyze") or real_load(*a, **k))
+    real, documents = analysis_engine.analyze, []
+
+    def analyze_with_a_critical_time(*args, **kwargs):
+        result = real(*args, **kwargs)
+        documents.append(result.document)
+        result.document["critical"].update(found=True, t=0.5, ci95=[0.4, 0.6])
+        return result
+
+    monkeypatch.setattr(analysis_engine, "analyze", analyze_with_a_critical_time)
+    guide(str(cond_folder), at="critical", compare=["none"], class_label=2, samples=2, analyze_samples=3, width=0.4,
+          **FAST)
+    assert loads == ["guide"]  # one load; analyze gets the loaded model, relabelled
+    assert documents[0]["model"]["conditioning"]["class_label"] == 2
+    assert documents[0]["config"]["class_label"] == 2
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--at", "0.5:0.3"], ["inverted"]),
     (["--at", "0.3:0.3"], ["empty"]),

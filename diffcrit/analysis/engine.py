@@ -46,7 +46,7 @@ from .records import Records, StepRows
 
 def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_samples_to: str | Path | None = None,
             save_states: str | Path | None = None, callback: Callback | None = None,
-            load_options: LoadOptions | None = None, **options: Any) -> Result:
+            load_options: LoadOptions | None = None, loaded: LoadedModel | None = None, **options: Any) -> Result:
     """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
 
     ``options`` are the fields of ``AnalyzeConfig`` (steps, samples, seed, shells, directions,
@@ -65,8 +65,9 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         check_samples_path(save_samples_to)
     if save_states is not None and ranks.is_main:
         check_states_target(save_states)
-    with ranks.main_first():
-        loaded = load_model(model, config, shape, load_options)
+    if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
+        with ranks.main_first():
+            loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded, ranks)

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 
 from . import alignment
-from ..config import at_least, build_config
+from ..config import at_least, build_config, make_config
 from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
-from ..models.loading import LoadedModel, LoadOptions, download, load_model
+from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo
 
@@ -116,8 +116,6 @@ class GuideResult:
 def load_guided_model(model: Any, config: GuideConfig,
                       load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:
     """Load through ``load_model`` (class id 0 only satisfies its class check; guide sets labels itself)."""
-    from ..config import make_config
-
     analyze_config = make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size,
                                  device=config.device, dtype=config.dtype, class_label=0,
                                  scheduler=config.scheduler, prediction_type=config.prediction_type)
@@ -159,16 +157,18 @@ def critical_from_file(path: Path | str) -> dict:
             "from_model": (doc.get("model") or {}).get("id")}
 
 
-def measure_critical(model: Any, config: GuideConfig, target: int, load_options: LoadOptions | None,
-                     callback: Callback) -> dict:
-    """t_c by ``analyze`` on the same model and class, seeds disjoint from the guide samples."""
+def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
+                     load_options: LoadOptions | None, callback: Callback) -> dict:
+    """t_c by ``analyze`` on the same loaded model (``load_guided_model``), conditioned on the target class, seeds
+    disjoint from the guide samples."""
     from ..analysis.engine import analyze
 
     seed = config.seed + config.samples  # guide uses seed .. seed + N - 1
-    result = analyze(model, steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
-                     batch_size=config.batch_size, device=config.device, dtype=config.dtype,
-                     scheduler=config.scheduler, prediction_type=config.prediction_type,
-                     bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap), callback=callback, load_options=load_options)
+    options = dict(steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
+                   batch_size=config.batch_size, device=config.device, dtype=config.dtype, scheduler=config.scheduler,
+                   prediction_type=config.prediction_type, bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap))
+    relabelled = with_class_label(loaded, target, make_config(**options))
+    result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, **options)
     critical = result.critical
     if not critical.get("found"):
         raise UserError("analyze found no critical time for this model and class",
@@ -264,7 +264,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     if critical_from is not None:
         critical = critical_from_file(critical_from)
     elif ARM_CRITICAL in names:
-        critical = measure_critical(model, config, int(targets[0]), load_options, callback)
+        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
     arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
                       optional)
@@ -368,7 +368,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     infos = step_grid(loaded, config.steps)
     t_grid = np.array([info.t for info in infos])
     critical = critical_from_file(critical_from) if critical_from is not None else \
-        measure_critical(model, config, int(targets[0]), load_options, callback or ignore)
+        measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [info for info in infos if lo <= info.t <= hi]

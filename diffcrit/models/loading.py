@@ -69,6 +69,14 @@ class LoadedModel:
     root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
 
 
+def with_class_label(loaded: LoadedModel, label: int, config: AnalyzeConfig) -> LoadedModel:
+    """The same loaded class-conditional diffusers model, conditioned on class ``label`` instead: no second load."""
+    from .conditioning import build_conditioning
+
+    conditioning, info = build_conditioning(loaded.module, loaded.root, dataclasses.replace(config, class_label=label))
+    return dataclasses.replace(loaded, conditioning=conditioning, info={**loaded.info, "conditioning": info})
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
