@@ -12,7 +12,7 @@ Gaussian dip centred on a chosen t_c (docs/design.md §3, §5):
 so the markers decision (the primary marker along trajectories), stiffness_min, xi_eq_peak and
 xi_growth sit at t_c, stiffness_zero sits where s_0 first crosses 0 in generation order, and
 critical.t is exactly t_c.
-``make_guide_result`` follows the guide contract of issue 5.
+``make_guide_result`` follows the guide contract (diffcrit/report/schema/guide.schema.json).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def shifted(doc: dict[str, Any], dt: float) -> dict[str, Any]:
 
 
 def make_guide_result(*, scored: bool = True, shift: float = 0.0) -> dict[str, Any]:
-    """A guide result (issue 5 contract); ``shift`` raises the critical arm's metrics."""
+    """A guide result (the guide schema's contract); ``shift`` raises the critical arm's metrics."""
     metric_names = ["target_prob", "top1"] if scored else []
     base = {"critical": (0.62 + shift, 0.71 + shift), "random": (0.48, 0.55), "none": (0.31, 0.35)}
     arms = []

@@ -1,4 +1,4 @@
-"""Bad input that used to reach deep code (a traceback) or pass silently: one line, exit 2 (issue 12)."""
+"""Bad input that used to reach deep code (a traceback) or pass silently: one line, exit 2."""
 
 from __future__ import annotations
 

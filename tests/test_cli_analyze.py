@@ -1,4 +1,4 @@
-"""The analyze CLI: outputs, streaming, and one-line errors with exit 2 (issue 2)."""
+"""The analyze CLI: outputs, streaming, and one-line errors with exit 2."""
 
 import json
 import shutil

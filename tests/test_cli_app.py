@@ -1,4 +1,4 @@
-"""The command line around the commands: --version, no arguments, completion, `models`, SIGTERM (issue 12),
+"""The command line around the commands: --version, no arguments, completion, `models`, SIGTERM,
 start-up without torch."""
 
 from __future__ import annotations

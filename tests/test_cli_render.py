@@ -1,4 +1,4 @@
-"""Tables stay readable in a non-TTY of 80 columns, as in CI logs (issue 12).
+"""Tables stay readable in a non-TTY of 80 columns, as in CI logs.
 
 Readable: no line wider than the console, no cell cut with "…", no word of a cell broken across
 lines, and the numbers that belong together (a CI, a measured value) on one line.

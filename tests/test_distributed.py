@@ -1,4 +1,4 @@
-"""Two CPU processes (torchrun, gloo) give the single-process document (issue 7, docs/design.md §9 seeds).
+"""Two CPU processes (torchrun, gloo) give the single-process document (docs/design.md §9 seeds).
 
 Samples are split 2/2 and the probe points 0..2 straddle the ranks, so the per-step merges
 (structure-factor sums, probe points, direction-split gains) and the final gathers are all exercised.

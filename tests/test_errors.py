@@ -1,4 +1,4 @@
-"""Wrapped messages of other libraries are shortened at a sentence or word, never mid-word (issue 12)."""
+"""Wrapped messages of other libraries are shortened at a sentence or word, never mid-word."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`diffcrit guide`: guidance pulses, equivalence with diffusers, paired statistics, CLI (issue 5)."""
+"""`diffcrit guide`: guidance pulses, equivalence with diffusers, paired statistics, CLI."""
 
 from __future__ import annotations
 
@@ -417,7 +417,7 @@ def test_shipped_guide_results_validate_against_the_guide_schema():
 
 
 # ---------------------------------------------------------------------------------------------
-# The README's guide commands, through the CLI with progress on (issue 12)
+# The README's guide commands, through the CLI with progress on
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 DIGITS_ANALYZE = README.parent / "examples" / "results" / "digits-analyze.json"

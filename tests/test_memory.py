@@ -1,4 +1,4 @@
-"""Memory does not grow with the number of steps; half-precision models are probed in float32 (issue 7)."""
+"""Memory does not grow with the number of steps; half-precision models are probed in float32."""
 
 import copy
 import json

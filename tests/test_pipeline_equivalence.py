@@ -1,4 +1,4 @@
-"""The instrumented sampler follows the model's own diffusers pipeline exactly (issue 2, docs/design.md §9)."""
+"""The instrumented sampler follows the model's own diffusers pipeline exactly (docs/design.md §9)."""
 
 import diffusers
 import numpy as np

@@ -1,4 +1,4 @@
-"""The auto probe schedule finds the critical time dense probing finds, without sampling again (issue 7)."""
+"""The auto probe schedule finds the critical time dense probing finds, without sampling again."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Every output goes through one writer (issue 12): symlinks, FIFOs and devices are written, not replaced;
+"""Every output goes through one writer: symlinks, FIFOs and devices are written, not replaced;
 modes follow the umask; a full or read-only disk is one line with nothing half-written; states folders are
 reused cleanly; two outputs of one command never share a file.
 

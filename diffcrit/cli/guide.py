@@ -1,4 +1,4 @@
-"""``diffcrit guide``: classifier-free guidance pulses at the critical time, measured (issue 5)."""
+"""``diffcrit guide``: classifier-free guidance pulses at the critical time, measured."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Class alignment of guided samples: classifier scores and paired statistics (issue 5).
+"""Class alignment of guided samples: classifier scores and paired statistics.
 
 Scoring. A classifier maps images to logits: ``logits = scorer(images)``, images (B, C, H, W)
 float32 in [-1, 1] (the model's data range: decoded through the VAE for latent models),

@@ -1,4 +1,4 @@
-"""Classifier-free guidance pulses: guidance only while the step's t lies in a window (issue 5).
+"""Classifier-free guidance pulses: guidance only while the step's t lies in a window.
 
 Notation (Ho & Salimans 2022; docs/design.md §2):
     eps_c = eps(x_t, c), eps_u = eps(x_t, null)   raw model outputs on the model's own x_t
