@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..config import AnalyzeConfig
 from ..errors import UserError
 from ..io import atomic_write_bytes, check_distinct, check_writable
 from ..progress import REFINING, SAMPLING
@@ -58,7 +59,7 @@ def guide(
     batch_size: Annotated[int, typer.Option(
         help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
     analyze_samples: Annotated[int, typer.Option(
-        help="Samples for measuring t_c when no --critical-from is given.")] = 128,
+        help="Samples for measuring t_c when no --critical-from is given.")] = AnalyzeConfig.samples,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
     suggest: Annotated[bool, typer.Option(

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import alignment
-from ..config import at_least, build_config, make_config
+from ..config import AnalyzeConfig, at_least, build_config, make_config
 from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
@@ -61,7 +61,7 @@ class GuideConfig:
     batch_size: int = 64
     class_label: int | None = None
     classes: list[int] | None = None
-    analyze_samples: int = 128  # as analyze's default (config.AnalyzeConfig.samples)
+    analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
     bootstrap: int = 2000
     device: str = "auto"
     dtype: str = "float32"
