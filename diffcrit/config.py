@@ -49,6 +49,8 @@ class AnalyzeConfig:
     class_label: int | None = None
     prompt: str | None = None
     prompt_embeds: str | None = None  # safetensors of the pipeline's encode_prompt outputs (instead of --prompt)
+    guidance_scale: float = 1.0  # classifier-free guidance at every step, as the pipelines apply it (1: none)
+    negative_prompt: str | None = None  # CFG's unconditional branch (None: the pipeline's default)
     height: int | None = None  # pixels; transformer pipelines only (None: the pipeline's default)
     width: int | None = None
     scheduler: str | None = None
@@ -90,9 +92,21 @@ class AnalyzeConfig:
             raise UserError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min} and {self.sigma_max}")
         if not (0 < self.rho < math.inf and 0 <= self.churn < math.inf):
             raise UserError(f"need finite rho > 0 and churn >= 0, got rho={self.rho}, churn={self.churn}")
+        scale = self.guidance_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
+            raise UserError(f"guidance_scale must be a finite number >= 1 (1: no guidance), got {scale!r}",
+                            "the diffusers pipelines guide only above 1")
+        if self.negative_prompt is not None and not self.guided:
+            raise UserError("--negative-prompt is the unconditional branch of classifier-free guidance",
+                            "pass --guidance-scale above 1 with it")
         if self.probe_samples > self.samples:
             self.probe_samples = self.samples
         return self
+
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance at every step (``guidance_scale`` above 1)."""
+        return self.guidance_scale > 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -39,7 +39,7 @@ def test_prompt_embeddings_match_the_text_encoder(sd_folder):
     ids = tokenizer("a red barn", padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
     expected = encoder(ids)[0]
-    got = _sd_embeds(sd_folder, "a red barn", ("prompt_embeds",))
+    got = _sd_embeds(sd_folder, ["a red barn"], ("prompt_embeds",))[0]
     torch.testing.assert_close(got["prompt_embeds"], expected)
 
 
@@ -66,10 +66,11 @@ def test_sdxl_prompt_embeddings_match_the_pipeline(sdxl_folder):
     pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
     embeds, _, pooled, _ = pipeline.encode_prompt("a red barn", device="cpu", num_images_per_prompt=1,
                                                   do_classifier_free_guidance=False)
-    got = SD_TEXT.to_cond(pipeline.unet, _sd_embeds(sdxl_folder, "a red barn", SD_TEXT.names(pipeline.unet)), None)
+    size = (pipeline.unet.config.sample_size * pipeline.vae_scale_factor,) * 2  # the pipeline's default image
+    got = SD_TEXT.to_cond(pipeline.unet, _sd_embeds(sdxl_folder, ["a red barn"], SD_TEXT.names(pipeline.unet))[0],
+                          size)
     torch.testing.assert_close(got["encoder_hidden_states"], embeds)
     torch.testing.assert_close(got["added_cond_kwargs"]["text_embeds"], pooled)
-    size = (pipeline.unet.config.sample_size * 8,) * 2  # diffcrit's image size: 8 pixels per latent pixel
     time_ids = pipeline._get_add_time_ids(size, (0, 0), size, dtype=torch.float32,
                                           text_encoder_projection_dim=pipeline.text_encoder_2.config.projection_dim)
     torch.testing.assert_close(got["added_cond_kwargs"]["time_ids"], time_ids)

@@ -56,7 +56,15 @@ def analyze(
     prompt_embeds: Annotated[Optional[Path], typer.Option(
         help="Text models: a safetensors file of the pipeline's encode_prompt outputs under its own argument names "
         "(prompt_embeds, pooled_prompt_embeds, prompt_attention_mask, ...) instead of --prompt: the text encoders "
-        "are not loaded.")] = None,
+        "are not loaded. With --guidance-scale it also holds the negative branch "
+        "(negative_prompt_embeds, ...).")] = None,
+    guidance_scale: Annotated[float, typer.Option(
+        help="Classifier-free guidance at every step as the model's pipeline applies it (SD, SD3, PixArt, Sana: "
+        "guidance_scale; Flux: true_cfg_scale), away from --negative-prompt or the null class; the probed D(y) is "
+        "the guided one (two forwards per evaluation). 1: none (the model's own denoiser).")] = 1.0,
+    negative_prompt: Annotated[Optional[str], typer.Option(
+        help="Text models with --guidance-scale: the unconditional branch (default: the pipeline's, the empty "
+        "prompt; SDXL: zeros).")] = None,
     height: Annotated[Optional[int], typer.Option(
         help="Transformer pipelines (SD3, Flux, PixArt, Sana): image height in pixels "
         "(default: the pipeline's).")] = None,
@@ -97,7 +105,8 @@ def analyze(
                    probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
                    decision_shell=decision_shell, clones=clones,
                    device=device, dtype=dtype, class_label=class_label, prompt=prompt,
-                   prompt_embeds=None if prompt_embeds is None else str(prompt_embeds), height=height, width=width,
+                   prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
+                   guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width,
                    scheduler=scheduler,
                    prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)

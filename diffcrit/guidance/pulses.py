@@ -7,8 +7,8 @@ Notation (Ho & Salimans 2022; docs/design.md §2):
 Outside its window a sample runs conditionally only (eps = eps_c, no unconditional pass).
 
 How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model's own
-pipeline, per-sample generators seed + i); it is given ``PulsedGuidance`` as its denoiser. The
-per-step conditioning dict carries the per-sample scale under ``GUIDANCE_KEY``, so one
+pipeline, per-sample generators seed + i) with the model's own denoiser. The per-step
+conditioning dict carries each sample's scale and null label under ``denoisers.GUIDANCE``, so one
 ``model_output`` call does one forward over [x; x[guided]] with labels [c; null]. Family
 specifics (null id, real classes) come from the model's family (``families.py``).
 
@@ -27,29 +27,24 @@ Arms (every arm uses the same per-sample seeds and target classes: a paired desi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..models.families import CLASS_CONDITIONAL, ClassGuidance
+from ..models.families import ClassGuidance, NOT_CLASS_CONDITIONAL, family_guidance
 from ..models.loading import LoadedModel
 from ..progress import GUIDE, Callback, ProgressEvent, ignore
 from ..sampling.steppers import SchedulerStepper, nonfinite_output_error, per_sample_noise
 
-GUIDANCE_KEY = "guidance_scale"
 ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
 NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
 RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
 DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
 RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
-NOT_CLASS_CONDITIONAL = f"classifier-free guidance needs a class-conditional model ({CLASS_CONDITIONAL})"
 
 
 def class_guidance(loaded: LoadedModel) -> ClassGuidance:
@@ -59,61 +54,9 @@ def class_guidance(loaded: LoadedModel) -> ClassGuidance:
     family = getattr(loaded.denoiser, "family", None)  # diffusers models only
     name = type(module).__name__ if module is not None else None
     hint = f"{loaded.info.get('id')} is {name or loaded.info.get('class') or 'a callable'}"
-    if family is None or family.guidance is None or not family.class_count(module):
+    if family is None:
         raise UserError(NOT_CLASS_CONDITIONAL, hint)
-    return ClassGuidance(family.name, *family.guidance(module, _train_config(loaded)))
-
-
-def _train_config(loaded: LoadedModel) -> dict:
-    root = loaded.root
-    path = Path(root) / "train_config.json" if root is not None else None
-    if path is None or not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-class PulsedGuidance:
-    """A ``DiffusersDenoiser`` whose ``model_output`` applies CFG per sample.
-
-    ``cond`` = {label_key: (B,) class ids, GUIDANCE_KEY: (B,) scale}. Samples with scale != 1 get
-    eps_u + S (eps_c - eps_u) from one forward over [x; x[guided]] with labels [c; null]; the rest
-    get eps_c. Everything else is the wrapped denoiser's.
-    """
-
-    def __init__(self, base: Any, guidance: ClassGuidance):
-        self.base = base
-        self.guidance = guidance
-        self.prediction_type = base.prediction_type
-        self.module = base.module
-
-    @property
-    def device(self) -> torch.device:
-        return self.base.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.base.dtype
-
-    def model_output(self, x: torch.Tensor, timestep: Any, cond: dict) -> torch.Tensor:
-        key = self.guidance.label_key
-        labels, scale = cond[key], cond[GUIDANCE_KEY].to(x.device, torch.float32)
-        guided = torch.nonzero(scale != 1.0).flatten()
-        if guided.numel() == 0:
-            return self.base.model_output(x, timestep, {key: labels})
-        nulls = self.guidance.null_labels(guided.numel(), labels.device)
-        out = self.base.model_output(torch.cat([x, x[guided]]), timestep, {key: torch.cat([labels, nulls])})
-        eps_c, eps_u = out[: x.shape[0]], out[x.shape[0]:]
-        s = scale[guided].view(-1, *([1] * (x.ndim - 1)))
-        c = self.base.in_channels  # guide the mean channels; learned variance stays the conditional one
-        eps = eps_c.clone()
-        eps[guided, :c] = eps_u[:, :c] + s * (eps_c[guided, :c] - eps_u[:, :c])
-        return eps
-
-    def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return self.base.denoised(output, y, sigma)
+    return family_guidance(family, module, loaded.root, hint)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,19 +227,18 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
     """
     n = len(targets)
     mine = range(n) if mine is None else mine
-    denoiser = PulsedGuidance(loaded.denoiser, guidance)
     generators = {i: torch.Generator("cpu").manual_seed(seed + i) for i in mine}
     noise = per_sample_noise(loaded.shape, [generators[i] for i in mine])
     out = []
     for lo in range(0, len(mine), batch_size):
         local = list(range(lo, min(lo + batch_size, len(mine))))
         rows = [mine[j] for j in local]
-        stepper = SchedulerStepper(loaded.scheduler, denoiser, steps, loaded.set_timesteps)
+        stepper = SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps)
         x = stepper.init(noise[local])
         labels = targets[rows].to(loaded.device)
         for i, info in enumerate(stepper.infos):
             in_window = torch.from_numpy(arm.guided(info.t)[rows])
-            cond = {**guidance.labels(labels), GUIDANCE_KEY: torch.where(in_window, scale, 1.0).to(loaded.device)}
+            cond = guidance.conditioning(labels, torch.where(in_window, scale, 1.0).to(loaded.device))
             with torch.no_grad():
                 _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
             if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):

@@ -6,10 +6,15 @@ unconditional model; info goes into the JSON ``model.conditioning`` block. Promp
 ``--prompt-embeds`` (a safetensors file under the pipeline's own argument names) or from ``--prompt``, encoded by
 the pipeline's own ``encode_prompt`` (SD 1.x/2.x/XL: diffcrit's CLIP encoding, as those pipelines do it); text
 encoders are loaded once, used to encode, and freed.
+
+``--guidance-scale`` above 1 adds classifier-free guidance as the family's pipeline applies it at every step: the
+conditioning then carries, under ``denoisers.GUIDANCE``, the scale and the unconditional branch: the null class
+(class families) or the negative prompt's embeddings (``--negative-prompt``, default: the pipeline's).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -17,10 +22,13 @@ import torch
 
 from ..config import AnalyzeConfig
 from ..errors import ConditioningError, UserError, shorten
-from .families import Family, TextEncoding, model_family
+from .denoisers import GUIDANCE
+from .families import Family, TextEncoding, family_guidance, model_family
+
+NEGATIVE = "negative_"  # the pipelines' name of a negative embedding: negative_prompt_embeds, ...
 
 
-def _class_labels(module, family: Family,
+def _class_labels(module, family: Family, root: Path,
                   config: AnalyzeConfig) -> tuple[Callable[[int], dict | None], dict | None]:
     classes = family.class_count(module)
     label = config.class_label
@@ -34,14 +42,27 @@ def _class_labels(module, family: Family,
     if not 0 <= label < classes:
         raise UserError(f"--class-label {label} is out of range", f"this model has classes 0..{classes - 1}")
     device = next(module.parameters()).device
-    return (lambda n: {"class_labels": torch.full((n,), label, dtype=torch.long, device=device)}), \
-        {"type": "class", "class_label": label, "classes": classes}
+    info = {"type": "class", "class_label": label, "classes": classes}
+    if not config.guided:
+        return (lambda n: {"class_labels": torch.full((n,), label, dtype=torch.long, device=device)}), info
+    guidance = family_guidance(family, module, root, f"{type(module).__name__} has no null class")
+    if label == guidance.null_class:
+        raise UserError(f"class {label} is the null class: guiding it towards itself does nothing",
+                        f"pass --class-label in 0..{guidance.n_classes - 1}")
+    info["cfg"] = {"scale": config.guidance_scale, "null_class": guidance.null_class}
+
+    def make(n):
+        return guidance.conditioning(torch.full((n,), label, dtype=torch.long, device=device),
+                                     torch.full((n,), config.guidance_scale, device=device))
+
+    return make, info
 
 
-def _sd_embeds(root: Path, prompt: str, names: tuple[str, ...]) -> dict:
-    """Prompt embeddings as the Stable Diffusion (XL) pipelines compute them (no CFG, no clip skip), under their
-    ``encode_prompt`` names: prompt_embeds (1, L, D) float32, and for SDXL (``names`` has pooled_prompt_embeds)
-    both encoders' penultimate hidden states concatenated and the second's pooled projection."""
+def _sd_embeds(root: Path, prompts: list[str], names: tuple[str, ...]) -> list[dict]:
+    """Prompt embeddings as the Stable Diffusion (XL) pipelines compute them (no clip skip), under their
+    ``encode_prompt`` names, one dict per prompt: prompt_embeds (1, L, D) float32, and for SDXL (``names`` has
+    pooled_prompt_embeds) both encoders' penultimate hidden states concatenated and the second's pooled projection.
+    The pipelines encode a negative prompt the same way."""
     try:
         from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
     except ImportError:
@@ -51,17 +72,40 @@ def _sd_embeds(root: Path, prompt: str, names: tuple[str, ...]) -> dict:
     def encode(sub: str, cls, tok_sub: str):
         tokenizer = AutoTokenizer.from_pretrained(root / tok_sub)
         encoder = cls.from_pretrained(root / sub).eval()
-        ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids
         with torch.no_grad():
             return encoder(ids, output_hidden_states=True)
 
     if "pooled_prompt_embeds" not in names:  # SD 1.x / 2.x
-        return {"prompt_embeds": encode("text_encoder", CLIPTextModel, "tokenizer").last_hidden_state}
-    first = encode("text_encoder", CLIPTextModel, "tokenizer")
-    second = encode("text_encoder_2", CLIPTextModelWithProjection, "tokenizer_2")
-    return {"prompt_embeds": torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1),
-            "pooled_prompt_embeds": second.text_embeds}
+        batch = {"prompt_embeds": encode("text_encoder", CLIPTextModel, "tokenizer").last_hidden_state}
+    else:
+        first = encode("text_encoder", CLIPTextModel, "tokenizer")
+        second = encode("text_encoder_2", CLIPTextModelWithProjection, "tokenizer_2")
+        batch = {"prompt_embeds": torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1),
+                 "pooled_prompt_embeds": second.text_embeds}
+    return [{name: value[i: i + 1] for name, value in batch.items()} for i in range(len(prompts))]
+
+
+def _sd_prompts(root: Path, config: AnalyzeConfig, names: tuple[str, ...]) -> tuple[dict, dict | None]:
+    """(prompt, negative prompt or None) embeddings of SD 1.x/2.x/XL. Without --negative-prompt the pipelines' own:
+    the empty prompt, or for SDXL zeros where its ``force_zeros_for_empty_prompt`` (model_index.json; default
+    true) says so."""
+    if not config.guided:
+        return _sd_embeds(root, [config.prompt], names)[0], None
+    if config.negative_prompt is None and "pooled_prompt_embeds" in names and _force_zeros(root):
+        embeds = _sd_embeds(root, [config.prompt], names)[0]
+        return embeds, {name: torch.zeros_like(value) for name, value in embeds.items()}
+    embeds, negative = _sd_embeds(root, [config.prompt, config.negative_prompt or ""], names)
+    return embeds, negative
+
+
+def _force_zeros(root: Path) -> bool:
+    index = Path(root) / "model_index.json"
+    try:
+        return bool(json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True))
+    except (OSError, ValueError):
+        return True
 
 
 def _need_text_encoder(root: Path) -> None:
@@ -70,23 +114,38 @@ def _need_text_encoder(root: Path) -> None:
                         "pass a full pipeline folder, or --prompt-embeds FILE")
 
 
-def _pipeline_embeds(text: TextEncoding, root: Path, prompt: str, dtype: torch.dtype) -> dict:
-    """The pipeline's own ``encode_prompt`` (no CFG), run on the CPU with only its text encoders and tokenizers
-    loaded (no transformer, scheduler or VAE); the pipeline and its encoders are freed on return."""
+def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
+                     names: tuple[str, ...]) -> tuple[dict, dict | None]:
+    """(prompt, negative prompt or None) embeddings by the pipeline's own ``encode_prompt``, run on the CPU with only
+    its text encoders and tokenizers loaded (no transformer, scheduler or VAE; freed on return). The negative
+    prompt (default "", as the pipelines') is encoded as the pipeline does it: by ``encode_prompt``'s own negative
+    branch, or as a second prompt (``TextEncoding.negative``)."""
     import diffusers
 
     _need_text_encoder(root)
     try:
         pipeline = getattr(diffusers, text.pipeline).from_pretrained(root, transformer=None, vae=None, scheduler=None,
-                                                                     torch_dtype=dtype)
+                                                                     torch_dtype=getattr(torch, config.dtype))
     except (OSError, ValueError, ImportError) as err:
         raise UserError(f"cannot load the text encoders of {root}: {shorten(str(err), 200)}",
                         "pass --prompt-embeds FILE") from None
-    with torch.no_grad():
-        outputs = pipeline.encode_prompt(prompt=prompt, device=torch.device("cpu"), num_images_per_prompt=1,
-                                         **text.arguments)
-    del pipeline
-    return {name: out for name, out in zip(text.outputs, outputs, strict=True) if name is not None}
+    negative_prompt = config.negative_prompt or ""
+
+    def encode(prompt: str, **extra) -> dict:
+        with torch.no_grad():
+            outputs = pipeline.encode_prompt(prompt=prompt, device=torch.device("cpu"), num_images_per_prompt=1,
+                                             **text.arguments, **extra)
+        return {name: out for name, out in zip(text.outputs, outputs, strict=True) if name is not None}
+
+    if text.negative == "argument":
+        extra = {"negative_prompt": negative_prompt} if config.guided else {}
+        named = encode(config.prompt, do_classifier_free_guidance=config.guided, **extra)
+        negative = {name: named[NEGATIVE + name] for name in names} if config.guided else None
+    else:
+        named = encode(config.prompt)
+        negative = {name: value for name, value in encode(negative_prompt).items() if name in names} \
+            if config.guided else None
+    return {name: named[name] for name in names}, negative  # the pipeline and its encoders go with this frame
 
 
 def read_prompt_embeds(path: str | Path, names: tuple[str, ...]) -> dict:
@@ -110,32 +169,53 @@ def read_prompt_embeds(path: str | Path, names: tuple[str, ...]) -> dict:
     return {name: tensors[name] for name in names}
 
 
-def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tuple[dict, dict]:
-    """(embeddings under the pipeline's names, info) from --prompt-embeds or by encoding --prompt."""
+def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tuple[dict, dict | None, dict]:
+    """(embeddings under the pipeline's names, the negative prompt's under the same names or None without
+    guidance, info) from --prompt-embeds or by encoding --prompt (and --negative-prompt)."""
     text = family.text
     names = text.names(module)
     if config.prompt is not None and config.prompt_embeds is not None:
         raise UserError("--prompt and --prompt-embeds are alternatives", "pass one of them")
     if config.prompt_embeds is not None:
-        return read_prompt_embeds(config.prompt_embeds, names), {"type": "prompt_embeds",
-                                                                "file": str(config.prompt_embeds)}
+        if config.negative_prompt is not None:
+            raise UserError("--negative-prompt and --prompt-embeds are alternatives",
+                            f"put the negative embeddings in the file ({NEGATIVE}{names[0]}, ...)")
+        negatives = tuple(NEGATIVE + name for name in names) if config.guided else ()
+        tensors = read_prompt_embeds(config.prompt_embeds, names + negatives)
+        negative = {name: tensors[NEGATIVE + name] for name in names} if config.guided else None
+        return {name: tensors[name] for name in names}, negative, {"type": "prompt_embeds",
+                                                                   "file": str(config.prompt_embeds)}
     if config.prompt is None:
         raise ConditioningError("this model is text-conditional", 'pass --prompt "..." or --prompt-embeds FILE')
-    if text.unsupported:
-        raise UserError(f"--prompt: {text.unsupported}",
-                        "pass --prompt-embeds FILE (safetensors of the pipeline's encode_prompt outputs)")
     if text.pipeline is None:
-        embeds = _sd_embeds(root, config.prompt, names)
+        embeds, negative = _sd_prompts(root, config, names)
     else:
-        embeds = _pipeline_embeds(text, root, config.prompt, getattr(torch, config.dtype))
-    return embeds, {"type": "prompt", "prompt": config.prompt}
+        embeds, negative = _pipeline_embeds(text, root, config, names)
+    return embeds, negative, {"type": "prompt", "prompt": config.prompt}
+
+
+def _same_shapes(first: dict, second: dict, where: str) -> None:
+    """The conditional and unconditional branches go into one batch: their tensors must have equal shapes."""
+    for key, value in first.items():
+        if isinstance(value, dict):
+            _same_shapes(value, second[key], where)
+        elif value.shape[1:] != second[key].shape[1:]:
+            raise UserError(f"{where}: the negative branch's {key} is {tuple(second[key].shape)}, the prompt's "
+                            f"{tuple(value.shape)}", "both must have the same shape (one batch holds both)")
 
 
 def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
-    embeds, info = _embeddings(family, module, root, config)
+    embeds, negative, info = _embeddings(family, module, root, config)
     encoded = family.text.to_cond(module, embeds, pixels)
     if "guidance" in encoded:  # a distilled guidance embedding (Flux): a model input, recorded
         info["guidance"] = float(encoded["guidance"][0])
+    if negative is not None:
+        unconditional = family.text.to_cond(module, negative, pixels)
+        _same_shapes(encoded, unconditional, f"--prompt-embeds {config.prompt_embeds}" if config.prompt_embeds
+                     else "--negative-prompt")
+        encoded[GUIDANCE] = {"scale": torch.tensor([config.guidance_scale]), "unconditional": unconditional}
+        info["cfg"] = {"scale": config.guidance_scale, "negative_prompt": None if config.prompt_embeds else
+                       config.negative_prompt}
     device, dtype = next(module.parameters()).device, next(module.parameters()).dtype
 
     def expand(value, n):
@@ -148,15 +228,20 @@ def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
 
 
 def check_unconditional(config: AnalyzeConfig, name: str) -> None:
-    """A model without conditioning (a callable, an analytic built-in) refuses --class-label and --prompt."""
+    """A model without conditioning (a callable, an analytic built-in) refuses --class-label, --prompt and
+    --guidance-scale."""
     if config.class_label is not None:
         raise ConditioningError(f"{name} is not class-conditional", "drop --class-label")
     refuse_prompt(config, name)
+    if config.guided:
+        raise UserError(f"{name} has no conditioning to guide", "drop --guidance-scale")
 
 
 def refuse_prompt(config: AnalyzeConfig, name: str) -> None:
-    """--prompt / --prompt-embeds given to a model ``name`` that takes no text: a conditioning error."""
-    for given, option in ((config.prompt, "--prompt"), (config.prompt_embeds, "--prompt-embeds")):
+    """--prompt / --prompt-embeds / --negative-prompt given to a model ``name`` that takes no text: a conditioning
+    error."""
+    for given, option in ((config.prompt, "--prompt"), (config.prompt_embeds, "--prompt-embeds"),
+                          (config.negative_prompt, "--negative-prompt")):
         if given is not None:
             raise ConditioningError(f"{name} takes no prompt", f"drop {option}")
 
@@ -169,4 +254,4 @@ def build_conditioning(module, root: Path, config: AnalyzeConfig,
     if family.conditioning == "prompt":
         return _prompt(module, family, root, config, pixels)
     refuse_prompt(config, type(module).__name__)
-    return _class_labels(module, family, config)
+    return _class_labels(module, family, root, config)

@@ -4,7 +4,8 @@
         y:     (B, C, H, W) float32, VE frame (y = x0 + sigma n)
         sigma: (B,) float32
         timestep: the model's own time for this sigma (scalar tensor or (B,)); None -> mapped from sigma
-        cond:  dict of per-sample conditioning tensors with leading batch dim B (or None)
+        cond:  dict of per-sample conditioning tensors with leading batch dim B (or None); under ``GUIDANCE``
+               the classifier-free guidance of each sample (``DiffusersDenoiser.model_output``)
 
 D is computed from the raw model output for its ``prediction_type`` (by the scheduler family's frame,
 ``schedulers.py``), never from a scheduler's clipped ``pred_original_sample`` (clipping zeroes the
@@ -21,6 +22,9 @@ from ..errors import UserError
 from .families import model_family
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# Conditioning key of classifier-free guidance: {"scale": (B,) float, "unconditional": the other branch's
+# conditioning dict (null class, negative prompt), rows as the samples'}. Not a model keyword.
+GUIDANCE = "classifier_free_guidance"
 
 
 class Denoiser(Protocol):
@@ -52,6 +56,21 @@ def select_cond(cond: dict | None, index: torch.Tensor) -> dict | None:
     if cond is None:
         return None
     return {k: select_cond(v, index) if isinstance(v, dict) else v[index.to(v.device)] for k, v in cond.items()}
+
+
+def concat_cond(first: dict, second: dict) -> dict:
+    """Two conditioning dicts of the same keys stacked along the batch (nested dicts too)."""
+    return {k: concat_cond(v, second[k]) if isinstance(v, dict) else torch.cat([v, second[k].to(v.device)])
+            for k, v in first.items()}
+
+
+def guided(conditional: torch.Tensor, unconditional: torch.Tensor, scale: torch.Tensor, channels: int) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022) as the diffusers pipelines apply it: out_u + s (out_c - out_u)
+    on the first ``channels`` (the mean; learned-variance channels keep the conditional output)."""
+    s = scale.view(-1, *([1] * (conditional.ndim - 1))).to(conditional.dtype)
+    out = conditional.clone()
+    out[:, :channels] = unconditional[:, :channels] + s * (conditional[:, :channels] - unconditional[:, :channels])
+    return out
 
 
 class CallableDenoiser:
@@ -97,10 +116,27 @@ class DiffusersDenoiser:
         return next(self.module.parameters()).device
 
     def model_output(self, x: torch.Tensor, timestep: Any, cond: dict | None = None) -> torch.Tensor:
-        """Raw output (B, C or 2C, H, W) in float32 for model input x, as the pipeline gives it to the scheduler."""
+        """Raw output (B, C or 2C, H, W) in float32 for model input x, as the pipeline gives it to the scheduler.
+
+        With ``cond[GUIDANCE]``, the samples whose scale is not 1 are guided (``guided``) from one forward over
+        [x; x[those]] with [cond; unconditional[those]]; the others get the conditional output alone."""
         timestep = torch.as_tensor(timestep, device=x.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(x.shape[0])
+        if cond is None or GUIDANCE not in cond:
+            return self._raw_output(x, timestep, cond)
+        own = {k: v for k, v in cond.items() if k != GUIDANCE}
+        scale = cond[GUIDANCE]["scale"].to(x.device, torch.float32)
+        rows = torch.nonzero(scale != 1.0).flatten()
+        if rows.numel() == 0:
+            return self._raw_output(x, timestep, own)
+        both = concat_cond(own, select_cond(cond[GUIDANCE]["unconditional"], rows))
+        out = self._raw_output(torch.cat([x, x[rows]]), torch.cat([timestep, timestep[rows]]), both)
+        conditional = out[: x.shape[0]]
+        conditional[rows] = guided(conditional[rows], out[x.shape[0]:], scale[rows], self.in_channels)
+        return conditional
+
+    def _raw_output(self, x: torch.Tensor, timestep: torch.Tensor, cond: dict | None) -> torch.Tensor:
         out = self.family.call(self.module, x.to(self.dtype), timestep, cond)
         return (out if self.family.scheduler_gets_variance else out[:, : self.in_channels]).float()
 

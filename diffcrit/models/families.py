@@ -112,6 +112,26 @@ def _unet_guidance(module, card: dict) -> tuple[int, int, tuple[str, ...] | None
 
 
 CLASS_CONDITIONAL = "a UNet2DModel with num_class_embeds, or a DiT"  # what classifier-free guidance needs
+NOT_CLASS_CONDITIONAL = f"classifier-free guidance needs a class-conditional model ({CLASS_CONDITIONAL})"
+
+
+def train_card(root: Path | None) -> dict:
+    """A folder's ``train_config.json`` (diffcrit's built-ins: null class, class names), or {}."""
+    path = Path(root) / "train_config.json" if root is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def family_guidance(family: "Family", module, root: Path | None, hint: str) -> "ClassGuidance":
+    """The class guidance of a loaded ``module`` of ``family`` (its null class); a user error (``hint``: what the
+    model is) for a family or module without class labels."""
+    if family.guidance is None or not family.class_count(module):
+        raise UserError(NOT_CLASS_CONDITIONAL, hint)
+    return ClassGuidance(family.name, *family.guidance(module, train_card(root)))
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,14 @@ class ClassGuidance:
     def null_labels(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.full((n,), self.null_class, dtype=torch.long, device=device)
 
+    def conditioning(self, classes: torch.Tensor, scale: torch.Tensor) -> dict:
+        """The conditioning of samples of ``classes`` guided at per-sample ``scale`` (1: unguided) towards their
+        class and away from the null class (``denoisers.GUIDANCE``)."""
+        from .denoisers import GUIDANCE
+
+        nulls = self.null_labels(len(classes), classes.device)
+        return {**self.labels(classes), GUIDANCE: {"scale": scale, "unconditional": self.labels(nulls)}}
+
     def describe(self) -> dict:
         return {"family": self.family, "classes": self.n_classes, "null_class": self.null_class,
                 "class_names": list(self.class_names) if self.class_names else None}
@@ -147,11 +175,12 @@ class ClassGuidance:
 
 def _sd_cond(module, embeds: dict, pixels) -> dict:
     """SD 1.x/2.x: the CLIP hidden states; SDXL (``addition_embed_type="text_time"``): also the pooled projection
-    and the time ids (original size, crop (0, 0), target size: ``_get_add_time_ids``) of a sample_size * 8 image."""
+    and the time ids (original size, crop (0, 0), target size: ``_get_add_time_ids``) of the ``pixels`` image the
+    pipeline draws by default (sample_size times its VAE scale factor)."""
     cond = {"encoder_hidden_states": embeds["prompt_embeds"]}
     if _text_time(module):
-        size = module.config.sample_size * 8
-        time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)
+        height, width = pixels
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
         cond["added_cond_kwargs"] = {"text_embeds": embeds["pooled_prompt_embeds"], "time_ids": time_ids}
     return cond
 
@@ -211,14 +240,18 @@ def _pixart_cond(module, embeds: dict, pixels) -> dict:
 @dataclass(frozen=True)
 class TextEncoding:
     """How a prompt becomes the pipeline's embeddings: ``pipeline`` (a diffusers class; None: diffcrit's own CLIP
-    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt, and the names of its outputs
-    (None: an output not used without guidance). ``names(module)``: the embeddings the model needs."""
+    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt and the guidance ones, and the
+    names of its outputs in order (None: an output diffcrit does not use). ``names(module)``: the embeddings the
+    model needs. ``negative``: how the pipeline encodes a negative prompt under classifier-free guidance:
+    "argument" (``encode_prompt``'s own ``do_classifier_free_guidance`` / ``negative_prompt`` branch, outputs
+    ``negative_*``) or "prompt" (encoded as a second prompt: FluxPipeline's true CFG)."""
 
     pipeline: str | None
     to_cond: Callable[[Any, dict, tuple[int, int] | None], dict]
     names: Callable[[Any], tuple[str, ...]]
     arguments: dict = field(default_factory=dict)
     outputs: tuple[str | None, ...] = ()
+    negative: str = "argument"
     unsupported: str | None = None  # why --prompt cannot be encoded yet (--prompt-embeds still works)
 
 
@@ -360,7 +393,8 @@ class Family:
     text: TextEncoding | None = None
     scheduler_gets_variance: bool = False  # DDPMPipeline hands learned-variance channels to scheduler.step
     channels: Callable[[Any], int] = lambda config: int(config.in_channels)  # latent channels C
-    vae_scale: Callable[[Path], int] | None = None  # None: the grid is the config's sample_size, fixed
+    vae_scale: Callable[[Path], int] | None = None  # None: no pixel size (the grid is the config's sample_size)
+    resizable: bool = True  # with vae_scale: --height/--width change the grid (False: sample_size, fixed)
     default_pixels: Callable[[Any, int], int] = _pipeline_pixels
     latent_size: Callable[[int, int], int] = _divide
     set_timesteps: Callable = _plain_timesteps
@@ -376,23 +410,25 @@ FAMILIES = (
     Family("unet", ("UNet2DModel",), _call_positional, "class", class_count=_unet_classes, guidance=_unet_guidance,
            scheduler_gets_variance=True),
     Family("sd", ("UNet2DConditionModel",), _call_positional, "prompt", text=SD_TEXT,
-           pipeline_scheduler=_sd_pipeline_scheduler),
+           vae_scale=_vae_scale("block_out_channels", 8), resizable=False, pipeline_scheduler=_sd_pipeline_scheduler),
     Family("dit", ("DiTTransformer2DModel",), _call_keyword, "class", remapped=("Transformer2DModel",),
            class_count=_dit_classes, guidance=_dit_guidance),
     Family("sd3", ("SD3Transformer2DModel",), _call_keyword, "prompt",
            text=TextEncoding("StableDiffusion3Pipeline", _joint_cond, _names("prompt_embeds", "pooled_prompt_embeds"),
-                             {"prompt_2": None, "prompt_3": None, "do_classifier_free_guidance": False},
-                             ("prompt_embeds", None, "pooled_prompt_embeds", None)),
+                             {"prompt_2": None, "prompt_3": None},
+                             ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                              "negative_pooled_prompt_embeds")),
            vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_sd3_timesteps),
     Family("flux", ("FluxTransformer2DModel",), _call_flux, "prompt",
            text=TextEncoding("FluxPipeline", _flux_cond, _names("prompt_embeds", "pooled_prompt_embeds"),
-                             {"prompt_2": None}, ("prompt_embeds", "pooled_prompt_embeds", None)),
+                             {"prompt_2": None}, ("prompt_embeds", "pooled_prompt_embeds", None), negative="prompt"),
            channels=lambda config: int(config.in_channels) // 4, vae_scale=_vae_scale("block_out_channels", 8),
            default_pixels=_flux_pixels, latent_size=_flux_latent, set_timesteps=_flux_timesteps),
     Family("pixart", ("PixArtTransformer2DModel",), _call_pixart, "prompt",
            text=TextEncoding("PixArtAlphaPipeline", _pixart_cond, _names("prompt_embeds", "prompt_attention_mask"),
-                             {"do_classifier_free_guidance": False, "clean_caption": True},
-                             ("prompt_embeds", "prompt_attention_mask", None, None)),
+                             {"clean_caption": True},
+                             ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                              "negative_prompt_attention_mask")),
            vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_begin_at_zero),
     Family("sana", ("SanaTransformer2DModel",), _call_sana, "prompt",
            text=TextEncoding("SanaPipeline", _masked_cond, _names("prompt_embeds", "prompt_attention_mask"),
@@ -427,13 +463,15 @@ def latent_grid(family: Family, config, root: Path, height: int | None,
     """((H, W) latent grid, (height, width) pixels or None) a model samples on.
 
     Transformer pipelines: their default pixel size (or ``--height/--width``) over the VAE scale factor, as their
-    ``prepare_latents`` computes it (no resolution binning). Others: their config's sample_size, fixed."""
-    if family.vae_scale is None:
+    ``prepare_latents`` computes it (no resolution binning). Others: their config's sample_size, fixed, and for
+    latent UNets (SD) the pixels it stands for."""
+    if family.vae_scale is None or not family.resizable:
         if height is not None or width is not None:
             raise UserError(f"--height/--width do not apply to {family.label} (it samples at its sample_size)",
                             "drop them")
         size = config["sample_size"]
-        return ((size, size) if isinstance(size, int) else tuple(size)), None
+        grid = (size, size) if isinstance(size, int) else tuple(size)
+        return grid, None if family.vae_scale is None else tuple(g * family.vae_scale(root) for g in grid)
     scale = family.vae_scale(root)
     default = family.default_pixels(config, scale)
     pixels = (height or default, width or default)
