@@ -71,8 +71,9 @@ def _need_text_encoder(root: Path) -> None:
 
 
 def _pipeline_embeds(text: TextEncoding, root: Path, prompt: str, dtype: torch.dtype) -> dict:
-    """The pipeline's own ``encode_prompt`` (no CFG), run on the CPU with only its text encoders and tokenizers
-    loaded (no transformer, scheduler or VAE); the pipeline and its encoders are freed on return."""
+    """The pipeline's own ``encode_prompt`` with the arguments its ``__call__`` passes (no CFG), run on the CPU with
+    only its text encoders and tokenizers loaded (no transformer, scheduler or VAE); the pipeline and its encoders
+    are freed on return."""
     import diffusers
 
     _need_text_encoder(root)
@@ -84,7 +85,7 @@ def _pipeline_embeds(text: TextEncoding, root: Path, prompt: str, dtype: torch.d
                         "pass --prompt-embeds FILE") from None
     with torch.no_grad():
         outputs = pipeline.encode_prompt(prompt=prompt, device=torch.device("cpu"), num_images_per_prompt=1,
-                                         **text.arguments)
+                                         **text.encode_arguments())
     del pipeline
     return {name: out for name, out in zip(text.outputs, outputs, strict=True) if name is not None}
 
@@ -121,9 +122,6 @@ def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tu
                                                                 "file": str(config.prompt_embeds)}
     if config.prompt is None:
         raise ConditioningError("this model is text-conditional", 'pass --prompt "..." or --prompt-embeds FILE')
-    if text.unsupported:
-        raise UserError(f"--prompt: {text.unsupported}",
-                        "pass --prompt-embeds FILE (safetensors of the pipeline's encode_prompt outputs)")
     if text.pipeline is None:
         embeds = _sd_embeds(root, config.prompt, names)
     else:

@@ -193,7 +193,7 @@ def _call_default(pipeline: str, parameter: str) -> Any:
 
 
 def _masked_cond(module, embeds: dict, pixels) -> dict:
-    """Sana: the text encoder's hidden states and their attention mask."""
+    """Sana: the text encoder's (Gemma2's) hidden states and their attention mask."""
     return {"encoder_hidden_states": embeds["prompt_embeds"], "encoder_attention_mask": embeds["prompt_attention_mask"]}
 
 
@@ -211,15 +211,20 @@ def _pixart_cond(module, embeds: dict, pixels) -> dict:
 @dataclass(frozen=True)
 class TextEncoding:
     """How a prompt becomes the pipeline's embeddings: ``pipeline`` (a diffusers class; None: diffcrit's own CLIP
-    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt, and the names of its outputs
-    (None: an output not used without guidance). ``names(module)``: the embeddings the model needs."""
+    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt, those it takes at its
+    ``__call__``'s defaults (``call_defaults``: names, their values read from the signature), and the names of its
+    outputs in order (None: an output not used without guidance). ``names(module)``: the embeddings the model needs."""
 
     pipeline: str | None
     to_cond: Callable[[Any, dict, tuple[int, int] | None], dict]
     names: Callable[[Any], tuple[str, ...]]
     arguments: dict = field(default_factory=dict)
     outputs: tuple[str | None, ...] = ()
-    unsupported: str | None = None  # why --prompt cannot be encoded yet (--prompt-embeds still works)
+    call_defaults: tuple[str, ...] = ()
+
+    def encode_arguments(self) -> dict:
+        """``encode_prompt``'s keyword arguments besides the prompt, as the pipeline's ``__call__`` passes them."""
+        return {**{name: _call_default(self.pipeline, name) for name in self.call_defaults}, **self.arguments}
 
 
 def _names(*names: str) -> Callable[[Any], tuple[str, ...]]:
@@ -396,7 +401,9 @@ FAMILIES = (
            vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_begin_at_zero),
     Family("sana", ("SanaTransformer2DModel",), _call_sana, "prompt",
            text=TextEncoding("SanaPipeline", _masked_cond, _names("prompt_embeds", "prompt_attention_mask"),
-                             unsupported="Sana's Gemma text encoder is not run by diffcrit yet"),
+                             {"do_classifier_free_guidance": False},
+                             ("prompt_embeds", "prompt_attention_mask", None, None),
+                             ("clean_caption", "max_sequence_length", "complex_human_instruction")),
            vae_scale=_vae_scale("encoder_block_out_channels", 32), default_pixels=_sana_pixels),
 )
 SUPPORTED = ", ".join(f.label for f in FAMILIES)
