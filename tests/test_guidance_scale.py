@@ -129,7 +129,7 @@ def test_bad_guidance_options_exit_2(sd_folder, args, fragments):
 def test_guidance_where_there_is_nothing_to_guide_exits_2(cond_folder):
     one_line_error(run("analyze", "--model", "builtin:gaussian", "--guidance-scale", "2", "--quiet"),
                    "no conditioning to guide")
-    one_line_error(run("analyze", "--model", cond_folder, "--class-label", str(CLASSES), "--guidance-scale", "2", "--steps",
-                       "3", "--quiet"), "null class")
+    one_line_error(run("analyze", "--model", cond_folder, "--class-label", str(CLASSES), "--guidance-scale", "2",
+                       "--steps", "3", "--quiet"), "null class")
     one_line_error(run("analyze", "--model", cond_folder, "--class-label", "1", "--guidance-scale", "2",
                        "--negative-prompt", "x", "--steps", "3", "--quiet"), "takes no prompt")

@@ -4,6 +4,7 @@ names model classes."""
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import diffusers
@@ -26,8 +27,14 @@ FAMILIES = {
              ("prompt_embeds", "pooled_prompt_embeds", None)),
     "pixart": (save_pixart_pipeline, "PixArtAlphaPipeline", dict(guidance_scale=1.0, use_resolution_binning=False),
                dict(height=16, width=16), ("prompt_embeds", "prompt_attention_mask", None, None)),
+    # SanaPipeline's default is 1024 px; its scale factor without a VAE is 32
+    "sana": (save_sana_pipeline, "SanaPipeline", dict(guidance_scale=1.0, use_resolution_binning=False),
+             dict(height=256, width=256), ("prompt_embeds", "prompt_attention_mask", None, None)),
 }
-NO_VAE = {"sd3": {"vae": None}, "sana": {"vae": None, "text_encoder": None, "tokenizer": None}}
+BUILDERS = {**{name: family[0] for name, family in FAMILIES.items()},
+            "sana_bare": partial(save_sana_pipeline, text_encoder=False)}  # no text encoder: --prompt-embeds only
+NO_VAE = {"sd3": {"vae": None}, "sana": {"vae": None},
+          "sana_bare": {"vae": None, "text_encoder": None, "tokenizer": None}}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,7 @@ def folders(tmp_path_factory):
 
     def folder(name):
         if name not in built:
-            save = FAMILIES[name][0] if name in FAMILIES else save_sana_pipeline
-            built[name] = save(tmp_path_factory.mktemp(name))
+            built[name] = BUILDERS[name](tmp_path_factory.mktemp(name))
         return built[name]
 
     return folder
@@ -68,15 +74,24 @@ def no_vae_loads(monkeypatch):
     monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", refuse)
 
 
-def save_embeddings(pipe, names, path: Path) -> Path:
-    """The pipeline's own encode_prompt outputs (no CFG) under its argument names, as a user would save them."""
+def record_encode_prompt(pipe, monkeypatch) -> list:
+    """The outputs of every encode_prompt call the pipeline's own __call__ makes (with the arguments it passes)."""
+    calls, encode = [], pipe.encode_prompt
+
+    def recording(*args, **kwargs):
+        calls.append(encode(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(pipe, "encode_prompt", recording)
+    return calls
+
+
+def save_embeddings(outputs, names, path: Path) -> Path:
+    """encode_prompt's outputs (no CFG) under the pipeline's argument names, one prompt's (the first of the
+    repeated batch), as a user would save them."""
     from safetensors.torch import save_file
 
-    extra = {"prompt_2": None} if isinstance(pipe, diffusers.FluxPipeline) else {"do_classifier_free_guidance": False}
-    if isinstance(pipe, diffusers.StableDiffusion3Pipeline):
-        extra.update(prompt_2=None, prompt_3=None)
-    outputs = pipe.encode_prompt(prompt=PROMPT, device=torch.device("cpu"), num_images_per_prompt=1, **extra)
-    save_file({name: out.contiguous() for name, out in zip(names, outputs, strict=True) if name}, str(path))
+    save_file({name: out[:1].contiguous() for name, out in zip(names, outputs, strict=True) if name}, str(path))
     return path
 
 
@@ -85,8 +100,9 @@ def test_final_latents_equal_the_pipeline_and_prompt_embeds_equal_prompt(name, f
     folder = folders(name)
     _, _, call, size, names = FAMILIES[name]
     pipe = load_pipeline(name, folder)
+    encoded = record_encode_prompt(pipe, monkeypatch)
     expected = pipeline_latents(pipe, 2, size, prompt=PROMPT, **call)
-    embeds = save_embeddings(pipe, names, tmp_path / "embeds.safetensors")
+    embeds = save_embeddings(encoded[0], names, tmp_path / "embeds.safetensors")
     del pipe
     no_vae_loads(monkeypatch)
     prompted = diffcrit.analyze(str(folder), prompt=PROMPT, **size, **ANALYSIS)
@@ -98,18 +114,26 @@ def test_final_latents_equal_the_pipeline_and_prompt_embeds_equal_prompt(name, f
     assert model["conditioning"]["type"] == "prompt_embeds" and model["shape"] == list(expected.shape[1:])
 
 
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_prompt_changes_the_samples(name, folders):
+    """The tiny text encoders run: another prompt gives other samples (the same seeds)."""
+    size, options = FAMILIES[name][3], {**ANALYSIS, "samples": 1}
+    red, blue = (diffcrit.analyze(str(folders(name)), prompt=p, **size, **options).samples
+                 for p in (PROMPT, "a blue sky"))
+    assert (red - blue).abs().max() > 1e-3
+
+
 def test_sana_with_prompt_embeds_equals_the_pipeline(folders, tmp_path, monkeypatch):
-    """Sana ships DPM-Solver in flow-prediction mode (flow sigmas): the flow family; its Gemma encoder is not run,
-    so the embeddings come from a file, as the pipeline takes them."""
+    """Sana ships DPM-Solver in flow-prediction mode (flow sigmas): the flow family; a folder without its Gemma
+    encoder takes the embeddings from a file (two of six tokens masked), as the pipeline takes them."""
     from safetensors.torch import save_file
 
-    folder = folders("sana")
+    folder = folders("sana_bare")
     torch.manual_seed(5)
     embeds = {"prompt_embeds": torch.randn(1, 6, 32), "prompt_attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0]])}
     save_file(embeds, str(tmp_path / "sana.safetensors"))
-    size = dict(height=256, width=256)  # SanaPipeline's default is 1024 px; its scale factor without a VAE is 32
-    expected = pipeline_latents(load_pipeline("sana", folder), 2, size, **embeds, guidance_scale=1.0,
-                                use_resolution_binning=False)
+    size = FAMILIES["sana"][3]
+    expected = pipeline_latents(load_pipeline("sana_bare", folder), 2, size, **embeds, **FAMILIES["sana"][2])
     result = diffcrit.analyze(str(folder), prompt_embeds=str(tmp_path / "sana.safetensors"), **size, **ANALYSIS)
     torch.testing.assert_close(result.samples, expected.float(), atol=1e-4, rtol=0)
     assert result.to_dict()["model"]["prediction_type"] == "flow"
@@ -166,7 +190,8 @@ def test_unsupported_and_mistaken_text_options_are_one_line_errors(folders, ddpm
     from safetensors.torch import save_file
 
     fast = ["--steps", "4", "--samples", "1", "--bootstrap", "0", "--quiet"]
-    one_line_error(run("analyze", "--model", folders("sana"), "--prompt", PROMPT, *fast), "Gemma", "--prompt-embeds")
+    one_line_error(run("analyze", "--model", folders("sana_bare"), "--prompt", PROMPT, *fast), "no text_encoder/",
+                   "--prompt-embeds")
     one_line_error(run("analyze", "--model", folders("sd3"), *fast), "text-conditional", "--prompt-embeds")
     one_line_error(run("analyze", "--model", ddpm_folder, "--prompt", PROMPT, *fast), "takes no prompt")
     one_line_error(run("analyze", "--model", ddpm_folder, "--prompt-embeds", tmp_path / "x", *fast),

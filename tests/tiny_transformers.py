@@ -1,5 +1,6 @@
 """Tiny text-conditioned transformer pipelines built in code (SD3, Flux, PixArt-alpha, Sana), saved with
-``save_pretrained``; tokenizers offline (a word-level CLIP BPE and a unigram T5 of a handful of words)."""
+``save_pretrained``; tokenizers offline (a word-level CLIP BPE, a unigram T5 and a character-level Gemma BPE of a
+handful of words)."""
 
 from __future__ import annotations
 
@@ -104,9 +105,33 @@ def save_pixart_pipeline(folder: Path) -> Path:
     return folder
 
 
-def save_sana_pipeline(folder: Path) -> Path:
-    """SanaPipeline without its Gemma text encoder (``--prompt-embeds`` only): a SanaTransformer2DModel on an 8 x 8
-    grid, DPM-Solver in flow-prediction mode (flow sigmas, shift 3) as Sana ships; no VAE (scale factor 32)."""
+def gemma_text(seed: int = 3):
+    """(tokenizer, encoder): a Gemma BPE over the printable characters with merges that spell out the words (any
+    other character: <unk>), <bos> first as Gemma's; a one-layer Gemma2Model of width T5_DIM."""
+    import string
+
+    from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
+
+    chars = sorted(set(string.printable) - set(string.whitespace)) + ["\u2581", "\n"]
+    vocab = {token: i for i, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
+    merges = []
+    for word in (f"\u2581{w}" for w in WORDS):
+        for k in range(2, len(word) + 1):
+            if word[:k] not in vocab:
+                merges.append((word[:k - 1], word[k - 1]))
+                vocab[word[:k]] = len(vocab)
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
+    torch.manual_seed(seed)
+    encoder = Gemma2Model(Gemma2Config(vocab_size=len(tokenizer), hidden_size=T5_DIM, intermediate_size=37,
+                                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                       pad_token_id=0, eos_token_id=1, bos_token_id=2)).eval()
+    return tokenizer, encoder
+
+
+def save_sana_pipeline(folder: Path, text_encoder: bool = True) -> Path:
+    """SanaPipeline: a SanaTransformer2DModel on an 8 x 8 grid, DPM-Solver in flow-prediction mode (flow sigmas,
+    shift 3) as Sana ships, the Gemma tokenizer and Gemma2 encoder of ``gemma_text`` (without them when not
+    ``text_encoder``: a folder for ``--prompt-embeds`` only); no VAE (scale factor 32)."""
     from diffusers import DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
 
     torch.manual_seed(0)
@@ -114,6 +139,7 @@ def save_sana_pipeline(folder: Path) -> Path:
                                          num_layers=1, num_cross_attention_heads=2, cross_attention_head_dim=8,
                                          cross_attention_dim=16, caption_channels=T5_DIM, sample_size=8).eval()
     scheduler = DPMSolverMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    SanaPipeline(transformer=transformer, scheduler=scheduler, vae=None, text_encoder=None,
-                 tokenizer=None).save_pretrained(folder)
+    tokenizer, encoder = gemma_text() if text_encoder else (None, None)
+    SanaPipeline(transformer=transformer, scheduler=scheduler, vae=None, text_encoder=encoder,
+                 tokenizer=tokenizer).save_pretrained(folder)
     return folder

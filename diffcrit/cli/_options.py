@@ -24,7 +24,7 @@ DtypeOpt = Annotated[str, typer.Option(
 ClassOpt = Annotated[Optional[int], typer.Option(
     "--class-label", help="Class id for class-conditional models (DiT, built-ins).")]
 PromptOpt = Annotated[Optional[str], typer.Option(
-    help="Prompt for text-conditional models (Stable Diffusion, SD3, Flux, PixArt); needs transformers.")]
+    help="Prompt for text-conditional models (Stable Diffusion, SD3, Flux, PixArt, Sana); needs transformers.")]
 SubfolderOpt = Annotated[Optional[str], typer.Option(help="Model subfolder inside the folder or repo (e.g. unet).")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")]
 VariantOpt = Annotated[Optional[str], typer.Option(help="Weights variant (e.g. fp16).")]

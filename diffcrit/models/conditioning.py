@@ -116,10 +116,10 @@ def _need_text_encoder(root: Path) -> None:
 
 def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
                      names: tuple[str, ...]) -> tuple[dict, dict | None]:
-    """(prompt, negative prompt or None) embeddings by the pipeline's own ``encode_prompt``, run on the CPU with only
-    its text encoders and tokenizers loaded (no transformer, scheduler or VAE; freed on return). The negative
-    prompt (default "", as the pipelines') is encoded as the pipeline does it: by ``encode_prompt``'s own negative
-    branch, or as a second prompt (``TextEncoding.negative``)."""
+    """(prompt, negative prompt or None) embeddings by the pipeline's own ``encode_prompt`` with the arguments its
+    ``__call__`` passes, run on the CPU with only its text encoders and tokenizers loaded (no transformer,
+    scheduler or VAE; freed on return). The negative prompt (default "", as the pipelines') is encoded as the
+    pipeline does it: by ``encode_prompt``'s own negative branch, or as a second prompt (``TextEncoding.negative``)."""
     import diffusers
 
     _need_text_encoder(root)
@@ -134,7 +134,7 @@ def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
     def encode(prompt: str, **extra) -> dict:
         with torch.no_grad():
             outputs = pipeline.encode_prompt(prompt=prompt, device=torch.device("cpu"), num_images_per_prompt=1,
-                                             **text.arguments, **extra)
+                                             **text.encode_arguments(), **extra)
         return {name: out for name, out in zip(text.outputs, outputs, strict=True) if name is not None}
 
     if text.negative == "argument":

@@ -222,7 +222,7 @@ def _call_default(pipeline: str, parameter: str) -> Any:
 
 
 def _masked_cond(module, embeds: dict, pixels) -> dict:
-    """Sana: the text encoder's hidden states and their attention mask."""
+    """Sana: the text encoder's (Gemma2's) hidden states and their attention mask."""
     return {"encoder_hidden_states": embeds["prompt_embeds"], "encoder_attention_mask": embeds["prompt_attention_mask"]}
 
 
@@ -240,7 +240,8 @@ def _pixart_cond(module, embeds: dict, pixels) -> dict:
 @dataclass(frozen=True)
 class TextEncoding:
     """How a prompt becomes the pipeline's embeddings: ``pipeline`` (a diffusers class; None: diffcrit's own CLIP
-    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt and the guidance ones, and the
+    encoding of SD 1.x/2.x/XL), the ``encode_prompt`` arguments besides the prompt and the guidance ones, those it
+    takes at its ``__call__``'s defaults (``call_defaults``: names, their values read from the signature), and the
     names of its outputs in order (None: an output diffcrit does not use). ``names(module)``: the embeddings the
     model needs. ``negative``: how the pipeline encodes a negative prompt under classifier-free guidance:
     "argument" (``encode_prompt``'s own ``do_classifier_free_guidance`` / ``negative_prompt`` branch, outputs
@@ -251,8 +252,12 @@ class TextEncoding:
     names: Callable[[Any], tuple[str, ...]]
     arguments: dict = field(default_factory=dict)
     outputs: tuple[str | None, ...] = ()
+    call_defaults: tuple[str, ...] = ()
     negative: str = "argument"
-    unsupported: str | None = None  # why --prompt cannot be encoded yet (--prompt-embeds still works)
+
+    def encode_arguments(self) -> dict:
+        """``encode_prompt``'s keyword arguments besides the prompt, as the pipeline's ``__call__`` passes them."""
+        return {**{name: _call_default(self.pipeline, name) for name in self.call_defaults}, **self.arguments}
 
 
 def _names(*names: str) -> Callable[[Any], tuple[str, ...]]:
@@ -426,13 +431,14 @@ FAMILIES = (
            default_pixels=_flux_pixels, latent_size=_flux_latent, set_timesteps=_flux_timesteps),
     Family("pixart", ("PixArtTransformer2DModel",), _call_pixart, "prompt",
            text=TextEncoding("PixArtAlphaPipeline", _pixart_cond, _names("prompt_embeds", "prompt_attention_mask"),
-                             {"clean_caption": True},
-                             ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
-                              "negative_prompt_attention_mask")),
+                             {}, ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                                  "negative_prompt_attention_mask"), ("clean_caption", "max_sequence_length")),
            vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_begin_at_zero),
     Family("sana", ("SanaTransformer2DModel",), _call_sana, "prompt",
            text=TextEncoding("SanaPipeline", _masked_cond, _names("prompt_embeds", "prompt_attention_mask"),
-                             unsupported="Sana's Gemma text encoder is not run by diffcrit yet"),
+                             {}, ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                                  "negative_prompt_attention_mask"),
+                             ("clean_caption", "max_sequence_length", "complex_human_instruction")),
            vae_scale=_vae_scale("encoder_block_out_channels", 32), default_pixels=_sana_pixels),
 )
 SUPPORTED = ", ".join(f.label for f in FAMILIES)
