@@ -90,15 +90,18 @@ def test_prompt_embeds_with_negative_embeds_equal_the_prompts(sd_folder, tmp_pat
                        "--guidance-scale", "3", "--steps", "3", "--quiet"), "no negative_prompt_embeds")
 
 
-def test_guided_class_model_equals_guide_at_every_step(cond_folder):
-    """A class UNet guided at every step (null class: its last embedding) samples what `guide --at all` does."""
+@pytest.mark.parametrize("fixture, null", [("cond_folder", CLASSES), ("dit_folder", 10)])
+def test_guided_class_model_equals_guide_at_every_step(fixture, null, request):
+    """A class UNet or DiT guided at every step (null class: the UNet's last embedding, the DiT's extra row) samples
+    what `guide --at all` does (which equals DiTPipeline: tests/test_guide.py)."""
     from diffcrit.guidance.engine import guide
 
-    result = diffcrit.analyze(str(cond_folder), class_label=2, guidance_scale=2.5, **FAST)
-    arm = guide(str(cond_folder), at="all", compare=["none"], class_label=2, samples=2, scale=2.5, steps=FAST["steps"],
+    folder = str(request.getfixturevalue(fixture))
+    result = diffcrit.analyze(folder, class_label=2, guidance_scale=2.5, **FAST)
+    arm = guide(folder, at="all", compare=["none"], class_label=2, samples=2, scale=2.5, steps=FAST["steps"],
                 bootstrap=0, device="cpu")
     torch.testing.assert_close(result.samples, arm.samples["all"], atol=1e-5, rtol=0)
-    assert result.to_dict()["model"]["conditioning"]["cfg"]["null_class"] == CLASSES
+    assert result.to_dict()["model"]["conditioning"]["cfg"]["null_class"] == null
 
 
 def test_guided_stiffness_is_the_guided_combination_at_zero(cond_folder):

@@ -114,6 +114,26 @@ def test_final_latents_equal_the_pipeline_and_prompt_embeds_equal_prompt(name, f
     assert model["conditioning"]["type"] == "prompt_embeds" and model["shape"] == list(expected.shape[1:])
 
 
+# the pipelines' own classifier-free guidance: guidance_scale, and Flux's true CFG (its guidance_scale is the distilled
+# guidance embedding's input, left at its default)
+GUIDED = {"sd3": dict(guidance_scale=3.0), "flux": dict(true_cfg_scale=3.0),
+          "pixart": dict(guidance_scale=3.0, use_resolution_binning=False),
+          "sana": dict(guidance_scale=3.0, use_resolution_binning=False)}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_guided_latents_equal_the_pipelines_cfg(name, folders):
+    """--guidance-scale 3 --negative-prompt NEG equals the pipeline's CFG with that negative prompt."""
+    folder, size = folders(name), FAMILIES[name][3]
+    expected = pipeline_latents(load_pipeline(name, folder), 2, size, prompt=PROMPT, negative_prompt="a blue sky",
+                                **GUIDED[name])
+    guided = diffcrit.analyze(str(folder), prompt=PROMPT, guidance_scale=3.0, negative_prompt="a blue sky", **size,
+                              **ANALYSIS)
+    torch.testing.assert_close(guided.samples, expected.float(), atol=1e-4, rtol=0)
+    unguided = diffcrit.analyze(str(folder), prompt=PROMPT, **size, **ANALYSIS)
+    assert (guided.samples - unguided.samples).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_the_prompt_changes_the_samples(name, folders):
     """The tiny text encoders run: another prompt gives other samples (the same seeds)."""
