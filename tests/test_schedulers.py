@@ -28,7 +28,7 @@ from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.errors import UserError
 from diffcrit.probing.fourier import plane_wave_directions
 from diffcrit.models.loading import LoadedModel
-from diffcrit.sampling.steppers import SchedulerStepper
+from diffcrit.sampling.steppers import SchedulerStepper, scheduler_steps
 from diffcrit.models.schedulers import REFUSED, family_of
 
 TRAIN = 1000
@@ -179,6 +179,7 @@ def test_two_evaluations_per_step_are_two_records(name):
     assert len(evaluations) == len(stepper.timesteps) - hidden == 2 * 6 - 1 - hidden
     expected = ["first", "second"] * 6
     assert evaluations == expected[hidden: hidden + len(evaluations)]
+    assert scheduler_steps(stepper.infos) == [k // 2 for k in range(hidden, 2 * 6 - 1)]  # evaluations 2s, 2s + 1
     assert [info.timestep for info in stepper.infos] == stepper.timesteps[hidden:].tolist()  # what the model is given
     if name in INTERPOLATED_AT:  # the second evaluation is at the interpolated sigma its input is scaled with
         seconds = [(info.index, info.sigma) for info in stepper.infos if info.evaluation == "second"]
