@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DiTPipeline, UNet2DModel
+from diffusers import DDIMScheduler, DiTPipeline, HeunDiscreteScheduler, UNet2DModel
 from safetensors.torch import load_file
 
 import diffcrit
 from diffcrit.guidance import alignment
 from diffcrit.errors import UserError
-from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
-                                      random_windows, sample_arm)
+from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, GUIDANCE_KEY, Arm, PulsedGuidance, arm_names,
+                                      build_arms, random_step_windows, random_windows, sample_arm, step_t_grid)
+from diffcrit.sampling.steppers import scheduler_steps
 from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.report.document import validate_document
 from diffcrit.report.plotting import plot_results
@@ -144,6 +145,68 @@ def test_random_step_blocks_match_the_treatment_step_count():
     np.testing.assert_array_equal(random_step_windows(5, treatment, t_grid, 0), blocks.windows[:5])
     # a random window of equal width in t guides a different number of steps: why both controls exist
     assert not (arms[1].guided_steps(t_grid) == inside.sum()).all()
+
+
+@pytest.fixture(scope="module")
+def heun_folder(tmp_path_factory):
+    """The tiny class-conditional UNet with a Heun scheduler: two model evaluations per step."""
+    return save_ddpm_pipeline(tmp_path_factory.mktemp("heun_cond"), HeunDiscreteScheduler,
+                              num_class_embeds=N_CLASSES + 1)
+
+
+def guidance_per_evaluation(monkeypatch):
+    """Records, for every model evaluation guide makes, which samples are guided ((B,) bool)."""
+    seen = []
+    model_output = PulsedGuidance.model_output
+
+    def recorded(self, x, timestep, cond):
+        seen.append(cond[GUIDANCE_KEY].cpu() != 1.0)
+        return model_output(self, x, timestep, cond)
+
+    monkeypatch.setattr(PulsedGuidance, "model_output", recorded)
+    return seen
+
+
+def test_heun_pulses_guide_whole_steps(heun_folder, monkeypatch):
+    """A Heun step evaluates the model twice: both evaluations are guided or neither (the decision is taken at the
+    step's first evaluation), and the treatment and the random-steps control guide the same number of steps."""
+    steps, n = 10, 4
+    loaded, _ = load_guided_model(str(heun_folder), make_guide_config(**{**FAST, "steps": steps}), None)
+    infos = step_grid(loaded, steps)
+    step_of, t = scheduler_steps(infos), step_t_grid(infos)
+    assert len(infos) == 2 * steps - 1 and len(t) == steps
+    # steps 3..5; the second evaluation of step 2 is at step 3's sigma, inside the window too
+    window = f"{t[5] - 1e-6}:{t[3] + 1e-6}"
+    assert infos[step_of.index(2) + 1].t == pytest.approx(t[3])
+    seen = guidance_per_evaluation(monkeypatch)
+    result = guide(str(heun_folder), at=window, compare=[ARM_RANDOM_STEPS, "none"], samples=n,
+                   **{**FAST, "steps": steps})
+    arms = result.document["arms"]
+    assert [a["name"] for a in arms] == [window, ARM_RANDOM_STEPS, "none"] and len(seen) == 3 * len(infos)
+    treatment, control = (torch.stack(seen[k * len(infos): (k + 1) * len(infos)]) for k in range(2))  # (E, n)
+    for guided in (treatment, control):
+        for k in range(1, len(infos)):
+            if step_of[k] == step_of[k - 1]:  # the two evaluations of one step
+                assert torch.equal(guided[k], guided[k - 1])
+    per_step = lambda guided: guided[[step_of.index(s) for s in range(steps)]]  # noqa: E731  (S, n)
+    assert per_step(treatment).sum(0).tolist() == [3] * n
+    assert per_step(control).sum(0).tolist() == [3] * n
+    assert not (per_step(treatment) & per_step(control)).any()  # the control's blocks avoid the treatment's steps
+    for arm in arms[:2]:
+        assert arm["guided_steps_mean"] == 3 and arm["guided_steps_range"] == [3, 3]
+
+
+def test_heun_suggestion_is_in_steps(heun_folder, critical_json):
+    """--suggest on a Heun scheduler: steps and step_count in scheduler steps, the timesteps of both evaluations."""
+    from diffcrit.guidance.engine import suggest
+
+    interval = suggest(str(heun_folder), critical_from=critical_json, width=0.3, steps=10, device="cpu")["interval"]
+    loaded, _ = load_guided_model(str(heun_folder), make_guide_config(steps=10, device="cpu"), None)
+    infos = step_grid(loaded, 10)
+    t = np.array([info.t for info in infos[::2]])  # Heun: step s evaluates at 2s (first) and 2s + 1 (second)
+    inside = np.flatnonzero((t >= interval["t"][0]) & (t <= interval["t"][1]))
+    assert interval["steps"] == [inside[0], inside[-1]] and interval["step_count"] == len(inside) > 1
+    assert interval["timesteps"] == [info.timestep for info in infos[2 * inside[0]: 2 * inside[-1] + 2]]
 
 
 def test_family_specifics(cond_folder, dit_folder):

@@ -170,7 +170,8 @@ def reference_loop(unet, scheduler, n, steps):
 
 
 @pytest.mark.parametrize("name", ["LMSDiscreteScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-                                  "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "EDMEulerScheduler",
+                                  "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                                  "EDMEulerScheduler",
                                   "EDMDPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
                                   "FlowMatchHeunDiscreteScheduler"])
 def test_scaled_input_schedulers_equal_the_pipeline_loop(name, tmp_path):

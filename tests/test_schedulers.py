@@ -20,6 +20,7 @@ from cli_checks import one_line_error
 from tiny_models import save_ddpm_pipeline
 
 from diffcrit.analysis import engine
+from diffcrit.analysis.critical import once_per_t
 from diffcrit.analysis.curves import compute_curves
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
@@ -27,7 +28,7 @@ from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.errors import UserError
 from diffcrit.probing.fourier import plane_wave_directions
 from diffcrit.models.loading import LoadedModel
-from diffcrit.sampling.steppers import SchedulerStepper
+from diffcrit.sampling.steppers import SchedulerStepper, scheduler_steps
 from diffcrit.models.schedulers import REFUSED, family_of
 
 TRAIN = 1000
@@ -103,6 +104,7 @@ SCHEDULERS = {
     "HeunDiscreteScheduler": _vp(diffusers.HeunDiscreteScheduler),
     "HeunDiscreteScheduler-karras": _vp(diffusers.HeunDiscreteScheduler, use_karras_sigmas=True),
     "KDPM2DiscreteScheduler": _vp(diffusers.KDPM2DiscreteScheduler),
+    "KDPM2AncestralDiscreteScheduler": _vp(diffusers.KDPM2AncestralDiscreteScheduler),
     "EDMEulerScheduler": lambda: diffusers.EDMEulerScheduler(sigma_data=SIGMA_DATA),
     "EDMDPMSolverMultistepScheduler": lambda: diffusers.EDMDPMSolverMultistepScheduler(sigma_data=SIGMA_DATA),
     "FlowMatchEulerDiscreteScheduler": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
@@ -117,7 +119,8 @@ SCHEDULERS = {
 FAMILY = {"EDMEulerScheduler": "edm", "EDMDPMSolverMultistepScheduler": "edm",
           "FlowMatchEulerDiscreteScheduler": "flow", "FlowMatchHeunDiscreteScheduler": "flow",
           "LMSDiscreteScheduler": "ve", "EulerDiscreteScheduler": "ve", "EulerAncestralDiscreteScheduler": "ve",
-          "HeunDiscreteScheduler": "ve", "KDPM2DiscreteScheduler": "ve"}  # the rest: vp
+          "HeunDiscreteScheduler": "ve", "KDPM2DiscreteScheduler": "ve",
+          "KDPM2AncestralDiscreteScheduler": "ve"}  # the rest: vp
 
 
 def exact_model(scheduler, field):
@@ -160,7 +163,12 @@ def test_exact_gaussian_in_every_family(name):
     assert np.isfinite([info.sigma for info in records.infos]).all()
 
 
-@pytest.mark.parametrize("name", ["HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "FlowMatchHeunDiscreteScheduler"])
+# where each scheduler's scale_model_input reads a second evaluation's sigma: sigmas_interpol[i + offset]
+INTERPOLATED_AT = {"KDPM2DiscreteScheduler": 0, "KDPM2AncestralDiscreteScheduler": -1}
+
+
+@pytest.mark.parametrize("name", ["HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                                  "FlowMatchHeunDiscreteScheduler"])
 def test_two_evaluations_per_step_are_two_records(name):
     """Each entry of scheduler.timesteps is one record, labelled first/second, at the sigma the model saw."""
     scheduler = SCHEDULERS[name]()
@@ -171,10 +179,27 @@ def test_two_evaluations_per_step_are_two_records(name):
     assert len(evaluations) == len(stepper.timesteps) - hidden == 2 * 6 - 1 - hidden
     expected = ["first", "second"] * 6
     assert evaluations == expected[hidden: hidden + len(evaluations)]
-    if name == "KDPM2DiscreteScheduler":  # its second evaluation is at the interpolated sigma, not on the grid
+    assert scheduler_steps(stepper.infos) == [k // 2 for k in range(hidden, 2 * 6 - 1)]  # evaluations 2s, 2s + 1
+    assert [info.timestep for info in stepper.infos] == stepper.timesteps[hidden:].tolist()  # what the model is given
+    if name in INTERPOLATED_AT:  # the second evaluation is at the interpolated sigma its input is scaled with
+        seconds = [(info.index, info.sigma) for info in stepper.infos if info.evaluation == "second"]
+        table = stepper.scheduler.sigmas_interpol
+        assert seconds and all(sigma == float(table[i + INTERPOLATED_AT[name]]) for i, sigma in seconds)
+    if name == "KDPM2DiscreteScheduler":  # ... which is not on the grid
         grid = set(np.round(stepper.scheduler.sigmas.numpy(), 6))
-        seconds = [info.sigma for info in stepper.infos if info.evaluation == "second"]
-        assert seconds and not any(round(s, 6) in grid for s in seconds)
+        assert not any(round(sigma, 6) in grid for _, sigma in seconds)
+
+
+@pytest.mark.parametrize("name,kept", [("HeunDiscreteScheduler", 6), ("KDPM2AncestralDiscreteScheduler", 6),
+                                       ("KDPM2DiscreteScheduler", 11)])
+def test_markers_read_a_sigma_two_records_share_once(name, kept):
+    """Heun's second evaluation of a step and the first of the next are at one sigma, and so are KDPM2 ancestral's
+    (its interpolated sigma sqrt(sigma_k sigma_down_k) is sigma_{k+1}, up to float32 round-off): markers read one
+    record per step. KDPM2's interpolated sigmas lie between the steps: every record counts."""
+    scheduler = SCHEDULERS[name]()
+    stepper = SchedulerStepper(scheduler, DiffusersDenoiser(exact_model(scheduler, GaussianField(size=8)),
+                                                            frame=family_of(scheduler).frame(scheduler)), 6)
+    assert once_per_t(np.array([info.t for info in stepper.infos])).sum() == kept
 
 
 def test_json_of_two_evaluation_steps_says_which(tmp_path):

@@ -38,10 +38,17 @@ def markers_of(curves: Curves, t: np.ndarray, keep: np.ndarray, shell: int | Non
     return detection.find_markers(t, **_detected_curves(curves, keep, shell))
 
 
+# Relative difference in t below which two consecutive records are at one sigma: float32 round-off of a
+# scheduler's sigma tables (KDPM2 ancestral's interpolated sigma is the next grid sigma up to ~4e-5 in t;
+# distinct steps are > 2e-3 apart even at 500 steps).
+SAME_T_RTOL = 1e-4
+
+
 def once_per_t(t: np.ndarray) -> np.ndarray:
-    """(S,) bool: False on a step whose t the next step repeats. Heun-type schedulers take the second
-    evaluation of a step and the first of the next at one sigma; markers read each t once, from the later."""
-    return np.append(t[:-1] != t[1:], True)
+    """(S,) bool: False on a step whose t the next step repeats (within SAME_T_RTOL). Heun-type schedulers take
+    the second evaluation of a step and the first of the next at one sigma (KDPM2 ancestral too:
+    sqrt(sigma_k sigma_down_k) = sigma_{k+1}); markers read each t once, from the later."""
+    return np.append(~np.isclose(t[:-1], t[1:], rtol=SAME_T_RTOL, atol=0), True)
 
 
 def on_steps(values: np.ndarray, keep: np.ndarray) -> np.ndarray:

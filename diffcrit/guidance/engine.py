@@ -35,10 +35,11 @@ from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
-                     arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm)
+                     arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
+                     step_t_grid)
 from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
 from ..progress import Callback, ignore
-from ..sampling.steppers import SchedulerStepper, StepInfo
+from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
 
@@ -141,6 +142,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
+    """Every recorded evaluation of the model's scheduler at ``steps`` (two per step for Heun-type schedulers)."""
     return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
 
 
@@ -257,8 +259,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     if scorer is not None:
         alignment.check_scorer(scorer, guidance.n_classes, targets.tolist(), image_shape(loaded, decode),
                                list(guidance.class_names) if guidance.class_names else None)
-    infos = step_grid(loaded, config.steps)
-    t_grid = np.array([info.t for info in infos])
+    t_grid = step_t_grid(step_grid(loaded, config.steps))  # (S,) per scheduler step
     # 2. The critical time, where an arm needs it or the user gave one.
     critical = None
     if critical_from is not None:
@@ -366,12 +367,12 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     loaded, guidance = load_guided_model(model, config, load_options)
     targets = target_classes(config, guidance)
     infos = step_grid(loaded, config.steps)
-    t_grid = np.array([info.t for info in infos])
+    t_grid = step_t_grid(infos)  # (S,) per scheduler step
     critical = critical_from_file(critical_from) if critical_from is not None else \
         measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
-    inside = [info for info in infos if lo <= info.t <= hi]
+    inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
     notes = []
@@ -387,8 +388,9 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
         "interval": {
             "t": [t_lo, t_hi],
             "sigma": [t_to_sigma(t_lo) if t_lo > 0 else 0.0, t_to_sigma(t_hi)],
-            "steps": [inside[0].index, inside[-1].index], "step_count": len(inside),
-            "timesteps": [info.timestep for info in inside],
+            "steps": [inside[0], inside[-1]], "step_count": len(inside),
+            "timesteps": [info.timestep for info, step in zip(infos, scheduler_steps(infos), strict=True)
+                          if step in inside],
             "scheduler": loaded.info.get("scheduler"), "num_inference_steps": config.steps,
         },
         "guidance_scale": config.scale,

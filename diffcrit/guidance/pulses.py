@@ -3,8 +3,12 @@
 Notation (Ho & Salimans 2022; docs/design.md §2):
     eps_c = eps(x_t, c), eps_u = eps(x_t, null)   raw model outputs on the model's own x_t
     eps   = eps_u + S (eps_c - eps_u)             S = guidance scale, applied in-window only
-    t     = log(1 + sigma^2) of the step (``StepInfo.t``); step i is in window [a, b] when a <= t_i <= b.
+    t     = log(1 + sigma^2) of the step; step i is in window [a, b] when a <= t_i <= b.
 Outside its window a sample runs conditionally only (eps = eps_c, no unconditional pass).
+
+Steps are scheduler steps (``step_t_grid``): a Heun-type scheduler's step evaluates the model twice, and
+both evaluations share one decision, taken at t_i of the step's first evaluation; windows, random step
+blocks and guided-step counts are all in steps. One-evaluation schedulers: a step is an evaluation.
 
 How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model's own
 pipeline, per-sample generators seed + i) with the model's own denoiser. The per-step
@@ -37,7 +41,7 @@ from ..errors import UserError
 from ..models.families import ClassGuidance, NOT_CLASS_CONDITIONAL, family_guidance
 from ..models.loading import LoadedModel
 from ..progress import GUIDE, Callback, ProgressEvent, ignore
-from ..sampling.steppers import SchedulerStepper, nonfinite_output_error, per_sample_noise
+from ..sampling.steppers import SchedulerStepper, StepInfo, nonfinite_output_error, per_sample_noise, scheduler_steps
 
 ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
 NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
@@ -61,6 +65,15 @@ def class_guidance(loaded: LoadedModel) -> ClassGuidance:
 
 # --------------------------------------------------------------------------------------------
 # Arms and windows (t = log(1 + sigma^2); windows are (N, 2) arrays of [lo, hi], lo > hi = never)
+
+
+def step_t_grid(infos: list[StepInfo]) -> np.ndarray:
+    """(S,) t of each scheduler step, its first recorded evaluation's: the t at which a pulse decides for the
+    whole step (``scheduler_steps``)."""
+    first: dict[int, float] = {}
+    for step, info in zip(scheduler_steps(infos), infos, strict=True):
+        first.setdefault(step, info.t)
+    return np.array(list(first.values()))
 
 
 @dataclass
@@ -236,8 +249,9 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
         stepper = SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps)
         x = stepper.init(noise[local])
         labels = targets[rows].to(loaded.device)
+        step_of, t_grid = scheduler_steps(stepper.infos), step_t_grid(stepper.infos)
         for i, info in enumerate(stepper.infos):
-            in_window = torch.from_numpy(arm.guided(info.t)[rows])
+            in_window = torch.from_numpy(arm.guided(t_grid[step_of[i]])[rows])  # one decision per scheduler step
             cond = guidance.conditioning(labels, torch.where(in_window, scale, 1.0).to(loaded.device))
             with torch.no_grad():
                 _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])

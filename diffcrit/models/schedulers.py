@@ -13,15 +13,17 @@ family needs nothing here (checked in this order):
         y = x_s / (1 - s) = x0 + sigma eps with sigma = s / (1 - s), so x_s = y / (1 + sigma),
         s = sigma / (1 + sigma), and D = x_s - s v = (y - sigma v) / (1 + sigma). At s = 1 (sigma
         infinite) y is undefined: that evaluation is run but not recorded (see ``Evaluation``).
-  ve    alphas_cumprod and sigmas, started from init_noise_sigma > 1 (Euler, LMS, Heun, KDPM2). The
-        sample is y; the model sees scale_model_input(y) = y / sqrt(1 + sigma^2) = x_t, a VP network.
+  ve    alphas_cumprod and sigmas, started from init_noise_sigma > 1 (Euler, LMS, Heun, KDPM2 and their
+        ancestral variants). The sample is y; the model sees scale_model_input(y) = y / sqrt(1 + sigma^2)
+        = x_t, a VP network.
   vp    alphas_cumprod otherwise (DDPM, DDIM, PNDM, DPM-Solver, DEIS, UniPC): the sample is x_t and
         y = x_t sqrt(1 + sigma^2), sigma = sqrt((1 - ab) / ab).
 
-Schedulers with ``state_in_first_order`` (Heun, KDPM2, FlowMatchHeun) evaluate the model twice per
-step; every entry of ``scheduler.timesteps`` is one evaluation, as in the diffusers pipelines, and
-is labelled "first" or "second". Schedulers that fit no family, or fit one but cannot be followed
-exactly, are refused (``REFUSED``) with the reason.
+Schedulers with ``state_in_first_order`` (Heun, KDPM2, KDPM2 ancestral, FlowMatchHeun) evaluate the
+model twice per step; every entry of ``scheduler.timesteps`` is one evaluation, as in the diffusers
+pipelines, and is labelled "first" or "second"; the second evaluations of KDPM2 and KDPM2 ancestral are
+at their interpolated sigmas (``interpolated_sigma``). Schedulers that fit no family, or fit one but
+cannot be followed exactly, are refused (``REFUSED``) with the reason.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ REFUSED = {
     "DPMSolverSDEScheduler": "its noise comes from one Brownian tree seeded once, not from per-sample generators",
     "CosineDPMSolverMultistepScheduler": "its noise comes from one Brownian tree seeded once, not from per-sample "
                                          "generators",
-    "KDPM2AncestralDiscreteScheduler": "its second evaluation's sigma is not aligned with its timesteps "
-                                       "(sigmas_interpol[step_index - 1]); not followed yet",
     "DDIMInverseScheduler": "it inverts (data to noise); it does not sample",
     "DPMSolverMultistepInverseScheduler": "it inverts (data to noise); it does not sample",
     "RePaintScheduler": "it inpaints a given image (its steps go back and forth in time)",
@@ -79,7 +79,7 @@ class AlphaBarFrame:
             raise UserError(f"unsupported prediction_type {prediction_type!r}",
                             f"supported: {', '.join(PREDICTION_TYPES)}")
         self.prediction_type = prediction_type
-        self.log_sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().log().double()  # training levels
+        self.log_sigmas = training_log_sigmas(alphas_cumprod)
 
     def model_input(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return y / torch.sqrt(1 + _col(sigma, y) ** 2)
@@ -88,12 +88,22 @@ class AlphaBarFrame:
         return output_to_denoised(output, y, sigma, self.prediction_type)
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Fractional training timestep whose noise level is sigma (interpolated in log sigma)."""
-        log_sigma = sigma.double().log().cpu()
-        idx = torch.searchsorted(self.log_sigmas, log_sigma).clamp(1, len(self.log_sigmas) - 1)
-        lo, hi = self.log_sigmas[idx - 1], self.log_sigmas[idx]
-        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-        return (idx - 1 + w).float()
+        return sigma_to_timestep(sigma, self.log_sigmas).float()
+
+
+def training_log_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """(T,) float64 log sigma of each training timestep, sigma = sqrt((1 - ab) / ab), increasing."""
+    return alpha_bar_to_sigma(alphas_cumprod).log().double()
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """Fractional training timestep (float64, CPU) whose noise level is sigma, interpolated in log sigma
+    between the training levels and clamped to them (sigma = 0: timestep 0)."""
+    log_sigma = sigma.double().log().cpu()
+    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
+    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+    return idx - 1 + w
 
 
 class EDMFrame:
@@ -140,12 +150,16 @@ class FlowFrame:
 # Families: where a scheduler's sample sits and at which sigma each evaluation is taken
 
 
-def _table(scheduler: Any, i: int, order: str | None) -> float:
-    """sigmas[i], or the interpolated sigma a second evaluation is taken at where the scheduler keeps one
-    (KDPM2's sigmas_interpol); ``sigmas`` is aligned with ``timesteps`` entry by entry."""
-    interpolated = getattr(scheduler, "sigmas_interpol", None)
-    table = interpolated if order == SECOND and interpolated is not None else scheduler.sigmas
-    return float(table[i])
+def interpolated_sigma(scheduler: Any, i: int) -> float:
+    """The sigma a second evaluation i is taken at where the scheduler keeps interpolated sigmas (KDPM2 and
+    KDPM2 ancestral's ``sigmas_interpol``): the entry whose training timestep is ``timesteps[i]``, the one passed
+    to the model, since the scheduler derives those timesteps from these sigmas. The model input is scaled with
+    that entry and the denoiser must use it. Found by value: its index differs between schedulers (KDPM2 reads
+    ``sigmas_interpol[i]``, KDPM2 ancestral ``sigmas_interpol[i - 1]``)."""
+    table = scheduler.sigmas_interpol.double().cpu()
+    table = table[table > 0]
+    timesteps = sigma_to_timestep(table, training_log_sigmas(scheduler.alphas_cumprod))
+    return float(table[torch.argmin((timesteps - float(scheduler.timesteps[i])).abs())])
 
 
 class VPFamily:
@@ -181,7 +195,13 @@ class VEFamily(VPFamily):
         return (hasattr(scheduler, "alphas_cumprod") and getattr(scheduler, "sigmas", None) is not None
                 and float(scheduler.init_noise_sigma) > 1)
 
-    sigma = staticmethod(_table)
+    @staticmethod
+    def sigma(scheduler: Any, i: int, order: str | None) -> float:
+        """sigmas[i] (``sigmas`` is aligned with ``timesteps`` entry by entry), or the interpolated sigma of a
+        second evaluation where the scheduler keeps them."""
+        if order == SECOND and getattr(scheduler, "sigmas_interpol", None) is not None:
+            return interpolated_sigma(scheduler, i)
+        return float(scheduler.sigmas[i])
 
     @staticmethod
     def to_y(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -214,7 +234,7 @@ class FlowFamily:
 
     @staticmethod
     def sigma(scheduler: Any, i: int, order: str | None) -> float:
-        s = _table(scheduler, i, order)
+        s = float(scheduler.sigmas[i])
         return s / (1 - s) if s < 1 else math.inf
 
     @staticmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Callable
 
 import torch
@@ -25,7 +26,8 @@ import torch
 from ..models.denoisers import DiffusersDenoiser
 from ..errors import ModelOutputError, UserError
 from ..frame import karras_sigmas, sigma_to_t
-from ..models.schedulers import FIRST, evaluations, family_of, init_noise_sigma, scale_model_input, step_kwargs
+from ..models.schedulers import (FIRST, SECOND, evaluations, family_of, init_noise_sigma, scale_model_input,
+                                 step_kwargs)
 
 @dataclass(frozen=True)
 class StepInfo:
@@ -40,6 +42,14 @@ class StepInfo:
     @property
     def t(self) -> float:
         return sigma_to_t(self.sigma)
+
+
+def scheduler_steps(infos: list[StepInfo]) -> list[int]:
+    """(E,) the scheduler step of each recorded evaluation, from 0: a "second" evaluation belongs to the step of
+    the one before it, every other evaluation starts a step (a leading "second", whose first evaluation ran on
+    pure noise unrecorded, starts step 0). One-evaluation schedulers: step i is evaluation i."""
+    starts = [int(k == 0 or info.evaluation != SECOND) for k, info in enumerate(infos)]
+    return [n - 1 for n in accumulate(starts)]
 
 
 def nonfinite_output_error(info: StepInfo, half_precision: bool, where: str = "") -> ModelOutputError:
