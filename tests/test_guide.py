@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 import diffcrit
 from diffcrit.guidance import alignment
 from diffcrit.errors import UserError
-from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, GUIDANCE_KEY, Arm, PulsedGuidance, arm_names,
-                                      build_arms, random_step_windows, random_windows, sample_arm, step_t_grid)
+from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
+                                      random_windows, sample_arm, step_t_grid)
+from diffcrit.models.denoisers import GUIDANCE, DiffusersDenoiser
 from diffcrit.sampling.steppers import scheduler_steps
 from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.report.document import validate_document
@@ -157,13 +158,13 @@ def heun_folder(tmp_path_factory):
 def guidance_per_evaluation(monkeypatch):
     """Records, for every model evaluation guide makes, which samples are guided ((B,) bool)."""
     seen = []
-    model_output = PulsedGuidance.model_output
+    model_output = DiffusersDenoiser.model_output
 
-    def recorded(self, x, timestep, cond):
-        seen.append(cond[GUIDANCE_KEY].cpu() != 1.0)
+    def recorded(self, x, timestep, cond=None):
+        seen.append(cond[GUIDANCE]["scale"].cpu() != 1.0)
         return model_output(self, x, timestep, cond)
 
-    monkeypatch.setattr(PulsedGuidance, "model_output", recorded)
+    monkeypatch.setattr(DiffusersDenoiser, "model_output", recorded)
     return seen
 
 
