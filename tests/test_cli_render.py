@@ -73,3 +73,17 @@ def test_guide_tables_are_readable(guide_document, width):
     assert_readable(text, width, cells + ["target_prob", "top1"], intact)
     text = render(lambda c: render_suggestion(c, suggestion), width)
     assert_readable(text, width, [suggestion["critical"]["source"]])
+
+
+@pytest.mark.parametrize("conditioning, title", [
+    (None, "m — markers"),
+    ({"type": "class", "class_label": 3, "cfg": {"scale": 2.5, "null_class": 10}}, "m (class 3, CFG 2.5) — markers"),
+    ({"type": "prompt", "prompt": "a red barn"}, 'm (prompt "a red barn") — markers'),
+    ({"type": "prompt_embeds", "file": "e.safetensors"}, "m (prompt embeddings) — markers"),
+])
+def test_summary_title_says_what_the_run_was_conditioned_on(conditioning, title):
+    from diffcrit.cli._render import render_summary
+
+    document = make_analyze_result(0.45)
+    document["model"].update(id="m", conditioning=conditioning)
+    assert title in " ".join(render(lambda console: render_summary(console, document), 160).split())

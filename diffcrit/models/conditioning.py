@@ -120,15 +120,20 @@ def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
     ``__call__`` passes, run on the CPU with only its text encoders and tokenizers loaded (no transformer,
     scheduler or VAE; freed on return). The negative prompt (default "", as the pipelines') is encoded as the
     pipeline does it: by ``encode_prompt``'s own negative branch, or as a second prompt (``TextEncoding.negative``)."""
+    import warnings
+
     import diffusers
 
     _need_text_encoder(root)
     try:
-        pipeline = getattr(diffusers, text.pipeline).from_pretrained(root, transformer=None, vae=None, scheduler=None,
-                                                                     torch_dtype=getattr(torch, config.dtype))
+        with warnings.catch_warnings():  # recent diffusers call it `dtype`; the older ones diffcrit supports do not
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipeline = getattr(diffusers, text.pipeline).from_pretrained(
+                root, transformer=None, vae=None, scheduler=None, torch_dtype=getattr(torch, config.dtype))
     except (OSError, ValueError, ImportError) as err:
         raise UserError(f"cannot load the text encoders of {root}: {shorten(str(err), 200)}",
-                        "pass --prompt-embeds FILE") from None
+                        "pip install 'diffcrit[text]' (sentencepiece reads spiece.model tokenizers), "
+                        "or pass --prompt-embeds FILE") from None
     negative_prompt = config.negative_prompt or ""
 
     def encode(prompt: str, **extra) -> dict:
