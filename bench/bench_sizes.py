@@ -148,7 +148,7 @@ def phase_forward(args) -> dict:
         cond = {"class_labels": torch.full((1,), spec.class_label, dtype=torch.long)}
     elif spec.embeds:
         embeds = load_file(str(args.folder / "embeds.safetensors"))
-        cond = family.text.to_cond(model, embeds, (size * 8, size * 8))
+        cond = family.text.to_cond(model, embeds, (size * 8, size * 8), None)
     else:
         cond = None
     seconds = []

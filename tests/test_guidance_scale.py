@@ -136,3 +136,46 @@ def test_guidance_where_there_is_nothing_to_guide_exits_2(cond_folder):
                        "--steps", "3", "--quiet"), "null class")
     one_line_error(run("analyze", "--model", cond_folder, "--class-label", "1", "--guidance-scale", "2",
                        "--negative-prompt", "x", "--steps", "3", "--quiet"), "takes no prompt")
+
+
+@pytest.fixture(scope="module")
+def lcm_folder(tmp_path_factory):
+    """A guidance-distilled (LCM) UNet: ``time_cond_proj_dim``, LCMScheduler, LatentConsistencyModelPipeline."""
+    import json
+
+    from tiny_models import tiny_cond_unet
+
+    folder = save_sd_pipeline(tmp_path_factory.mktemp("lcm"), unet=tiny_cond_unet(time_cond_proj_dim=8))
+    diffusers.LCMScheduler(num_train_timesteps=100, original_inference_steps=20).save_pretrained(folder / "scheduler")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(_class_name="LatentConsistencyModelPipeline", scheduler=["diffusers", "LCMScheduler"])
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def lcm_pipeline(folder):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return diffusers.LatentConsistencyModelPipeline(
+        vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
+        scheduler=diffusers.LCMScheduler.from_pretrained(folder / "scheduler"), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+
+
+@pytest.mark.parametrize("scale", [None, 3.0])
+def test_guidance_distilled_unet_embeds_the_scale_as_its_pipeline(lcm_folder, scale):
+    """An LCM UNet takes the guidance scale as an input (timestep_cond), at LatentConsistencyModelPipeline's default
+    8.5 or --guidance-scale, with no CFG: final latents equal the pipeline's."""
+    size = 8 * lcm_pipeline(lcm_folder).vae_scale_factor
+    expected = lcm_pipeline(lcm_folder)(
+        prompt=[PROMPT] * 2, num_inference_steps=4, height=size, width=size, generator=generators(2),
+        output_type="latent", **({} if scale is None else {"guidance_scale": scale})).images.float()
+    options = dict(FAST, steps=4) if scale is None else dict(FAST, steps=4, guidance_scale=scale)
+    result = diffcrit.analyze(str(lcm_folder), prompt=PROMPT, **options)
+    torch.testing.assert_close(result.samples, expected, atol=1e-4, rtol=0)
+    conditioning = result.to_dict()["model"]["conditioning"]
+    assert conditioning["guidance"] == (8.5 if scale is None else scale) and "cfg" not in conditioning
+    one_line_error(run("analyze", "--model", lcm_folder, "--prompt", PROMPT, "--guidance-scale", "3",
+                       "--negative-prompt", "x", "--steps", "3", "--quiet"), "guidance-distilled")

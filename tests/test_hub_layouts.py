@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from cli_checks import one_line_error
+from cli_checks import one_line_error, run
 from diffusers import DDPMPipeline, DDPMScheduler
 from tiny_models import tiny_unet
 from typer.testing import CliRunner
@@ -126,3 +126,32 @@ def test_download_asks_the_hub_for_those_files_only(monkeypatch, tmp_path):
                         lambda repo_id, **kwargs: (asked.update(kwargs), str(tmp_path))[1])
     assert download("owner/name", LoadOptions(variant="fp16")) == tmp_path
     assert asked["allow_patterns"] == hub_files(SD_LIKE, "fp16") and not asked["local_files_only"]
+
+
+@pytest.mark.parametrize("class_name, config, fragment", [
+    ("UNet2DConditionModel", {"in_channels": 9}, "takes 9 input channels but predicts 4"),  # SD inpainting
+    ("UNet2DConditionModel", {"in_channels": 8}, "takes 8 input channels but predicts 4"),  # instruct-pix2pix
+    ("UNet2DConditionModel", {"addition_embed_type": "image"}, "addition_embed_type 'image'"),  # Kandinsky 2.2
+    ("UNet2DConditionModel", {"class_embed_type": "timestep"}, "class_embed_type 'timestep'"),  # IF stage II
+    ("FluxTransformer2DModel", {"in_channels": 384, "out_channels": 64}, "takes 384 input channels"),  # Flux Fill
+])
+def test_image_conditioned_models_are_refused_before_their_weights(tmp_path, class_name, config, fragment):
+    """What needs an image or mask besides noise and a prompt is refused from config.json alone, in one line (no
+    weights in the folder: they are never read)."""
+    import json
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": class_name, **config}))
+    result = run("analyze", "--model", folder, "--scheduler", "DDIMScheduler", "--prompt", "a red barn", "--quiet")
+    one_line_error(result, fragment, "image-conditioned")
+
+
+def test_generative_models_pass_the_channel_check():
+    """Mean-only and learned-variance (2C) outputs, and configs that state no out_channels, are generative."""
+    from diffcrit.models.families import check_generative, family_named
+
+    for class_name, config in (("UNet2DModel", {"in_channels": 3, "out_channels": 6}), ("Transformer2DModel",
+                               {"in_channels": 4, "out_channels": 8}), ("PixArtTransformer2DModel", {}),
+                               ("FluxTransformer2DModel", {"in_channels": 64}), ("SD3Transformer2DModel", {})):
+        check_generative(family_named(class_name), class_name, config)

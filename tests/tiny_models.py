@@ -20,12 +20,13 @@ def tiny_unet(num_class_embeds: int | None = None, seed: int = 0) -> UNet2DModel
                        num_class_embeds=num_class_embeds).eval()
 
 
-def tiny_cond_unet(seed: int = 0) -> UNet2DConditionModel:
+def tiny_cond_unet(seed: int = 0, **config) -> UNet2DConditionModel:
+    """SD-1.x-shaped; ``config`` adds to it (e.g. time_cond_proj_dim: guidance-distilled, as LCM)."""
     torch.manual_seed(seed)
     return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
                                 layers_per_block=1, norm_num_groups=4, cross_attention_dim=12, attention_head_dim=4,
                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).eval()
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), **config).eval()
 
 
 def tiny_dit(seed: int = 0) -> DiTTransformer2DModel:

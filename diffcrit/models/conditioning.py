@@ -14,6 +14,7 @@ conditioning then carries, under ``denoisers.GUIDANCE``, the scale and the uncon
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -210,12 +211,19 @@ def _same_shapes(first: dict, second: dict, where: str) -> None:
 
 
 def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
+    text = family.text
+    distilled = text.distilled(module, root, config)  # a guidance-distilled model's guidance input: recorded
+    if distilled is not None and not text.true_cfg:  # --guidance-scale is that input; its pipeline does no CFG
+        if config.negative_prompt is not None:
+            raise UserError(f"{type(module).__name__} is guidance-distilled: its pipeline has no negative branch",
+                            "drop --negative-prompt")
+        config = dataclasses.replace(config, guidance_scale=1.0)
     embeds, negative, info = _embeddings(family, module, root, config)
-    encoded = family.text.to_cond(module, embeds, pixels)
-    if "guidance" in encoded:  # a distilled guidance embedding (Flux): a model input, recorded
-        info["guidance"] = float(encoded["guidance"][0])
+    encoded = text.to_cond(module, embeds, pixels, distilled)
+    if distilled is not None:
+        info["guidance"] = distilled
     if negative is not None:
-        unconditional = family.text.to_cond(module, negative, pixels)
+        unconditional = text.to_cond(module, negative, pixels, distilled)
         _same_shapes(encoded, unconditional, f"--prompt-embeds {config.prompt_embeds}" if config.prompt_embeds
                      else "--negative-prompt")
         encoded[GUIDANCE] = {"scale": torch.tensor([config.guidance_scale]), "unconditional": unconditional}

@@ -173,7 +173,7 @@ class ClassGuidance:
 # Embeddings are (1, ...) tensors; pixels = (height, width) of the image the latent grid stands for.
 
 
-def _sd_cond(module, embeds: dict, pixels) -> dict:
+def _sd_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     """SD 1.x/2.x: the CLIP hidden states; SDXL (``addition_embed_type="text_time"``): also the pooled projection
     and the time ids (original size, crop (0, 0), target size: ``_get_add_time_ids``) of the ``pixels`` image the
     pipeline draws by default (sample_size times its VAE scale factor)."""
@@ -182,7 +182,29 @@ def _sd_cond(module, embeds: dict, pixels) -> dict:
         height, width = pixels
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
         cond["added_cond_kwargs"] = {"text_embeds": embeds["pooled_prompt_embeds"], "time_ids": time_ids}
+    if guidance is not None:  # guidance-distilled (LCM): the scale embedded as the pipelines embed it, no CFG
+        from diffusers import LatentConsistencyModelPipeline
+
+        cond["timestep_cond"] = LatentConsistencyModelPipeline.get_guidance_scale_embedding(
+            None, torch.tensor([guidance - 1.0]), embedding_dim=module.config.time_cond_proj_dim)
     return cond
+
+
+def _sd_distilled(module, root: Path, config) -> float | None:
+    """A UNet with ``time_cond_proj_dim`` (LCM-distilled) takes its guidance scale as an input, ``timestep_cond``:
+    ``--guidance-scale`` if given, else the default of the folder's pipeline (LatentConsistencyModelPipeline: 8.5;
+    StableDiffusion(XL)Pipeline otherwise); its pipelines then do no CFG. None for other UNets."""
+    if module.config.get("time_cond_proj_dim") is None:
+        return None
+    if config.guided:
+        return float(config.guidance_scale)
+    import diffusers
+
+    index = Path(root) / "model_index.json"
+    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    if not hasattr(getattr(diffusers, str(name), None), "get_guidance_scale_embedding"):
+        name = "StableDiffusionXLPipeline" if _text_time(module) else "StableDiffusionPipeline"
+    return float(_call_default(name, "guidance_scale"))
 
 
 def _text_time(module) -> bool:
@@ -193,23 +215,23 @@ def _sd_embed_names(module) -> tuple[str, ...]:
     return ("prompt_embeds", "pooled_prompt_embeds") if _text_time(module) else ("prompt_embeds",)
 
 
-def _joint_cond(module, embeds: dict, pixels) -> dict:
+def _joint_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     """SD3: the joint (CLIP-L, CLIP-G, T5) token embeddings and the pooled CLIP projections."""
     return {"encoder_hidden_states": embeds["prompt_embeds"], "pooled_projections": embeds["pooled_prompt_embeds"]}
 
 
-def _flux_cond(module, embeds: dict, pixels) -> dict:
-    """Flux: as SD3, plus the distilled guidance embedding (a model input, not CFG) at FluxPipeline's default
-    ``guidance_scale`` when the transformer has ``guidance_embeds``."""
+def _flux_cond(module, embeds: dict, pixels, guidance=None) -> dict:
+    """Flux: as SD3, plus the distilled guidance embedding's input (a model input, not CFG) where it has one."""
     cond = _joint_cond(module, embeds, pixels)
-    if module.config.get("guidance_embeds"):
-        cond["guidance"] = torch.full((1,), flux_guidance(), dtype=torch.float32)
+    if guidance is not None:
+        cond["guidance"] = torch.full((1,), guidance, dtype=torch.float32)
     return cond
 
 
-def flux_guidance() -> float:
-    """FluxPipeline's default ``guidance_scale`` (its distilled guidance embedding's input)."""
-    return float(_call_default("FluxPipeline", "guidance_scale"))
+def _flux_distilled(module, root: Path, config) -> float | None:
+    """A Flux transformer with ``guidance_embeds``: FluxPipeline's default ``guidance_scale`` (3.5), whatever
+    ``--guidance-scale`` (its true CFG) says."""
+    return float(_call_default("FluxPipeline", "guidance_scale")) if module.config.get("guidance_embeds") else None
 
 
 def _call_default(pipeline: str, parameter: str) -> Any:
@@ -221,12 +243,12 @@ def _call_default(pipeline: str, parameter: str) -> Any:
     return inspect.signature(getattr(diffusers, pipeline).__call__).parameters[parameter].default
 
 
-def _masked_cond(module, embeds: dict, pixels) -> dict:
+def _masked_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     """Sana: the text encoder's (Gemma2's) hidden states and their attention mask."""
     return {"encoder_hidden_states": embeds["prompt_embeds"], "encoder_attention_mask": embeds["prompt_attention_mask"]}
 
 
-def _pixart_cond(module, embeds: dict, pixels) -> dict:
+def _pixart_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     """PixArt-alpha: T5 hidden states and mask; the 1024 px models (sample_size 128) also take the image's
     resolution and aspect ratio (``added_cond_kwargs``) as PixArtAlphaPipeline builds them."""
     cond = _masked_cond(module, embeds, pixels)
@@ -245,15 +267,19 @@ class TextEncoding:
     names of its outputs in order (None: an output diffcrit does not use). ``names(module)``: the embeddings the
     model needs. ``negative``: how the pipeline encodes a negative prompt under classifier-free guidance:
     "argument" (``encode_prompt``'s own ``do_classifier_free_guidance`` / ``negative_prompt`` branch, outputs
-    ``negative_*``) or "prompt" (encoded as a second prompt: FluxPipeline's true CFG)."""
+    ``negative_*``) or "prompt" (encoded as a second prompt: FluxPipeline's true CFG). ``distilled(module, root,
+    config)``: the input of a guidance-distilled model's guidance embedding (None: it has none); ``true_cfg``: its
+    pipeline also does CFG then (Flux), else ``--guidance-scale`` sets that input instead (LCM)."""
 
     pipeline: str | None
-    to_cond: Callable[[Any, dict, tuple[int, int] | None], dict]
+    to_cond: Callable[..., dict]  # (module, embeddings, pixels, distilled guidance or None) -> model keywords
     names: Callable[[Any], tuple[str, ...]]
     arguments: dict = field(default_factory=dict)
     outputs: tuple[str | None, ...] = ()
     call_defaults: tuple[str, ...] = ()
     negative: str = "argument"
+    distilled: Callable[[Any, Path, Any], float | None] = lambda module, root, config: None
+    true_cfg: bool = False
 
     def encode_arguments(self) -> dict:
         """``encode_prompt``'s keyword arguments besides the prompt, as the pipeline's ``__call__`` passes them."""
@@ -378,6 +404,16 @@ def _flux_timesteps(scheduler, steps: int, grid: tuple[int, int], config) -> Non
     scheduler.set_begin_index(0)
 
 
+def _sd_image_conditioned(value: Callable[[str], Any]) -> str | None:
+    """UNet2DConditionModel configs whose pipelines feed it images or image embeddings (Kandinsky's image_embeds
+    and hints, DeepFloyd IF stage II's noise-level class embedding of an upscaled image)."""
+    for key, kinds in (("addition_embed_type", ("image", "image_hint", "text_image")),
+                       ("encoder_hid_dim_type", ("image_proj", "text_image_proj"))):
+        if value(key) in kinds:
+            return f"{key} {value(key)!r}"
+    return f"class_embed_type {value('class_embed_type')!r}" if value("class_embed_type") is not None else None
+
+
 # --------------------------------------------------------------------------------------------
 # The families
 
@@ -404,18 +440,20 @@ class Family:
     latent_size: Callable[[int, int], int] = _divide
     set_timesteps: Callable = _plain_timesteps
     pipeline_scheduler: Callable[[Any, Path], Any] = _as_loaded  # (scheduler, folder) -> as its pipeline has it
+    image_conditioned: Callable[[Callable[[str], Any]], str | None] = lambda value: None  # config -> why refused
 
     @property
     def label(self) -> str:
         return self.classes[0]
 
 
-SD_TEXT = TextEncoding(None, _sd_cond, _sd_embed_names)
+SD_TEXT = TextEncoding(None, _sd_cond, _sd_embed_names, distilled=_sd_distilled)
 FAMILIES = (
     Family("unet", ("UNet2DModel",), _call_positional, "class", class_count=_unet_classes, guidance=_unet_guidance,
            scheduler_gets_variance=True),
     Family("sd", ("UNet2DConditionModel",), _call_positional, "prompt", text=SD_TEXT,
-           vae_scale=_vae_scale("block_out_channels", 8), resizable=False, pipeline_scheduler=_sd_pipeline_scheduler),
+           vae_scale=_vae_scale("block_out_channels", 8), resizable=False, pipeline_scheduler=_sd_pipeline_scheduler,
+           image_conditioned=_sd_image_conditioned),
     Family("dit", ("DiTTransformer2DModel",), _call_keyword, "class", remapped=("Transformer2DModel",),
            class_count=_dit_classes, guidance=_dit_guidance),
     Family("sd3", ("SD3Transformer2DModel",), _call_keyword, "prompt",
@@ -426,7 +464,8 @@ FAMILIES = (
            vae_scale=_vae_scale("block_out_channels", 8), set_timesteps=_sd3_timesteps),
     Family("flux", ("FluxTransformer2DModel",), _call_flux, "prompt",
            text=TextEncoding("FluxPipeline", _flux_cond, _names("prompt_embeds", "pooled_prompt_embeds"),
-                             {"prompt_2": None}, ("prompt_embeds", "pooled_prompt_embeds", None), negative="prompt"),
+                             {"prompt_2": None}, ("prompt_embeds", "pooled_prompt_embeds", None), negative="prompt",
+                             distilled=_flux_distilled, true_cfg=True),
            channels=lambda config: int(config.in_channels) // 4, vae_scale=_vae_scale("block_out_channels", 8),
            default_pixels=_flux_pixels, latent_size=_flux_latent, set_timesteps=_flux_timesteps),
     Family("pixart", ("PixArtTransformer2DModel",), _call_pixart, "prompt",
@@ -451,6 +490,33 @@ def family_named(class_name: str, where: Any = None) -> Family:
             return family
     raise UserError(f"unsupported model class {class_name!r}" + (f" in {where}" if where else ""),
                     f"supported: {SUPPORTED}")
+
+
+IMAGE_CONDITIONED = "an image-conditioned model (inpainting, depth or edit conditioning, upscaling, image prompts)"
+
+
+def check_generative(family: Family, class_name: str, stored: dict) -> None:
+    """Refuse, before any weights are read, a denoiser that needs more than noise and its family's conditioning: its
+    input has other channels than it predicts (the extra ones an image or mask: SD inpainting's 9, Flux Fill's
+    384; the mean and a learned variance, 2C, are fine), or the family's ``image_conditioned`` config says so."""
+    import inspect
+
+    import diffusers
+
+    defaults = inspect.signature(getattr(diffusers, class_name).__init__).parameters
+
+    def value(key):
+        return stored[key] if key in stored else getattr(defaults.get(key), "default", None)
+
+    c_in = value("in_channels")
+    c_out = value("out_channels") or c_in
+    if isinstance(c_in, int) and isinstance(c_out, int) and c_out not in (c_in, 2 * c_in):
+        raise UserError(f"{class_name} takes {c_in} input channels but predicts {c_out}: {IMAGE_CONDITIONED}",
+                        "diffcrit samples from noise and a class or prompt only")
+    reason = family.image_conditioned(value)
+    if reason:
+        raise UserError(f"{class_name} with {reason}: {IMAGE_CONDITIONED}",
+                        "diffcrit samples from noise and a class or prompt only")
 
 
 def model_family(module: torch.nn.Module, class_name: str | None = None) -> Family:

@@ -22,7 +22,7 @@ import torch
 from . import builtins
 from ..config import AnalyzeConfig
 from .denoisers import CallableDenoiser, DiffusersDenoiser
-from .families import Family, family_named, latent_grid, model_family
+from .families import Family, check_generative, family_named, latent_grid, model_family
 from ..errors import UserError, shorten
 from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
@@ -283,10 +283,13 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
 
 def _model_family(folder: Path) -> tuple[str, Family]:
     """The denoiser's ``_class_name`` from its config.json and its family, checked before anything else is read."""
-    class_name = _read_json(folder / "config.json").get("_class_name")
+    stored = _read_json(folder / "config.json")
+    class_name = stored.get("_class_name")
     if class_name is None:
         raise UserError(f"{folder / 'config.json'} has no _class_name", "write the folder again (save_pretrained)")
-    return class_name, family_named(class_name, folder / "config.json")
+    family = family_named(class_name, folder / "config.json")
+    check_generative(family, class_name, stored)
+    return class_name, family
 
 
 def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
