@@ -84,3 +84,18 @@ def test_sdxl_prompt_conditions_the_samples_and_jvp_runs(sdxl_folder):
     assert document["environment"]["probe_method"] == "jvp"
     assert red.samples.shape == (2, 4, 8, 8) and torch.isfinite(red.samples).all()
     assert not torch.allclose(red.samples, blue.samples)  # the prompt reaches the UNet through both paths
+
+
+def test_a_unet_whose_text_encoder_is_not_clip_is_refused(sd_folder, tmp_path):
+    """DeepFloyd IF's UNet reads T5 embeddings: diffcrit's CLIP encoding would load the T5 weights as a random CLIP."""
+    import json
+    import shutil
+
+    from cli_checks import one_line_error
+
+    folder = tmp_path / "if"
+    shutil.copytree(sd_folder, folder)
+    config = folder / "text_encoder" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "t5"}))
+    one_line_error(run("analyze", "--model", folder, "--prompt", "a red barn", "--steps", "3", "--quiet"),
+                   "t5 encoder", "--prompt-embeds")

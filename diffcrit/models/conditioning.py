@@ -69,6 +69,10 @@ def _sd_embeds(root: Path, prompts: list[str], names: tuple[str, ...]) -> list[d
     except ImportError:
         raise UserError("--prompt needs the transformers package", "pip install 'diffcrit[text]'") from None
     _need_text_encoder(root)
+    kind = _encoder_kind(root / "text_encoder")
+    if kind != "unknown" and not kind.startswith("clip"):  # IF's T5, say: loaded as CLIP it would be random
+        raise UserError(f"{root}/text_encoder is a {kind} encoder; diffcrit encodes this UNet's prompts with CLIP",
+                        "pass --prompt-embeds FILE (the pipeline's encode_prompt outputs)")
 
     def encode(sub: str, cls, tok_sub: str):
         tokenizer = AutoTokenizer.from_pretrained(root / tok_sub)
@@ -107,6 +111,14 @@ def _force_zeros(root: Path) -> bool:
         return bool(json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True))
     except (OSError, ValueError):
         return True
+
+
+def _encoder_kind(folder: Path) -> str:
+    """The ``model_type`` of a transformers text encoder folder ("clip_text_model", "t5", ...; "unknown")."""
+    try:
+        return str(json.loads((folder / "config.json").read_text()).get("model_type") or "unknown")
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def _need_text_encoder(root: Path) -> None:
