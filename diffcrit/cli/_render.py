@@ -94,8 +94,10 @@ def render_summary(console: Console, document: dict) -> None:
         console.print(f"no critical time: the primary marker ({primary}) was not found", style="yellow")
     inconsistent = ((document.get("diagnostics") or {}).get("total_variance") or {}).get("inconsistent_steps") or []
     if inconsistent:
+        guided = ((document["model"].get("conditioning") or {}).get("cfg")) is not None
+        why = " (a guided D(y) is no posterior mean: docs/design.md §2)" if guided else ""
         console.print(f"{len(inconsistent)} step(s) with an inconsistent x0 estimate (decided fraction > 1.25) "
-                      f"left out of the markers: {inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}",
+                      f"left out of the markers: {inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}{why}",
                       style="yellow", highlight=False)
     if theory.get("measured_minus_predicted"):
         differences = theory["measured_minus_predicted"].items()
