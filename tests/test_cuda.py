@@ -72,3 +72,19 @@ def test_bfloat16_runs_with_finite_curves_close_to_float32(ddpm_folder):
     assert len(s_half) == 8 and np.isfinite(s_half).all()
     assert torch.isfinite(half.samples.float()).all()
     np.testing.assert_allclose(s_half, s_full, rtol=0, atol=1e-2)  # 5e-4 apart on CPU; s spans ~0.1 here
+
+
+def test_guided_text_transformer_on_cuda_equals_cpu_and_jvp_equals_fd(tmp_path):
+    """SD3's joint attention (fused SDPA on CUDA) under classifier-free guidance: the same samples as on the CPU,
+    and JVP probes of the guided denoiser agree with finite differences."""
+    pytest.importorskip("transformers")
+    from tiny_transformers import save_sd3_pipeline
+
+    folder = str(save_sd3_pipeline(tmp_path / "sd3"))
+    options = dict(prompt="a red barn", guidance_scale=3.0, negative_prompt="a blue sky", steps=4, samples=2)
+    on_cpu = diffcrit.analyze(folder, device="cpu", **options, **ANALYSIS)
+    on_gpu = diffcrit.analyze(folder, device=DEVICE, **options, **ANALYSIS)
+    torch.testing.assert_close(on_gpu.samples.cpu(), on_cpu.samples, atol=1e-4, rtol=0)
+    by_jvp = diffcrit.analyze(folder, device=DEVICE, probe="jvp", **options, **PROBED)
+    by_fd = diffcrit.analyze(folder, device=DEVICE, probe="fd", **options, **PROBED)
+    np.testing.assert_allclose(stiffness(by_jvp), stiffness(by_fd), rtol=0, atol=1e-3)

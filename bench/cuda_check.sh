@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The CUDA path in one short run, for a machine with a GPU (the device tool: `run` with this script).
+# 1. the CUDA tests (sampler equals the CPU and DDPMPipeline, JVP through fused attention equals FD, bfloat16,
+#    a guided text transformer); 2. speed and memory of analyze vs the plain pipeline on the real configs.
+# Results under $OUT (or ./cuda-results): pytest's log and bench_analyze's JSON.
+set -euo pipefail
+OUT="${OUT:-cuda-results}"
+mkdir -p "$OUT"
+export OMP_WAIT_POLICY=PASSIVE
+PY="${PY:-python}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
+"$PY" -m pytest tests/test_cuda.py -m cuda -rA 2>&1 | tee "$OUT/test_cuda.log" | tail -20
+"$PY" bench/bench_analyze.py --cuda --out "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.log" | tail -20
