@@ -353,3 +353,16 @@ def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
     assert (framed == 255).all()  # frames and the fourth, empty cell are white
     rgb = image_grid(tiles(torch.zeros(2, 3, 4, 4)), cols=2)
     assert rgb.mode == "RGB" and rgb.size == (12, 6)
+
+
+def test_one_model_twice_is_labelled_by_its_conditioning():
+    """Overlaying a model's unguided and guided runs: the default labels say which is which."""
+    from diffcrit.report.plotting import _labels
+
+    plain, guided, same = (make_analyze_result(0.4) for _ in range(3))
+    for doc, cfg in ((plain, None), (guided, {"scale": 3.0, "null_class": 10}), (same, None)):
+        doc["model"].update(id="builtin:digits", conditioning={"type": "class", "class_label": 3,
+                                                              **({"cfg": cfg} if cfg else {})})
+    assert _labels([plain, guided], None) == ["builtin:digits (class 3)", "builtin:digits (class 3, CFG 3)"]
+    assert _labels([plain, same], None) == ["builtin:digits (class 3) #1", "builtin:digits (class 3) #2"]
+    assert _labels([make_analyze_result(0.4)], None) == [make_analyze_result(0.4)["model"]["id"]]

@@ -12,7 +12,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
                            TimeRemainingColumn)
 from rich.table import Table
 
-from ..errors import shorten
+from ..report.document import describe_conditioning
 from ..progress import CLONING, GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 
 
@@ -54,23 +54,12 @@ def _sparkline(values: list, width: int = 40) -> str:
     return sparkline(values, width)
 
 
-def _conditioned(conditioning: Mapping | None) -> str:
-    """' (class 3, CFG 3)', ' (prompt "a red barn")', ...: what the run was conditioned on, for the title."""
-    if not conditioning:
-        return ""
-    kind = conditioning.get("type")
-    parts = [f"class {conditioning.get('class_label')}" if kind == "class" else
-             f'prompt "{shorten(conditioning.get("prompt") or "", 40)}"' if kind == "prompt" else "prompt embeddings"]
-    if conditioning.get("cfg"):
-        parts.append(f"CFG {_fmt(float(conditioning['cfg']['scale']), 3)}")
-    return f" ({', '.join(parts)})"
-
-
 def render_summary(console: Console, document: dict) -> None:
     """Critical time (the regime's primary marker), every marker with its ci95 and presence, compact curves."""
     critical = document["critical"]
     theory = document.get("theory") or {}
-    title = f"{document['model']['id']}{_conditioned(document['model'].get('conditioning'))} — markers " \
+    conditioned = describe_conditioning(document["model"].get("conditioning"))
+    title = f"{document['model']['id']}{f' ({conditioned})' if conditioned else ''} — markers " \
             f"({critical.get('regime', 'trajectory')} regime)"
     table = Table(title=title, title_justify="left")
     for column in ("marker", "t", "ci95", "presence", "sigma", "step"):

@@ -184,6 +184,21 @@ def header(kind: str, config: dict, *, model: dict | None = None, environment: d
     return head
 
 
+def describe_conditioning(conditioning: Mapping[str, Any] | None) -> str:
+    """What a run was conditioned on, for titles and labels: "class 3, CFG 3", 'prompt "a red barn"', ""."""
+    from ..errors import shorten
+
+    if not conditioning:
+        return ""
+    kind = conditioning.get("type")
+    parts = [f"class {conditioning.get('class_label')}" if kind == "class" else
+             f'prompt "{shorten(str(conditioning.get("prompt") or ""), 40)}"' if kind == "prompt" else
+             "prompt embeddings"]
+    if conditioning.get("cfg"):
+        parts.append(f"CFG {float(conditioning['cfg']['scale']):g}")
+    return ", ".join(parts)
+
+
 def write_document(document: dict, path: Path | str | None = None, indent: int = 2) -> str:
     """The JSON text of a result document (NaN is an error: ``clean`` first); written atomically to ``path``."""
     text = json.dumps(document, indent=indent, allow_nan=False) + "\n"

@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..errors import UserError
 from ..io import atomic_write_bytes
-from .document import KIND_ANALYZE, result_kind
+from .document import KIND_ANALYZE, describe_conditioning, result_kind
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 FIGSIZE_IN = (13.0, 8.5)
@@ -508,7 +508,9 @@ def _analyze_title(docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> 
         doc = docs[0]
         model = doc.get("model") or {}
         shape = "×".join(str(v) for v in model.get("shape") or [])
-        return f"diffcrit analyze — {model.get('id', '?')} ({shape}) — {_tc_text(doc)}"
+        conditioned = describe_conditioning(model.get("conditioning"))
+        return f"diffcrit analyze — {model.get('id', '?')} ({', '.join(filter(None, (shape, conditioned)))}) — " \
+               f"{_tc_text(doc)}"
     sep = ";  " if len(docs) <= 2 else "\n"
     return "diffcrit analyze — " + sep.join(f"{label}: {_tc_text(doc, short=True)}"
                                             for label, doc in zip(labels, docs, strict=True))
@@ -813,6 +815,9 @@ def _labels(docs: Sequence[Mapping[str, Any]], labels: Sequence[str] | None) -> 
             raise UserError(f"got {len(labels)} labels for {len(docs)} results", "give one label per result")
         return list(labels)
     names = [str((doc.get("model") or {}).get("id", f"result {i + 1}")) for i, doc in enumerate(docs)]
+    if len(set(names)) < len(names):  # one model twice: tell the runs apart by their conditioning where it differs
+        names = [name + (f" ({c})" if (c := describe_conditioning((doc.get("model") or {}).get("conditioning")))
+                         else "") for name, doc in zip(names, docs, strict=True)]
     return [name if names.count(name) == 1 else f"{name} #{i + 1}" for i, name in enumerate(names)]
 
 
