@@ -9,6 +9,7 @@ safetensors or .bin, sharded, and of a ``variant``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -200,11 +201,12 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
     from huggingface_hub import HfApi, snapshot_download
 
     try:
-        if patterns is None:
-            patterns = HUB_PATTERNS if options.offline else hub_files(
-                HfApi().list_repo_files(repo_id, revision=options.revision), options.variant, options.subfolder)
-        return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
-                                      local_files_only=options.offline))
+        with _quiet_hub_retries():
+            if patterns is None:
+                patterns = HUB_PATTERNS if options.offline else hub_files(
+                    HfApi().list_repo_files(repo_id, revision=options.revision), options.variant, options.subfolder)
+            return Path(snapshot_download(repo_id, revision=options.revision, allow_patterns=patterns,
+                                          local_files_only=options.offline))
     except UserError:
         raise
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
@@ -212,6 +214,19 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
                         hint or "check the id, or pass a local folder (save_pretrained), "
                         "or --offline with a cached copy") from None
+
+
+@contextlib.contextmanager
+def _quiet_hub_retries():
+    """huggingface_hub logs each retry of a failing request as a warning; the failure itself becomes one line here."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(verbosity)
 
 
 def _read_json(path: Path) -> dict:
