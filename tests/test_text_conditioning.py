@@ -99,3 +99,21 @@ def test_a_unet_whose_text_encoder_is_not_clip_is_refused(sd_folder, tmp_path):
     config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "t5"}))
     one_line_error(run("analyze", "--model", folder, "--prompt", "a red barn", "--steps", "3", "--quiet"),
                    "t5 encoder", "--prompt-embeds")
+
+
+def test_the_sdxl_refiner_is_refused_in_one_line(tmp_path):
+    """The refiner's UNet takes 5 time ids (an aesthetic score), sized into its projection: refused before sampling."""
+    import json
+
+    from cli_checks import one_line_error
+    from tiny_models import save_sdxl_pipeline, tiny_sdxl_unet
+
+    from safetensors.torch import save_file
+
+    folder = save_sdxl_pipeline(tmp_path / "refiner")
+    tiny_sdxl_unet(projection_class_embeddings_input_dim=8 + 5 * 4).save_pretrained(folder / "unet")
+    assert json.loads((folder / "unet" / "config.json").read_text())["projection_class_embeddings_input_dim"] == 28
+    embeds = tmp_path / "embeds.safetensors"  # (the text encoders' own loading bars are not diffcrit's lines)
+    save_file({"prompt_embeds": torch.zeros(1, 8, 24), "pooled_prompt_embeds": torch.zeros(1, 8)}, str(embeds))
+    one_line_error(run("analyze", "--model", folder, "--prompt-embeds", embeds, "--steps", "3", "--quiet"),
+                   "takes 5 time ids", "refiner")

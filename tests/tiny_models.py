@@ -55,7 +55,7 @@ def save_dit_pipeline(folder: Path) -> Path:
     return folder
 
 
-def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
+def tiny_sdxl_unet(seed: int = 0, **config) -> UNet2DConditionModel:
     """SDXL-shaped: ``addition_embed_type="text_time"`` (pooled text embeds of 8 + 6 time ids of 4 each),
     cross-attention over both encoders' hidden states (12 + 12)."""
     torch.manual_seed(seed)
@@ -64,7 +64,7 @@ def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                                 addition_embed_type="text_time", addition_time_embed_dim=4,
-                                projection_class_embeddings_input_dim=8 + 6 * 4).eval()
+                                **{"projection_class_embeddings_input_dim": 8 + 6 * 4, **config}).eval()
 
 
 def save_sdxl_pipeline(folder: Path) -> Path:

@@ -179,6 +179,12 @@ def _sd_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     pipeline draws by default (sample_size times its VAE scale factor)."""
     cond = {"encoder_hidden_states": embeds["prompt_embeds"]}
     if _text_time(module):
+        pooled, config = embeds["pooled_prompt_embeds"].shape[-1], module.config
+        expected = config.projection_class_embeddings_input_dim - pooled
+        if expected != 6 * config.addition_time_embed_dim:  # the refiner: 5 ids, an aesthetic score for img2img
+            raise UserError(f"this text_time UNet takes {expected / config.addition_time_embed_dim:g} time ids besides "
+                            f"its {pooled}-wide pooled embedding, not SDXL's 6 (the SDXL refiner's aesthetic score?)",
+                            "diffcrit samples SDXL base models from noise; the refiner refines images")
         height, width = pixels
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
         cond["added_cond_kwargs"] = {"text_embeds": embeds["pooled_prompt_embeds"], "time_ids": time_ids}
