@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 import diffusers  # noqa: E402
 
 import diffcrit  # noqa: E402
+from diffcrit.report.document import validate_document  # noqa: E402
 from cli_checks import one_line_error, run  # noqa: E402
 from tiny_models import CLASSES, save_sd_pipeline, save_sdxl_pipeline, tiny_vae  # noqa: E402
 
@@ -59,6 +60,7 @@ def test_stable_diffusion_guided_equals_its_pipeline(sd_folder, negative):
     cfg = result.to_dict()["model"]["conditioning"]["cfg"]
     assert cfg == {"scale": 3.0, "negative_prompt": negative}
     assert result.to_dict()["config"]["guidance_scale"] == 3.0
+    assert validate_document(result.to_dict()) == "analyze"  # the shipped schema knows model.conditioning.cfg
 
 
 def test_sdxl_equals_its_pipeline_and_its_default_negative_is_zeros(sdxl_folder):
