@@ -26,6 +26,11 @@ class ConditioningError(UserError):
     """The model takes another kind of conditioning than the one given (class labels vs a prompt vs none)."""
 
 
+class DiffcritWarning(UserWarning):
+    """Something the user should know that changes no result (e.g. forwards split after running out of GPU
+    memory); the CLI prints it as one "warning:" line."""
+
+
 class ModelOutputError(UserError):
     """The model produced NaN or Inf; the message names the step."""
 

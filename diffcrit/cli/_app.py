@@ -12,6 +12,7 @@ import functools
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 
 from .. import __version__
-from ..errors import OutputError, UserError
+from ..errors import DiffcritWarning, OutputError, UserError
 from ..report.document import write_document
 
 app = typer.Typer(
@@ -73,13 +74,23 @@ def fail(message: str, hint: str | None = None) -> None:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _show_warning(show: Callable, message, category, filename, lineno, file=None, line=None) -> None:
+    """diffcrit's own warnings as one "warning:" line on stderr (above a progress bar); others as Python shows them."""
+    if issubclass(category, DiffcritWarning):
+        console.print(f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    else:
+        show(message, category, filename, lineno, file, line)
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Map ``UserError`` to one stderr line and exit 2; Ctrl-C to exit 130 and SIGTERM to 143, with a note."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return command(*args, **kwargs)
         except UserError as err:
             fail(err.message, err.hint)
         except KeyboardInterrupt as interrupt:

@@ -14,11 +14,12 @@ Jacobian). How each model family is called lives in ``families.py``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Protocol
 
 import torch
 
-from ..errors import UserError
+from ..errors import DiffcritWarning, UserError
 from .families import model_family
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -106,6 +107,7 @@ class DiffusersDenoiser:
         self.class_name = type(model).__name__
         self.family = model_family(model)
         self.in_channels = self.family.channels(model.config)  # latent channels C of the (unpacked) grid
+        self.max_rows: int | None = None  # rows per forward, set once one ran out of GPU memory (``_raw_output``)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -137,6 +139,26 @@ class DiffusersDenoiser:
         return conditional
 
     def _raw_output(self, x: torch.Tensor, timestep: torch.Tensor, cond: dict | None) -> torch.Tensor:
+        """One forward, or several of at most ``max_rows`` rows once a forward ran out of GPU memory (rows are
+        independent, so the split changes nothing but the peak memory; it halves until one fits)."""
+        n = x.shape[0]
+        if self.max_rows is None or n <= self.max_rows:
+            try:
+                return self._forward(x, timestep, cond)
+            except torch.cuda.OutOfMemoryError:
+                if n == 1:
+                    raise UserError(f"out of memory on {x.device} with one sample per forward: {self.class_name} "
+                                    "does not fit", "use --dtype bfloat16, a smaller --height/--width, or a larger "
+                                    "GPU") from None
+                self.max_rows = n // 2
+                warnings.warn(f"out of memory on {x.device} at {n} rows per forward: forwards split to at most "
+                              f"{self.max_rows} rows (the results are unchanged; --batch-size / --probe-batch set "
+                              "the rows)", DiffcritWarning, stacklevel=2)
+                torch.cuda.empty_cache()
+        parts = [torch.arange(lo, min(lo + self.max_rows, n), device=x.device) for lo in range(0, n, self.max_rows)]
+        return torch.cat([self._raw_output(x[rows], timestep[rows], select_cond(cond, rows)) for rows in parts])
+
+    def _forward(self, x: torch.Tensor, timestep: torch.Tensor, cond: dict | None) -> torch.Tensor:
         out = self.family.call(self.module, x.to(self.dtype), timestep, cond)
         return (out if self.family.scheduler_gets_variance else out[:, : self.in_channels]).float()
 
