@@ -32,14 +32,15 @@ def sdxl_folder(tmp_path_factory):
     return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
 
 
-def sd_pipeline(folder):
+def sd_pipeline(folder, pipeline="StableDiffusionPipeline", scheduler="DDIMScheduler"):
+    """A pipeline of the folder's components (and a tiny VAE the folder does not hold)."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    return diffusers.StableDiffusionPipeline(
+    return getattr(diffusers, pipeline)(
         vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
         unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
-        scheduler=diffusers.DDIMScheduler.from_pretrained(folder / "scheduler"), safety_checker=None,
+        scheduler=getattr(diffusers, scheduler).from_pretrained(folder / "scheduler"), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
 
 
@@ -156,14 +157,7 @@ def lcm_folder(tmp_path_factory):
 
 
 def lcm_pipeline(folder):
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    return diffusers.LatentConsistencyModelPipeline(
-        vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
-        scheduler=diffusers.LCMScheduler.from_pretrained(folder / "scheduler"), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False)
+    return sd_pipeline(folder, "LatentConsistencyModelPipeline", "LCMScheduler")
 
 
 @pytest.mark.parametrize("scale", [None, 3.0])
