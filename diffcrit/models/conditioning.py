@@ -102,7 +102,7 @@ def _sd_prompts(root: Path, config: AnalyzeConfig, names: tuple[str, ...]) -> tu
         embeds = _sd_embeds(root, [config.prompt], names)[0]
         return embeds, {name: torch.zeros_like(value) for name, value in embeds.items()}
     embeds, negative = _sd_embeds(root, [config.prompt, config.negative_prompt or ""], names)
-    return embeds, negative
+    return embeds, negative  # one batch of both, as the pipelines encode them
 
 
 def _force_zeros(root: Path) -> bool:
