@@ -74,7 +74,7 @@ def test_mismatched_weights_message_ends_at_a_sentence(ddpm_folder, tmp_path):
     folder = tmp_path / "pipe"
     shutil.copytree(ddpm_folder, folder)
     config = folder / "unet" / "config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "in_channels": 3}))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "in_channels": 3, "out_channels": 3}))
     result = run("analyze", "--model", folder, "--steps", "3", "--samples", "1", "--quiet")
     one_line_error(result, "cannot load UNet2DModel", "expected shape")
     assert "please make sure to pass bo" not in result.output

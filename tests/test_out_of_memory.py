@@ -74,4 +74,5 @@ def test_the_cli_prints_the_split_as_one_warning_line(cond_folder, monkeypatch, 
                  "--bootstrap", "0", "--quiet", "--out", tmp_path / "result.json")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "out of memory" in line]
-    assert len(lines) == 1 and lines[0].startswith("warning: out of memory on cpu at 4 rows"), result.output
+    assert len(lines) == 1 and lines[0].startswith("warning: out of memory on cpu: forwards split to at most 2 rows"), \
+        result.output

@@ -89,6 +89,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             with warnings.catch_warnings():
+                warnings.simplefilter("always", DiffcritWarning)  # each is rare and says something new
                 warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
                 return command(*args, **kwargs)
         except UserError as err:

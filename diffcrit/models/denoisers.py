@@ -122,6 +122,14 @@ class DiffusersDenoiser:
 
         With ``cond[GUIDANCE]``, the samples whose scale is not 1 are guided (``guided``) from one forward over
         [x; x[those]] with [cond; unconditional[those]]; the others get the conditional output alone."""
+        rows = self.max_rows
+        out = self._output(x, timestep, cond)
+        if self.max_rows != rows:
+            warnings.warn(f"out of memory on {x.device}: forwards split to at most {self.max_rows} rows (the results "
+                          "are unchanged; --batch-size / --probe-batch set the rows)", DiffcritWarning, stacklevel=2)
+        return out
+
+    def _output(self, x: torch.Tensor, timestep: Any, cond: dict | None) -> torch.Tensor:
         timestep = torch.as_tensor(timestep, device=x.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(x.shape[0])
@@ -150,10 +158,7 @@ class DiffusersDenoiser:
                     raise UserError(f"out of memory on {x.device} with one sample per forward: {self.class_name} "
                                     "does not fit", "use --dtype bfloat16, a smaller --height/--width, or a larger "
                                     "GPU") from None
-                self.max_rows = n // 2
-                warnings.warn(f"out of memory on {x.device} at {n} rows per forward: forwards split to at most "
-                              f"{self.max_rows} rows (the results are unchanged; --batch-size / --probe-batch set "
-                              "the rows)", DiffcritWarning, stacklevel=2)
+                self.max_rows = n // 2  # ``model_output`` says so once the forward has run
                 torch.cuda.empty_cache()
         parts = [torch.arange(lo, min(lo + self.max_rows, n), device=x.device) for lo in range(0, n, self.max_rows)]
         return torch.cat([self._raw_output(x[rows], timestep[rows], select_cond(cond, rows)) for rows in parts])
