@@ -155,3 +155,24 @@ def test_generative_models_pass_the_channel_check():
                                {"in_channels": 4, "out_channels": 8}), ("PixArtTransformer2DModel", {}),
                                ("FluxTransformer2DModel", {"in_channels": 64}), ("SD3Transformer2DModel", {})):
         check_generative(family_named(class_name), class_name, config)
+
+
+def test_a_failing_download_is_one_line_without_the_hubs_retry_warnings(monkeypatch):
+    """huggingface_hub logs every retry of a request that fails (no network): while diffcrit downloads, its warnings
+    are off (diffcrit's one line replaces them), and back on after."""
+    import logging
+
+    import huggingface_hub
+    from huggingface_hub.utils import logging as hub_logging
+
+    retry_warnings_on = []
+
+    def offline(self, repo_id, **kwargs):
+        retry_warnings_on.append(hub_logging.get_logger("huggingface_hub.utils._http").isEnabledFor(logging.WARNING))
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", offline)
+    one_line_error(run("analyze", "--model", "someone/some-model", "--quiet"), "could not get hub model",
+                   "Name or service not known")
+    assert retry_warnings_on == [False]
+    assert hub_logging.get_logger("huggingface_hub.utils._http").isEnabledFor(logging.WARNING)
