@@ -18,7 +18,6 @@ narrower than the whole useful band. S = 3.0, the scale of the built-ins' sample
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
                      step_t_grid)
+from ..models.families import pipeline_index
 from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
@@ -184,8 +184,7 @@ def latent_decoder(loaded: LoadedModel,
                    load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
     root = loaded.root
-    index = Path(root) / "model_index.json" if root is not None else None
-    if index is None or not index.is_file() or "vae" not in json.loads(index.read_text()):
+    if "vae" not in pipeline_index(root):
         return None
     from diffusers import AutoencoderKL
 

@@ -24,7 +24,7 @@ import torch
 from ..config import AnalyzeConfig
 from ..errors import ConditioningError, UserError, shorten
 from .denoisers import GUIDANCE
-from .families import Family, TextEncoding, family_guidance, model_family
+from .families import Family, TextEncoding, family_guidance, model_family, pipeline_index
 
 NEGATIVE = "negative_"  # the pipelines' name of a negative embedding: negative_prompt_embeds, ...
 
@@ -106,11 +106,7 @@ def _sd_prompts(root: Path, config: AnalyzeConfig, names: tuple[str, ...]) -> tu
 
 
 def _force_zeros(root: Path) -> bool:
-    index = Path(root) / "model_index.json"
-    try:
-        return bool(json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True))
-    except (OSError, ValueError):
-        return True
+    return bool(pipeline_index(root).get("force_zeros_for_empty_prompt", True))
 
 
 def _encoder_kind(folder: Path) -> str:

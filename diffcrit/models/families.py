@@ -196,6 +196,19 @@ def _sd_cond(module, embeds: dict, pixels, guidance=None) -> dict:
     return cond
 
 
+def pipeline_index(root: Path | None) -> dict:
+    """A pipeline folder's ``model_index.json`` ({} for a bare model folder, or one that cannot be read: loading
+    reports a broken index itself, ``loading._model_folder``)."""
+    index = Path(root) / "model_index.json" if root is not None else None
+    if index is None or not index.is_file():
+        return {}
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _sd_distilled(module, root: Path, config) -> float | None:
     """A UNet with ``time_cond_proj_dim`` (LCM-distilled) takes its guidance scale as an input, ``timestep_cond``:
     ``--guidance-scale`` if given, else the default of the folder's pipeline (LatentConsistencyModelPipeline: 8.5;
@@ -206,8 +219,7 @@ def _sd_distilled(module, root: Path, config) -> float | None:
         return float(config.guidance_scale)
     import diffusers
 
-    index = Path(root) / "model_index.json"
-    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    name = pipeline_index(root).get("_class_name")
     if not hasattr(getattr(diffusers, str(name), None), "get_guidance_scale_embedding"):
         name = "StableDiffusionXLPipeline" if _text_time(module) else "StableDiffusionPipeline"
     return float(_call_default(name, "guidance_scale"))
@@ -352,8 +364,7 @@ def _sd_pipeline_scheduler(scheduler, root: Path):
     """StableDiffusionPipeline's ``__init__`` rewrites an outdated scheduler config (steps_offset to 1, clip_sample to
     False) before it samples; the same here for its folders, so the samples stay equal to the pipeline's. SDXL's
     pipeline does not, nor does a bare UNet folder have a pipeline."""
-    index = Path(root) / "model_index.json"
-    if not index.exists() or json.loads(index.read_text()).get("_class_name") != "StableDiffusionPipeline":
+    if pipeline_index(root).get("_class_name") != "StableDiffusionPipeline":
         return scheduler
     updates = {key: value for key, value, outdated in (
         ("steps_offset", 1, getattr(scheduler.config, "steps_offset", 1) != 1),
