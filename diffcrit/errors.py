@@ -42,6 +42,16 @@ class OutputError(UserError):
     """
 
 
+class InterruptedWhileWriting(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) that came while a command's finished outputs were put in place: they were written
+    (``written``), then the command stops as interrupted (diffcrit/io.py ``StagedOutputs``)."""
+
+    def __init__(self, signum: int, written: list):
+        super().__init__(signum)
+        self.signum = signum
+        self.written = written
+
+
 def require(condition: bool, message: str, hint: str | None = None) -> None:
     """Raise ``UserError(message, hint)`` unless ``condition`` holds."""
     if not condition:

@@ -3,24 +3,28 @@
 Contract (docs/design.md §9): data on stdout or ``--out FILE``; progress and logs on stderr.
 Exit 0 ok, 1 a check failed, 2 bad input or an output that cannot be written (full disk, read-only
 folder, closed pipe): one clear line, no traceback, nothing half-written; interrupted: 130 (Ctrl-C,
-SIGINT) or 143 (SIGTERM), 128 + the signal number as shells report it, with a note and no result.
+SIGINT) or 143 (SIGTERM), 128 + the signal number as shells report it, with a note saying what was written.
+Every output is checked before the work (``io.check_outputs``) and all are written together at the end
+(``command_outputs``): a failure or an interrupt leaves every earlier file as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
 
 from .. import __version__
-from ..errors import DiffcritWarning, OutputError, UserError
+from ..errors import DiffcritWarning, InterruptedWhileWriting, OutputError, UserError
+from ..io import StagedOutputs
 from ..report.document import write_document
 
 app = typer.Typer(
@@ -97,20 +101,40 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             what = "terminated" if signum == signal.SIGTERM else "interrupted"
-            console.print(f"{what}: no result written", style="yellow", markup=False, highlight=False)
+            console.print(f"{what}: {interrupted_note(interrupt)}", style="yellow", markup=False, highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(128 + signum) from None
 
     return wrapper
 
 
-def emit_json(document: dict, out: Path | None, quiet: bool = False) -> None:
-    """Write ``document`` to ``out`` (diffcrit/io.py: atomic for a file), or to stdout when ``out`` is None."""
+def interrupted_note(interrupt: KeyboardInterrupt) -> str:
+    """What an interrupt left behind, truly: nothing, every output (it came while they were put in place), or
+    what a command streams while it runs (``kept``: --save-states)."""
+    if isinstance(interrupt, InterruptedWhileWriting):
+        return "stopped after writing " + (", ".join(map(str, interrupt.written)) or "the results")
+    kept = getattr(interrupt, "kept", None)
+    return "no result written" + (f"; kept {kept}" if kept else "")
+
+
+@contextlib.contextmanager
+def command_outputs(quiet: bool = False) -> Iterator[StagedOutputs]:
+    """The files of a command, staged in the block and written together at its end (``io.StagedOutputs``);
+    then one "wrote PATH" line each, unless ``quiet``."""
+    with StagedOutputs() as outputs:
+        yield outputs
+    if not quiet:
+        for path in outputs.written:
+            console.print(f"wrote {path}", style="dim", markup=False, highlight=False)
+
+
+def emit_json(document: dict, out: Path | None, outputs: StagedOutputs) -> None:
+    """Stage ``document`` for ``out`` among the command's ``outputs``, or write it to stdout when ``out`` is None
+    (after the files are staged, before they are put in place: a closed pipe leaves them as they were)."""
     if out is None:
         write_stdout(write_document(document))
     else:
-        write_document(document, out)
-        if not quiet:
-            console.print(f"wrote {out}", style="dim", markup=False, highlight=False)
+        outputs.write_text(out, write_document(document))
 
 
 def write_stdout(text: str) -> None:

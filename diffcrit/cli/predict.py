@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..io import check_distinct, check_writable
-from ._app import app, console, emit_json, user_errors
+from ..io import check_outputs
+from ._app import app, command_outputs, console, emit_json, user_errors
 from ._options import OutOpt, QuietOpt
 from ._render import progress_callback
 
@@ -68,9 +68,10 @@ def predict(
     from ..analysis.predict import predict as run_prediction
 
     # 1. Cheap checks before reading any data.
-    if out is not None:
-        check_distinct([("--out", out)], inputs=[("--data", data), ("--compare", compare)])
-        check_writable(out, "--out file")
+    from ..models.builtins import PREFIX
+
+    data_path = None if data.startswith(PREFIX) else Path(data).expanduser()
+    check_outputs(files=[("--out", out)], inputs=[("--data", data_path), ("--compare", compare)])
     result = None
     if compare is not None:
         result = read_document(compare, role="--compare result")
@@ -92,4 +93,5 @@ def predict(
     document = build_document(body, config, comparison)
     if not quiet:
         _summary(document)
-    emit_json(document, out)
+    with command_outputs(quiet) as outputs:
+        emit_json(document, out, outputs)

@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -139,6 +140,23 @@ def model_shape(model: str, options: LoadOptions | None = None, height: int | No
         return family.channels(config), *grid
     except (KeyError, TypeError, ValueError, AttributeError, UserError):
         return None
+
+
+def model_source(model: Any) -> Path | None:
+    """The local folder (or file) ``model`` reads: a folder as given, a built-in checkpoint's folder, a hub id's
+    cache folder (models--owner--name); None for a callable or an analytic built-in. Nothing is loaded: this is
+    what outputs are checked against before any work (``io.check_outputs``)."""
+    if callable(model) and not isinstance(model, (str, Path)):
+        return None
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        return builtins.parse_spec(spec)[0].path
+    path = Path(spec).expanduser()
+    if os.path.lexists(path) or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        return path
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return Path(HF_HUB_CACHE) / ("models--" + spec.replace("/", "--"))
 
 
 def _hub_id(spec: str) -> str:

@@ -33,6 +33,7 @@ from .steppers import StepInfo
 INDEX_FILE = "index.json"
 STEP_FILE = re.compile(r"step_\d{4,}\.safetensors")  # f"step_{index:04d}.safetensors"
 SAMPLES_SUFFIX = ".safetensors"
+INDEX_SUFFIX = ".json"  # a .npy states file's index: <file>.npy.json
 
 
 def _step_meta(info: StepInfo) -> dict:
@@ -104,7 +105,7 @@ class NpyStates:
         self._write_index()
 
     def _write_index(self) -> None:
-        atomic_write_text(self.path.with_suffix(".npy.json"), json.dumps({"steps": self.written}, indent=1),
+        atomic_write_text(f"{self.path}{INDEX_SUFFIX}", json.dumps({"steps": self.written}, indent=1),
                           durable=False)
 
     def close(self) -> None:
@@ -149,9 +150,13 @@ def check_samples_path(path: Path | str, what: str = "--save-samples file") -> P
 
 def save_samples(path: Path | str, samples: torch.Tensor, metadata: dict | None = None) -> None:
     """Final samples as safetensors, key ``samples`` (N, C, H, W), model's own space (docs/design.md §9)."""
+    atomic_write_bytes(path, samples_bytes(samples, metadata))
+
+
+def samples_bytes(samples: torch.Tensor, metadata: dict | None = None) -> bytes:
+    """What ``save_samples`` writes, as bytes (a command stages them with its other outputs)."""
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    data = save({"samples": samples.float().cpu().contiguous()}, metadata=meta)
-    atomic_write_bytes(path, data)
+    return save({"samples": samples.float().cpu().contiguous()}, metadata=meta)
 
 
 def load_samples(path: Path | str) -> torch.Tensor:
@@ -160,4 +165,5 @@ def load_samples(path: Path | str) -> torch.Tensor:
     return load_file(str(path))["samples"]
 
 
-__all__ = ["check_states_target", "open_states", "check_samples_path", "save_samples", "load_samples"]
+__all__ = ["check_states_target", "open_states", "check_samples_path", "save_samples", "samples_bytes",
+           "load_samples"]
