@@ -259,6 +259,8 @@ def _read_json(path: Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a model config") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object",
                         "write the folder again (save_pretrained)")
@@ -309,7 +311,12 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
         raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
                         "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
-    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    try:
+        scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    except (TypeError, ValueError, RuntimeError) as err:  # a value of the wrong type or range
+        where = folder / "scheduler_config.json" if folder is not None else wanted
+        raise UserError(f"cannot build {wanted} from {where}: {shorten(str(err), 160)}",
+                        "check its values, or write the folder again (save_pretrained)") from None
     family_of(scheduler)  # refuses, naming why, a scheduler outside every family
     return scheduler
 
@@ -334,6 +341,10 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
     model_family(module, class_name)  # refuses what loaded as a class no family covers
+    missing = [name for name, tensor in module.state_dict().items() if tensor.is_meta]
+    if missing:  # diffusers leaves tensors the weights file lacks on the meta device
+        raise UserError(f"the weights in {folder} lack {len(missing)} of {class_name}'s tensors (e.g. {missing[0]})",
+                        "the weights file belongs to another model: write the folder again (save_pretrained)")
     return module.to(device).eval().requires_grad_(False)
 
 
@@ -354,6 +365,8 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     prediction_type = denoiser.prediction_type
     grid, pixels = latent_grid(family, module.config, root, config.height, config.width)
     shape = (family.channels(module.config), *grid)
+    if min(shape) < 1:
+        raise UserError(f"{model_folder / 'config.json'} gives samples of shape {shape}", "every size must be >= 1")
     conditioning, cond_info = build_conditioning(module, root, config, pixels)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
