@@ -19,6 +19,7 @@ equals the single-process one.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
 from ..probing import schedule
 from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
+from ..resources import check_fits, sampling_bytes
 from ..progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from ..report.document import Result, clean
 from ..sampling import clones
@@ -68,6 +70,8 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         with ranks.main_first():
             loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
+    check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
+               f"--samples {config.samples}", "give fewer samples")
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded, ranks)
     try:

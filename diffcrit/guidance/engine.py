@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import alignment
-from ..config import AnalyzeConfig, at_least, build_config, make_config
+from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, build_config, check_seeds, make_config
+from ..resources import check_fits, sampling_bytes
 from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
@@ -73,6 +74,8 @@ class GuideConfig:
         for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
                           ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
+        at_most("steps", self.steps, MAX_STEPS)
+        check_seeds(self.seed, max(self.samples, self.analyze_samples))
         if not 1 < self.scale < math.inf:
             raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
         if not 0 < self.width < math.inf:
@@ -252,6 +255,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
                         "give at least one sample per process")
     with ranks.main_first():  # rank 0 downloads, the others read the cache
         loaded, guidance = load_guided_model(model, config, load_options)
+    check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
+               f"--samples {config.samples}", "give fewer samples")
     targets = target_classes(config, guidance)
     scorer = resolve_scorer(loaded, classifier, label_map)
     decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None

@@ -10,6 +10,7 @@ raised when the stream reaches it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,11 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from .builtins import CHECKPOINTS
+from ..config import check_seeds
 from ..errors import UserError
+from ..resources import check_fits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NPZ_KEYS = ("images", "x", "data")  # tried in this order when an .npz holds several arrays
 GAUSSIAN_DRAWS = 4096
+DRAW_BYTES = 48  # per value while drawing: float64 noise, its complex128 FFT, the phases, the result
 
 
 @dataclass
@@ -91,6 +95,9 @@ def _array_source(spec: str, kind: str, array: np.ndarray | torch.Tensor, notes:
         raise UserError(f"--data {spec}: array of shape {tuple(array.shape)}", "expected (N, C, H, W) or (N, H, W)")
     if isinstance(array, np.ndarray) and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UserError(f"--data {spec}: array of dtype {array.dtype}", "expected numbers")
+    if isinstance(array, np.ndarray) and np.iscomplexobj(array):
+        raise UserError(f"--data {spec}: array of complex dtype {array.dtype}",
+                        "expected real numbers: save the real part (or the magnitude) yourself")
 
     def read(lo: int, hi: int) -> torch.Tensor:
         batch = torch.as_tensor(np.asarray(array[lo:hi], dtype=np.float32))
@@ -184,6 +191,8 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
     if entry.name == "gaussian":
         if draws < 2:
             raise UserError(f"--draws must be >= 2, got {draws}")
+        check_seeds(seed, 1)
+        check_fits(draws * math.prod(model.shape) * DRAW_BYTES, f"--draws {draws}", "give fewer draws")
         return _array_source(spec, "builtin", gaussian_draws(model, draws, seed),
                              {"data": f"{draws} random-phase draws (exact amplitudes sqrt(P(k)), seed {seed})",
                               "draws": draws, "seed": seed, **model.describe()})

@@ -290,6 +290,18 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
                     "pass a pipeline folder, a model folder, or use --subfolder")
 
 
+def _check_steps(scheduler, steps: int, set_timesteps: Callable) -> None:
+    """``steps`` the scheduler can take (DDPM, DDIM: at most ``num_train_timesteps``), tried before any work."""
+    try:
+        set_timesteps(scheduler, steps)
+    except ValueError as err:
+        name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
+        if most is not None and steps > most:
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
+                            f"use --steps {most} or fewer") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
+
+
 def _scheduler_folder(root: Path) -> Path | None:
     scheduler = root / "scheduler"
     return scheduler if (scheduler / "scheduler_config.json").exists() else None
@@ -375,6 +387,7 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     if pixels is not None:
         info["pixels"] = list(pixels)
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
+    _check_steps(scheduler, config.steps, set_timesteps)
 
     def make_stepper():
         return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)
