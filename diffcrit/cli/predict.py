@@ -30,6 +30,12 @@ def _summary(document: dict) -> None:
     console.print(table)
 
 
+def _draws(source) -> dict:
+    """The draws and seed of builtin:gaussian's random draws as used; None for any other data (not used)."""
+    notes = source.notes
+    return {"draws": notes.get("draws"), "seed": notes.get("seed")}
+
+
 @app.command()
 @user_errors
 def predict(
@@ -53,8 +59,10 @@ def predict(
     directions: Annotated[int, typer.Option(
         help="Without --compare: plane-wave directions per shell, as analyze probes.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Images per streamed batch.")] = 256,
-    draws: Annotated[int, typer.Option(help="builtin:gaussian only: number of random-phase draws.")] = 4096,
-    seed: Annotated[int, typer.Option(help="builtin:gaussian only: seed of the draws.")] = 0,
+    draws: Annotated[Optional[int], typer.Option(
+        help="builtin:gaussian only: number of random-phase draws (default 4096).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="builtin:gaussian only: seed of the draws (default 0).", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Predict critical times from data: speciation log(1 + Lambda), Gaussian-model stiffness, patch t_c.
@@ -86,7 +94,7 @@ def predict(
         body = run_prediction(source, grid, patch=patch, batch_size=batch_size, progress=progress)
     config = {"data": data, "patch": patch, "compare": None if compare is None else str(compare),
               "grid": grid.source, "shells": grid.shells, "directions": grid.directions,
-              "batch_size": batch_size, "draws": draws, "seed": seed}
+              "batch_size": batch_size, **_draws(source)}
     if result is None:
         config.update(steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     comparison = None if result is None else compare_block(result, body, str(compare))

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +34,7 @@ from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, build_config, 
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
 from ..report.document import write_document
-from ..errors import ConditioningError, ModelOutputError, UserError
+from ..errors import ConditioningError, DiffcritWarning, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
@@ -149,8 +151,9 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
     return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
 
 
-def critical_from_file(path: Path | str) -> dict:
-    """critical.t and ci95 of an analyze result JSON."""
+def critical_from_file(path: Path | str, model_id: str | None = None) -> dict:
+    """critical.t and ci95 of an analyze result JSON; a ``DiffcritWarning`` when it was measured on another model
+    than ``model_id`` (allowed: a base model's t_c may be meant for its fine-tune)."""
     from ..report.document import read_document
 
     doc = read_document(path, role="--critical-from file")
@@ -158,8 +161,22 @@ def critical_from_file(path: Path | str) -> dict:
     if not isinstance(critical.get("t"), (int, float)):
         raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",
                         "analyze with more samples or steps, or give --at a:b")
+    measured_on = (doc.get("model") or {}).get("id")
+    if model_id is not None and measured_on is not None and not _same_model(str(measured_on), model_id):
+        warnings.warn(f"--critical-from {path} was measured on {measured_on}, not on {model_id}: its t_c is used as "
+                      "given", DiffcritWarning, stacklevel=2)
     return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": f"critical-from {path}",
-            "from_model": (doc.get("model") or {}).get("id")}
+            "from_model": measured_on}
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model ids name one model: equal, or two spellings of one local folder."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
@@ -267,7 +284,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     # 2. The critical time, where an arm needs it or the user gave one.
     critical = None
     if critical_from is not None:
-        critical = critical_from_file(critical_from)
+        critical = critical_from_file(critical_from, loaded.info["id"])
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
@@ -372,7 +389,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     targets = target_classes(config, guidance)
     infos = step_grid(loaded, config.steps)
     t_grid = step_t_grid(infos)  # (S,) per scheduler step
-    critical = critical_from_file(critical_from) if critical_from is not None else \
+    critical = critical_from_file(critical_from, loaded.info["id"]) if critical_from is not None else \
         measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)

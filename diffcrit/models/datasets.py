@@ -49,13 +49,19 @@ class DataSource:
         return {"source": self.spec, "kind": self.kind, "count": self.count, "shape": list(self.shape), **self.notes}
 
 
-def open_data(spec: str, *, draws: int = GAUSSIAN_DRAWS, seed: int = 0) -> DataSource:
+def open_data(spec: str, *, draws: int | None = None, seed: int | None = None) -> DataSource:
     """``builtin:NAME[?k=v]``, a folder of images, or a .npy / .npz array (N, C, H, W) or (N, H, W).
 
-    ``draws`` and ``seed`` set the random-phase draws of ``builtin:gaussian`` (``gaussian_draws``).
+    ``draws`` and ``seed`` set the random-phase draws of ``builtin:gaussian`` (``gaussian_draws``; default
+    ``GAUSSIAN_DRAWS`` and 0); any other data refuses them.
     """
     from .builtins import PREFIX
 
+    if not spec.startswith(PREFIX + "gaussian") and (draws is not None or seed is not None):
+        flag = "--draws" if draws is not None else "--seed"
+        raise UserError(f"{flag} sets the random draws of builtin:gaussian only; --data {spec} does not use it",
+                        f"drop {flag}")
+    draws, seed = (GAUSSIAN_DRAWS if draws is None else draws), (0 if seed is None else seed)
     if spec.startswith(PREFIX):
         return _builtin(spec, draws, seed)
     path = Path(spec).expanduser()

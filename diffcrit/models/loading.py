@@ -92,6 +92,7 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     options = options or LoadOptions()
     device = resolve_device(config.device)
     if callable(model) and not isinstance(model, (str, Path)):
+        _refuse_unused(config, SCHEDULER_OPTIONS, "a callable denoiser")
         if shape is None:
             raise UserError("a callable denoiser needs shape=(C, H, W)")
         name = getattr(model, "__name__", type(model).__name__)
@@ -100,6 +101,7 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
         entry, kwargs = builtins.parse_spec(spec)
+        _refuse_unused(config, KARRAS_OPTIONS if entry.path is not None else SCHEDULER_OPTIONS, spec)
         if entry.path is not None:
             if config.class_label is None and entry.null_class is not None:  # unconditional: the null class
                 config = dataclasses.replace(config, class_label=entry.null_class)
@@ -109,10 +111,25 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
         analytic = entry.factory(**kwargs)
         info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
         return _karras_model(CallableDenoiser(analytic), analytic.shape, config, device, info, model=analytic)
+    _refuse_unused(config, KARRAS_OPTIONS, spec)
     path = Path(spec).expanduser()
     if path.exists():
         return load_diffusers(path, config, device, options)
     return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+
+
+KARRAS_OPTIONS = ("sigma_min", "sigma_max", "rho", "churn")  # the Karras sampler of callable and analytic models
+SCHEDULER_OPTIONS = ("scheduler", "prediction_type")  # a diffusers model's scheduler
+
+
+def _refuse_unused(config: AnalyzeConfig, names: tuple[str, ...], model: str) -> None:
+    """An option set away from its default that this kind of model does not use is refused, not recorded."""
+    defaults = AnalyzeConfig()
+    for name in names:
+        if getattr(config, name) != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            user = "callable and analytic models" if name in KARRAS_OPTIONS else "diffusers models"
+            raise UserError(f"{flag} applies to {user} only; {model} does not use it", f"drop {flag}")
 
 
 def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
