@@ -21,14 +21,50 @@ from typing import Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as click_errors
 
 from .. import __version__
 from ..errors import DiffcritWarning, InterruptedWhileWriting, OutputError, UserError
 from ..io import StagedOutputs
 from ..report.document import write_document
 
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class OneLineErrors(TyperGroup):
+    """The command group: a parser error (unknown option, a value that is not a number, a missing argument) is the
+    tool's one ``error:`` line and exit 2, as every other bad input, not click's usage box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError:
+            sys.exit(EXIT_BAD_INPUT)  # `diffcrit` alone: the help is printed, exit 2 as click does
+        except click_errors.ClickException as err:
+            command = getattr(getattr(err, "ctx", None), "command_path", "diffcrit")
+            _print_error(parser_message(err), f"see {command} --help")
+            sys.exit(EXIT_BAD_INPUT if isinstance(err, click_errors.UsageError) else err.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def parser_message(err: click_errors.ClickException) -> str:
+    """click's message on one line, starting lower-case as diffcrit's own."""
+    text = " ".join(err.format_message().split()).rstrip(".")
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
 app = typer.Typer(
     name="diffcrit",
+    cls=OneLineErrors,
     help="Measure when a diffusion model decides what it draws: mode stiffness, correlation "
     "length and the critical time of the generative phase transition.",
     no_args_is_help=True,
@@ -39,9 +75,6 @@ app = typer.Typer(
 # Everything for humans goes to stderr; stdout carries data only (JSON, the `models` listing).
 console = Console(stderr=True)
 data_console = Console()
-
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -73,9 +106,13 @@ def handle_sigterm() -> None:
 
 def fail(message: str, hint: str | None = None) -> None:
     """Print one line on stderr and exit 2 (bad input)."""
+    _print_error(message, hint)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _print_error(message: str, hint: str | None = None) -> None:
     line = f"error: {message}" + (f" — {hint}" if hint else "")
     console.print(line, style="bold red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _show_warning(show: Callable, message, category, filename, lineno, file=None, line=None) -> None:

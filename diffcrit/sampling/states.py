@@ -27,7 +27,8 @@ import torch
 from safetensors.torch import save
 
 from ..errors import OutputError, UserError
-from ..io import atomic_write_bytes, atomic_write_text, check_writable, check_writable_dir, is_special, preallocate
+from ..io import (atomic_write_bytes, atomic_write_text, check_writable, check_writable_dir, is_special, preallocate,
+                  resolve_output)
 from .steppers import StepInfo
 
 INDEX_FILE = "index.json"
@@ -119,9 +120,10 @@ def check_states_target(target: Path | str) -> Path:
     target = Path(target)
     if target.suffix == ".npy":
         return check_writable(target, "--save-states file")
-    if target.exists() and not target.is_dir():
+    folder = resolve_output(target)  # what the name reaches ("new/../old" is old)
+    if folder.exists() and not folder.is_dir():
         raise UserError(f"--save-states {target} exists and is not a folder", "give a folder or a .npy file")
-    if target.is_dir() and not (target / INDEX_FILE).is_file() and any(target.iterdir()):
+    if folder.is_dir() and not (folder / INDEX_FILE).is_file() and any(folder.iterdir()):
         raise UserError(f"--save-states folder {target} is not empty and has no {INDEX_FILE} of an earlier run",
                         "give a new or empty folder, or the states folder of an earlier run to replace it")
     return check_writable_dir(target, "--save-states folder")
@@ -133,10 +135,11 @@ def open_states(target: Path | str, steps: int, samples: int, shape: tuple[int, 
     if target.suffix == ".npy":
         return NpyStates(target, steps, samples, shape)
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        folder = resolve_output(target)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --save-states folder {target}: {err.strerror}") from None
-    return FolderStates(target)
+    return FolderStates(folder)
 
 
 def check_samples_path(path: Path | str, what: str = "--save-samples file") -> Path:
