@@ -31,6 +31,11 @@ class DiffcritWarning(UserWarning):
     memory); the CLI prints it as one "warning:" line."""
 
 
+class LibraryWarning(UserWarning):
+    """What diffusers or transformers logged as a warning while diffcrit loaded a model (``loading.library_logs``);
+    the CLI shows each once as a "warning:" line, after a command that succeeds, and never under --quiet."""
+
+
 class ModelOutputError(UserError):
     """The model produced NaN or Inf; the message names the step."""
 

@@ -175,7 +175,7 @@ def test_a_name_too_long_for_the_filesystem_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_guide_critical_from_another_model_warns(tmp_path):
+def test_guide_critical_from_another_model_is_noted(tmp_path):
     import json
 
     from result_factory import make_analyze_result
@@ -183,7 +183,8 @@ def test_guide_critical_from_another_model_warns(tmp_path):
     other = make_analyze_result(1.5)
     (tmp_path / "other.json").write_text(json.dumps(other))
     result = run("guide", "-m", "builtin:digits", "--suggest", "--critical-from", tmp_path / "other.json", "--steps",
-                 "10", "--quiet")
+                 "10")
     assert result.exit_code == 0, result.output
-    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and f"measured on {other['model']['id']}, not on builtin:digits" in warning[0], warning
+    note = f"t_c was measured on {other['model']['id']}, not on builtin:digits"
+    assert [line for line in result.output.splitlines() if line.startswith("note:") and note in line], result.output
+    assert note in json.loads(result.stdout)["notes"][0]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -29,7 +31,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
 from .. import __version__
-from ..errors import DiffcritWarning, InterruptedWhileWriting, OutputError, UserError
+from ..errors import DiffcritWarning, InterruptedWhileWriting, OutputError, UserError, shorten
 from ..io import StagedOutputs
 from ..report.document import write_document
 
@@ -54,6 +56,48 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _plain_help(command)
+        return command
+
+    def get_params(self, ctx: Any) -> list:
+        return [_plain_type_column(param) for param in super().get_params(ctx)]
+
+
+def _plain_help(command: Any) -> None:
+    """Every option of ``command``, and its --help, with the plain type column (once per command)."""
+    if getattr(command, "plain_help", False):
+        return
+    for param in command.params:
+        _plain_type_column(param)
+    own_help = command.get_help_option
+    command.get_help_option = lambda ctx: _plain_type_column(own_help(ctx))
+    command.plain_help = True
+
+
+def _plain_type_column(param: Any) -> Any:
+    """--help's type column without Python's spelling: nothing for a flag (not ``<bool>``), ``<path>...`` for a
+    list (not ``<list[Path]>``). -> ``param``."""
+    shown = getattr(param, "display_type_rich", None)
+    if shown is None or getattr(shown, "plain", False):
+        return param
+
+    def plain(ctx: Any) -> str | None:
+        if getattr(param, "is_flag", False):
+            return None
+        label = shown(ctx)
+        return None if label is None else _LIST_TYPE.sub(lambda m: f"<{m.group(1).lower()}>...", label)
+
+    plain.plain = True  # type: ignore[attr-defined]
+    param.display_type_rich = plain
+    return param
+
+
+_LIST_TYPE = re.compile(r"<list\[(\w+)\]>")
 
 
 def parser_message(err: click_errors.ClickException) -> str:
@@ -123,15 +167,63 @@ def _show_warning(show: Callable, message, category, filename, lineno, file=None
         show(message, category, filename, lineno, file, line)
 
 
+@contextlib.contextmanager
+def _library_warnings(quiet: bool) -> Iterator[None]:
+    """Warnings of other libraries (``LibraryWarning``: diffusers, transformers; torch's own) are collected and
+    shown once each as "warning:" lines after the command, unless it failed on bad input (its one error line says
+    what went wrong); never under --quiet. diffcrit's own (``DiffcritWarning``) show at once."""
+    seen: dict[str, None] = {}
+
+    def collect(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DiffcritWarning):
+            _show_warning(print, message, category, filename, lineno, file, line)
+        else:
+            seen.setdefault(shorten(str(message)), None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DiffcritWarning)  # each is rare and says something new
+        warnings.showwarning = collect
+        try:
+            yield
+        except UserError:
+            seen.clear()
+            raise
+        finally:
+            for text in () if quiet else seen:
+                console.print(f"warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+class _StatusLines(logging.Handler):
+    """The library's status log (logger "diffcrit", INFO: e.g. the hub being contacted) as dim stderr lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(record.getMessage(), style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _status_lines(quiet: bool) -> Iterator[None]:
+    logger, handler = logging.getLogger("diffcrit"), _StatusLines()
+    level, propagate = logger.level, logger.propagate
+    if not quiet:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Map ``UserError`` to one stderr line and exit 2; Ctrl-C to exit 130 and SIGTERM to 143, with a note."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("always", DiffcritWarning)  # each is rare and says something new
-                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            quiet = bool(kwargs.get("quiet"))
+            with _library_warnings(quiet), _status_lines(quiet):
                 return command(*args, **kwargs)
         except UserError as err:
             fail(err.message, err.hint)

@@ -21,7 +21,6 @@ import dataclasses
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,13 +33,13 @@ from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, build_config, 
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
 from ..report.document import write_document
-from ..errors import ConditioningError, DiffcritWarning, ModelOutputError, UserError
+from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
                      step_t_grid)
 from ..models.families import pipeline_index
-from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
+from ..models.loading import LoadedModel, LoadOptions, download, library_logs, load_model, with_class_label
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
@@ -151,9 +150,8 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
     return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
 
 
-def critical_from_file(path: Path | str, model_id: str | None = None) -> dict:
-    """critical.t and ci95 of an analyze result JSON; a ``DiffcritWarning`` when it was measured on another model
-    than ``model_id`` (allowed: a base model's t_c may be meant for its fine-tune)."""
+def critical_from_file(path: Path | str) -> dict:
+    """critical.t and ci95 of an analyze result JSON, and the model it was measured on (``from_model``)."""
     from ..report.document import read_document
 
     doc = read_document(path, role="--critical-from file")
@@ -161,12 +159,16 @@ def critical_from_file(path: Path | str, model_id: str | None = None) -> dict:
     if not isinstance(critical.get("t"), (int, float)):
         raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",
                         "analyze with more samples or steps, or give --at a:b")
-    measured_on = (doc.get("model") or {}).get("id")
-    if model_id is not None and measured_on is not None and not _same_model(str(measured_on), model_id):
-        warnings.warn(f"--critical-from {path} was measured on {measured_on}, not on {model_id}: its t_c is used as "
-                      "given", DiffcritWarning, stacklevel=2)
     return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": f"critical-from {path}",
-            "from_model": measured_on}
+            "from_model": (doc.get("model") or {}).get("id")}
+
+
+def other_model_notes(critical: dict | None, model_id: str) -> list[str]:
+    """A note when t_c comes from a result of another model (allowed: a base model's t_c for its fine-tune)."""
+    measured_on = (critical or {}).get("from_model")
+    if measured_on is None or _same_model(str(measured_on), model_id):
+        return []
+    return [f"t_c was measured on {measured_on}, not on {model_id} ({critical['source']}): used as given"]
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -214,7 +216,8 @@ def latent_decoder(loaded: LoadedModel,
             raise UserError(f"{root} lists a vae but has no vae/ folder to decode samples for scoring",
                             "add the VAE to the folder, or run without a classifier")
         folder = _download_vae(loaded.info["id"], load_options or LoadOptions())
-    vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
+    with library_logs():
+        vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -284,7 +287,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     # 2. The critical time, where an arm needs it or the user gave one.
     critical = None
     if critical_from is not None:
-        critical = critical_from_file(critical_from, loaded.info["id"])
+        critical = critical_from_file(critical_from)
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
@@ -369,6 +372,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     }
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
                          "(a narrower --width or more --steps make room)" for name in left_out]
+    document["notes"] += other_model_notes(critical, loaded.info["id"])
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
@@ -389,14 +393,14 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     targets = target_classes(config, guidance)
     infos = step_grid(loaded, config.steps)
     t_grid = step_t_grid(infos)  # (S,) per scheduler step
-    critical = critical_from_file(critical_from, loaded.info["id"]) if critical_from is not None else \
+    critical = critical_from_file(critical_from) if critical_from is not None else \
         measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
-    notes = []
+    notes = other_model_notes(critical, loaded.info["id"])
     if ci and ci[1] - ci[0] > config.width:
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):

@@ -14,7 +14,9 @@ import dataclasses
 import fnmatch
 import functools
 import json
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +27,7 @@ from . import builtins
 from ..config import AnalyzeConfig
 from .denoisers import CallableDenoiser, DiffusersDenoiser
 from .families import Family, check_generative, family_named, latent_grid, model_family
-from ..errors import UserError, shorten
+from ..errors import LibraryWarning, UserError, shorten
 from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
 
@@ -34,6 +36,7 @@ DENOISER_COMPONENTS = ("unet", "transformer")
 # models are analysed in latent space), top-level configs, and a bare model repo's own weights.
 HUB_FOLDERS = ("unet", "transformer", "scheduler", "text_encoder*", "tokenizer*")
 ROOT_FILES = ("*.json", "diffusion_pytorch_model*")
+log = logging.getLogger("diffcrit")  # status lines (e.g. the hub being contacted); the CLI shows INFO unless --quiet
 OTHER_FORMATS = (".msgpack", ".onnx", ".onnx_data", ".pb", ".ckpt", ".h5")  # weights torch does not load
 HUB_PATTERNS = [*ROOT_FILES, *(f"{folder}/*" for folder in HUB_FOLDERS)]  # offline: whatever the cache holds
 
@@ -46,6 +49,14 @@ class LoadOptions:
     revision: str | None = None
     variant: str | None = None
     offline: bool = False
+
+    def __post_init__(self) -> None:
+        self.offline = self.offline or hub_offline_by_environment()
+
+
+def hub_offline_by_environment() -> bool:
+    """``HF_HUB_OFFLINE=1`` (or ON, YES, TRUE), which huggingface_hub obeys too: the same as ``--offline``."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 @dataclass
@@ -85,6 +96,33 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
     return torch.device(name)
+
+
+class _AsWarnings(logging.Handler):
+    """Log records of another library, re-issued as ``LibraryWarning``s (first line of the message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warnings.warn(shorten(record.getMessage()), LibraryWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def library_logs():
+    """While a model loads: what diffusers and transformers log at WARNING and above comes as ``LibraryWarning``s
+    instead of their own stderr lines (the caller decides what to show: the CLI, one "warning:" line each)."""
+    import importlib
+
+    handler = _AsWarnings(logging.WARNING)
+    libraries = [importlib.import_module(f"{name}.utils.logging") for name in ("diffusers", "transformers")
+                 if importlib.util.find_spec(name) is not None]
+    for library in libraries:
+        library.disable_default_handler()
+        library.add_handler(handler)
+    try:
+        yield
+    finally:
+        for library in libraries:
+            library.remove_handler(handler)
+            library.enable_default_handler()
 
 
 def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | None = None,
@@ -235,6 +273,7 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
     analysis needs (``hub_files``; ``offline``: whatever the cache holds). ``what``/``hint``: the error's words."""
     from huggingface_hub import HfApi, snapshot_download
 
+    log.info(f"reading {repo_id} from the local hub cache" if options.offline else f"contacting the hub for {repo_id}")
     try:
         with _quiet_hub_retries():
             if patterns is None:
@@ -246,6 +285,9 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
         raise
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
+        if hint is None and options.offline:
+            hint = ("--offline (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
+                    "or pass a local folder")
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
                         hint or "check the id, or pass a local folder (save_pretrained), "
                         "or --offline with a cached copy") from None
@@ -381,9 +423,14 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
                    hub_id: str | None = None) -> LoadedModel:
     """A diffusers UNet or transformer and its scheduler, sampled exactly as its pipeline does, on its family's
     latent grid (``families.latent_grid``: unpacked, at --height/--width where the family takes them)."""
+    with library_logs():
+        return _load_diffusers(Path(root), config, device, options, hub_id)
+
+
+def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
+                    hub_id: str | None) -> LoadedModel:
     from .conditioning import build_conditioning
 
-    root = Path(root)
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
