@@ -188,3 +188,74 @@ def test_guide_critical_from_another_model_is_noted(tmp_path):
     note = f"t_c was measured on {other['model']['id']}, not on builtin:digits"
     assert [line for line in result.output.splitlines() if line.startswith("note:") and note in line], result.output
     assert note in json.loads(result.stdout)["notes"][0]
+
+
+# -- noise: parser errors, --help, the hub, other libraries' logs (issue 23) -------------------------
+
+PARSER = [
+    (["analyze", "--steps", "abc"], ["invalid value for '--steps'", "see", "analyze --help"]),
+    (["analyze", "--fd-step", "x"], ["invalid value for '--fd-step'"]),
+    (["analyze", "--no-such-option"], ["no such option: --no-such-option"]),
+    (["analyze", "--steps"], ["option '--steps' requires an argument"]),
+    (["nosuchcommand"], ["no such command 'nosuchcommand'"]),
+    (["plot"], ["missing argument"]),
+    (["plot", "r.json"], ["missing option '--out'"]),
+    (["check", "r.json"], ["missing option '--baseline'"]),
+    (["predict"], ["missing option '--data'"]),
+    (["guide"], ["missing option '--model'"]),
+    (["models", "x"], ["unexpected extra argument"]),
+]
+
+
+@pytest.mark.parametrize("args,fragments", PARSER, ids=[" ".join(args) for args, _ in PARSER])
+def test_parser_errors_are_the_one_error_line(args, fragments):
+    one_line_error(run(*args), *fragments)
+
+
+def test_help_shows_no_python_types():
+    for command in ("analyze", "plot", "check", "guide", "predict"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "<bool>" not in result.output and "list[" not in result.output, command
+    assert "<bool>" not in run("--help").output
+    assert "<path>..." in run("plot", "--help").output
+
+
+def test_hf_hub_offline_is_offline(monkeypatch):
+    from diffcrit.models.loading import LoadOptions
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert LoadOptions().offline
+    result = run("analyze", "--model", "someone/missing-model", *RUN_SIZE)
+    one_line_error(result, "could not get hub model", "reads the local cache only")
+    assert "or --offline with a cached copy" not in result.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert not LoadOptions().offline
+
+
+def test_the_hub_is_announced_unless_quiet(monkeypatch):
+    import huggingface_hub
+
+    def no_network(self, repo_id, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", no_network)
+    lines = [line for line in run("analyze", "--model", "someone/model").output.splitlines() if line.strip()]
+    assert lines[0] == "contacting the hub for someone/model" and lines[-1].startswith("error:"), lines
+
+
+def test_other_libraries_warnings_show_once_after_success_never_quiet_or_before_an_error(broken_models, tmp_path):
+    import json
+
+    extra = tmp_path / "extra"
+    shutil.copytree(broken_models / "m", extra)
+    config = json.loads((extra / "unet" / "config.json").read_text())
+    (extra / "unet" / "config.json").write_text(json.dumps({**config, "foo": 1}))
+    size = RUN_SIZE[:6]
+    loud = run("analyze", "-m", extra, *size, "--out", tmp_path / "r.json")
+    warnings = [line for line in loud.output.splitlines() if line.startswith("warning:")]
+    assert loud.exit_code == 0 and len(warnings) == 1 and "{'foo': 1}" in warnings[0], loud.output
+    assert loud.output.rstrip().splitlines()[-1] == warnings[0]  # after the run, not in front of the summary
+    quiet = run("analyze", "-m", extra, *RUN_SIZE, "--out", tmp_path / "r.json")
+    assert quiet.exit_code == 0 and quiet.output.strip() == "", quiet.output
+    failed = run("analyze", "-m", broken_models / "other_weights", *size)
+    one_line_error(failed, "lack")  # the weights' "newly initialized" log is not printed before it
