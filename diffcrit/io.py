@@ -154,6 +154,7 @@ def _clip(path: Path, limit: int = 80) -> str:
 
 
 def _check_outside_inputs(what: str, path: Path, inputs: list[tuple[str, Path]], is_folder: bool) -> None:
+    """Step 1 of ``check_outputs`` for one output (``is_folder``: a folder output, which may not hold an input)."""
     for input_what, source in inputs:
         if _inside(path, source):
             same = _node(path) is not None and _node(path) == _node(source)
@@ -163,7 +164,8 @@ def _check_outside_inputs(what: str, path: Path, inputs: list[tuple[str, Path]],
         if is_folder and _inside(source, path):
             raise UserError(f"{what} folder {path} holds {input_what} {source}, which this command reads",
                             "give a folder of its own")
-        if os.path.isdir(source) and not is_folder and _node(path) in _file_nodes(source):
+        existing = _node(path)  # only an existing file can be a link to an input's file
+        if existing is not None and not is_folder and os.path.isdir(source) and existing in _file_nodes(source):
             raise UserError(f"{what} {path} is a file of {input_what} {source} (a link to it), which this command "
                             "reads", "write it elsewhere")
 
