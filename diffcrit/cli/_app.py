@@ -57,7 +57,6 @@ class OneLineErrors(TyperGroup):
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
-
     def get_command(self, ctx: Any, name: str) -> Any:
         command = super().get_command(ctx, name)
         if command is not None:
@@ -159,24 +158,21 @@ def _print_error(message: str, hint: str | None = None) -> None:
     console.print(line, style="bold red", markup=False, highlight=False, soft_wrap=True)
 
 
-def _show_warning(show: Callable, message, category, filename, lineno, file=None, line=None) -> None:
-    """diffcrit's own warnings as one "warning:" line on stderr (above a progress bar); others as Python shows them."""
-    if issubclass(category, DiffcritWarning):
-        console.print(f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
-    else:
-        show(message, category, filename, lineno, file, line)
+def _print_warning(text: Any) -> None:
+    console.print(f"warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
 def _library_warnings(quiet: bool) -> Iterator[None]:
-    """Warnings of other libraries (``LibraryWarning``: diffusers, transformers; torch's own) are collected and
-    shown once each as "warning:" lines after the command, unless it failed on bad input (its one error line says
-    what went wrong); never under --quiet. diffcrit's own (``DiffcritWarning``) show at once."""
+    """diffcrit's own warnings (``DiffcritWarning``) as one "warning:" line each at once (above a progress bar).
+    Every other warning (``LibraryWarning``: what diffusers and transformers logged; torch's own) is collected and
+    shown once, as a "warning:" line, after the command; not when it ends in an error line or an interrupt note
+    (that one line says what went wrong), never under --quiet."""
     seen: dict[str, None] = {}
 
     def collect(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, DiffcritWarning):
-            _show_warning(print, message, category, filename, lineno, file, line)
+            _print_warning(message)
         else:
             seen.setdefault(shorten(str(message)), None)
 
@@ -185,12 +181,12 @@ def _library_warnings(quiet: bool) -> Iterator[None]:
         warnings.showwarning = collect
         try:
             yield
-        except UserError:
+        except (UserError, KeyboardInterrupt):
             seen.clear()
             raise
         finally:
             for text in () if quiet else seen:
-                console.print(f"warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+                _print_warning(text)
 
 
 class _StatusLines(logging.Handler):
