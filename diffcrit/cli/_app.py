@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import re
@@ -68,9 +69,12 @@ class OneLineErrors(TyperGroup):
 
 
 def _plain_help(command: Any) -> None:
-    """Every option of ``command``, and its --help, with the plain type column (once per command)."""
+    """Every option of ``command``, and its --help, with the plain type column; its docstring's paragraphs
+    reflowed to the terminal, not broken where the source lines end (once per command)."""
     if getattr(command, "plain_help", False):
         return
+    if command.help:
+        command.help = "\n\n".join(" ".join(part.split()) for part in inspect.cleandoc(command.help).split("\n\n"))
     for param in command.params:
         _plain_type_column(param)
     own_help = command.get_help_option
