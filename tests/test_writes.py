@@ -489,7 +489,8 @@ def test_a_hub_ids_cache_folder_is_an_input(tmp_path, monkeypatch):
 
 def test_a_later_output_that_is_refused_leaves_every_output_as_it_was(untouched):
     for bad in (["--plot", "p.xyz"], ["--plot", "p.gif"], ["--save-samples", "s.npy"],
-                ["--save-samples", "missing/s.safetensors"], ["--save-states", "base.json"]):
+                ["--save-samples", "missing/s.safetensors"], ["--save-states", "base.json"],
+                ["--save-states", "missing/../m"]):  # the folder the name reaches: m, not empty, no index.json
         one_line_error(run("analyze", *FAST, "--out", "base.json", *bad))
     guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--quiet"]
     one_line_error(run(*guide, "--out", "base.json", "--save-samples", "full/s.safetensors"), "does not exist")
