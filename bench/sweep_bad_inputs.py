@@ -4,10 +4,12 @@ Clean: exit 2 (130/143 on signals), exactly one non-empty line of output and it 
 traceback, and no file that was there before changed (bytes and mtime of the model folder, the results, the
 data and the existing outputs).
 
-    PYTHONPATH=. python bench/sweep_bad_inputs.py [--markdown] [-k SUBSTRING]
+    PYTHONPATH=. python bench/sweep_bad_inputs.py [--markdown] [-k SUBSTRING] [--processes-every K]
 
 Runs in one process through Typer's CliRunner, in a scratch folder holding a tiny DDPM pipeline ``m`` (and links
 to it), results, data and old outputs. Prints one line per case that is not clean, then the table by class.
+``--processes-every K`` also runs every K-th case as its own ``python -m diffcrit`` process (its real stdout and
+stderr: what another library prints straight to file descriptor 2 shows there), counted as class "real process".
 """
 
 from __future__ import annotations
@@ -257,10 +259,27 @@ def verdict(result, before: dict, after: dict, home: Path) -> str:
     return ""
 
 
+class _Done:
+    """A finished process in CliRunner's terms, for ``verdict``."""
+
+    def __init__(self, done):
+        self.output, self.exit_code, self.exception = done.stdout + done.stderr, done.returncode, None
+
+
+def run_process(argv: list[str], home: Path) -> _Done:
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return _Done(subprocess.run([sys.executable, "-m", "diffcrit", *argv], cwd=home, env=env, capture_output=True,
+                                text=True, timeout=600))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("-k", default="", help="only cases whose class or argv holds this")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--processes-every", type=int, default=0, help="also run every K-th case as a process")
     args = parser.parse_args()
 
     from typer.testing import CliRunner
@@ -274,9 +293,11 @@ def main() -> int:
     counts: Counter = Counter()
     clean: Counter = Counter()
     selected = [(k, a) for k, a in cases() if args.k in k or args.k in " ".join(a)]
+    if args.processes_every > 0:
+        selected += [("real process", argv) for _, argv in selected[::args.processes_every]]
     for kind, argv in selected:
         before, names = snapshot(home), set(home.rglob("*"))
-        result = runner.invoke(app, argv)
+        result = run_process(argv, home) if kind == "real process" else runner.invoke(app, argv)
         after = snapshot(home)
         why = verdict(result, before, after, home)
         counts[kind] += 1
