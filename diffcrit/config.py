@@ -18,6 +18,11 @@ LINEARIZE_AT = ("trajectory", "zero")
 PROBE_SCHEDULES = ("auto", "every")  # which steps are probed: schedule.py
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
+MAX_STEPS = 1_000_000  # far beyond any schedule; a diffusers scheduler sets its own bound (num_train_timesteps)
+SEED_END = 2**63  # seeds seed .. seed + samples - 1 seed torch's CPU generators (int64)
+# Smallest relative finite-difference step: float32 resolves ~1.2e-7 relative, so below ~1e-5 J v measures round-off
+# (builtin:mixture?size=8, 8 steps: |s_fd - s_jvp| = 2e-4 at 1e-4, 6e-3 at 1e-5, 0.4 at 1e-7).
+FD_STEP_MIN = 1e-5
 
 
 @dataclass
@@ -64,8 +69,10 @@ class AnalyzeConfig:
     def validate(self) -> "AnalyzeConfig":
         """Reject out-of-range values with one line naming the option and what is allowed."""
         at_least("steps", self.steps, 2)
+        at_most("steps", self.steps, MAX_STEPS)
         at_least("samples", self.samples, 1)
         at_least("seed", self.seed, 0)
+        check_seeds(self.seed, self.samples)
         at_least("batch_size", self.batch_size, 1)
         at_least("shells", self.shells, 2)
         at_least("directions", self.directions, 1)
@@ -86,12 +93,12 @@ class AnalyzeConfig:
         _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
         _one_of("device", self.device, DEVICES)
         _one_of("dtype", self.dtype, DTYPES)
-        if not 0 < self.fd_step < 1:
-            raise UserError(f"fd_step must be in (0, 1), got {self.fd_step}")
-        if not 0 < self.sigma_min < self.sigma_max < math.inf:
-            raise UserError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min} and {self.sigma_max}")
-        if not (0 < self.rho < math.inf and 0 <= self.churn < math.inf):
-            raise UserError(f"need finite rho > 0 and churn >= 0, got rho={self.rho}, churn={self.churn}")
+        if not FD_STEP_MIN <= self.fd_step < 1:
+            raise UserError(f"fd_step must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
+                            "below that float32 round-off swamps the finite difference; --probe jvp is exact")
+        check_karras(self.sigma_min, self.sigma_max, self.rho)
+        if not 0 <= self.churn < math.inf:
+            raise UserError(f"need a finite churn >= 0, got churn={self.churn}")
         scale = self.guidance_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
             raise UserError(f"guidance_scale must be a finite number >= 1 (1: no guidance), got {scale!r}",
@@ -129,6 +136,25 @@ def make_config(**options: Any) -> AnalyzeConfig:
 def at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def at_most(name: str, value: int, high: int) -> None:
+    if value > high:
+        raise UserError(f"{name} must be an integer <= {high:,}, got {value!r}")
+
+
+def check_seeds(seed: int, count: int) -> None:
+    """Seeds ``seed .. seed + count - 1`` must fit torch's generators (below 2**63)."""
+    if seed + count > SEED_END:
+        raise UserError(f"seed must be at most 2**63 - {count} (seed + i seeds sample i < {count}), got {seed}")
+
+
+def check_karras(sigma_min: float, sigma_max: float, rho: float) -> None:
+    """The Karras et al. (2022) schedule's range and rho: finite, 0 < sigma_min < sigma_max, rho > 0."""
+    if not 0 < sigma_min < sigma_max < math.inf:
+        raise UserError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min} and sigma_max={sigma_max}")
+    if not 0 < rho < math.inf:
+        raise UserError(f"need a finite rho > 0, got rho={rho}")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

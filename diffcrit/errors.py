@@ -31,6 +31,11 @@ class DiffcritWarning(UserWarning):
     memory); the CLI prints it as one "warning:" line."""
 
 
+class LibraryWarning(UserWarning):
+    """What diffusers or transformers logged as a warning while diffcrit loaded a model (``loading.library_logs``);
+    the CLI shows each once as a "warning:" line, after a command that succeeds, and never under --quiet."""
+
+
 class ModelOutputError(UserError):
     """The model produced NaN or Inf; the message names the step."""
 
@@ -40,6 +45,16 @@ class OutputError(UserError):
 
     ``__cause__`` holds the ``OSError``; nothing half-written is left behind (diffcrit/io.py).
     """
+
+
+class InterruptedWhileWriting(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) that came while a command's finished outputs were put in place: they were written
+    (``written``), then the command stops as interrupted (diffcrit/io.py ``StagedOutputs``)."""
+
+    def __init__(self, signum: int, written: list):
+        super().__init__(signum)
+        self.signum = signum
+        self.written = written
 
 
 def require(condition: bool, message: str, hint: str | None = None) -> None:

@@ -554,7 +554,8 @@ def test_default_random_controls_that_do_not_fit_are_left_out(cond_folder, criti
     document = json.loads(result.stdout)
     assert [a["name"] for a in document["arms"]] == ["critical", "none", "all"]
     assert [n.split(":")[0] for n in document["notes"]] == ["default control random left out",
-                                                            "default control random-steps left out"]
+                                                            "default control random-steps left out",
+                                                            "t_c was measured on builtin"]  # the fixture's t_c
     one_line_error(run(*args, "--compare", "random-steps,none"), "no block of", "leave random-steps out of --compare")
     one_line_error(run(*args, "--compare", "random"), "no window of width 0.8", "leave random out of --compare")
 

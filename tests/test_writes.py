@@ -40,6 +40,12 @@ def run_process(*args, stdout=None, timeout=300):
                           stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder`` (links followed) -> (bytes, mtime in ns): equal snapshots, nothing changed."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def one_stderr_line(done, *fragments):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (done.returncode, done.stderr)
@@ -244,10 +250,12 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(full_disk, tmp_path):
         assert leftovers(full_disk) == []
 
 
-def test_cli_failed_plot_keeps_the_finished_json(full_disk, tmp_path):
+def test_cli_failed_plot_leaves_the_old_json_as_it_was(full_disk, tmp_path):
     out = tmp_path / "r.json"
+    out.write_text("old")
+    before = snapshot(tmp_path)
     one_line_error(run("analyze", *FAST, "--out", out, "--plot", full_disk / "f.png"), "f.png", "No space left")
-    assert json.loads(out.read_text())["model"]["id"] == MODEL
+    assert snapshot(tmp_path) == before  # all or nothing: the JSON was staged, never put in place
     assert leftovers(full_disk) == []
 
 
@@ -369,13 +377,166 @@ def test_save_samples_must_be_named_safetensors(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_guide_outputs_that_cannot_be_written_keep_the_finished_json(full_disk, tmp_path):
+def test_guide_outputs_that_cannot_be_written_leave_the_old_json(full_disk, tmp_path):
     out = tmp_path / "g.json"
+    out.write_text("old")
+    before = snapshot(tmp_path)
     guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--steps", "4", "--samples",
              "2", "--bootstrap", "10", "--quiet"]
     result = run(*guide, "--out", out, "--save-images", full_disk / "grids")
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert len(errors) == 1 and "all.png" in errors[0] and "No space left" in errors[0], result.output
-    assert json.loads(out.read_text())["kind"] == "guide"
-    assert leftovers(full_disk, "grids") == [] and list((full_disk / "grids").iterdir()) == []
+    one_line_error(result, "all.png", "No space left")
+    assert snapshot(tmp_path) == before
+    assert leftovers(full_disk) == []  # the grids folder it created is removed again
+
+
+# -- the CLI: no output lands in an input ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory):
+    """A folder holding a tiny DDPM pipeline ``m``, a symlink ``mlink`` to it, a symlink and a hard link to two of
+    its files, and a baseline result: what the outputs below must never change."""
+    from tiny_models import save_ddpm_pipeline
+
+    home = tmp_path_factory.mktemp("home")
+    save_ddpm_pipeline(home / "m")
+    (home / "mlink").symlink_to(home / "m", target_is_directory=True)
+    (home / "link.json").symlink_to(home / "m" / "unet" / "config.json")
+    os.link(home / "m" / "unet" / "diffusion_pytorch_model.safetensors", home / "hard.safetensors")
+    (home / "base.json").write_text(json.dumps(make_analyze_result(1.5)))
+    (home / "base.svg").symlink_to(home / "base.json")
+    return home
+
+
+@pytest.fixture
+def untouched(model_home, monkeypatch):
+    """Run the test in ``model_home``; afterwards no file there changed and no model was loaded."""
+    monkeypatch.chdir(model_home)
+    monkeypatch.setattr("diffcrit.analysis.engine.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    before = snapshot(model_home)
+    names = sorted(p.name for p in model_home.rglob("*"))
+    yield model_home
+    assert snapshot(model_home) == before
+    assert sorted(p.name for p in model_home.rglob("*")) == names
+
+
+MODEL_WRITES = [  # (argv after the command, fragments of the one line)
+    (["analyze", "-m", "m", "--out", "m/model_index.json"], ["--out", "inside the model folder m"]),
+    (["analyze", "-m", "m", "--out", "m/unet/config.json"], ["inside the model folder"]),
+    (["analyze", "-m", "m", "--out", "m/scheduler/scheduler_config.json"], ["inside the model folder"]),
+    (["analyze", "-m", "m", "--out", "m/new.json"], ["inside the model folder"]),
+    (["analyze", "-m", "m", "--out", "link.json"], ["link.json", "inside the model folder"]),
+    (["analyze", "-m", "m", "--out", "mlink/unet/new.json"], ["inside the model folder"]),
+    (["analyze", "-m", "mlink", "--out", "m/model_index.json"], ["inside the model folder mlink"]),
+    (["analyze", "-m", "m/", "--out", "m/./unet/../model_index.json"], ["inside the model folder"]),
+    (["analyze", "-m", "m", "--out", "m"], ["--out m is the model folder m"]),
+    (["analyze", "-m", "m", "--save-samples", "m/unet/diffusion_pytorch_model.safetensors"],
+     ["--save-samples", "inside the model folder"]),
+    (["analyze", "-m", "m", "--save-samples", "hard.safetensors"], ["hard.safetensors", "is a file of the model"]),
+    (["analyze", "-m", "m", "--plot", "m/figure.png"], ["--plot", "inside the model folder"]),
+    (["analyze", "-m", "m", "--save-states", "m"], ["--save-states m is the model folder"]),
+    (["analyze", "-m", "m", "--save-states", "m/unet/states"], ["--save-states", "inside the model folder"]),
+    (["analyze", "-m", "m", "--save-states", "m/states.npy"], ["--save-states", "inside the model folder"]),
+    (["analyze", "-m", "m", "--save-states", "."], ["--save-states folder . holds the model folder m"]),
+    (["analyze", "-m", "m", "--save-states", "mlink"], ["is the model folder"]),
+    (["analyze", "-m", "m/unet", "--out", "m/unet/config.json"], ["inside the model folder m/unet"]),
+    (["guide", "-m", "m", "--out", "m/model_index.json"], ["--out", "inside the model folder"]),
+    (["guide", "-m", "m", "--save-samples", "m/s.safetensors"], ["--save-samples", "inside the model folder"]),
+    (["guide", "-m", "m", "--save-images", "m/unet"], ["--save-images", "inside the model folder"]),
+    (["guide", "-m", "m", "--save-images", "."], ["--save-images folder . holds the model folder"]),
+    (["guide", "-m", "m", "--critical-from", "base.json", "--out", "base.json"], ["same file", "--critical-from"]),
+    (["check", "-b", "base.json", "--model", "m", "--save-candidate", "m/unet/config.json"],
+     ["--save-candidate", "inside the model folder"]),
+    (["check", "-b", "base.json", "--model", "m", "--report", "link.json"], ["--report", "inside the model folder"]),
+    (["check", "-b", "base.json", "--model", "m", "--junit", "mlink/j.xml"], ["--junit", "inside the model folder"]),
+    (["check", "base.json", "-b", "base.json", "--config", "m/model_index.json", "--report", "m/model_index.json"],
+     ["same file"]),
+    (["predict", "--data", "m", "--out", "m/unet/config.json"], ["inside --data m"]),
+    (["predict", "--data", ".", "--out", "new.json"], ["inside --data ."]),
+    (["plot", "base.json", "-o", "base.svg"], ["--out base.svg is the same file as the result base.json"]),
+]
+
+
+@pytest.mark.parametrize("args,fragments", MODEL_WRITES, ids=[" ".join(a) for a, _ in MODEL_WRITES])
+def test_no_output_lands_in_an_input(untouched, args, fragments):
+    one_line_error(run(*args), *fragments)
+
+
+def test_outputs_never_land_in_an_output_folder(untouched):
+    one_line_error(run("analyze", *FAST, "--save-states", "d", "--out", "d/index.json"), "inside the --save-states")
+    one_line_error(run("analyze", *FAST, "--save-states", "s.npy", "--out", "s.npy.json"), "same file")
+    one_line_error(run("guide", "-m", "builtin:digits", "--save-images", "g", "--out", "g/all.png"),
+                   "inside the --save-images")
+
+
+def test_the_python_api_refuses_the_model_folder_too(untouched):
+    with pytest.raises(UserError, match="inside the model folder"):
+        diffcrit.analyze("m", steps=4, samples=1, save_samples_to="m/unet/diffusion_pytorch_model.safetensors")
+
+
+def test_a_hub_ids_cache_folder_is_an_input(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    snapshot_folder = tmp_path / "models--owner--name" / "snapshots" / "abc"
+    snapshot_folder.mkdir(parents=True)
+    one_line_error(run("analyze", *FAST[2:], "-m", "owner/name", "--out", snapshot_folder / "model_index.json"),
+                   "inside the model folder", "models--owner--name")
+
+
+# -- the CLI: every output checked before the work, written together --------------------------------
+
+
+def test_a_later_output_that_is_refused_leaves_every_output_as_it_was(untouched):
+    for bad in (["--plot", "p.xyz"], ["--plot", "p.gif"], ["--save-samples", "s.npy"],
+                ["--save-samples", "missing/s.safetensors"], ["--save-states", "base.json"],
+                ["--save-states", "missing/../m"]):  # the folder the name reaches: m, not empty, no index.json
+        one_line_error(run("analyze", *FAST, "--out", "base.json", *bad))
+    guide = ["guide", "--model", "builtin:digits", "--at", "all", "--compare", "none", "--quiet"]
+    one_line_error(run(*guide, "--out", "base.json", "--save-samples", "full/s.safetensors"), "does not exist")
+
+
+def test_an_exception_inside_the_block_touches_no_target(tmp_path):
+    from diffcrit.io import StagedOutputs
+
+    old = tmp_path / "old.json"
+    old.write_text("old")
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeError), StagedOutputs() as outputs:
+        outputs.write_text(old, "new")
+        outputs.folder(tmp_path / "new" / "grids")
+        outputs.write_bytes(tmp_path / "new" / "grids" / "a.png", b"png")
+        raise RuntimeError("a later output failed")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+
+
+def test_a_signal_during_the_commit_comes_after_every_file(tmp_path, monkeypatch):
+    import signal
+
+    from diffcrit.errors import InterruptedWhileWriting
+    from diffcrit.io import StagedOutputs
+
+    real_replace = os.replace
+
+    def replace_and_interrupt(source, target):
+        os.kill(os.getpid(), signal.SIGINT)  # held until every file is in place
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_and_interrupt)
+    with pytest.raises(InterruptedWhileWriting) as caught, StagedOutputs() as outputs:
+        for name in ("a.json", "b.png"):
+            outputs.write_text(tmp_path / name, name)
+    assert caught.value.signum == signal.SIGINT and caught.value.written == [tmp_path / "a.json", tmp_path / "b.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.png"]
+
+
+def test_check_interrupted_while_analysing_says_nothing_was_written(untouched, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("diffcrit.cli.check._check_model_shape", lambda *a: None)
+    monkeypatch.setattr(diffcrit, "analyze", interrupted)
+    result = run("check", "-b", "base.json", "--model", "builtin:digits", "--save-candidate", "c.json",
+                 "--report", "base.json.md")
+    assert result.exit_code == 130 and result.output.strip() == "interrupted: no result written", result.output
+    assert not Path("c.json").exists() and not Path("base.json.md").exists()

@@ -19,6 +19,7 @@ equals the single-process one.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,16 @@ import torch
 from ..config import AnalyzeConfig, make_config
 from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
-from ..models.loading import LoadedModel, LoadOptions, load_model
+from ..io import Named, check_outputs
+from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
 from ..probing import schedule
 from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
+from ..resources import check_fits, sampling_bytes
 from ..progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from ..report.document import Result, clean
 from ..sampling import clones
-from ..sampling.states import check_samples_path, check_states_target, open_states, save_samples
+from ..sampling.states import INDEX_SUFFIX, check_samples_path, check_states_target, open_states, save_samples
 from ..sampling.steppers import StepInfo, nonfinite_output_error, per_sample_noise
 from .critical import decision_steps
 from .curves import compute_curves, decision_shell
@@ -61,14 +64,14 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     if config.samples < ranks.world:
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
                         "use at least one sample per process")
-    if save_samples_to is not None and ranks.is_main:
-        check_samples_path(save_samples_to)
-    if save_states is not None and ranks.is_main:
-        check_states_target(save_states)
+    if ranks.is_main:
+        check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states)
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
         with ranks.main_first():
             loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
+    check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
+               f"--samples {config.samples}", "give fewer samples")
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded, ranks)
     try:
@@ -84,6 +87,24 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     document["timing"] = {"total_s": time.perf_counter() - started, "load_s": loaded_at - started,
                           **records.seconds, "analysis_s": time.perf_counter() - analysed_at}
     return Result(clean(document), samples)
+
+
+def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = None,
+                           save_states: str | Path | None = None, files: Named = (), inputs: Named = ()) -> None:
+    """Every output of an analysis (``files``: the caller's others, e.g. the CLI's --out and --plot), checked
+    before the model is loaded: formats, places, none inside the model folder or another input
+    (``io.check_outputs``)."""
+    states = None if save_states is None else Path(save_states)
+    states_file = states is not None and states.suffix == ".npy"
+    check_outputs(files=[*files, ("--save-samples", save_samples_to),
+                         ("--save-states", states if states_file else None),
+                         ("--save-states index", Path(f"{states}{INDEX_SUFFIX}") if states_file else None)],
+                  folders=[("--save-states", None if states_file else states)],
+                  inputs=[("the model folder", model_source(model)), *inputs])
+    if save_samples_to is not None:
+        check_samples_path(save_samples_to)
+    if states is not None:
+        check_states_target(states)
 
 
 def _open_states(target: str | Path | None, config: AnalyzeConfig, loaded: LoadedModel, ranks: Ranks):

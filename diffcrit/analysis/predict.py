@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from . import theory
-from ..config import AnalyzeConfig
+from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, check_karras
 from ..models.datasets import DataSource
 from ..errors import UserError
 from ..probing.fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
@@ -93,9 +93,9 @@ def default_grid(shape: tuple[int, int, int], steps: int | None = None, shells: 
     directions = _given(directions, base.directions)
     sigma_min, sigma_max = _given(sigma_min, base.sigma_min), _given(sigma_max, base.sigma_max)
     rho = _given(rho, base.rho)
-    if steps < 2 or not 0 < sigma_min < sigma_max or rho <= 0:
-        raise UserError(f"need steps >= 2, 0 < sigma_min < sigma_max and rho > 0, got steps={steps}, "
-                        f"sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}")
+    at_least("steps", steps, 2)
+    at_most("steps", steps, MAX_STEPS)
+    check_karras(sigma_min, sigma_max, rho)
     if shells < 2 or directions < 1:
         raise UserError(f"need shells >= 2 and directions >= 1, got {shells} and {directions}")
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()

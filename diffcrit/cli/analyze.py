@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..io import check_distinct, check_writable
-from ._app import app, console, emit_json, user_errors
+from ._app import app, command_outputs, console, emit_json, user_errors
 from ..config import AnalyzeConfig
 from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
                        PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
@@ -112,26 +111,44 @@ def analyze(
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
     try:
         if main:
-            check_distinct([("--out", out), ("--plot", plot), ("--save-samples", save_samples),
-                            ("--save-states", save_states if save_states and save_states.suffix == ".npy" else None)])
-            for path, what in ((out, "--out file"), (plot, "--plot file")):
-                if path is not None:
-                    check_writable(path, what)
+            _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
+                           prompt_embeds=prompt_embeds)
         with progress_callback(console, enabled=main and not quiet) as callback:
-            result = run_analysis(model, save_samples_to=save_samples, save_states=save_states, callback=callback,
-                                  load_options=load, **options)
+            result = run_analysis(model, save_states=save_states, callback=callback, load_options=load, **options)
     except UserError:
         if main:
             raise
         raise typer.Exit(2) from None  # rank 0 prints the one line
+    except KeyboardInterrupt as interrupt:
+        if save_states is not None:
+            interrupt.kept = f"the steps streamed to --save-states {save_states}"
+        raise
     if not main:
         return
     document = result.to_dict()
     if not quiet:
         render_summary(console, document)
-    emit_json(document, out, quiet)  # the finished JSON first: a figure that cannot be written keeps it
-    if plot is not None:
-        from ..report.plotting import plot_results
+    with command_outputs(quiet) as outputs:  # all or nothing: a figure that cannot be written keeps the old JSON
+        if plot is not None:
+            from ..report.plotting import figure_bytes, figure_format
 
-        plot_results([document], plot)
-        console.print(f"wrote {plot}", style="dim", markup=False, highlight=False)
+            outputs.write_bytes(plot, figure_bytes([document], figure_format(plot)))
+        if save_samples is not None:
+            from ..sampling.states import samples_bytes
+
+            metadata = {"model": document["model"]["id"], "seed": document["config"]["seed"]}
+            outputs.write_bytes(save_samples, samples_bytes(result.samples, metadata))
+        emit_json(document, out, outputs)
+
+
+def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samples: Path | None,
+                   save_states: Path | None, prompt_embeds: Path | None) -> None:
+    """Every output's format and place, before the model is loaded (``check_analysis_outputs``)."""
+    from ..analysis.engine import check_analysis_outputs
+
+    if plot is not None:
+        from ..report.plotting import figure_format
+
+        figure_format(plot)
+    check_analysis_outputs(model, save_samples_to=save_samples, save_states=save_states,
+                           files=[("--out", out), ("--plot", plot)], inputs=[("--prompt-embeds", prompt_embeds)])

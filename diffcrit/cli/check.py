@@ -16,9 +16,9 @@ from ..release.summary import format_measured, format_tolerance, render_junit, r
 from ..release.checking import (STATUS_FAIL, STATUS_PASS, any_failed, check_compatible, check_same_shape,
                                 compare_results, config_differences, load_tolerances, outcomes_to_dict)
 from ..errors import UserError
-from ..io import atomic_write_text, check_distinct, check_writable
+from ..io import check_outputs
 from ..report.document import read_document, write_document
-from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, console, user_errors, write_stdout
+from ._app import EXIT_CHECK_FAILED, EXIT_OK, app, command_outputs, console, user_errors, write_stdout
 
 _STATUS_STYLE = {STATUS_PASS: "green", STATUS_FAIL: "bold red"}
 
@@ -61,11 +61,9 @@ def check(
                         "diffcrit check candidate.json --baseline baseline.json")
     if model is None and (save_candidate or device):
         raise UserError("--save-candidate and --device need --model")
-    check_distinct([("--report", report), ("--junit", junit), ("--save-candidate", save_candidate)],
-                   inputs=[("the candidate", candidate), ("--baseline", baseline), ("--config", config)])
-    for path, what in ((report, "report"), (junit, "JUnit XML"), (save_candidate, "candidate result")):
-        if path is not None:
-            check_writable(path, what)
+    check_outputs(files=[("--report", report), ("--junit", junit), ("--save-candidate", save_candidate)],
+                  inputs=[("the candidate", candidate), ("--baseline", baseline), ("--config", config),
+                          ("the model folder", _model_source(model))])
     tolerances = load_tolerances(config)
     base_doc = read_document(baseline, role="baseline")
     if model is not None:
@@ -79,11 +77,8 @@ def check(
         cand_doc = read_document(candidate, role="candidate")
         cand_label = str(candidate)
     check_compatible(cand_doc, base_doc)
-    if save_candidate is not None:
-        write_document(cand_doc, save_candidate)
-        console.print(f"wrote {save_candidate}", style="dim", markup=False, highlight=False)
 
-    # 3. Compare, render, exit.
+    # 3. Compare, render, write every output together (all or nothing), exit.
     outcomes = compare_results(cand_doc, base_doc, tolerances)
     notes = config_differences(cand_doc, base_doc)
     render_check(console, outcomes, cand_label, str(baseline))
@@ -91,15 +86,26 @@ def check(
         console.print(f"note: {note}", style="dim", markup=False, highlight=False)
     failed = any_failed(outcomes)
     console.print(verdict(outcomes), style="bold red" if failed else "bold green", markup=False, highlight=False)
-    if report is not None:
-        atomic_write_text(report, render_markdown(outcomes, candidate=cand_label, baseline=str(baseline), notes=notes))
-        console.print(f"wrote {report}", style="dim", markup=False, highlight=False)
-    if junit is not None:
-        atomic_write_text(junit, render_junit(outcomes, candidate=cand_label, baseline=str(baseline)))
-        console.print(f"wrote {junit}", style="dim", markup=False, highlight=False)
-    if as_json:
-        write_stdout(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
+    with command_outputs() as outputs:
+        if save_candidate is not None:
+            outputs.write_text(save_candidate, write_document(cand_doc))
+        if report is not None:
+            outputs.write_text(report, render_markdown(outcomes, candidate=cand_label, baseline=str(baseline),
+                                                       notes=notes))
+        if junit is not None:
+            outputs.write_text(junit, render_junit(outcomes, candidate=cand_label, baseline=str(baseline)))
+        if as_json:
+            write_stdout(json.dumps(outcomes_to_dict(outcomes, tolerances, notes), indent=2) + "\n")
     raise typer.Exit(EXIT_CHECK_FAILED if failed else EXIT_OK)
+
+
+def _model_source(model: str | None) -> Path | None:
+    """The folder ``--model`` reads (None without --model); torch loads only when a model is given."""
+    if model is None:
+        return None
+    from ..models.loading import model_source
+
+    return model_source(model)
 
 
 def _check_model_shape(model: str, baseline: dict[str, Any]) -> None:

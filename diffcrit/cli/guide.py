@@ -16,9 +16,9 @@ from rich.table import Table
 
 from ..config import AnalyzeConfig
 from ..errors import UserError
-from ..io import atomic_write_bytes, check_distinct, check_writable
+from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
-from ._app import app, console, emit_json, user_errors
+from ._app import app, command_outputs, console, emit_json, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
                        SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 from ._render import STAGE_NAMES, progress_callback
@@ -93,17 +93,13 @@ def guide(
     main = is_main_process()
     quiet = quiet or not main
     # 1. Cheap checks before any model is loaded.
+    if suggest:
+        _refuse_with_suggest(at=at, compare=compare, classifier=classifier, label_map=label_map,
+                             save_images=save_images, save_samples=save_samples)
     if main:
-        from ..sampling.states import check_samples_path
-
-        check_distinct([("--out", out), ("--save-samples", save_samples)],
-                       inputs=[("--critical-from", critical_from), ("--classifier", classifier)])
-        if out is not None:
-            check_writable(out, "--out file")
-        if save_samples is not None:
-            check_samples_path(save_samples)
-    if save_images is not None and save_images.exists() and not save_images.is_dir():
-        raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
+        _check_outputs(model, out=out, save_samples=save_samples, save_images=save_images,
+                       inputs=[("--critical-from", critical_from), ("--classifier", classifier),
+                               ("--label-map", label_map if label_map and Path(label_map).exists() else None)])
     options = dict(at=at, compare=_split(compare, "--compare", str), scale=scale, width=width, steps=steps,
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
                    classes=_split(classes, "--classes", int), analyze_samples=analyze_samples, bootstrap=bootstrap,
@@ -124,19 +120,39 @@ def guide(
             document = result.to_dict()
     if not main:
         return
-    # 3. Outputs.
-    if suggest:
-        if not quiet:
-            render_suggestion(console, document)
-        emit_json(document, out)
-        return
+    # 3. Outputs: all or nothing (a grid that cannot be written keeps the old JSON).
     if not quiet:
-        render_guide(console, document)
-    emit_json(document, out)  # the finished JSON first: samples or grids that cannot be written keep it
+        (render_suggestion if suggest else render_guide)(console, document)
+    with command_outputs(quiet) as outputs:
+        if save_samples is not None:
+            _stage_samples(outputs, save_samples, result)
+        if save_images is not None:
+            _stage_grids(outputs, save_images, result.images)
+        emit_json(document, out, outputs)
+
+
+def _refuse_with_suggest(**given) -> None:
+    """--suggest prints the interval around t_c only: an option it would ignore is refused."""
+    defaults = {"at": "critical"}
+    for name, value in given.items():
+        if value is not None and value != defaults.get(name):
+            option = "--" + name.replace("_", "-")
+            raise UserError(f"--suggest recommends the interval around t_c only and ignores {option}",
+                            f"drop {option}, or drop --suggest to run the arms")
+
+
+def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, save_images: Path | None,
+                   inputs: list) -> None:
+    """Every output's format and place, before the model is loaded (``io.check_outputs``)."""
+    from ..models.loading import model_source
+    from ..sampling.states import check_samples_path
+
+    if save_images is not None and save_images.exists() and not save_images.is_dir():
+        raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
+    check_outputs(files=[("--out", out), ("--save-samples", save_samples)], folders=[("--save-images", save_images)],
+                  inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples is not None:
-        _write_samples(save_samples, result)
-    if save_images is not None:
-        _write_grids(save_images, result.images)
+        check_samples_path(save_samples)
 
 
 def _split(text: str | None, option: str, kind: type) -> list | None:
@@ -237,27 +253,23 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
 
-def _write_samples(path: Path, result) -> None:
+def _stage_samples(outputs: StagedOutputs, path: Path, result) -> None:
     from safetensors.torch import save
 
     tensors = {f"samples.{name}": s.float().contiguous() for name, s in result.samples.items()}
     tensors["classes"] = result.targets.contiguous()
     meta = {"model": str(result.document["model"]["id"]), "seed": str(result.document["config"]["seed"]),
             "arms": ",".join(result.samples)}
-    atomic_write_bytes(path, save(tensors, metadata=meta))
-    console.print(f"wrote {path}", style="dim", markup=False, highlight=False)
+    outputs.write_bytes(path, save(tensors, metadata=meta))
 
 
-def _write_grids(folder: Path, images: dict) -> None:
+def _stage_grids(outputs: StagedOutputs, folder: Path, images: dict) -> None:
     """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
     from PIL import Image
 
     from ..report.plotting import image_grid, tiles
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create --save-images folder {folder}: {err.strerror}") from None
+    outputs.folder(folder, "--save-images folder")
     for name, batch in images.items():
         n, _, h, w = batch.shape
         zoom = max(1, math.ceil(48 / max(h, w)))
@@ -265,5 +277,4 @@ def _write_grids(folder: Path, images: dict) -> None:
         picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
-        atomic_write_bytes(folder / f"{_safe(name)}.png", buffer.getvalue())
-    console.print(f"wrote {len(images)} grid(s) into {folder}", style="dim", markup=False, highlight=False)
+        outputs.write_bytes(folder / f"{_safe(name)}.png", buffer.getvalue())

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ..io import check_distinct, check_writable
+from ..io import check_outputs
 from ..report.document import KIND_ANALYZE, KIND_GUIDE, read_document
-from ._app import app, console, user_errors
+from ._app import app, command_outputs, user_errors
 
 
 @app.command()
@@ -25,18 +25,16 @@ def plot(
         show_default=False)] = None,
 ) -> None:
     """Plot stiffness heatmap and curves, xi curves, markers and t_c (analyze), or arms (guide)."""
-    from ..report.plotting import FORMATS, plot_results  # matplotlib loads only for this command
+    from ..report.plotting import figure_bytes, figure_format  # matplotlib loads only for this command
 
-    if out.suffix.lower() not in FORMATS:
-        raise UserError(f"cannot tell the figure format of {out}", f"use one of {', '.join(FORMATS)}")
-    check_distinct([("--out", out)], inputs=[("the result", path) for path in results])
-    check_writable(out, "figure")
+    fmt = figure_format(out)
+    check_outputs(files=[("--out", out)], inputs=[("the result", path) for path in results])
     if label and len(label) != len(results):
         raise UserError(f"got {len(label)} --label for {len(results)} results", "give one --label per result")
     docs = [read_document(path, (KIND_ANALYZE, KIND_GUIDE)) for path in results]
     labels = label or _file_labels(results)
-    plot_results(docs, out, labels=labels)
-    console.print(f"wrote {out}", style="dim", markup=False, highlight=False)
+    with command_outputs() as outputs:
+        outputs.write_bytes(out, figure_bytes(docs, fmt, labels))
 
 
 def _file_labels(paths: list[Path]) -> list[str]:

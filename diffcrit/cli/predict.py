@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..io import check_distinct, check_writable
-from ._app import app, console, emit_json, user_errors
+from ..io import check_outputs
+from ._app import app, command_outputs, console, emit_json, user_errors
 from ._options import OutOpt, QuietOpt
 from ._render import progress_callback
 
@@ -28,6 +28,12 @@ def _summary(document: dict) -> None:
     if compare and compare["critical_t"]["measured"] is not None:
         table.add_row("measured", f"{compare['critical_t']['measured']:.4g}", "", compare["result"])
     console.print(table)
+
+
+def _draws(source) -> dict:
+    """The draws and seed of builtin:gaussian's random draws as used; None for any other data (not used)."""
+    notes = source.notes
+    return {"draws": notes.get("draws"), "seed": notes.get("seed")}
 
 
 @app.command()
@@ -53,8 +59,10 @@ def predict(
     directions: Annotated[int, typer.Option(
         help="Without --compare: plane-wave directions per shell, as analyze probes.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Images per streamed batch.")] = 256,
-    draws: Annotated[int, typer.Option(help="builtin:gaussian only: number of random-phase draws.")] = 4096,
-    seed: Annotated[int, typer.Option(help="builtin:gaussian only: seed of the draws.")] = 0,
+    draws: Annotated[Optional[int], typer.Option(
+        help="builtin:gaussian only: number of random-phase draws (default 4096).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="builtin:gaussian only: seed of the draws (default 0).", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Predict critical times from data: speciation log(1 + Lambda), Gaussian-model stiffness, patch t_c.
@@ -68,9 +76,10 @@ def predict(
     from ..analysis.predict import predict as run_prediction
 
     # 1. Cheap checks before reading any data.
-    if out is not None:
-        check_distinct([("--out", out)], inputs=[("--data", data), ("--compare", compare)])
-        check_writable(out, "--out file")
+    from ..models.builtins import PREFIX
+
+    data_path = None if data.startswith(PREFIX) else Path(data).expanduser()
+    check_outputs(files=[("--out", out)], inputs=[("--data", data_path), ("--compare", compare)])
     result = None
     if compare is not None:
         result = read_document(compare, role="--compare result")
@@ -85,11 +94,12 @@ def predict(
         body = run_prediction(source, grid, patch=patch, batch_size=batch_size, progress=progress)
     config = {"data": data, "patch": patch, "compare": None if compare is None else str(compare),
               "grid": grid.source, "shells": grid.shells, "directions": grid.directions,
-              "batch_size": batch_size, "draws": draws, "seed": seed}
+              "batch_size": batch_size, **_draws(source)}
     if result is None:
         config.update(steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     comparison = None if result is None else compare_block(result, body, str(compare))
     document = build_document(body, config, comparison)
     if not quiet:
         _summary(document)
-    emit_json(document, out)
+    with command_outputs(quiet) as outputs:
+        emit_json(document, out, outputs)

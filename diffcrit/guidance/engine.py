@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 
 from . import alignment
-from ..config import AnalyzeConfig, at_least, build_config, make_config
+from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, build_config, check_seeds, make_config
+from ..resources import check_fits, sampling_bytes
 from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
@@ -37,7 +39,7 @@ from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RAN
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
                      step_t_grid)
 from ..models.families import pipeline_index
-from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
+from ..models.loading import LoadedModel, LoadOptions, download, library_logs, load_model, with_class_label
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
@@ -73,6 +75,8 @@ class GuideConfig:
         for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
                           ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
+        at_most("steps", self.steps, MAX_STEPS)
+        check_seeds(self.seed, max(self.samples, self.analyze_samples))
         if not 1 < self.scale < math.inf:
             raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
         if not 0 < self.width < math.inf:
@@ -147,7 +151,7 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
 
 
 def critical_from_file(path: Path | str) -> dict:
-    """critical.t and ci95 of an analyze result JSON."""
+    """critical.t and ci95 of an analyze result JSON, and the model it was measured on (``from_model``)."""
     from ..report.document import read_document
 
     doc = read_document(path, role="--critical-from file")
@@ -157,6 +161,24 @@ def critical_from_file(path: Path | str) -> dict:
                         "analyze with more samples or steps, or give --at a:b")
     return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": f"critical-from {path}",
             "from_model": (doc.get("model") or {}).get("id")}
+
+
+def other_model_notes(critical: dict | None, model_id: str) -> list[str]:
+    """A note when t_c comes from a result of another model (allowed: a base model's t_c for its fine-tune)."""
+    measured_on = (critical or {}).get("from_model")
+    if measured_on is None or _same_model(str(measured_on), model_id):
+        return []
+    return [f"t_c was measured on {measured_on}, not on {model_id} ({critical['source']}): used as given"]
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model ids name one model: equal, or two spellings of one local folder."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
@@ -194,7 +216,8 @@ def latent_decoder(loaded: LoadedModel,
             raise UserError(f"{root} lists a vae but has no vae/ folder to decode samples for scoring",
                             "add the VAE to the folder, or run without a classifier")
         folder = _download_vae(loaded.info["id"], load_options or LoadOptions())
-    vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
+    with library_logs():
+        vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -252,6 +275,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
                         "give at least one sample per process")
     with ranks.main_first():  # rank 0 downloads, the others read the cache
         loaded, guidance = load_guided_model(model, config, load_options)
+    check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
+               f"--samples {config.samples}", "give fewer samples")
     targets = target_classes(config, guidance)
     scorer = resolve_scorer(loaded, classifier, label_map)
     decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None
@@ -347,6 +372,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     }
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
                          "(a narrower --width or more --steps make room)" for name in left_out]
+    document["notes"] += other_model_notes(critical, loaded.info["id"])
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
@@ -374,7 +400,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
-    notes = []
+    notes = other_model_notes(critical, loaded.info["id"])
     if ci and ci[1] - ci[0] > config.width:
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):

@@ -36,6 +36,9 @@ def _class_labels(module, family: Family, root: Path,
     if classes is None:
         if label is not None:
             raise ConditioningError(f"{type(module).__name__} here is not class-conditional", "drop --class-label")
+        if config.guided:
+            raise ConditioningError(f"{type(module).__name__} here is unconditional: --guidance-scale has no "
+                                    "conditional branch to guide", "drop --guidance-scale")
         return (lambda n: None), None
     if label is None:
         raise UserError(f"this model is class-conditional ({classes} classes)",

@@ -10,6 +10,7 @@ raised when the stream reaches it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,11 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from .builtins import CHECKPOINTS
+from ..config import check_seeds
 from ..errors import UserError
+from ..resources import check_fits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NPZ_KEYS = ("images", "x", "data")  # tried in this order when an .npz holds several arrays
 GAUSSIAN_DRAWS = 4096
+DRAW_BYTES = 48  # per value while drawing: float64 noise, its complex128 FFT, the phases, the result
 
 
 @dataclass
@@ -45,13 +49,19 @@ class DataSource:
         return {"source": self.spec, "kind": self.kind, "count": self.count, "shape": list(self.shape), **self.notes}
 
 
-def open_data(spec: str, *, draws: int = GAUSSIAN_DRAWS, seed: int = 0) -> DataSource:
+def open_data(spec: str, *, draws: int | None = None, seed: int | None = None) -> DataSource:
     """``builtin:NAME[?k=v]``, a folder of images, or a .npy / .npz array (N, C, H, W) or (N, H, W).
 
-    ``draws`` and ``seed`` set the random-phase draws of ``builtin:gaussian`` (``gaussian_draws``).
+    ``draws`` and ``seed`` set the random-phase draws of ``builtin:gaussian`` (``gaussian_draws``; default
+    ``GAUSSIAN_DRAWS`` and 0); any other data refuses them.
     """
     from .builtins import PREFIX
 
+    if not spec.startswith(PREFIX + "gaussian") and (draws is not None or seed is not None):
+        flag = "--draws" if draws is not None else "--seed"
+        raise UserError(f"{flag} sets the random draws of builtin:gaussian only; --data {spec} does not use it",
+                        f"drop {flag}")
+    draws, seed = (GAUSSIAN_DRAWS if draws is None else draws), (0 if seed is None else seed)
     if spec.startswith(PREFIX):
         return _builtin(spec, draws, seed)
     path = Path(spec).expanduser()
@@ -91,6 +101,9 @@ def _array_source(spec: str, kind: str, array: np.ndarray | torch.Tensor, notes:
         raise UserError(f"--data {spec}: array of shape {tuple(array.shape)}", "expected (N, C, H, W) or (N, H, W)")
     if isinstance(array, np.ndarray) and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UserError(f"--data {spec}: array of dtype {array.dtype}", "expected numbers")
+    if isinstance(array, np.ndarray) and np.iscomplexobj(array):
+        raise UserError(f"--data {spec}: array of complex dtype {array.dtype}",
+                        "expected real numbers: save the real part (or the magnitude) yourself")
 
     def read(lo: int, hi: int) -> torch.Tensor:
         batch = torch.as_tensor(np.asarray(array[lo:hi], dtype=np.float32))
@@ -184,6 +197,8 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
     if entry.name == "gaussian":
         if draws < 2:
             raise UserError(f"--draws must be >= 2, got {draws}")
+        check_seeds(seed, 1)
+        check_fits(draws * math.prod(model.shape) * DRAW_BYTES, f"--draws {draws}", "give fewer draws")
         return _array_source(spec, "builtin", gaussian_draws(model, draws, seed),
                              {"data": f"{draws} random-phase draws (exact amplitudes sqrt(P(k)), seed {seed})",
                               "draws": draws, "seed": seed, **model.describe()})

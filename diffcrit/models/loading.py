@@ -14,6 +14,9 @@ import dataclasses
 import fnmatch
 import functools
 import json
+import logging
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +27,7 @@ from . import builtins
 from ..config import AnalyzeConfig
 from .denoisers import CallableDenoiser, DiffusersDenoiser
 from .families import Family, check_generative, family_named, latent_grid, model_family
-from ..errors import UserError, shorten
+from ..errors import LibraryWarning, UserError, shorten
 from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
 
@@ -33,6 +36,7 @@ DENOISER_COMPONENTS = ("unet", "transformer")
 # models are analysed in latent space), top-level configs, and a bare model repo's own weights.
 HUB_FOLDERS = ("unet", "transformer", "scheduler", "text_encoder*", "tokenizer*")
 ROOT_FILES = ("*.json", "diffusion_pytorch_model*")
+log = logging.getLogger("diffcrit")  # status lines (e.g. the hub being contacted); the CLI shows INFO unless --quiet
 OTHER_FORMATS = (".msgpack", ".onnx", ".onnx_data", ".pb", ".ckpt", ".h5")  # weights torch does not load
 HUB_PATTERNS = [*ROOT_FILES, *(f"{folder}/*" for folder in HUB_FOLDERS)]  # offline: whatever the cache holds
 
@@ -45,6 +49,14 @@ class LoadOptions:
     revision: str | None = None
     variant: str | None = None
     offline: bool = False
+
+    def __post_init__(self) -> None:
+        self.offline = self.offline or hub_offline_by_environment()
+
+
+def hub_offline_by_environment() -> bool:
+    """``HF_HUB_OFFLINE=1`` (or ON, YES, TRUE), which huggingface_hub obeys too: the same as ``--offline``."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 @dataclass
@@ -86,11 +98,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class _AsWarnings(logging.Handler):
+    """Log records of another library, re-issued as ``LibraryWarning``s (first line of the message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warnings.warn(shorten(record.getMessage()), LibraryWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def library_logs():
+    """While a model loads: what diffusers and transformers log at WARNING and above comes as ``LibraryWarning``s
+    instead of their own stderr lines (the caller decides what to show: the CLI, one "warning:" line each)."""
+    import importlib
+
+    handler = _AsWarnings(logging.WARNING)
+    libraries = [importlib.import_module(f"{name}.utils.logging") for name in ("diffusers", "transformers")
+                 if importlib.util.find_spec(name) is not None]
+    for library in libraries:
+        library.disable_default_handler()
+        library.add_handler(handler)
+    try:
+        yield
+    finally:
+        for library in libraries:
+            library.remove_handler(handler)
+            library.enable_default_handler()
+
+
 def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | None = None,
                options: LoadOptions | None = None) -> LoadedModel:
     options = options or LoadOptions()
     device = resolve_device(config.device)
     if callable(model) and not isinstance(model, (str, Path)):
+        _refuse_unused(config, SCHEDULER_OPTIONS, "a callable denoiser")
         if shape is None:
             raise UserError("a callable denoiser needs shape=(C, H, W)")
         name = getattr(model, "__name__", type(model).__name__)
@@ -99,6 +139,7 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
         entry, kwargs = builtins.parse_spec(spec)
+        _refuse_unused(config, KARRAS_OPTIONS if entry.path is not None else SCHEDULER_OPTIONS, spec)
         if entry.path is not None:
             if config.class_label is None and entry.null_class is not None:  # unconditional: the null class
                 config = dataclasses.replace(config, class_label=entry.null_class)
@@ -108,10 +149,25 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
         analytic = entry.factory(**kwargs)
         info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
         return _karras_model(CallableDenoiser(analytic), analytic.shape, config, device, info, model=analytic)
+    _refuse_unused(config, KARRAS_OPTIONS, spec)
     path = Path(spec).expanduser()
     if path.exists():
         return load_diffusers(path, config, device, options)
     return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+
+
+KARRAS_OPTIONS = ("sigma_min", "sigma_max", "rho", "churn")  # the Karras sampler of callable and analytic models
+SCHEDULER_OPTIONS = ("scheduler", "prediction_type")  # a diffusers model's scheduler
+
+
+def _refuse_unused(config: AnalyzeConfig, names: tuple[str, ...], model: str) -> None:
+    """An option set away from its default that this kind of model does not use is refused, not recorded."""
+    defaults = AnalyzeConfig()
+    for name in names:
+        if getattr(config, name) != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            user = "callable and analytic models" if name in KARRAS_OPTIONS else "diffusers models"
+            raise UserError(f"{flag} applies to {user} only; {model} does not use it", f"drop {flag}")
 
 
 def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
@@ -139,6 +195,23 @@ def model_shape(model: str, options: LoadOptions | None = None, height: int | No
         return family.channels(config), *grid
     except (KeyError, TypeError, ValueError, AttributeError, UserError):
         return None
+
+
+def model_source(model: Any) -> Path | None:
+    """The local folder (or file) ``model`` reads: a folder as given, a built-in checkpoint's folder, a hub id's
+    cache folder (models--owner--name); None for a callable or an analytic built-in. Nothing is loaded: this is
+    what outputs are checked against before any work (``io.check_outputs``)."""
+    if callable(model) and not isinstance(model, (str, Path)):
+        return None
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        return builtins.parse_spec(spec)[0].path
+    path = Path(spec).expanduser()
+    if os.path.lexists(path) or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        return path
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return Path(HF_HUB_CACHE) / ("models--" + spec.replace("/", "--"))
 
 
 def _hub_id(spec: str) -> str:
@@ -200,6 +273,7 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
     analysis needs (``hub_files``; ``offline``: whatever the cache holds). ``what``/``hint``: the error's words."""
     from huggingface_hub import HfApi, snapshot_download
 
+    log.info(f"reading {repo_id} from the local hub cache" if options.offline else f"contacting the hub for {repo_id}")
     try:
         with _quiet_hub_retries():
             if patterns is None:
@@ -211,6 +285,9 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
         raise
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
+        if hint is None and options.offline:
+            hint = ("--offline (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
+                    "or pass a local folder")
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
                         hint or "check the id, or pass a local folder (save_pretrained), "
                         "or --offline with a cached copy") from None
@@ -241,6 +318,8 @@ def _read_json(path: Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a model config") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object",
                         "write the folder again (save_pretrained)")
@@ -270,6 +349,18 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
                     "pass a pipeline folder, a model folder, or use --subfolder")
 
 
+def _check_steps(scheduler, steps: int, set_timesteps: Callable) -> None:
+    """``steps`` the scheduler can take (DDPM, DDIM: at most ``num_train_timesteps``), tried before any work."""
+    try:
+        set_timesteps(scheduler, steps)
+    except ValueError as err:
+        name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
+        if most is not None and steps > most:
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
+                            f"use --steps {most} or fewer") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
+
+
 def _scheduler_folder(root: Path) -> Path | None:
     scheduler = root / "scheduler"
     return scheduler if (scheduler / "scheduler_config.json").exists() else None
@@ -291,7 +382,12 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
         raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
                         "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
-    scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    try:
+        scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
+    except (TypeError, ValueError, RuntimeError) as err:  # a value of the wrong type or range
+        where = folder / "scheduler_config.json" if folder is not None else wanted
+        raise UserError(f"cannot build {wanted} from {where}: {shorten(str(err), 160)}",
+                        "check its values, or write the folder again (save_pretrained)") from None
     family_of(scheduler)  # refuses, naming why, a scheduler outside every family
     return scheduler
 
@@ -316,6 +412,10 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     except (OSError, ValueError, EnvironmentError) as err:
         raise UserError(f"cannot load {class_name} from {folder}: {shorten(str(err), 200)}") from None
     model_family(module, class_name)  # refuses what loaded as a class no family covers
+    missing = [name for name, tensor in module.state_dict().items() if tensor.is_meta]
+    if missing:  # diffusers leaves tensors the weights file lacks on the meta device
+        raise UserError(f"the weights in {folder} lack {len(missing)} of {class_name}'s tensors (e.g. {missing[0]})",
+                        "the weights file belongs to another model: write the folder again (save_pretrained)")
     return module.to(device).eval().requires_grad_(False)
 
 
@@ -323,9 +423,14 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
                    hub_id: str | None = None) -> LoadedModel:
     """A diffusers UNet or transformer and its scheduler, sampled exactly as its pipeline does, on its family's
     latent grid (``families.latent_grid``: unpacked, at --height/--width where the family takes them)."""
+    with library_logs():
+        return _load_diffusers(Path(root), config, device, options, hub_id)
+
+
+def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
+                    hub_id: str | None) -> LoadedModel:
     from .conditioning import build_conditioning
 
-    root = Path(root)
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
@@ -336,6 +441,8 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     prediction_type = denoiser.prediction_type
     grid, pixels = latent_grid(family, module.config, root, config.height, config.width)
     shape = (family.channels(module.config), *grid)
+    if min(shape) < 1:
+        raise UserError(f"{model_folder / 'config.json'} gives samples of shape {shape}", "every size must be >= 1")
     conditioning, cond_info = build_conditioning(module, root, config, pixels)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
@@ -344,6 +451,7 @@ def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opti
     if pixels is not None:
         info["pixels"] = list(pixels)
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
+    _check_steps(scheduler, config.steps, set_timesteps)
 
     def make_stepper():
         return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)

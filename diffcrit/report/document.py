@@ -62,11 +62,24 @@ def read_document(path: Path | str, kind: str | tuple[str, ...] = KIND_ANALYZE, 
     path = Path(path)
     text = read_text(path, role)
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
+        validate_document(doc, kind, f"{role} {path}")
     except json.JSONDecodeError as err:
         raise UserError(f"{role} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    validate_document(doc, kind, f"{role} {path}")
+    except _NonFinite as err:
+        raise UserError(f"{role} {path} holds {err.args[0]}, which diffcrit never writes (it writes null)",
+                        "was it edited by hand? write it again with diffcrit") from None
+    except RecursionError:
+        raise UserError(f"{role} {path} is nested too deeply to be a diffcrit result") from None
     return doc
+
+
+class _NonFinite(ValueError):
+    """NaN or Infinity in a document read: ``write_document`` refuses them, so the file was not written by it."""
+
+
+def _no_constant(name: str) -> float:
+    raise _NonFinite(name)
 
 
 def validate_document(doc: Any, kind: str | tuple[str, ...] = KIND_ANALYZE, source: str = "result") -> str:

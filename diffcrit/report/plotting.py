@@ -57,14 +57,23 @@ def plot_results(docs: Sequence[Mapping[str, Any]], path: Path | str,
                  labels: Sequence[str] | None = None) -> Path:
     """Draw result documents (all analyze or all guide) into ``path`` (.png, .svg or .pdf)."""
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
+    atomic_write_bytes(path, figure_bytes(docs, figure_format(path), labels))
+    return path
+
+
+def figure_format(path: Path | str) -> str:
+    """The format ``path``'s suffix names (png, svg, pdf); anything else is a user error (checked before any work)."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise UserError(f"cannot tell the figure format of {path}", f"use one of {', '.join(FORMATS)}")
-    fig = make_figure(docs, labels)
+    return fmt
+
+
+def figure_bytes(docs: Sequence[Mapping[str, Any]], fmt: str, labels: Sequence[str] | None = None) -> bytes:
+    """The figure of ``docs`` encoded as ``fmt`` (``figure_format``), not written anywhere."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=DPI)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    make_figure(docs, labels).savefig(buffer, format=fmt, dpi=DPI)
+    return buffer.getvalue()
 
 
 def make_figure(docs: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None) -> Figure:

@@ -27,12 +27,14 @@ import torch
 from safetensors.torch import save
 
 from ..errors import OutputError, UserError
-from ..io import atomic_write_bytes, atomic_write_text, check_writable, check_writable_dir, is_special, preallocate
+from ..io import (atomic_write_bytes, atomic_write_text, check_writable, check_writable_dir, is_special, preallocate,
+                  resolve_output)
 from .steppers import StepInfo
 
 INDEX_FILE = "index.json"
 STEP_FILE = re.compile(r"step_\d{4,}\.safetensors")  # f"step_{index:04d}.safetensors"
 SAMPLES_SUFFIX = ".safetensors"
+INDEX_SUFFIX = ".json"  # a .npy states file's index: <file>.npy.json
 
 
 def _step_meta(info: StepInfo) -> dict:
@@ -104,7 +106,7 @@ class NpyStates:
         self._write_index()
 
     def _write_index(self) -> None:
-        atomic_write_text(self.path.with_suffix(".npy.json"), json.dumps({"steps": self.written}, indent=1),
+        atomic_write_text(f"{self.path}{INDEX_SUFFIX}", json.dumps({"steps": self.written}, indent=1),
                           durable=False)
 
     def close(self) -> None:
@@ -118,9 +120,10 @@ def check_states_target(target: Path | str) -> Path:
     target = Path(target)
     if target.suffix == ".npy":
         return check_writable(target, "--save-states file")
-    if target.exists() and not target.is_dir():
+    folder = resolve_output(target)  # what the name reaches ("new/../old" is old)
+    if folder.exists() and not folder.is_dir():
         raise UserError(f"--save-states {target} exists and is not a folder", "give a folder or a .npy file")
-    if target.is_dir() and not (target / INDEX_FILE).is_file() and any(target.iterdir()):
+    if folder.is_dir() and not (folder / INDEX_FILE).is_file() and any(folder.iterdir()):
         raise UserError(f"--save-states folder {target} is not empty and has no {INDEX_FILE} of an earlier run",
                         "give a new or empty folder, or the states folder of an earlier run to replace it")
     return check_writable_dir(target, "--save-states folder")
@@ -132,10 +135,11 @@ def open_states(target: Path | str, steps: int, samples: int, shape: tuple[int, 
     if target.suffix == ".npy":
         return NpyStates(target, steps, samples, shape)
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        folder = resolve_output(target)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --save-states folder {target}: {err.strerror}") from None
-    return FolderStates(target)
+    return FolderStates(folder)
 
 
 def check_samples_path(path: Path | str, what: str = "--save-samples file") -> Path:
@@ -149,9 +153,13 @@ def check_samples_path(path: Path | str, what: str = "--save-samples file") -> P
 
 def save_samples(path: Path | str, samples: torch.Tensor, metadata: dict | None = None) -> None:
     """Final samples as safetensors, key ``samples`` (N, C, H, W), model's own space (docs/design.md §9)."""
+    atomic_write_bytes(path, samples_bytes(samples, metadata))
+
+
+def samples_bytes(samples: torch.Tensor, metadata: dict | None = None) -> bytes:
+    """What ``save_samples`` writes, as bytes (a command stages them with its other outputs)."""
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    data = save({"samples": samples.float().cpu().contiguous()}, metadata=meta)
-    atomic_write_bytes(path, data)
+    return save({"samples": samples.float().cpu().contiguous()}, metadata=meta)
 
 
 def load_samples(path: Path | str) -> torch.Tensor:
@@ -160,4 +168,5 @@ def load_samples(path: Path | str) -> torch.Tensor:
     return load_file(str(path))["samples"]
 
 
-__all__ = ["check_states_target", "open_states", "check_samples_path", "save_samples", "load_samples"]
+__all__ = ["check_states_target", "open_states", "check_samples_path", "save_samples", "samples_bytes",
+           "load_samples"]

@@ -119,6 +119,8 @@ def parse_spec(spec: str) -> tuple[BuiltinEntry, dict[str, Any]]:
         if key not in allowed:
             raise UserError(f"builtin:{name} has no option {key!r}",
                             f"allowed: {', '.join(allowed) or 'none'}")
+        if key in options:
+            raise UserError(f"builtin:{name} option {key!r} is given twice", "give each option once")
         options[key] = _coerce(value, allowed[key], key, name)
     return entry, options
 
