@@ -31,6 +31,7 @@ class Curves:
     unstable: np.ndarray  # (S, K) instability fraction, NaN where not probed
     bins_denoised: np.ndarray  # (S, C, Q) connected power of D(y) per channel and low bin
     bins_final: np.ndarray  # (C, Q) of the final samples
+    gaussian_decided: np.ndarray  # (S, K) the decided fraction of a Gaussian field of the samples' spectrum
     clones: np.ndarray  # (G, K) clone correlation at the G branch steps of --clones (G = 0 without)
 
 
@@ -70,7 +71,8 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
                   estimators.correlation_length(bins_denoised, bin_k2),
                   power_state, power_denoised, power_final,
                   estimators.decided_fraction(power_denoised, power_final), unstable,
-                  bins_denoised, bins_final, clones)
+                  bins_denoised, bins_final,
+                  estimators.gaussian_decided(bins_final, bin_shell, sigma, k), clones)
 
 
 # A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)

@@ -38,8 +38,8 @@ from ..report.document import Result, clean
 from ..sampling import clones
 from ..sampling.states import check_samples_path, check_states_target, open_states, save_samples
 from ..sampling.steppers import StepInfo, nonfinite_output_error, per_sample_noise
-from .critical import decision_steps
-from .curves import compute_curves, decision_shell
+from .critical import decision_steps, provisional_shell
+from .curves import compute_curves
 from .document import build_document
 from .records import Records, StepRows
 
@@ -240,7 +240,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
     focus = decision_steps(records, curves, prober.config) if records.trajectories else set()
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
-        shell = decision_shell(curves, records.bins, prober.config.decision_shell)
+        shell = provisional_shell(records, curves, prober.config)
         unstable = curves.unstable[:, shell] if shell is not None else None
         todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
                                           schedule.REFINED[prober.config.linearize_at], focus))
