@@ -124,7 +124,7 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
             summary["ci95"] = _widen(summary.get("ci95"), (value - delta, value + delta))
         blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
     primary = detection.PRIMARY[config.linearize_at]
-    verdict = _verdict(entries, shell)
+    verdict = {**_verdict(entries, shell), "supporting": _supporting(blocks)}
     chosen = blocks[primary]
     if config.linearize_at == "trajectory" and not verdict["evidence"]:
         chosen = None  # a crossover, not a transition: the decision time stays in markers.decision
@@ -134,6 +134,23 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
             "modes": located.get("modes"), "primary": primary, "regime": config.linearize_at,
             "decision_shell": shell, "transition": verdict, "transition_by_shell": entries, "markers": blocks,
             "bootstrap": {"repeats": len(resamples), "over": "samples and probe points"}}
+
+
+# The markers that support a transition where they are resolved (docs/design.md §6a): trajectories turning unstable
+# and a growth of the correlation length; each with whether its ci95 meets the decision marker's.
+SUPPORTING = (detection.INSTABILITY_ONSET, detection.XI_GROWTH)
+
+
+def _supporting(blocks: dict[str, dict | None]) -> dict:
+    decision = blocks.get(detection.DECISION)
+
+    def meets(block: dict | None) -> bool | None:
+        if block is None or decision is None or not block.get("ci95") or not decision.get("ci95"):
+            return None
+        return block["ci95"][0] <= decision["ci95"][1] and decision["ci95"][0] <= block["ci95"][1]
+
+    return {name: {"t": None if blocks.get(name) is None else blocks[name]["t"],
+                   "meets_decision": meets(blocks.get(name))} for name in SUPPORTING}
 
 
 def _verdict(entries: list[dict], shell: int | None) -> dict:

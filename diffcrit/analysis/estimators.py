@@ -107,8 +107,8 @@ def gaussian_decided(bins_x0: np.ndarray, bin_shell: np.ndarray, sigma: np.ndarr
     for n in range(n_shells):
         p = power[..., bin_shell == n].reshape(*power.shape[:-2], -1)  # (..., C Q_n)
         total = p.sum(-1)
-        weighted = (p[..., None, :] ** 2 / (p[..., None, :] + s2[:, None])).sum(-1)  # (..., S)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a bin without power at sigma = 0 adds nothing
+            weighted = np.nan_to_num(p[..., None, :] ** 2 / (p[..., None, :] + s2[:, None])).sum(-1)  # (..., S)
             out.append(np.where(total[..., None] > 0, weighted / total[..., None], np.nan))
     return np.stack(out, -1)
 
