@@ -8,8 +8,10 @@ run, whether the decision marker's ci95 covers the exact decision time of its sh
 (decided in 0.1-0.9) whose per-step decided_ci95 covers the exact curve (mixtures).
 
     python bench/transition_calibration.py [--quick] [--out bench/results/transition-calibration.json]
+    python bench/transition_calibration.py --trained [--out bench/results/transition-trained.json]
 
-Runs on the CPU (about 15 minutes on 2 cores; --quick: one range per setting, about 3 minutes).
+Runs on the CPU (about 15 minutes on 2 cores; --quick: one range per setting, about 3 minutes). ``--trained``
+runs the verdict on the trained built-ins instead: analyze defaults, 6 disjoint ranges of 128 samples each.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ def mixture_runs(quick: bool):
                 yield spec, steps, 256, r * 256
 
 
+def trained_runs():
+    for spec in ("builtin:digits", "builtin:textures"):
+        for r in range(6):
+            yield spec, 50, 128, r * 128
+
+
 def exact_decided(spec: str, sigma: float, shell: int) -> float | None:
+    if not spec.startswith(("builtin:gaussian", "builtin:mixture")):
+        return None
     model = make_analytic(spec)
     if spec.startswith("builtin:gaussian"):
         return model.decided(sigma, 4)[shell]
@@ -75,10 +85,14 @@ def summarize(spec: str, steps: int, samples: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="bench/results/transition-calibration.json")
+    parser.add_argument("--trained", action="store_true", help="the trained built-ins instead of the references")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    args.out = args.out or f"bench/results/transition-{'trained' if args.trained else 'calibration'}.json"
     runs = []
-    for kind, jobs in (("gaussian", gaussian_runs(args.quick)), ("mixture", mixture_runs(args.quick))):
+    kinds = (("trained", trained_runs()),) if args.trained else \
+        (("gaussian", gaussian_runs(args.quick)), ("mixture", mixture_runs(args.quick)))
+    for kind, jobs in kinds:
         for job in jobs:
             row = {"kind": kind, **summarize(*job)}
             runs.append(row)
@@ -94,13 +108,15 @@ def main() -> None:
         "gaussian_max_lower_bound": max(gauss_lows) if gauss_lows else None,
         "gaussian_decision_covered": [sum(bool(r["decision_covered"]) for r in runs if r["kind"] == "gaussian"),
                                       sum(r["decision_covered"] is not None for r in runs if r["kind"] == "gaussian")],
-        "mixtures": {spec: {"runs": len(rows), "found": sum(r["found"] for r in rows),
-                            "dc_evidence": sum(r["transition"][0]["evidence"] for r in rows),
-                            "other_shell_evidence": sum(e["evidence"] for r in rows for e in r["transition"][1:]),
-                            "decision_covered": sum(bool(r["decision_covered"]) for r in rows),
-                            "band_coverage": sum(r["band_covered"] for r in rows)
-                            / max(1, sum(r["band_steps"] for r in rows))}
-                     for spec in sorted({r["model"] for r in runs if r["kind"] == "mixture"})
+        "models": {spec: {"runs": len(rows), "found": sum(r["found"] for r in rows),
+                          "evidence_by_shell": [sum(r["transition"][n]["evidence"] for r in rows)
+                                                for n in range(len(rows[0]["transition"]))],
+                          "critical_shell": [r["decision_shell"] for r in rows],
+                          "critical_t": [r["decision_t"] for r in rows],
+                          "decision_covered": sum(bool(r["decision_covered"]) for r in rows),
+                          "band_coverage": sum(r["band_covered"] for r in rows)
+                          / max(1, sum(r["band_steps"] for r in rows))}
+                     for spec in sorted({r["model"] for r in runs if r["kind"] in ("mixture", "trained")})
                      for rows in [[r for r in runs if r["model"] == spec]]},
         "margin": runs[0]["transition"][0].get("margin") if runs else None,
     }
