@@ -5,6 +5,7 @@ evidence, at coarse and fine schedules. Positive controls in the place a rule wo
 mixture and the mixture with within-class noise decide in the DC shell (one FFT bin), and only there.
 """
 
+import json
 import math
 
 import numpy as np
@@ -132,3 +133,36 @@ def test_cli_summary_says_no_transition(tmp_path):
                                       "--steps", "20", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "no evidence of a phase transition beyond a Gaussian crossover" in " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def gaussian_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gauss")
+    paths = []
+    for seed in (0, 64):
+        doc = diffcrit.analyze("builtin:gaussian?size=16", steps=20, samples=64, seed=seed, bootstrap=50).to_dict()
+        path = folder / f"g{seed}.json"
+        path.write_text(json.dumps(doc))
+        paths.append(path)
+    return paths
+
+
+def test_guide_works_with_the_decision_time_of_a_result_without_transition(gaussian_pair):
+    from diffcrit.guidance.engine import critical_from_file
+
+    doc = json.loads(gaussian_pair[0].read_text())
+    assert not doc["critical"]["found"]
+    found = critical_from_file(gaussian_pair[0])
+    assert found["t"] == doc["critical"]["markers"]["decision"]["t"]
+    assert "decision time (no transition evidenced" in found["source"]
+
+
+def test_check_compares_decision_times_when_no_transition_is_evidenced(gaussian_pair):
+    from diffcrit.release.checking import CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, STATUS_PASS, compare_results
+
+    candidate, baseline = (json.loads(p.read_text()) for p in gaussian_pair)
+    outcomes = {o.name: o for o in compare_results(candidate, baseline)}
+    assert outcomes[CHECK_CRITICAL_FOUND].status == STATUS_PASS
+    assert "no transition evidenced" in outcomes[CHECK_CRITICAL_FOUND].detail
+    assert outcomes[CHECK_CRITICAL_T].status == STATUS_PASS
+    assert "decision times" in outcomes[CHECK_CRITICAL_T].detail

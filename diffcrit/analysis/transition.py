@@ -27,8 +27,9 @@ STATISTIC = "excess_over_gaussian"
 NULL_WINDOW = (0.6, 0.95)
 # The sampler may place the curve up to this many local steps off in t (its first-order error; Euler: 0.28).
 SAMPLER_ALLOWANCE = 0.5
-# Evidence of a transition: the statistic's ci95 lies above this. Calibrated: the largest lower bound over
-# 253 shell-runs of Gaussian fields (xi 1.5, 4, 8 px; 32-128 samples; 20-100 steps; disjoint ranges) was 0.014.
+# Evidence of a transition: the statistic's ci95 lies above this. Calibrated on Gaussian fields (xi 1.5, 4, 8 px;
+# 32-128 samples; 25/50/100 steps; disjoint ranges): the largest lower bound was 0.010 over the 264 shell-runs of
+# bench/results/transition-calibration.json, 0.014 over 253 more at 20-100 steps in the exploration before it.
 EVIDENCE_MARGIN = 0.015
 # At least this many steps inside the null window, or the statistic is undefined (None).
 MIN_WINDOW_STEPS = 3
