@@ -9,9 +9,12 @@ run, whether the decision marker's ci95 covers the exact decision time of its sh
 
     python bench/transition_calibration.py [--quick] [--out bench/results/transition-calibration.json]
     python bench/transition_calibration.py --trained [--out bench/results/transition-trained.json]
+    python bench/transition_calibration.py --sampler ddpm [--out bench/results/transition-ddpm.json]
 
 Runs on the CPU (about 15 minutes on 2 cores; --quick: one range per setting, about 3 minutes). ``--trained``
 runs the verdict on the trained built-ins instead: analyze defaults, 6 disjoint ranges of 128 samples each.
+``--sampler ddpm`` samples the references with diffusers' DDPMScheduler (ancestral, the trained built-ins' own:
+cosine betas, leading spacing) instead of Euler on the Karras schedule, through an exact epsilon network.
 """
 
 from __future__ import annotations
@@ -23,9 +26,45 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import torch  # noqa: E402
+
 import diffcrit  # noqa: E402
 from diffcrit.models.builtins import make_analytic  # noqa: E402
 from diffcrit.models.builtins.analytic import noisy_mixture_decided  # noqa: E402
+from diffcrit.models.loading import LoadedModel  # noqa: E402
+from diffcrit.sampling.steppers import SchedulerStepper  # noqa: E402
+
+
+class ExactEpsilon:
+    """An exact denoiser D(y, sigma) as a VP epsilon network for a diffusers scheduler (y = x_t / sqrt(ab))."""
+
+    def __init__(self, fn, alphas_cumprod: torch.Tensor):
+        self.fn, self.alphas_cumprod, self.device = fn, alphas_cumprod, torch.device("cpu")
+
+    def model_output(self, x: torch.Tensor, timestep, cond=None) -> torch.Tensor:
+        ab = self.alphas_cumprod[int(timestep)].double()
+        sigma = torch.sqrt((1 - ab) / ab)
+        d = self.fn((x.double() / torch.sqrt(ab)).float(), sigma.float().expand(x.shape[0])).double()
+        return ((x.double() - torch.sqrt(ab) * d) / torch.sqrt(1 - ab)).float()
+
+    def __call__(self, y, sigma, timestep=None, cond=None):
+        return self.fn(y, sigma)
+
+    def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return y - sigma.view(-1, 1, 1, 1) * output
+
+
+def ddpm_loaded(spec: str, steps: int) -> LoadedModel:
+    """The analytic model ``spec`` sampled by DDPMScheduler as the trained built-ins configure it."""
+    from diffusers import DDPMScheduler
+
+    field = make_analytic(spec)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+                              clip_sample=False, timestep_spacing="leading")
+    adapter = ExactEpsilon(field, scheduler.alphas_cumprod)
+    info = {"id": f"{spec} (DDPMScheduler)", "source": "builtin", "shape": list(field.shape)}
+    return LoadedModel(adapter, field.shape, lambda: SchedulerStepper(scheduler, adapter, steps), info,
+                       torch.device("cpu"), theory=field.theory, scheduler=scheduler)
 
 
 def gaussian_runs(quick: bool):
@@ -61,9 +100,10 @@ def exact_decided(spec: str, sigma: float, shell: int) -> float | None:
     return model.noise / (model.noise + sigma**2) if model.noise > 0 else None
 
 
-def summarize(spec: str, steps: int, samples: int, seed: int) -> dict:
+def summarize(spec: str, steps: int, samples: int, seed: int, sampler: str = "euler") -> dict:
     started = time.perf_counter()
-    doc = diffcrit.analyze(spec, steps=steps, samples=samples, seed=seed).to_dict()
+    loaded = ddpm_loaded(spec, steps) if sampler == "ddpm" else None
+    doc = diffcrit.analyze(spec, loaded=loaded, steps=steps, samples=samples, seed=seed).to_dict()
     critical, theory = doc["critical"], doc.get("theory") or {}
     decision = critical["markers"]["decision"]
     exact_t = (theory.get("markers") or {}).get("decision")
@@ -75,7 +115,8 @@ def summarize(spec: str, steps: int, samples: int, seed: int) -> dict:
             exact = exact_decided(spec, step["sigma"], shell)
             if exact is not None and 0.1 < exact < 0.9 and ci[0] is not None:
                 band.append(ci[0] <= exact <= ci[1])
-    return {"model": spec, "steps": steps, "samples": samples, "seed": seed, "found": critical["found"],
+    return {"model": spec, "sampler": sampler, "steps": steps, "samples": samples, "seed": seed,
+            "found": critical["found"],
             "decision_shell": critical["decision_shell"], "transition": doc["transition"],
             "decision_t": None if decision is None else decision["t"], "exact_decision_t": exact_t,
             "decision_covered": covered, "band_covered": sum(band), "band_steps": len(band),
@@ -86,15 +127,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trained", action="store_true", help="the trained built-ins instead of the references")
+    parser.add_argument("--sampler", choices=("euler", "ddpm"), default="euler",
+                        help="the references' sampler: Euler on the Karras schedule, or diffusers' DDPMScheduler")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    args.out = args.out or f"bench/results/transition-{'trained' if args.trained else 'calibration'}.json"
+    name = "trained" if args.trained else ("calibration" if args.sampler == "euler" else args.sampler)
+    args.out = args.out or f"bench/results/transition-{name}.json"
     runs = []
     kinds = (("trained", trained_runs()),) if args.trained else \
         (("gaussian", gaussian_runs(args.quick)), ("mixture", mixture_runs(args.quick)))
     for kind, jobs in kinds:
         for job in jobs:
-            row = {"kind": kind, **summarize(*job)}
+            row = {"kind": kind, **summarize(*job, sampler="euler" if kind == "trained" else args.sampler)}
             runs.append(row)
             lows = [e["ci95"][0] for e in row["transition"] if e["ci95"]]
             print(f"{row['model']:32s} {row['steps']:4d} {row['samples']:4d} {row['seed']:5d} "
