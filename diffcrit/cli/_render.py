@@ -82,6 +82,9 @@ def render_summary(console: Console, document: dict) -> None:
             (f", ci95 {_fmt(ci[0])} .. {_fmt(ci[1])}" if ci else "") + f"; evidence above {_fmt(verdict['margin'])})"
         console.print(transition_words(critical) + detail, highlight=False,
                       style=None if verdict.get("evidence") else "yellow")
+        if verdict.get("evidence") and verdict.get("sampler_calibrated") is False:
+            console.print("note: the evidence margin is calibrated on Euler sampling; with this sampler Gaussian "
+                          "controls reached lower bounds of 0.05 (docs/design.md §6a)", style="yellow", highlight=False)
     if critical["found"]:
         ci = critical.get("ci95")
         console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
