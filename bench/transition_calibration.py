@@ -39,7 +39,10 @@ class ExactEpsilon:
     """An exact denoiser D(y, sigma) as a VP epsilon network for a diffusers scheduler (y = x_t / sqrt(ab))."""
 
     def __init__(self, fn, alphas_cumprod: torch.Tensor):
+        from diffcrit.models.schedulers import AlphaBarFrame
+
         self.fn, self.alphas_cumprod, self.device = fn, alphas_cumprod, torch.device("cpu")
+        self.frame = AlphaBarFrame("epsilon", alphas_cumprod)  # what the Gaussian null samples through
 
     def model_output(self, x: torch.Tensor, timestep, cond=None) -> torch.Tensor:
         ab = self.alphas_cumprod[int(timestep)].double()

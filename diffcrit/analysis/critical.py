@@ -27,10 +27,14 @@ def transition_entries(records: Records, curves: Curves, resamples: list[Curves]
     t = np.array([info.t for info in records.infos])
 
     def value(c: Curves, shell: int) -> float | None:
+        if c.null_decided is not None:  # the null through the model's own sampler: no allowance needed
+            null = c.null_decided[:, shell]
+            return transition.excess_over_null(t, c.decided[:, shell], null, null, keep)
         return transition.excess_over_null(t, c.decided[:, shell], c.gaussian_decided[:, shell],
                                            null_earlier(c, records, t)[:, shell], keep)
 
-    return [transition.verdict(value(curves, n), [value(c, n) for c in resamples], n)
+    null = transition.SAMPLED_NULL if curves.null_decided is not None else transition.FORMULA_NULL
+    return [{**transition.verdict(value(curves, n), [value(c, n) for c in resamples], n), "null": null}
             for n in range(curves.decided.shape[1])]
 
 

@@ -114,8 +114,10 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
     consistent = consistent_steps(curves, records.coef_final.shape[0])
     critical = critical_block(records, config, curves, resamples, consistent)
-    # the margin is calibrated on Euler (ODE) sampling; other samplers' own bias is not (docs/design.md §6a)
-    critical["transition"]["sampler_calibrated"] = loaded.info.get("scheduler") == "KarrasEuler" and config.churn == 0
+    # a null sampled by the model's own sampler holds that sampler's bias; the formula's allowance is calibrated on
+    # Euler (ODE) sampling only (docs/design.md §6a)
+    euler = loaded.info.get("scheduler") == "KarrasEuler" and config.churn == 0
+    critical["transition"]["sampler_calibrated"] = critical["transition"].get("null") == "sampled" or euler
     decided_band, unstable_band = curve_band(resamples, "decided"), curve_band(resamples, "unstable")
     t = np.array([info.t for info in records.infos])
     if decided_band is not None:  # the sampler's discretisation error in t is part of the interval (transition.py)

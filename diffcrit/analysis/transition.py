@@ -1,18 +1,19 @@
 """Is it a transition? Each shell's decided fraction against its Gaussian null (docs/design.md §6a).
 
 A decided fraction crosses 1/2 for every distribution: that is a crossover (speciation) time, not yet a
-phase transition. The null hypothesis is a Gaussian field with the final samples' spectrum, whose shell
-decides as ``estimators.gaussian_decided``. A symmetry-breaking transition decides faster: its decided
-fraction runs ahead of the null's once the null is half decided (two-point mixture: by up to 0.13; with
-within-class noise of 1/16 of the class separation: by up to 0.08).
+phase transition. The null hypothesis is a Gaussian field with the final samples' spectrum. A symmetry-breaking
+transition decides faster: its decided fraction runs ahead of the null's once the null is half decided
+(two-point mixture: by up to 0.13; with within-class noise of 1/16 of the class separation: by up to 0.08).
 
-Statistic ``excess_over_gaussian`` of a shell: the mean over the steps where the null is between
-NULL_WINDOW[0] and NULL_WINDOW[1] decided of ``decided(t) - f_G(t - delta)``, with delta = SAMPLER_ALLOWANCE
-local steps in t. The shift holds the sampler's discretisation error: a first-order sampler's decided
-fraction equals the exact curve a fraction of a step earlier (0.28 steps for Euler on any Gaussian mode,
-computed exactly in docs/design.md), so a Gaussian field reads <= 0 however coarse the schedule. Evidence:
-the bootstrap ci95 of the statistic lies above EVIDENCE_MARGIN (calibrated on Gaussian fields of three
-spectra, disjoint sample ranges and 25/50/100 steps: bench/results/transition-calibration.json).
+The null's decided fraction is *sampled* (sampling/null.py): the exact Gaussian denoiser run through the model's
+own sampler, steps and seeds, so the sampler's discretisation error and noise are in the null as in the model.
+Where the sampler cannot run it (learned variance), it is the *formula* ``estimators.gaussian_decided`` compared
+SAMPLER_ALLOWANCE local steps ahead in t (Euler's decided fraction is the exact one 0.28 steps earlier).
+
+Statistic ``excess_over_gaussian`` of a shell: the mean over the steps where the null is between NULL_WINDOW[0]
+and NULL_WINDOW[1] decided of ``decided - null``. Evidence: its basic bootstrap ci95 lies above EVIDENCE_MARGIN,
+calibrated on Gaussian fields of three spectra, disjoint sample ranges, 25/50/100 steps, Euler and DDPM sampling
+(bench/transition_calibration.py).
 
 Arrays: t (S,) in generation order (decreasing), decided and null (S,) per shell; pure functions.
 """
@@ -22,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 STATISTIC = "excess_over_gaussian"
+# The null the excess is taken over: the Gaussian sampled by the model's own sampler (sampling/null.py), or, where
+# that sampler cannot run it, the formula f_G compared half a step ahead (SAMPLER_ALLOWANCE).
+SAMPLED_NULL, FORMULA_NULL = "sampled", "formula"
 # The null's decided fraction between these levels: where a two-point split runs ahead of a Gaussian mode
 # (its largest excess sits where the null is 3/4 decided); below 1/2 both rise as the linear response a/(1+a).
 NULL_WINDOW = (0.6, 0.95)

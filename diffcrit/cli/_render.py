@@ -13,11 +13,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.table import Table
 
 from ..report.document import describe_conditioning, transition_words
-from ..progress import CLONING, GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..progress import CLONING, GUIDE, NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 
 
 # What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
-STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm"}
+STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm",
+               NULL: "Gaussian null"}
 
 
 @contextlib.contextmanager
@@ -83,8 +84,8 @@ def render_summary(console: Console, document: dict) -> None:
         console.print(transition_words(critical) + detail, highlight=False,
                       style=None if verdict.get("evidence") else "yellow")
         if verdict.get("evidence") and verdict.get("sampler_calibrated") is False:
-            console.print("note: the evidence margin is calibrated on Euler sampling; with this sampler Gaussian "
-                          "controls reached lower bounds of 0.05 (docs/design.md §6a)", style="yellow", highlight=False)
+            console.print("note: this null is the formula f_G, whose sampler allowance is calibrated on Euler "
+                          "sampling only (docs/design.md §6a)", style="yellow", highlight=False)
     if critical["found"]:
         ci = critical.get("ci95")
         console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
