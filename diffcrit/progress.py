@@ -12,6 +12,7 @@ from typing import Callable
 # Stages, in the order a run meets them.
 SAMPLING = "sampling"  # analyze: steps sampled (and probed) so far, of all steps
 REFINING = "refining"  # analyze, auto probe schedule: the step just probed after sampling, of all steps
+NULL = "gaussian null"  # analyze: steps of the Gaussian null sampled by the model's sampler, of all steps
 CLONING = "cloning"  # analyze --clones: branch steps whose clones are done, of all branch steps
 GUIDE = "guide"  # guide: sample-steps of one arm (``label``) done, of the arm's samples x steps
 READING = "reading data"  # predict: images read, of all images

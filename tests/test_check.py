@@ -141,7 +141,11 @@ def test_lost_critical_point_and_marker_fail(baseline):
                 "markers": {**baseline["critical"]["markers"], "stiffness_zero": None}}
     outcomes = by_name(compare_results(with_changes(baseline, critical=critical), baseline, Tolerances(markers=0.5)))
     assert outcomes[CHECK_CRITICAL_FOUND].status == STATUS_FAIL
-    assert outcomes[CHECK_CRITICAL_T].status == STATUS_SKIP
+    # the critical time is compared as the decision time of both sides (the same here), and says so
+    assert outcomes[CHECK_CRITICAL_T].status == STATUS_PASS and "decision times" in outcomes[CHECK_CRITICAL_T].detail
+    no_decision = {**critical, "markers": {**critical["markers"], "decision": None}}
+    lost = by_name(compare_results(with_changes(baseline, critical=no_decision), baseline, Tolerances(markers=0.5)))
+    assert lost[CHECK_CRITICAL_T].status == STATUS_SKIP
     assert outcomes[marker_check_name("stiffness_zero")].status == STATUS_FAIL
     relaxed = compare_results(with_changes(baseline, critical=critical), baseline,
                               Tolerances(markers=0.5, marker_presence=False))

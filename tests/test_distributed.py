@@ -61,9 +61,10 @@ def test_two_processes_write_the_single_process_document(tmp_path):
 
     expected, got = json.loads((one / "r.json").read_text()), json.loads((two / "r.json").read_text())
     assert got["environment"]["distributed"] == {"processes": 2, "backend": "gloo"}
-    assert expected["critical"]["found"] and expected["probe"]["schedule"]["refined_steps"]
+    assert expected["critical"]["markers"]["decision"] and expected["probe"]["schedule"]["refined_steps"]
     _close(expected["steps"], got["steps"], 1e-6, "steps")
     _close(expected["critical"], got["critical"], 1e-6, "critical")
+    _close(expected["transition"], got["transition"], 1e-6, "transition")
     assert got["probe"] == expected["probe"]
     assert expected["clones"]["branch_steps"] == [3, 7]  # clone noise is per sample: the split changes nothing
     _close(expected["clones"], got["clones"], 1e-6, "clones")

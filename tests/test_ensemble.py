@@ -46,12 +46,15 @@ def test_gaussian_decided_fraction_is_p_over_p_plus_sigma2():
     assert fine["critical"]["primary"] == "decision" and fine["critical"]["decision_shell"] == 1
     exact = model.decision_times(4)
     assert model.decided(math.sqrt(math.expm1(exact[1])), 4)[1] == pytest.approx(0.5)
-    assert fine["critical"]["t"] == pytest.approx(exact[1], rel=0.03)
+    assert fine["critical"]["markers"]["decision"]["t"] == pytest.approx(exact[1], rel=0.03)
     assert fine["theory"]["markers"]["decision"] == exact[1]
+    # a Gaussian field decides as its null: a crossover, no critical time (docs/design.md §6a)
+    assert not fine["critical"]["found"] and fine["critical"]["t"] is None
+    assert not any(entry["evidence"] for entry in fine["transition"])
     # the DC mode, asked for, is half decided at its speciation time log(1 + P(0))
     dc = diffcrit.analyze("builtin:gaussian", steps=100, decision_shell=0, **options).to_dict()
     assert exact[0] == pytest.approx(math.log1p(float(model.spectrum[0, 0])))
-    assert dc["critical"]["t"] == pytest.approx(exact[0], rel=0.03)
+    assert dc["critical"]["markers"]["decision"]["t"] == pytest.approx(exact[0], rel=0.03)
     assert fine["diagnostics"]["total_variance"]["inconsistent_steps"] == []
     assert all(u == 0 for s in fine["steps"] if s["probed"] for u in s["unstable_fraction"])  # no mode is ever unstable
 

@@ -367,7 +367,7 @@ def test_cli_suggest(cond_folder, critical_json):
 def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
     # A random-weight UNet's D(y) is inconsistent at every step (decided fraction > 1.25): it has no
     # critical time, and guide says so in one line.
-    with pytest.raises(UserError, match="analyze found no critical time"):
+    with pytest.raises(UserError, match="analyze found neither a critical time nor a decision time"):
         guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, width=0.4, **FAST)
     from diffcrit.analysis import engine
 

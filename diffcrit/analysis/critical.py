@@ -1,5 +1,6 @@
-"""The critical block (docs/design.md §6): every marker on the consistent steps with its bootstrap ci95,
-presence and modes, the brackets of probe-based markers, and the regime's primary marker."""
+"""The critical block (docs/design.md §6): the transition verdict of every shell against its Gaussian null
+(transition.py), every marker on the consistent steps with its bootstrap ci95, presence and modes, the brackets
+of probe-based markers, and the regime's primary marker, at the shell with the strongest evidence."""
 
 from __future__ import annotations
 
@@ -8,9 +9,51 @@ import numpy as np
 from ..config import AnalyzeConfig
 from ..frame import t_to_sigma
 from ..sampling.steppers import StepInfo
-from . import detection
+from . import detection, estimators, transition
 from .curves import Curves, consistent_steps, decision_shell
 from .records import Records
+
+
+def null_earlier(curves: Curves, records: Records, t: np.ndarray) -> np.ndarray:
+    """(S, K) the Gaussian null f_G at t - delta (transition.allowed_shift): as far ahead as the sampler's error
+    allows."""
+    sigma = np.sqrt(np.expm1(np.clip(t - transition.allowed_shift(t), 0.0, None)))
+    return estimators.gaussian_decided(curves.bins_final, records.bins.shell.numpy(), sigma, curves.decided.shape[1])
+
+
+def transition_entries(records: Records, curves: Curves, resamples: list[Curves], keep: np.ndarray) -> list[dict]:
+    """The ``transition`` list (docs/design.md §6a): each shell's excess over its Gaussian null, its bootstrap
+    ci95 over the same resamples as every curve, and the verdict. ``keep``: the consistent steps, once per t."""
+    t = np.array([info.t for info in records.infos])
+
+    def value(c: Curves, shell: int) -> float | None:
+        if c.null_decided is not None:  # the null through the model's own sampler: no allowance needed
+            null = c.null_decided[:, shell]
+            return transition.excess_over_null(t, c.decided[:, shell], null, null, keep)
+        return transition.excess_over_null(t, c.decided[:, shell], c.gaussian_decided[:, shell],
+                                           null_earlier(c, records, t)[:, shell], keep)
+
+    null = transition.SAMPLED_NULL if curves.null_decided is not None else transition.FORMULA_NULL
+    return [{**transition.verdict(value(curves, n), [value(c, n) for c in resamples], n), "null": null}
+            for n in range(curves.decided.shape[1])]
+
+
+def critical_shell(curves: Curves, records: Records, requested: int | None, entries: list[dict]) -> int | None:
+    """The shell of ``decision`` and ``instability_onset``: ``requested`` if given, else the shell with the
+    strongest evidence of a transition, else the default rule of ``decision_shell`` (a crossover's shell)."""
+    strongest = transition.strongest(entries)
+    if requested is None and strongest is not None:
+        return strongest["shell"]
+    return decision_shell(curves, records.bins, requested)
+
+
+def provisional_shell(records: Records, curves: Curves, config: AnalyzeConfig) -> int | None:
+    """``critical_shell`` judged on the point estimates (no bootstrap yet: each ci95 is the value itself), for the
+    probe schedule's refinement while the run's records are still being completed."""
+    t = np.array([info.t for info in records.infos])
+    keep = consistent_steps(curves, records.coef_final.shape[0]) & once_per_t(t)
+    return critical_shell(curves, records, config.decision_shell,
+                          transition_entries(records, curves, [curves, curves], keep))
 
 
 def decision_steps(records: Records, curves: Curves, config: AnalyzeConfig) -> set[int]:
@@ -18,7 +61,7 @@ def decision_steps(records: Records, curves: Curves, config: AnalyzeConfig) -> s
     known from the records alone, before any refinement."""
     t = np.array([info.t for info in records.infos])
     keep = consistent_steps(curves, records.coef_final.shape[0]) & once_per_t(t)
-    value = markers_of(curves, t, keep, decision_shell(curves, records.bins, config.decision_shell))[detection.DECISION]
+    value = markers_of(curves, t, keep, provisional_shell(records, curves, config))[detection.DECISION]
     if value is None:
         return set()
     before = int(np.flatnonzero(t >= value)[-1])  # t falls along generation
@@ -67,7 +110,8 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
     regime's primary marker (``detection.PRIMARY``), never a median of markers. ``keep``: the consistent steps."""
     t = np.array([info.t for info in records.infos])
     keep = keep & once_per_t(t)
-    shell = decision_shell(curves, records.bins, config.decision_shell)
+    entries = transition_entries(records, curves, resamples, keep)
+    shell = critical_shell(curves, records, config.decision_shell, entries)
     markers = markers_of(curves, t, keep, shell)
     draws = [markers_of(c, t, keep, shell) for c in resamples]
     detected = _detected_curves(curves, keep, shell)
@@ -79,15 +123,44 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
             {"presence": None, "ci95": None, "modes": None}
         if name in brackets:
             summary["ci95"] = _widen(summary.get("ci95"), brackets[name])
+        if name == detection.DECISION and value is not None:  # the sampler's discretisation error (transition.py)
+            delta = float(np.interp(-value, -t, transition.allowed_shift(t)))
+            summary["ci95"] = _widen(summary.get("ci95"), (value - delta, value + delta))
         blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
     primary = detection.PRIMARY[config.linearize_at]
+    verdict = {**_verdict(entries, shell), "supporting": _supporting(blocks)}
     chosen = blocks[primary]
+    if config.linearize_at == "trajectory" and not verdict["evidence"]:
+        chosen = None  # a crossover, not a transition: the decision time stays in markers.decision
     located = chosen if chosen is not None else {**_locate(None, records.infos, t), "ci95": None, "presence": None}
     return {"found": chosen is not None, **{key: located.get(key) for key in
                                             ("t", "sigma", "step", "timestep", "fraction", "ci95", "presence")},
             "modes": located.get("modes"), "primary": primary, "regime": config.linearize_at,
-            "decision_shell": shell, "markers": blocks,
+            "decision_shell": shell, "transition": verdict, "transition_by_shell": entries, "markers": blocks,
             "bootstrap": {"repeats": len(resamples), "over": "samples and probe points"}}
+
+
+# The markers that support a transition where they are resolved (docs/design.md §6a): trajectories turning unstable
+# and a growth of the correlation length; each with whether its ci95 meets the decision marker's.
+SUPPORTING = (detection.INSTABILITY_ONSET, detection.XI_GROWTH)
+
+
+def _supporting(blocks: dict[str, dict | None]) -> dict:
+    decision = blocks.get(detection.DECISION)
+
+    def meets(block: dict | None) -> bool | None:
+        if block is None or decision is None or not block.get("ci95") or not decision.get("ci95"):
+            return None
+        return block["ci95"][0] <= decision["ci95"][1] and decision["ci95"][0] <= block["ci95"][1]
+
+    return {name: {"t": None if blocks.get(name) is None else blocks[name]["t"],
+                   "meets_decision": meets(blocks.get(name))} for name in SUPPORTING}
+
+
+def _verdict(entries: list[dict], shell: int | None) -> dict:
+    """critical.transition: the decision shell's verdict; ``shell`` is null unless it shows evidence."""
+    entry = entries[shell] if shell is not None else {**transition.verdict(None, [], -1)}
+    return {**entry, "shell": shell if entry["evidence"] else None}
 
 
 def _locate(t_value: float | None, infos: list[StepInfo], t: np.ndarray) -> dict:

@@ -31,6 +31,8 @@ class Curves:
     unstable: np.ndarray  # (S, K) instability fraction, NaN where not probed
     bins_denoised: np.ndarray  # (S, C, Q) connected power of D(y) per channel and low bin
     bins_final: np.ndarray  # (C, Q) of the final samples
+    gaussian_decided: np.ndarray  # (S, K) the decided fraction of a Gaussian field of the samples' spectrum
+    null_decided: np.ndarray | None  # (S, K) that Gaussian's decided fraction through the model's own sampler
     clones: np.ndarray  # (G, K) clone correlation at the G branch steps of --clones (G = 0 without)
 
 
@@ -70,7 +72,21 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
                   estimators.correlation_length(bins_denoised, bin_k2),
                   power_state, power_denoised, power_final,
                   estimators.decided_fraction(power_denoised, power_final), unstable,
-                  bins_denoised, bins_final, clones)
+                  bins_denoised, bins_final,
+                  estimators.gaussian_decided(bins_final, bin_shell, sigma, k), _null_decided(records, rows, k),
+                  clones)
+
+
+def _null_decided(records: Records, rows, n_shells: int) -> np.ndarray | None:
+    """The sampled Gaussian null's decided fraction (S, K) on the same resample of the samples (the null ran on
+    the same seeds: rows pair), or None where no null was sampled."""
+    if records.null_final is None:
+        return None
+    shell = records.bins.shell.numpy()
+    denoised = np.stack(list(records.null_denoised))[:, rows]
+    power = [estimators.shell_power(estimators.bin_power(c), shell, n_shells)
+             for c in (denoised, records.null_final[rows])]
+    return estimators.decided_fraction(*power)
 
 
 # A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)

@@ -12,7 +12,7 @@ from ..models.loading import LoadedModel
 from ..probing.fourier import ProbeDirections, direction_bins, shell_wave_numbers
 from ..report.document import environment, header
 from ..sampling import clones
-from . import estimators
+from . import estimators, transition
 from .critical import critical_block
 from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
                      consistent_steps, curve_band)
@@ -114,7 +114,14 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
     consistent = consistent_steps(curves, records.coef_final.shape[0])
     critical = critical_block(records, config, curves, resamples, consistent)
+    # a null sampled by the model's own sampler holds that sampler's bias; the formula's allowance is calibrated on
+    # Euler (ODE) sampling only (docs/design.md §6a)
+    euler = loaded.info.get("scheduler") == "KarrasEuler" and config.churn == 0
+    critical["transition"]["sampler_calibrated"] = critical["transition"].get("null") == "sampled" or euler
     decided_band, unstable_band = curve_band(resamples, "decided"), curve_band(resamples, "unstable")
+    t = np.array([info.t for info in records.infos])
+    if decided_band is not None:  # the sampler's discretisation error in t is part of the interval (transition.py)
+        decided_band = transition.widen_band(t, decided_band, transition.allowed_shift(t))
     sigma = np.array([info.sigma for info in records.infos])
     gaussian = estimators.gaussian_stiffness(curves.power_final, sigma)
     shell = directions.shell.numpy()
@@ -132,6 +139,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "structure_denoised": curves.power_denoised[i].tolist(),
             "decided": curves.decided[i].tolist(),
             "decided_ci95": None if decided_band is None else decided_band[i].tolist(),
+            "gaussian_decided": curves.gaussian_decided[i].tolist(),
             "gaussian_stiffness": gaussian[i].tolist(),
             "unstable_fraction": curves.unstable[i].tolist() if probed else None,
             "unstable_fraction_ci95": unstable_band[i].tolist() if probed and unstable_band is not None else None,
@@ -153,6 +161,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
+        "transition": critical.pop("transition_by_shell"),
         "clones": _clones_block(records, curves, resamples),
         "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }

@@ -19,6 +19,7 @@ equals the single-process one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -36,13 +37,14 @@ from ..probing import schedule
 from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
 from ..resources import check_fits, sampling_bytes
-from ..progress import REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..progress import NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from ..report.document import Result, clean
 from ..sampling import clones
+from ..sampling.null import null_stepper_factory, sample_spectrum
 from ..sampling.states import INDEX_SUFFIX, check_samples_path, check_states_target, open_states, save_samples
 from ..sampling.steppers import StepInfo, nonfinite_output_error, per_sample_noise
-from .critical import decision_steps
-from .curves import compute_curves, decision_shell
+from .critical import decision_steps, provisional_shell
+from .curves import compute_curves
 from .document import build_document
 from .records import Records, StepRows
 
@@ -192,6 +194,10 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
         records.coef_final = shell_coefficients(spectrum(samples), records.bins).numpy()
+        if records.trajectories:
+            tick = time.perf_counter()
+            _sample_null(loaded, config, samples, records, mine, ranks, callback)
+            records.seconds["null_s"] = time.perf_counter() - tick
         if config.probe_schedule == "auto":
             tick = time.perf_counter()
             _refine(prober, records, directions, store, callback)
@@ -208,6 +214,41 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
         if store is not None:
             store.close()
     return records, samples
+
+
+# Passes of the null: the first measures what the sampler does to the samples' spectrum, the second starts from
+# the spectrum it maps onto the model's final power.
+NULL_PASSES = 2
+
+
+def _sample_null(loaded: LoadedModel, config: AnalyzeConfig, samples: torch.Tensor, records: Records, mine: range,
+                 ranks: Ranks, callback: Callback) -> None:
+    """The Gaussian null of the samples' spectrum through the model's own sampler, on the same seeds
+    (sampling/null.py; docs/design.md §6a): D(y) coefficients per step and the final ones into ``records``.
+    Nothing where the sampler cannot run it (learned variance): the transition test then uses the formula."""
+    karras = dict(sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho, churn=config.churn)
+    target = sample_spectrum(samples)
+    power = target
+    for attempt in range(NULL_PASSES):
+        factory = null_stepper_factory(loaded, config.steps, power, karras)
+        if factory is None:
+            return
+        batches = _Batches(dataclasses.replace(loaded, make_stepper=factory, conditioning=lambda n: None), config,
+                           mine)
+        records.null_denoised = StepRows(len(batches.infos))
+        for i, info in enumerate(batches.infos):
+            _, d = batches.step(i)
+            records.null_denoised.append(shell_coefficients(spectrum(d), records.bins).cpu().numpy())
+            callback(ProgressEvent(NULL, attempt * len(batches.infos) + i + 1, NULL_PASSES * len(batches.infos),
+                                   sigma=info.sigma, t=info.t))
+        final = ranks.all_rows(batches.final())
+        # the sampler changes the power it is given (Euler at 50 steps keeps ~0.9 of it): the next pass starts from
+        # the spectrum whose samples have the model's final power, P^2 / P_sampled
+        power = target**2 / sample_spectrum(final).clamp_min(1e-30)
+    if ranks.world > 1:
+        parts = ranks.all_objects(np.stack(list(records.null_denoised)))
+        records.null_denoised = StepRows.of(np.concatenate(parts, axis=1))
+    records.null_final = shell_coefficients(spectrum(final), records.bins).numpy()
 
 
 def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[int]:
@@ -261,7 +302,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
     focus = decision_steps(records, curves, prober.config) if records.trajectories else set()
     while True:
         probed = [i for i, g in enumerate(records.gains) if g is not None]
-        shell = decision_shell(curves, records.bins, prober.config.decision_shell)
+        shell = provisional_shell(records, curves, prober.config)
         unstable = curves.unstable[:, shell] if shell is not None else None
         todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
                                           schedule.REFINED[prober.config.linearize_at], focus))

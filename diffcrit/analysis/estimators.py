@@ -93,6 +93,26 @@ def decided_fraction(power_denoised: np.ndarray, power_x0: np.ndarray) -> np.nda
         return np.where(varies, power_denoised / power_x0, np.nan)
 
 
+def gaussian_decided(bins_x0: np.ndarray, bin_shell: np.ndarray, sigma: np.ndarray, n_shells: int) -> np.ndarray:
+    """f_G: the decided fraction a Gaussian field with the final samples' spectrum would have (docs/design.md §7).
+
+    Every bin j and channel of a Gaussian field decides on its own, P_j / (P_j + sigma^2); a shell decides as
+    f_G = sum_j P_j^2 / (P_j + sigma^2) / sum_j P_j over its bins and channels (the power-weighted mean, as
+    ``decided_fraction`` weights them). bins_x0: (..., C, Q) ``bin_power`` of the final samples; bin_shell: (Q,);
+    sigma: (S,) -> (..., S, K), NaN on a shell with no power.
+    """
+    power = np.asarray(bins_x0, dtype=float)
+    s2 = np.asarray(sigma, dtype=float) ** 2
+    out = []
+    for n in range(n_shells):
+        p = power[..., bin_shell == n].reshape(*power.shape[:-2], -1)  # (..., C Q_n)
+        total = p.sum(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a bin without power at sigma = 0 adds nothing
+            weighted = np.nan_to_num(p[..., None, :] ** 2 / (p[..., None, :] + s2[:, None])).sum(-1)  # (..., S)
+            out.append(np.where(total[..., None] > 0, weighted / total[..., None], np.nan))
+    return np.stack(out, -1)
+
+
 def gaussian_stiffness(power_x0: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """s_G = sigma^2 / (P_n + sigma^2): the stiffness of a Gaussian field with the samples' shell power P_n.
 

@@ -83,6 +83,9 @@ class Records:
     coef_state: StepRows = field(default_factory=StepRows)
     coef_denoised: StepRows = field(default_factory=StepRows)
     coef_final: np.ndarray | None = None  # (N, C, Q) complex: the final samples x0
+    # the Gaussian null sampled by the model's sampler (sampling/null.py): D(y) per step and x0, as above
+    null_denoised: StepRows = field(default_factory=StepRows)
+    null_final: np.ndarray | None = None
     bins: LowBins | None = None
     trajectories: bool = True  # probe points on trajectories (else y = 0)
     probe_method: str = "none"

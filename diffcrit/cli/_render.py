@@ -12,12 +12,13 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
                            TimeRemainingColumn)
 from rich.table import Table
 
-from ..report.document import describe_conditioning
-from ..progress import CLONING, GUIDE, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..report.document import describe_conditioning, transition_words
+from ..progress import CLONING, GUIDE, NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 
 
 # What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
-STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm"}
+STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm",
+               NULL: "Gaussian null"}
 
 
 @contextlib.contextmanager
@@ -75,11 +76,21 @@ def render_summary(console: Console, document: dict) -> None:
     primary = critical.get("primary", "")
     exact_t = (theory.get("markers") or {}).get(primary)
     exact = "" if exact_t is None else f"; exact t = {_fmt(exact_t)}"
+    verdict = critical.get("transition") or {}
+    if verdict:
+        value, ci = verdict.get("value"), verdict.get("ci95")
+        detail = "" if value is None else f" ({verdict['statistic']} = {_fmt(value)}" + \
+            (f", ci95 {_fmt(ci[0])} .. {_fmt(ci[1])}" if ci else "") + f"; evidence above {_fmt(verdict['margin'])})"
+        console.print(transition_words(critical) + detail, highlight=False,
+                      style=None if verdict.get("evidence") else "yellow")
+        if verdict.get("evidence") and verdict.get("sampler_calibrated") is False:
+            console.print("note: this null is the formula f_G, whose sampler allowance is calibrated on Euler "
+                          "sampling only (docs/design.md §6a)", style="yellow", highlight=False)
     if critical["found"]:
         ci = critical.get("ci95")
         console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
                       f"  (* primary marker: {primary}{exact})", highlight=False)
-    else:
+    elif not verdict or critical.get("regime") == "zero":
         console.print(f"no critical time: the primary marker ({primary}) was not found", style="yellow")
     inconsistent = ((document.get("diagnostics") or {}).get("total_variance") or {}).get("inconsistent_steps") or []
     if inconsistent:

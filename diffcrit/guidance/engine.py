@@ -151,15 +151,16 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
 
 
 def critical_from_file(path: Path | str) -> dict:
-    """critical.t and ci95 of an analyze result JSON, and the model it was measured on (``from_model``)."""
-    from ..report.document import read_document
+    """The time an analyze result JSON gives guide (``working_time``: critical.t where a transition was evidenced,
+    else the decision time), its ci95, and the model it was measured on (``from_model``)."""
+    from ..report.document import read_document, working_time
 
     doc = read_document(path, role="--critical-from file")
-    critical = doc.get("critical") or {}
-    if not isinstance(critical.get("t"), (int, float)):
-        raise UserError(f"--critical-from {path} has no critical time (critical.t is missing or null)",
+    found = working_time(doc.get("critical") or {})
+    if found is None:
+        raise UserError(f"--critical-from {path} has neither a critical time nor a decision time",
                         "analyze with more samples or steps, or give --at a:b")
-    return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": f"critical-from {path}",
+    return {"t": found["t"], "ci95": found["ci95"], "source": _source(f"critical-from {path}", found),
             "from_model": (doc.get("model") or {}).get("id")}
 
 
@@ -181,11 +182,18 @@ def _same_model(a: str, b: str) -> bool:
         return False
 
 
+def _source(where: str, found: dict) -> str:
+    """Where guide's t came from, saying when it is a decision time (no transition evidenced)."""
+    return where if found["source"] == "critical" else \
+        f"{where}: decision time (no transition evidenced beyond a Gaussian crossover)"
+
+
 def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
                      load_options: LoadOptions | None, callback: Callback) -> dict:
     """t_c by ``analyze`` on the same loaded model (``load_guided_model``), conditioned on the target class, seeds
     disjoint from the guide samples."""
     from ..analysis.engine import analyze
+    from ..report.document import working_time
 
     seed = config.seed + config.samples  # guide uses seed .. seed + N - 1
     options = dict(steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
@@ -193,12 +201,12 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
                    prediction_type=config.prediction_type, bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap))
     relabelled = with_class_label(loaded, target, make_config(**options))
     result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, **options)
-    critical = result.critical
-    if not critical.get("found"):
-        raise UserError("analyze found no critical time for this model and class",
+    found = working_time(result.critical)
+    if found is None:
+        raise UserError("analyze found neither a critical time nor a decision time for this model and class",
                         "give --critical-from RESULT.json or an explicit window --at a:b")
-    return {"t": critical["t"], "ci95": critical.get("ci95"),
-            "source": f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)",
+    where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
+    return {"t": found["t"], "ci95": found["ci95"], "source": _source(where, found),
             "from_model": result.document["model"]["id"]}
 
 

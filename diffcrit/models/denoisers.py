@@ -52,6 +52,19 @@ def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tenso
     raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
 
 
+def denoised_to_output(d: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The raw output a VP model of ``prediction_type`` gives for the denoised d at y: the inverse of
+    ``output_to_denoised`` (eps = (y - x0) / sigma; v = (y / (1 + sigma^2) - x0) sqrt(1 + sigma^2) / sigma)."""
+    s = sigma.view(-1, 1, 1, 1).to(y.dtype)
+    if prediction_type == "epsilon":
+        return (y - d) / s
+    if prediction_type == "v_prediction":
+        return (y / (1 + s**2) - d) * torch.sqrt(1 + s**2) / s
+    if prediction_type == "sample":
+        return d
+    raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
+
+
 def select_cond(cond: dict | None, index: torch.Tensor) -> dict | None:
     """Rows ``index`` of every tensor in a (possibly nested) conditioning dict."""
     if cond is None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .denoisers import PREDICTION_TYPES, output_to_denoised
+from .denoisers import PREDICTION_TYPES, denoised_to_output, output_to_denoised
 from ..errors import UserError
 from ..frame import alpha_bar_to_sigma
 
@@ -87,6 +87,10 @@ class AlphaBarFrame:
     def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return output_to_denoised(output, y, sigma, self.prediction_type)
 
+    def output(self, d: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The network output that ``denoised`` maps to d (its inverse)."""
+        return denoised_to_output(d, y, sigma, self.prediction_type)
+
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         return sigma_to_timestep(sigma, self.log_sigmas).float()
 
@@ -122,6 +126,12 @@ class EDMFrame:
     def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.scheduler.precondition_outputs(y, output, _col(sigma, y))
 
+    def output(self, d: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``denoised``: precondition_outputs is c_skip y + c_out output."""
+        skip = self.denoised(torch.zeros_like(y), y, sigma)
+        c_out = self.denoised(torch.ones_like(y), torch.zeros_like(y), sigma)
+        return (d - skip) / c_out
+
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         return self.scheduler.precondition_noise(sigma.float())
 
@@ -141,6 +151,11 @@ class FlowFrame:
     def denoised(self, output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         s = _col(sigma, y)
         return (y - s * output) / (1 + s)
+
+    def output(self, d: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``denoised``: v = (y - (1 + sigma) d) / sigma."""
+        s = _col(sigma, y)
+        return (y - (1 + s) * d) / s
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         return (sigma / (1 + sigma) * self.num_train_timesteps).float()

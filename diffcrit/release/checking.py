@@ -4,8 +4,9 @@ Everything here is pure: result documents (the dicts of docs/design.md §9) and 
 a list of ``CheckOutcome`` out. Bad input raises ``UserError``; nothing prints or exits.
 
 The checks, in report order (docs/design.md §8):
-    critical.found          both results found their primary marker, or both did not
-    critical.t              |Δ t_c| within the tolerance of the pairing, or the combined 95% CIs
+    critical.found          both results evidence a transition (or find their primary marker), or both do not
+    critical.t              |Δ t_c| within the tolerance of the pairing, or the combined 95% CIs; where a side
+                            evidences no transition, the decision times (critical.markers.decision) are compared
     marker.<name>           |Δ t| of each marker (docs/design.md §6), same rule as critical.t
     decided.shell<n>        max over t of |Δ f_n(t)|, the decided fraction, against the pointwise CIs
     stiffness.shell<n>      RMS of Δ s/(1+|s|) on a common t grid: bounded, so s ≈ -4e6 at y = 0 and
@@ -36,7 +37,7 @@ import numpy as np
 from ..analysis.detection import MARKERS
 from ..errors import UserError
 from ..io import read_text
-from ..report.document import KIND_ANALYZE, validate_document
+from ..report.document import KIND_ANALYZE, validate_document, working_time
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
 CHECK_CRITICAL_FOUND = "critical.found"
@@ -315,6 +316,8 @@ def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: To
                        paired: bool) -> list[CheckOutcome]:
     c_found, b_found = bool(cand.get("found")), bool(base.get("found"))
     said = {True: "critical time found", False: "no critical time"}
+    if "transition" in cand or "transition" in base:
+        said = {True: "transition evidenced", False: "no transition evidenced"}
     primaries = {cand.get("primary"), base.get("primary")}
     detail = f"candidate: {said[c_found]}; baseline: {said[b_found]}"
     if len(primaries) > 1:
@@ -324,10 +327,14 @@ def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: To
     floor = tol.paired_critical_t if paired else tol.critical_t
     if floor is None:
         return [found, _skip(CHECK_CRITICAL_T, "turned off (tolerance null)", "t")]
-    c_t, b_t = cand.get("t"), base.get("t")
-    if not (_is_number(c_t) and _is_number(b_t)):
-        return [found, _skip(CHECK_CRITICAL_T, "no critical time on both sides", "t")]
-    return [found, _shift_outcome(CHECK_CRITICAL_T, cand, base, floor, 0.0 if paired else tol.ci_scale, paired)]
+    both = c_found and b_found  # else the decision times of both sides: one meaning on each side
+    c_time, b_time = working_time(cand, both), working_time(base, both)
+    if c_time is None or b_time is None:
+        return [found, _skip(CHECK_CRITICAL_T, "no critical or decision time on both sides", "t")]
+    outcome = _shift_outcome(CHECK_CRITICAL_T, c_time, b_time, floor, 0.0 if paired else tol.ci_scale, paired)
+    if "decision" in (c_time["source"], b_time["source"]):
+        outcome = dataclasses.replace(outcome, detail=outcome.detail + " (decision times: no transition evidenced)")
+    return [found, outcome]
 
 
 def _shift_outcome(name: str, cand: Mapping[str, Any], base: Mapping[str, Any], floor: float, ci_scale: float,

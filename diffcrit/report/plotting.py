@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..errors import UserError
 from ..io import atomic_write_bytes
-from .document import KIND_ANALYZE, describe_conditioning, result_kind
+from .document import KIND_ANALYZE, describe_conditioning, result_kind, transition_words
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 FIGSIZE_IN = (13.0, 8.5)
@@ -194,6 +194,11 @@ def _decided_curves(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]
                             gid=f"decided-band:{i}:{n}")
             ax.plot(t, decided[:, n], DOC_STYLES[i % len(DOC_STYLES)], color=color,
                     linewidth=2.2 if n == shell else 1.3, gid=f"decided:{i}:{n}")
+            null = _shell_matrix(steps, "gaussian_decided", decided.shape[1]) if _has(doc, "gaussian_decided") \
+                else None
+            if null is not None and np.isfinite(null[:, n]).any():  # the Gaussian null of docs/design.md §6a
+                ax.plot(t, null[:, n], linestyle=(0, (2, 2)), color=color, linewidth=1.0, alpha=0.9,
+                        gid=f"gaussian-decided:{i}:{n}")
             drawn.add(n)
             peak = max(peak, float(np.nanmax(decided[:, n])))
         if flat:
@@ -217,6 +222,9 @@ def _decided_curves(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]
                Line2D([], [], color=INCONSISTENT_COLOR, linestyle=":", linewidth=1.3, label="1.25: consistency limit")]
     if any(_marker(doc, "decision") for doc in docs):
         handles.append(Line2D([], [], marker="D", color="black", linestyle="none", label="decision, 95% CI"))
+    if any(_has(doc, "gaussian_decided") for doc in docs):
+        handles.append(Line2D([], [], color="gray", linestyle=(0, (2, 2)), linewidth=1.0,
+                              label="Gaussian null f_G (same spectrum)"))
     ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
     _notes(ax, _note_lines(notes, labels))
     ax.set_ylabel("decided fraction   (band: 95% CI)")
@@ -527,9 +535,13 @@ def _analyze_title(docs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> 
 
 def _tc_text(doc: Mapping[str, Any], short: bool = False) -> str:
     critical = doc.get("critical") or {}
+    if critical.get("transition") and not critical.get("found") and critical.get("regime") != "zero":
+        return "no transition beyond a Gaussian crossover" if short else transition_words(critical)
     if not (critical.get("found") and _is_number(critical.get("t"))):
         return "no critical point" + (f" ({critical['primary']} not found)" if critical.get("primary") else "")
     text = f"t_c = {critical['t']:.2f}"
+    if (critical.get("transition") or {}).get("evidence"):
+        text = f"transition in shell {critical['transition']['shell']}: {text}"
     if _valid_ci(critical.get("ci95")):
         text += f" [{critical['ci95'][0]:.2f}, {critical['ci95'][1]:.2f}]"
     if critical.get("primary"):

@@ -92,6 +92,7 @@ class SchedulerStepper:
             raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - self.hidden} "
                             "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
         self.infos = [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[self.hidden:])]
+        self.sigmas = [e.sigma for e in evals]  # of every evaluation, the hidden pure-noise ones too (inf)
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
         return noise.to(self.denoiser.device) * init_noise_sigma(self.scheduler)

@@ -94,14 +94,14 @@ class GaussianField:
 
     def decision_times(self, n_shells: int) -> list[float]:
         """t where each shell's exact decided fraction is 1/2 (the DC mode: log(1 + P(0)), its speciation time)."""
-        def half(n: int) -> float:
-            log_sigma = optimize.brentq(lambda u: self.decided(math.exp(u), n_shells)[n] - 0.5, -10.0, 10.0)
-            return math.log1p(math.exp(2 * log_sigma))
-        return [half(n) for n in range(n_shells)]
+        return [_half_decided_t(lambda sigma, n=n: self.decided(sigma, n_shells)[n]) for n in range(n_shells)]
 
     def describe(self) -> dict:
         return {"size": self.size, "channels": self.channels, "xi": self.xi, "variance": self.variance,
                 "spectrum": "P(k) = A / (1 + (xi |k|)^2), mean_k P = variance"}
+
+
+_HERMITE = np.polynomial.hermite_e.hermegauss(80)
 
 
 def mixture_decided(a: float, nodes: int = 80) -> float:
@@ -110,26 +110,53 @@ def mixture_decided(a: float, nodes: int = 80) -> float:
     return float((w * np.tanh(a + math.sqrt(a) * z) ** 2).sum() / w.sum())
 
 
+def noisy_mixture_decided(m2: float, noise: float, sigma: float) -> float:
+    """The decided fraction along m of x0 = ±m + sqrt(noise) g (docs/design.md §7, Biroli et al. 2024).
+
+    With s = noise + sigma^2 and y_m = |m| + sqrt(s) w (one class; D is odd, so both give the same D^2):
+    E_w[(noise/s y_m + |m| sigma^2/s tanh(|m| y_m / s))^2] / (|m|^2 + noise). noise = 0 gives E tanh^2(a + sqrt(a) z).
+    """
+    z, w = _HERMITE
+    m, s = math.sqrt(m2), noise + sigma**2
+    y = m + math.sqrt(s) * z
+    d = noise / s * y + m * sigma**2 / s * np.tanh(m * y / s)
+    return float((w * d**2).sum() / w.sum() / (m2 + noise))
+
+
+def _half_decided_t(decided) -> float:
+    """t at which a decided fraction ``decided(sigma)``, falling with sigma, is 1/2."""
+    log_sigma = optimize.brentq(lambda u: decided(math.exp(u)) - 0.5, -12.0, 12.0)
+    return math.log1p(math.exp(2 * log_sigma))
+
+
 # a = |m|^2 / sigma^2 at which the mixture is half decided (E tanh^2 = 1/2).
 MIXTURE_HALF_DECIDED_A = float(optimize.brentq(lambda a: mixture_decided(a) - 0.5, 1e-3, 10.0))
 
 
 @dataclass
 class TwoPointMixture:
-    """x0 = ±m with equal weights, m a constant field with |m|^2 = ``m2``.
+    """x0 = ±m + sqrt(noise) g with equal weights, m a constant field with |m|^2 = ``m2``, g white Gaussian noise.
 
-    Exact denoiser (docs/design.md §7): D(y) = m tanh(<m, y> / sigma^2). At y = 0 the Jacobian is
-    m m^T / sigma^2, so along the DC mode s = 1 - |m|^2 / sigma^2 and t_c = log(1 + |m|^2).
+    Exact denoiser (docs/design.md §7), with s = noise + sigma^2:
+    D(y) = noise/s y + sigma^2/s m tanh(<m, y> / s); noise = 0 gives m tanh(<m, y> / sigma^2). At y = 0,
+    J = noise/s I + sigma^2/s^2 m m^T, so along the DC mode s_DC = sigma^2/s (1 - |m|^2/s) turns negative at
+    t_c = log(1 + |m|^2 - noise). Every mode orthogonal to m is Gaussian white noise of power ``noise``: no
+    transition there (the negative control inside a positive one, Biroli et al. 2024's setting).
     """
 
     size: int = 32
     channels: int = 1
     m2: float = 16.0
+    noise: float = 0.0
     name: str = "mixture"
 
     def __post_init__(self) -> None:
         check_field(self.name, self.size, self.channels)
         check_option(self.name, "m2", self.m2, 0, strict=True)
+        check_option(self.name, "noise", self.noise, 0)
+        if self.noise >= self.m2:
+            raise UserError(f"builtin:mixture needs noise < m2 (two classes apart), got noise={self.noise}, "
+                            f"m2={self.m2}", "lower noise or raise m2")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -142,18 +169,28 @@ class TwoPointMixture:
 
     def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         m = self.mean.to(y.device, y.dtype)
-        overlap = (y * m).flatten(1).sum(1) / sigma.to(y.dtype) ** 2
-        return torch.tanh(overlap).view(-1, 1, 1, 1) * m
+        s = self.noise + sigma.to(y.dtype).view(-1, 1, 1, 1) ** 2
+        overlap = (y * m).flatten(1).sum(1).view(-1, 1, 1, 1) / s
+        return self.noise / s * y + (1 - self.noise / s) * torch.tanh(overlap) * m
 
     def theory(self, sigmas: list[float], directions: ProbeDirections) -> dict:
         projection2 = (directions.vectors.double().flatten(1) @ self.mean.double().flatten()) ** 2
-        curves = [_shell_means(1 - projection2 / s**2, directions) for s in sigmas]
-        return {"critical_t": math.log1p(self.m2), "stiffness": curves, "exact_everywhere": False,
-                "formula": "at y = 0: s = 1 - <v, m>^2 / sigma^2; t_c = log(1 + |m|^2); along trajectories the "
-                           "decided fraction is E tanh^2(a + sqrt(a) z), a = |m|^2 / sigma^2",
-                "markers": {"stiffness_zero": math.log1p(self.m2), "instability_onset": math.log1p(self.m2)},
-                "decision_by_shell": [math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)]
-                                     + [None] * (directions.n_shells - 1)}
+        curves = [_shell_means(s**2 / (self.noise + s**2) * (1 - projection2 / (self.noise + s**2)), directions)
+                  for s in sigmas]
+        t_c = math.log1p(self.m2 - self.noise)
+        if self.noise == 0:
+            dc = math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)
+        else:
+            dc = _half_decided_t(lambda sigma: noisy_mixture_decided(self.m2, self.noise, sigma))
+        others = math.log1p(self.noise) if self.noise > 0 else None  # white noise: P = noise in every bin
+        return {"critical_t": t_c, "stiffness": curves, "exact_everywhere": False,
+                "formula": "at y = 0: s = sigma^2/s' (1 - <v, m>^2 / s'), s' = noise + sigma^2; t_c = log(1 + |m|^2 "
+                           "- noise); along trajectories the DC mode's decided fraction is E tanh^2(a + sqrt(a) z), "
+                           "a = |m|^2 / sigma^2 (noise = 0; docs/design.md §7 otherwise), every other mode is "
+                           "Gaussian of power noise",
+                "markers": {"stiffness_zero": t_c, "instability_onset": t_c},
+                "decision_by_shell": [dc] + [others] * (directions.n_shells - 1)}
 
     def describe(self) -> dict:
-        return {"size": self.size, "channels": self.channels, "m2": self.m2, "mean": "constant field, |m|^2 = m2"}
+        return {"size": self.size, "channels": self.channels, "m2": self.m2, "noise": self.noise,
+                "mean": "constant field, |m|^2 = m2; within-class white noise of variance noise per pixel"}
