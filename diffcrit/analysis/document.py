@@ -140,6 +140,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "decided": curves.decided[i].tolist(),
             "decided_ci95": None if decided_band is None else decided_band[i].tolist(),
             "gaussian_decided": curves.gaussian_decided[i].tolist(),
+            "null_decided": None if curves.null_decided is None else curves.null_decided[i].tolist(),
             "gaussian_stiffness": gaussian[i].tolist(),
             "unstable_fraction": curves.unstable[i].tolist() if probed else None,
             "unstable_fraction_ci95": unstable_band[i].tolist() if probed and unstable_band is not None else None,

@@ -194,8 +194,8 @@ def _decided_curves(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]
                             gid=f"decided-band:{i}:{n}")
             ax.plot(t, decided[:, n], DOC_STYLES[i % len(DOC_STYLES)], color=color,
                     linewidth=2.2 if n == shell else 1.3, gid=f"decided:{i}:{n}")
-            null = _shell_matrix(steps, "gaussian_decided", decided.shape[1]) if _has(doc, "gaussian_decided") \
-                else None
+            key = "null_decided" if any(s.get("null_decided") for s in steps) else "gaussian_decided"
+            null = _shell_matrix(steps, key, decided.shape[1]) if _has(doc, key) else None
             if null is not None and np.isfinite(null[:, n]).any():  # the Gaussian null of docs/design.md §6a
                 ax.plot(t, null[:, n], linestyle=(0, (2, 2)), color=color, linewidth=1.0, alpha=0.9,
                         gid=f"gaussian-decided:{i}:{n}")
@@ -224,7 +224,7 @@ def _decided_curves(ax, docs: Sequence[Mapping[str, Any]], labels: Sequence[str]
         handles.append(Line2D([], [], marker="D", color="black", linestyle="none", label="decision, 95% CI"))
     if any(_has(doc, "gaussian_decided") for doc in docs):
         handles.append(Line2D([], [], color="gray", linestyle=(0, (2, 2)), linewidth=1.0,
-                              label="Gaussian null f_G (same spectrum)"))
+                              label="Gaussian null (same spectrum and sampler)"))
     ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
     _notes(ax, _note_lines(notes, labels))
     ax.set_ylabel("decided fraction   (band: 95% CI)")
