@@ -227,29 +227,66 @@ def test_a_known_paired_difference_is_detected():
     base = rng.uniform(0.2, 0.6, 200)
     better = base + 0.1 + 0.05 * rng.standard_normal(200)
     c = alignment.paired_comparison(better, base, repeats=1000, seed=0)
-    assert c["diff_mean"] == pytest.approx(0.1, abs=0.02)
+    assert c["diff_mean"] == pytest.approx(0.1, abs=0.02) and c["test"] == alignment.TEST_SIGN_FLIP
     assert c["ci95"][0] > 0.05 and c["ci95"][1] < 0.15
-    assert c["wilcoxon_p"] < 1e-10 and c["effect_size"] > 0.8
+    assert c["p_value"] <= 1 / alignment.PERMUTATIONS * 2 and c["effect_size"] > 0.8  # no flip reaches it
+    assert "wilcoxon_p" not in c
 
 
 def test_identical_arms_give_p_one_and_no_effect():
     values = np.random.default_rng(1).uniform(size=50)
-    c = alignment.paired_comparison(values, values.copy(), repeats=500, seed=0)
-    assert c["diff_mean"] == 0 and c["ci95"] == [0.0, 0.0]
-    assert c["wilcoxon_p"] == 1.0 and c["effect_size"] == 0.0
+    for test in (alignment.TEST_SIGN_FLIP, alignment.TEST_MCNEMAR):
+        same = (values > 0.5).astype(float) if test == alignment.TEST_MCNEMAR else values
+        c = alignment.paired_comparison(same, same.copy(), repeats=500, seed=0, test=test)
+        assert c["diff_mean"] == 0 and c["ci95"] == [0.0, 0.0]
+        assert c["p_value"] == 1.0 and c["effect_size"] == 0.0
 
 
 def test_symmetric_noise_is_not_significant():
     rng = np.random.default_rng(2)
     a, b = rng.uniform(size=300), rng.uniform(size=300)
     c = alignment.paired_comparison(a, b, repeats=500, seed=0)
-    assert c["ci95"][0] < 0 < c["ci95"][1] and c["wilcoxon_p"] > 0.05 and abs(c["effect_size"]) < 0.2
+    assert c["ci95"][0] < 0 < c["ci95"][1] and c["p_value"] > 0.05 and abs(c["effect_size"]) < 0.2
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.003, 0.01, 0.03])
+def test_the_p_value_agrees_with_the_interval_shown(shift):
+    """The issue's case: a mean difference of +0.0012 [-0.0005, +0.0036] beside a Wilcoxon p of 6e-29. The p-value
+    now tests the mean whose ci95 is printed: large when the ci95 spans 0, small when it clears 0."""
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.9, 1.0, 500)
+    d = shift + 0.05 * rng.standard_normal(500) + 0.02 * (rng.uniform(size=500) < 0.5)  # skewed: not a Wilcoxon's
+    c = alignment.paired_comparison(base + d - 0.01, base, repeats=2000, seed=0)
+    spans_zero = c["ci95"][0] < 0 < c["ci95"][1]
+    assert (c["p_value"] > 0.05) == spans_zero, c
+    assert c["p_value"] < 0.01 if c["ci95"][0] > 0.002 or c["ci95"][1] < -0.002 else True
+
+
+def test_sign_flip_p_is_exact_for_few_pairs():
+    # 4 pairs, all positive: of the 16 sign patterns only +/- (1, 2, 3, 4) reach |mean| = 2.5: p = 2/16
+    assert alignment.sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0]), seed=0) == pytest.approx(2 / 16)
+    # d = (3, -1, -1): |mean| >= 1/3 for flips (3, ±1, ±1) with the sum's |.| >= 1: 8 patterns, sums 5, 3, 3, 1 (x2)
+    assert alignment.sign_flip_p(np.array([3.0, -1.0, -1.0]), seed=0) == pytest.approx(1.0)
+
+
+def test_mcnemar_equals_a_hand_computed_binomial():
+    # 10 pairs where only a is right, 2 where only b is, 30 concordant: p = 2 * P(Bin(12, 1/2) <= 2)
+    a = np.array([1] * 10 + [0] * 2 + [1] * 20 + [0] * 10, float)
+    b = np.array([0] * 10 + [1] * 2 + [1] * 20 + [0] * 10, float)
+    by_hand = 2 * sum(__import__("math").comb(12, k) for k in range(3)) / 2 ** 12  # = 158 / 4096
+    p, only_a, only_b = alignment.mcnemar_exact_p(a, b)
+    assert (only_a, only_b) == (10, 2) and p == pytest.approx(by_hand) == pytest.approx(0.0385742, abs=1e-6)
+    c = alignment.paired_comparison(a, b, repeats=500, seed=0, test=alignment.TEST_MCNEMAR)
+    assert c["p_value"] == pytest.approx(by_hand) and c["discordant"] == [10, 2] and c["test"] == "McNemar exact"
+    assert c["diff_mean"] == pytest.approx(8 / 42)
+    with pytest.raises(ValueError, match="0/1"):
+        alignment.paired_comparison(a + 0.5, b, repeats=0, seed=0, test=alignment.TEST_MCNEMAR)
 
 
 def test_binary_metric_and_rank_biserial_extremes():
     top1_a, top1_b = np.array([1, 1, 0, 1, 1, 0] * 10, float), np.array([0, 1, 0, 0, 1, 0] * 10, float)
-    c = alignment.paired_comparison(top1_a, top1_b, repeats=500, seed=0)
-    assert c["effect_size"] == 1.0 and c["wilcoxon_p"] < 0.01 and c["n_nonzero"] == 20
+    c = alignment.paired_comparison(top1_a, top1_b, repeats=500, seed=0, test=alignment.TEST_MCNEMAR)
+    assert c["effect_size"] == 1.0 and c["p_value"] == pytest.approx(2 / 2 ** 20) and c["n_nonzero"] == 20
     assert alignment.rank_biserial(-np.arange(1, 5.0)) == -1.0
 
 
@@ -306,7 +343,8 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
     assert len(document["comparisons"]) == 8
     for c in document["comparisons"]:
         assert c["arm"] == "critical"
-        assert {"versus", "metric", "diff_mean", "ci95", "wilcoxon_p", "effect_size"} <= set(c)
+        assert {"versus", "metric", "diff_mean", "ci95", "p_value", "test", "effect_size"} <= set(c)
+        assert c["test"] == alignment.TESTS[c["metric"]] and "wilcoxon_p" not in c
     assert sorted(p.name for p in images.iterdir()) == ["all.png", "critical.png", "none.png", "random-steps.png",
                                                         "random.png"]
     stored = load_file(str(samples))

@@ -162,6 +162,12 @@ def _ci(ci, fmt: str = ".3f") -> str:
     return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "-"
 
 
+def _p(comparison: dict) -> str:
+    """The comparison's p-value (``wilcoxon_p`` in results of diffcrit 0.1)."""
+    p = comparison.get("p_value", comparison.get("wilcoxon_p"))
+    return f"{p:.2g}" if p is not None else "-"
+
+
 def _windows(arm: dict) -> str:
     windows = arm.get("windows") or []
     if not windows:
@@ -200,14 +206,14 @@ def render_guide(out: Console, document: dict) -> None:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
     treatment = document["arms"][0]["name"]
-    comparisons = Table(title=escape(f"{treatment} − other arm, paired; p: Wilcoxon signed-rank, "
-                                     "r: matched-pairs rank-biserial"),
+    comparisons = Table(title=escape(f"{treatment} − other arm, paired; p tests the mean difference (target_prob: "
+                                     "sign-flip permutation, top1: McNemar exact), r: matched-pairs rank-biserial"),
                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("versus", "metric", "diff", "ci95", "p", "r"):
         comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right", no_wrap=True)
     for c in document["comparisons"]:
         comparisons.add_row(*(escape(cell) for cell in (
-            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), f"{c['wilcoxon_p']:.2g}",
+            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), _p(c),
             f"{c['effect_size']:+.2f}")))
     out.print(comparisons)
 

@@ -325,7 +325,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                 comparisons.append({"arm": treatment.name, "versus": other.name, "metric": metric,
                                     **alignment.paired_comparison(metrics[treatment.name][metric],
                                                                   metrics[other.name][metric],
-                                                                  config.bootstrap, config.seed)})
+                                                                  config.bootstrap, config.seed,
+                                                                  alignment.TESTS[metric])})
     critical_block = {"t": None, "ci95": None, "source": None}
     if critical is not None:
         critical_block = {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0}
@@ -342,7 +343,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         "classifier": scorer.info if scorer is not None else None,
         "arms": arm_blocks,
         "comparisons": comparisons,
-        "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "test": alignment.TEST,
+        "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "tests": dict(alignment.TESTS),
+                       "test": alignment.TEST, "permutations": alignment.PERMUTATIONS,
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "

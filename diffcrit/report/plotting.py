@@ -680,8 +680,9 @@ def _guide_comparisons(ax, scored: Sequence[tuple[Mapping[str, Any], str]], metr
 
 def _comparison_text(c: Mapping[str, Any]) -> str:
     parts = []
-    if _is_number(c.get("wilcoxon_p")):
-        parts.append(f"p = {c['wilcoxon_p']:.2g}")
+    p = c.get("p_value", c.get("wilcoxon_p"))  # wilcoxon_p: results of diffcrit 0.1
+    if _is_number(p):
+        parts.append(f"p = {p:.2g}")
     if _is_number(c.get("effect_size")):
         parts.append(f"effect {c['effect_size']:.2f}")
     return ", ".join(parts)
