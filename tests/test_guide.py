@@ -56,7 +56,7 @@ def test_at_all_equals_dit_pipeline_with_guidance(dit_folder):
     pipe.vae.decode = lambda z, *a, **k: (latents.setdefault("z", z.clone()), decode(z, *a, **k))[1]
     pipe(class_labels=[3, 5, 7], guidance_scale=4.0, generator=generators(3), num_inference_steps=6, output_type="np")
     expected = latents["z"] * pipe.vae.config.scaling_factor  # the pipeline divides by it before decoding
-    result = guide(str(dit_folder), at="all", classes=[3, 5, 7], samples=3, scale=4.0, **{**FAST, "steps": 6})
+    result = guide(str(dit_folder), at="all", classes=[3, 5, 7], samples=3, guidance_scale=4.0, **{**FAST, "steps": 6})
     torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -68,7 +68,7 @@ def test_at_all_equals_unet_cfg_reference(trailing_ddim_folder):
     scheduler_config = json.loads((trailing_ddim_folder / "scheduler" / "scheduler_config.json").read_text())
     labels = torch.tensor([0, 1, 2, 3])
     expected = sample_cfg(unet, scheduler_config, labels, N_CLASSES, guidance_scale=2.5, num_inference_steps=8, seed=0)
-    result = guide(str(trailing_ddim_folder), at="all", samples=4, scale=2.5, **FAST)
+    result = guide(str(trailing_ddim_folder), at="all", samples=4, guidance_scale=2.5, **FAST)
     torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -201,7 +201,8 @@ def test_heun_suggestion_is_in_steps(heun_folder, critical_json):
     """--suggest on a Heun scheduler: steps and step_count in scheduler steps, the timesteps of both evaluations."""
     from diffcrit.guidance.engine import suggest
 
-    interval = suggest(str(heun_folder), critical_from=critical_json, width=0.3, steps=10, device="cpu")["interval"]
+    interval = suggest(str(heun_folder), critical_from=critical_json, window_width=0.3, steps=10,
+                       device="cpu")["interval"]
     loaded, _ = load_guided_model(str(heun_folder), make_guide_config(steps=10, device="cpu"), None)
     infos = step_grid(loaded, 10)
     t = np.array([info.t for info in infos[::2]])  # Heun: step s evaluates at 2s (first) and 2s + 1 (second)
@@ -319,7 +320,7 @@ CLI_FAST = ["--steps", "8", "--samples", "4", "--device", "cpu", "--bootstrap", 
 
 def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, critical_json, tmp_path):
     out, images, samples = tmp_path / "g.json", tmp_path / "grids", tmp_path / "s.safetensors"
-    result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--width", "0.2",
+    result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--window-width", "0.2",
                  "--classifier", str(torchscript_classifier), *CLI_FAST, "--out", str(out),
                  "--save-images", str(images), "--save-samples", str(samples))
     assert result.exit_code == 0, result.output[-3000:]
@@ -389,8 +390,8 @@ def test_critical_from_reads_valid_analyze_results_only(cond_folder, tmp_path, d
 
 
 def test_cli_suggest(cond_folder, critical_json):
-    result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json), "--width", "0.2",
-                 "--steps", "20", "--device", "cpu", "--quiet")
+    result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json),
+                 "--window-width", "0.2", "--steps", "20", "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(result.stdout)
     interval = document["interval"]
@@ -406,7 +407,7 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
     # A random-weight UNet's D(y) is inconsistent at every step (decided fraction > 1.25): it has no
     # critical time, and guide says so in one line.
     with pytest.raises(UserError, match="analyze found no critical time"):
-        guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, width=0.4, **FAST)
+        guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, window_width=0.4, **FAST)
     from diffcrit.analysis import engine
 
     real = engine.analyze
@@ -419,7 +420,7 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
         return result
 
     monkeypatch.setattr(engine, "analyze", analyze_with_a_critical_time)
-    result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, width=0.4,
+    result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, window_width=0.4,
                    **FAST)
     assert seen["seed"] == 2 and seen["samples"] == 3 and seen["class_label"] == 0
     critical = result.document["critical"]
@@ -444,8 +445,8 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
         return result
 
     monkeypatch.setattr(analysis_engine, "analyze", analyze_with_a_critical_time)
-    guide(str(cond_folder), at="critical", compare=["none"], class_label=2, samples=2, analyze_samples=3, width=0.4,
-          **FAST)
+    guide(str(cond_folder), at="critical", compare=["none"], class_label=2, samples=2, analyze_samples=3,
+          window_width=0.4, **FAST)
     assert loads == ["guide"]  # one load; analyze gets the loaded model, relabelled
     assert documents[0]["model"]["conditioning"]["class_label"] == 2
     assert documents[0]["config"]["class_label"] == 2
@@ -458,7 +459,10 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
     (["--at", "sometimes"], ["unknown arm"]),
     (["--class-label", "4"], ["out of range", "0..3"]),
     (["--classes", "0,9"], ["out of range"]),
-    (["--scale", "1"], ["> 1"]),
+    (["--guidance-scale", "1"], ["> 1"]),
+    (["--scale", "1"], ["> 1"]),  # the old name, hidden
+    (["--scale", "2", "--guidance-scale", "3"], ["--scale is the old name of --guidance-scale"]),
+    (["--width", "0.2", "--window-width", "0.3"], ["--width is the old name of --window-width"]),
 ])
 def test_cli_bad_input_exits_2(cond_folder, args, fragments):
     one_line_error(run("--model", str(cond_folder), "--compare", "none", *CLI_FAST, *args), *fragments)

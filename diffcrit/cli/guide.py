@@ -37,11 +37,14 @@ def guide(
     compare: Annotated[Optional[str], typer.Option(
         help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
         "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
-    scale: Annotated[float, typer.Option(
-        "--scale", help="Guidance scale S inside the window (> 1); "
-        "outside it the model runs conditionally only.")] = 3.0,
-    width: Annotated[float, typer.Option(
-        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = 1.0,
+    guidance_scale: Annotated[Optional[float], typer.Option(
+        "--guidance-scale", help="Guidance scale S inside the window (> 1; default 3.0); "
+        "outside it the model runs conditionally only.")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", hidden=True)] = None,  # before 0.2
+    window_width: Annotated[Optional[float], typer.Option(
+        "--window-width",
+        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = None,
+    width: Annotated[Optional[float], typer.Option("--width", hidden=True)] = None,  # before 0.2
     critical_from: Annotated[Optional[Path], typer.Option(
         help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
     classifier: Annotated[Optional[Path], typer.Option(
@@ -85,6 +88,7 @@ def guide(
     the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
     """
     from ..distributed import is_main_process
+    from ..guidance.engine import GuideConfig
     from ..guidance.engine import guide as run_guide
     from ..guidance.engine import suggest as run_suggest
     from ..models.loading import LoadOptions
@@ -104,7 +108,9 @@ def guide(
             check_samples_path(save_samples)
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
-    options = dict(at=at, compare=_split(compare, "--compare", str), scale=scale, width=width, steps=steps,
+    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps,
+                   guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", GuideConfig),
+                   window_width=_renamed(window_width, width, "--window-width", "--width", GuideConfig),
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
                    classes=_split(classes, "--classes", int), analyze_samples=analyze_samples, bootstrap=bootstrap,
                    device=device, dtype=dtype, scheduler=scheduler, prediction_type=prediction_type)
@@ -137,6 +143,16 @@ def guide(
         _write_samples(save_samples, result)
     if save_images is not None:
         _write_grids(save_images, result.images)
+
+
+def _renamed(value, old_value, flag: str, old_flag: str, config: type):
+    """A renamed option: the new flag, else its old hidden name, else the config's default."""
+    if value is not None and old_value is not None:
+        raise UserError(f"{old_flag} is the old name of {flag}: give one of them")
+    if value is None:
+        value = old_value
+    name = flag.lstrip("-").replace("-", "_")
+    return value if value is not None else getattr(config, name)
 
 
 def _split(text: str | None, option: str, kind: type) -> list | None:

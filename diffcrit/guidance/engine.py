@@ -54,8 +54,8 @@ class GuideConfig:
 
     at: str = ARM_CRITICAL
     compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
-    scale: float = 3.0
-    width: float = 1.0
+    guidance_scale: float = 3.0
+    window_width: float = 1.0  # in t
     steps: int = 50
     samples: int = 64
     seed: int = 0
@@ -73,10 +73,11 @@ class GuideConfig:
         for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
                           ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
-        if not 1 < self.scale < math.inf:
-            raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
-        if not 0 < self.width < math.inf:
-            raise UserError(f"window width must be finite and > 0 (in t), got {self.width}")
+        if not 1 < self.guidance_scale < math.inf:
+            raise UserError(f"guidance scale must be finite and > 1, got {self.guidance_scale}",
+                            "S = 1 is the `none` arm")
+        if not 0 < self.window_width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
         if self.class_label is not None and self.classes:
             raise UserError("give --class-label or --classes, not both")
         parse_arm(self.at, treatment=True)
@@ -88,8 +89,17 @@ class GuideConfig:
         return dataclasses.asdict(self)
 
 
+OLD_NAMES = {"scale": "guidance_scale", "width": "window_width"}  # names before 0.2, still accepted
+
+
 def make_guide_config(**options: Any) -> GuideConfig:
-    """A validated ``GuideConfig``."""
+    """A validated ``GuideConfig``; ``scale`` and ``width`` (the names before 0.2) are read as guidance_scale and
+    window_width."""
+    for old, new in OLD_NAMES.items():
+        if old in options:
+            if new in options:
+                raise UserError(f"{old} is the old name of {new}: give one of them")
+            options[new] = options.pop(old)
     return build_config(GuideConfig, options)
 
 
@@ -237,7 +247,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
           load_options: LoadOptions | None = None, **options: Any) -> GuideResult:
     """Sample every arm with the same seeds and classes, score class alignment, compare arms.
 
-    ``options`` are the fields of ``GuideConfig`` (at, compare, scale, width, steps, samples, ...).
+    ``options`` are the fields of ``GuideConfig`` (at, compare, guidance_scale, window_width, steps, samples, ...).
     """
     started = time.perf_counter()
     callback = callback or ignore
@@ -266,8 +276,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
-    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
-                      optional)
+    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.window_width,
+                      config.seed, optional)
     loaded_at = time.perf_counter()
     # 3. Sample every arm (paired: same seeds, same classes).
     samples, seconds = {}, {}
@@ -275,7 +285,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         tick = time.perf_counter()
         mine, error = None, None
         try:
-            mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
+            mine = sample_arm(loaded, guidance, arm, targets, config.guidance_scale, config.steps, config.seed,
                               config.batch_size, callback, mine=ranks.split(config.samples))
         except ModelOutputError as err:  # NaN or Inf: every rank stops together
             error = err
@@ -335,7 +345,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                  environment=environment(loaded.device, "none", config.dtype)),
         "critical": critical_block,
         "window_width_t": width,
-        "guidance_scale": config.scale,
+        "guidance_scale": config.guidance_scale,
         "sampled_t_range": list(t_range),
         "targets": {"classes": sorted(set(targets.tolist())), "per_sample": "classes cycled over samples"},
         "scored": metrics is not None,
@@ -348,7 +358,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
-                         "(a narrower --width or more --steps make room)" for name in left_out]
+                         "(a narrower --window-width or more --steps make room)" for name in left_out]
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
@@ -371,13 +381,13 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
     t_grid = step_t_grid(infos)  # (S,) per scheduler step
     critical = critical_from_file(critical_from) if critical_from is not None else \
         measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
-    lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
+    lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.window_width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
     notes = []
-    if ci and ci[1] - ci[0] > config.width:
+    if ci and ci[1] - ci[0] > config.window_width:
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):
         notes.append("the window was clipped to the sampled range")
@@ -385,7 +395,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
         **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
                  environment=environment(loaded.device, "none", config.dtype), time_convention=False),
         "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
-        "window_width_t": config.width,
+        "window_width_t": config.window_width,
         "interval": {
             "t": [t_lo, t_hi],
             "sigma": [t_to_sigma(t_lo) if t_lo > 0 else 0.0, t_to_sigma(t_hi)],
@@ -394,7 +404,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
                           if step in inside],
             "scheduler": loaded.info.get("scheduler"), "num_inference_steps": config.steps,
         },
-        "guidance_scale": config.scale,
+        "guidance_scale": config.guidance_scale,
         "rule": "window of width W in t = log(1 + sigma^2) centred on t_c; guide with scale S on the steps inside it, "
                 "conditionally only elsewhere",
         "notes": notes,

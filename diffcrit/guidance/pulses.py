@@ -167,7 +167,7 @@ def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: 
     if not pieces:
         raise UserError(f"no window of width {width:.3g} fits in t in [{t_min:.4g}, {t_max:.4g}] beside the "
                         f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]",
-                        f"use a narrower --width, or leave {ARM_RANDOM} out of --compare")
+                        f"use a narrower --window-width, or leave {ARM_RANDOM} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         u = np.random.default_rng([RANDOM_WINDOW_STREAM, seed + i]).uniform(0, lengths.sum())
@@ -185,7 +185,7 @@ def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarr
     starts = [j for j in range(len(t_grid) - m + 1) if not inside[j: j + m].any()]
     if m == 0 or not starts:
         raise UserError(f"no block of {m} steps fits beside the treatment's {m} steps in a grid of {len(t_grid)}",
-                        f"use a narrower --width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
+                        f"use a narrower --window-width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         j = starts[int(np.random.default_rng([RANDOM_STEPS_STREAM, seed + i]).integers(len(starts)))]
