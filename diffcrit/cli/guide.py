@@ -67,6 +67,10 @@ def guide(
         help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
     suggest: Annotated[bool, typer.Option(
         "--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
+    save_guider: Annotated[Optional[Path], typer.Option(
+        help="With --suggest: write the suggested diffusers ClassifierFreeGuidance (start/stop: exactly the "
+        "suggested steps) into this folder; apply it with pipe.update_components(guider="
+        "ClassifierFreeGuidance.from_pretrained(DIR)).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     scheduler: SchedulerOpt = None,
@@ -106,6 +110,10 @@ def guide(
             check_writable(out, "--out file")
         if save_samples is not None:
             check_samples_path(save_samples)
+    if save_guider is not None and not suggest:
+        raise UserError("--save-guider writes the suggestion's guider", "add --suggest")
+    if save_guider is not None and save_guider.exists() and not save_guider.is_dir():
+        raise UserError(f"--save-guider {save_guider} exists and is not a folder", "give a folder")
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
     options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps,
@@ -118,7 +126,8 @@ def guide(
     # 2. Run.
     with progress_callback(console, enabled=not quiet, names=PROGRESS_NAMES) as callback:
         if suggest:
-            document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load, **options)
+            document = run_suggest(model, critical_from=critical_from, save_guider=save_guider, callback=callback,
+                                   load_options=load, **options)
         else:
             try:
                 result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
@@ -251,6 +260,16 @@ def render_suggestion(out: Console, document: dict) -> None:
         table.add_row(escape(name), escape(value))
     out.print(table)
     out.print(f"t_c from: {critical['source']}", markup=False, highlight=False)
+    handoff = document.get("diffusers") or {}
+    if handoff.get("guider"):
+        config = handoff["guider"]["config"]
+        out.print(f"diffusers {handoff['tested_with']}: ClassifierFreeGuidance("
+                  f"guidance_scale={config['guidance_scale']:g}, start={config['start']:.6g}, "
+                  f"stop={config['stop']:.6g}) guides loop steps "
+                  f"{handoff['step_window'][0]}..{handoff['step_window'][1]} of {handoff['num_inference_steps']}",
+                  markup=False, highlight=False)
+    elif handoff.get("note"):
+        out.print(f"note: {handoff['note']}", style="yellow", markup=False, highlight=False)
     for note in document.get("notes") or []:
         out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
 

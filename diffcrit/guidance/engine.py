@@ -37,7 +37,7 @@ from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RAN
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
                      step_t_grid)
 from ..models.families import pipeline_index
-from ..models.loading import LoadedModel, LoadOptions, download, load_model, with_class_label
+from ..models.loading import LoadedModel, LoadOptions, download, load_model, load_scheduler, with_class_label
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
@@ -368,19 +368,30 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
 # --suggest
 
 
-def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Callback | None = None,
-            load_options: LoadOptions | None = None, **options: Any) -> dict:
-    """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices
-    of the model's scheduler at ``steps``, with the evidence it came from."""
+def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider: str | Path | None = None,
+            callback: Callback | None = None, load_options: LoadOptions | None = None, **options: Any) -> dict:
+    """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices of the model's
+    scheduler at ``steps``, with the evidence it came from, and the ``diffusers`` block that applies it
+    (``diffcrit.diffusers``). With ``critical_from`` any model with a diffusers scheduler will do (its scheduler is
+    read, no weights); measuring t_c needs a class-conditional model. ``save_guider``: a folder for the
+    ``ClassifierFreeGuidance`` (``save_pretrained``)."""
+    from ..diffusers import diffusers_block, save_guider as write_guider
     from ..report.document import clean, environment, header
+    from ..sampling.steppers import schedule
 
     config = make_guide_config(**options)
-    loaded, guidance = load_guided_model(model, config, load_options)
-    targets = target_classes(config, guidance)
-    infos = step_grid(loaded, config.steps)
-    t_grid = step_t_grid(infos)  # (S,) per scheduler step
-    critical = critical_from_file(critical_from) if critical_from is not None else \
-        measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
+    if critical_from is not None:  # 1. the evidence first: a bad file fails before anything is read
+        critical = critical_from_file(critical_from)
+        source = load_scheduler(model, _analyze_config(config), load_options)
+        model_info, device = source.info, torch.device("cpu")
+    else:
+        loaded, guidance = load_guided_model(model, config, load_options)
+        targets = target_classes(config, guidance)
+        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
+        source, device = loaded, loaded.device
+        model_info = {**loaded.info, "guidance": guidance.describe()}
+    plan = schedule(source.scheduler, config.steps, source.set_timesteps)
+    infos, t_grid = plan.infos, step_t_grid(plan.infos)  # (S,) per scheduler step
     lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.window_width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
@@ -391,9 +402,15 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):
         notes.append("the window was clipped to the sampled range")
+    handoff = diffusers_block(plan.scheduler, plan.hidden, config.steps, inside[0], inside[-1], config.guidance_scale)
+    if save_guider is not None:
+        if handoff["guider"] is None:
+            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation --scheduler")
+        write_guider(handoff["guider"]["config"], save_guider)
+        handoff["guider"]["saved_to"] = str(save_guider)
     document = {
-        **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
-                 environment=environment(loaded.device, "none", config.dtype), time_convention=False),
+        **header("guide-suggestion", config.to_dict(), model=model_info,
+                 environment=environment(device, "none", config.dtype), time_convention=False),
         "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
         "window_width_t": config.window_width,
         "interval": {
@@ -402,11 +419,18 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Ca
             "steps": [inside[0], inside[-1]], "step_count": len(inside),
             "timesteps": [info.timestep for info, step in zip(infos, scheduler_steps(infos), strict=True)
                           if step in inside],
-            "scheduler": loaded.info.get("scheduler"), "num_inference_steps": config.steps,
+            "scheduler": model_info.get("scheduler"), "num_inference_steps": config.steps,
         },
+        "diffusers": handoff,
         "guidance_scale": config.guidance_scale,
         "rule": "window of width W in t = log(1 + sigma^2) centred on t_c; guide with scale S on the steps inside it, "
                 "conditionally only elsewhere",
         "notes": notes,
     }
     return clean(document)
+
+
+def _analyze_config(config: GuideConfig) -> AnalyzeConfig:
+    """The loading fields of ``config`` as analyze's config (no class label: any model's scheduler)."""
+    return make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size, device=config.device,
+                       dtype=config.dtype, scheduler=config.scheduler, prediction_type=config.prediction_type)
