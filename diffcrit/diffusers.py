@@ -192,16 +192,16 @@ class GuidanceWindow:
             raise UserError(f"{name} with an IP-Adapter batches image embeddings for guidance once, before the loop",
                             "unload the IP-Adapter (pipe.unload_ip_adapter())")
 
-    def pipeline_kwargs(self, pipe: Any, prompt: str | list[str], negative_prompt: str | list[str] | None = None,
-                        num_images_per_prompt: int = 1) -> dict:
-        """The pipeline's arguments for this window: prompt embeddings as ``pipe.encode_prompt`` gives them, the
-        starting scale, this callback and its tensor inputs."""
+    def pipeline_kwargs(self, pipe: Any, prompt: str | list[str],
+                        negative_prompt: str | list[str] | None = None) -> dict:
+        """The pipeline's arguments for this window: prompt embeddings as ``pipe.encode_prompt`` gives them (one per
+        prompt: the pipeline repeats them for ``num_images_per_prompt``), the starting scale, this callback and its
+        tensor inputs."""
         import torch
 
         self.check(pipe)
         with torch.no_grad():
-            cond, negative = pipe.encode_prompt(prompt, pipe._execution_device, num_images_per_prompt, True,
-                                                negative_prompt)
+            cond, negative = pipe.encode_prompt(prompt, pipe._execution_device, 1, True, negative_prompt)
         return {"prompt_embeds": cond, "negative_prompt_embeds": negative, "guidance_scale": self.initial_scale,
                 "callback_on_step_end": self, "callback_on_step_end_tensor_inputs": list(CALLBACK_TENSORS)}
 
