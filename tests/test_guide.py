@@ -108,6 +108,45 @@ def test_explicit_window_doubles_the_batch_exactly_on_its_steps(cond_folder):
     assert sizes == [6 if 3 <= i <= 5 else 3 for i in range(8)]
 
 
+def labels_per_forward(module):
+    """Records the class labels of every forward of a UNet2DModel."""
+    seen = []
+    handle = module.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["class_labels"].tolist()),
+                                              with_kwargs=True)
+    return seen, handle
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_unconditional_base_gives_the_class_only_inside_the_window(cond_folder, scale):
+    """--base unconditional: the null class (4) outside the window; inside, the class at S = 1 (one forward) or CFG
+    (the batch doubled with null rows)."""
+    config = make_guide_config(samples=3, base="unconditional", guidance_scale=scale, **FAST)
+    loaded, guidance = load_guided_model(str(cond_folder), config, None)
+    t = np.array([info.t for info in step_grid(loaded, 8)])
+    arm = Arm("window", np.tile([float(t[5]) - 1e-6, float(t[3]) + 1e-6], (3, 1)))  # steps 3, 4, 5
+    seen, handle = labels_per_forward(loaded.module)
+    sample_arm(loaded, guidance, arm, torch.tensor([0, 1, 2]), scale, 8, 0, 3, base="unconditional")
+    handle.remove()
+    inside = [0, 1, 2] if scale == 1 else [0, 1, 2, 4, 4, 4]
+    assert seen == [inside if 3 <= i <= 5 else [4, 4, 4] for i in range(8)]
+
+
+def test_unconditional_base_none_arm_is_the_null_class_sampler(cond_folder):
+    reference = diffcrit.analyze(str(cond_folder), samples=3, class_label=N_CLASSES, probe_samples=1, directions=1,
+                                 shells=2, **FAST)
+    result = guide(str(cond_folder), at="none", base="unconditional", class_label=2, samples=3, **FAST)
+    torch.testing.assert_close(result.samples["none"], reference.samples, atol=1e-6, rtol=0)
+    assert result.document["base"] == "unconditional"
+    labelled = guide(str(cond_folder), at="all", compare=["none"], base="unconditional", guidance_scale=1.0,
+                     class_label=2, samples=3, **FAST)  # S = 1 at every step: the conditional sampler of class 2
+    conditional = guide(str(cond_folder), at="none", class_label=2, samples=3, **FAST)
+    torch.testing.assert_close(labelled.samples["all"], conditional.samples["none"], atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="> 1"):
+        make_guide_config(guidance_scale=1.0)  # on a conditional base S = 1 is no pulse at all
+    with pytest.raises(UserError, match="base must be one of"):
+        make_guide_config(base="sometimes")
+
+
 def test_random_windows_guide_each_sample_on_its_own_steps(cond_folder):
     config = make_guide_config(samples=5, **FAST)
     loaded, guidance = load_guided_model(str(cond_folder), config, None)
@@ -460,6 +499,7 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
     (["--class-label", "4"], ["out of range", "0..3"]),
     (["--classes", "0,9"], ["out of range"]),
     (["--guidance-scale", "1"], ["> 1"]),
+    (["--base", "sometimes"], ["base must be one of", "unconditional"]),
     (["--scale", "1"], ["> 1"]),  # the old name, hidden
     (["--scale", "2", "--guidance-scale", "3"], ["--scale is the old name of --guidance-scale"]),
     (["--width", "0.2", "--window-width", "0.3"], ["--width is the old name of --window-width"]),

@@ -37,9 +37,13 @@ def guide(
     compare: Annotated[Optional[str], typer.Option(
         help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
         "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
+    base: Annotated[str, typer.Option(
+        help="What a sample runs on outside its window: conditional (the class, no CFG) | unconditional (the null "
+        "class; inside the window the class at --guidance-scale, where 1 means the class label alone).")]
+        = "conditional",
     guidance_scale: Annotated[Optional[float], typer.Option(
-        "--guidance-scale", help="Guidance scale S inside the window (> 1; default 3.0); "
-        "outside it the model runs conditionally only.")] = None,
+        "--guidance-scale", help="Guidance scale S inside the window (> 1, or >= 1 with --base unconditional; "
+        "default 3.0).")] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", hidden=True)] = None,  # before 0.2
     window_width: Annotated[Optional[float], typer.Option(
         "--window-width",
@@ -116,7 +120,7 @@ def guide(
         raise UserError(f"--save-guider {save_guider} exists and is not a folder", "give a folder")
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
-    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps,
+    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base,
                    guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", GuideConfig),
                    window_width=_renamed(window_width, width, "--window-width", "--width", GuideConfig),
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
@@ -209,7 +213,8 @@ def render_guide(out: Console, document: dict) -> None:
     """Arms (windows, guided steps, metric means with ci95) and the paired comparisons."""
     critical, metrics = document["critical"], document["metric_names"]
     n = document["arms"][0]["n"] if document["arms"] else 0
-    title = f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, n = {n} per arm"
+    title = (f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, "
+             f"{document.get('base', 'conditional')} base, n = {n} per arm")
     if critical.get("t") is not None:
         title += f", t_c = {critical['t']:.3g} {_ci(critical.get('ci95'), '.3g')}"
     # At 80 columns (CI logs) the numbers fit without an edge pad; only the window text may wrap.

@@ -33,7 +33,8 @@ from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
-from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
+from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, BASE_CONDITIONAL, BASE_UNCONDITIONAL, BASES,
+                     NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
                      step_t_grid)
 from ..models.families import pipeline_index
@@ -54,7 +55,8 @@ class GuideConfig:
 
     at: str = ARM_CRITICAL
     compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
-    guidance_scale: float = 3.0
+    base: str = BASE_CONDITIONAL  # outside the window: the class, or the null class (unconditional)
+    guidance_scale: float = 3.0  # > 1; 1 allowed on an unconditional base (the class label alone in the window)
     window_width: float = 1.0  # in t
     steps: int = 50
     samples: int = 64
@@ -73,9 +75,13 @@ class GuideConfig:
         for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
                           ("bootstrap", 0)):
             at_least(name, getattr(self, name), low)
-        if not 1 < self.guidance_scale < math.inf:
-            raise UserError(f"guidance scale must be finite and > 1, got {self.guidance_scale}",
-                            "S = 1 is the `none` arm")
+        if self.base not in BASES:
+            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        low_ok = self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label alone inside the window
+        if not (1 <= self.guidance_scale if low_ok else 1 < self.guidance_scale) or not math.isfinite(
+                self.guidance_scale):
+            raise UserError(f"guidance scale must be finite and {'>= 1' if low_ok else '> 1'}, got "
+                            f"{self.guidance_scale}", "S = 1 is the `none` arm on a conditional base")
         if not 0 < self.window_width < math.inf:
             raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
         if self.class_label is not None and self.classes:
@@ -286,7 +292,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         mine, error = None, None
         try:
             mine = sample_arm(loaded, guidance, arm, targets, config.guidance_scale, config.steps, config.seed,
-                              config.batch_size, callback, mine=ranks.split(config.samples))
+                              config.batch_size, callback, mine=ranks.split(config.samples), base=config.base)
         except ModelOutputError as err:  # NaN or Inf: every rank stops together
             error = err
         if ranks.any(error is not None):
@@ -346,6 +352,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         "critical": critical_block,
         "window_width_t": width,
         "guidance_scale": config.guidance_scale,
+        "base": config.base,
         "sampled_t_range": list(t_range),
         "targets": {"classes": sorted(set(targets.tolist())), "per_sample": "classes cycled over samples"},
         "scored": metrics is not None,
