@@ -662,3 +662,62 @@ def test_nan_from_the_model_stops_guide_naming_the_step(nan_folder, torchscript_
             *CLI_FAST]
     result = run(*(args if quiet else [a for a in args if a != "--quiet"]))
     one_line_error(result, "NaN or Inf at step 0 of arm all", "sigma=")
+
+
+# ---------------------------------------------------------------------------------------------
+# --sweep K: blocks of K consecutive steps
+
+
+def test_sweep_blocks_tile_the_schedule_with_k_steps_each():
+    from diffcrit.guidance.pulses import sweep_blocks
+
+    assert sweep_blocks(8, 3) == [(0, 2), (3, 5), (5, 7)]  # the last block ends at the last step
+    assert sweep_blocks(50, 5) == [(a, a + 4) for a in range(0, 50, 5)]
+    assert sweep_blocks(4, 4) == [(0, 3)]
+    assert all(b - a + 1 == 6 for a, b in sweep_blocks(50, 6)) and sweep_blocks(50, 6)[-1] == (44, 49)
+    with pytest.raises(UserError, match="does not fit in 8 steps"):
+        sweep_blocks(8, 9)
+
+
+def test_bootstrap_peak_of_a_profile():
+    rng = np.random.default_rng(0)
+    centers = np.array([4.0, 3.0, 2.0, 1.0, 0.5])
+    clear = (rng.uniform(size=(5, 400)) < np.array([0.2, 0.4, 0.8, 0.4, 0.2])[:, None]).astype(float)
+    peak = alignment.bootstrap_peak(clear, centers, 500, seed=0)
+    assert peak["index"] == 2 and peak["t"] == 2.0 and peak["ci95"] == [2.0, 2.0] and peak["share"] == 1.0
+    flat = (rng.uniform(size=(5, 400)) < 0.5).astype(float)
+    wide = alignment.bootstrap_peak(flat, centers, 500, seed=0)
+    assert wide["ci95"][1] - wide["ci95"][0] >= 1.0 and wide["share"] < 0.9
+    assert alignment.bootstrap_peak(flat, centers, 0, seed=0)["ci95"] is None
+
+
+def test_cli_sweep_writes_the_profile_and_its_figure(cond_folder, torchscript_classifier, critical_json, tmp_path,
+                                                     monkeypatch):
+    import jsonschema
+
+    from diffcrit.report.document import schema
+
+    seen = guidance_per_evaluation(monkeypatch)
+    result = run("--model", str(cond_folder), "--sweep", "3", "--base", "unconditional", "--critical-from",
+                 str(critical_json), "--classifier", str(torchscript_classifier), *CLI_FAST)
+    assert result.exit_code == 0, result.output[-3000:]
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, schema("guide"))
+    sweep = document["sweep"]
+    assert sweep["block_steps"] == 3 and sweep["base"] == "unconditional" == document["base"]
+    assert [p["steps"] for p in sweep["profile"]] == [[0, 2], [3, 5], [5, 7]]
+    assert [a["name"] for a in document["arms"]] == ["steps 0-2", "steps 3-5", "steps 5-7", "none", "all"]
+    assert [a["guided_steps_range"] for a in document["arms"]] == [[3, 3]] * 3 + [[0, 0], [8, 8]]
+    for block in sweep["profile"]:
+        assert block["t"][0] <= block["t_center"] <= block["t"][1]
+        assert set(block["metrics"]) == {"top1", "target_prob"}
+    assert sweep["peak"]["steps"] in [p["steps"] for p in sweep["profile"]] and len(sweep["peak"]["ci95"]) == 2
+    assert document["comparisons"] == [] and document["critical"]["t"] == 0.45
+    per_arm = [torch.stack(seen[k * 8: (k + 1) * 8]) for k in range(5)]  # (8 steps, 4 samples) guided, per arm
+    for arm, (a, b) in zip(per_arm[:3], [(0, 2), (3, 5), (5, 7)], strict=True):
+        assert arm.all(dim=1).tolist() == [a <= i <= b for i in range(8)]  # every sample on the block's steps only
+    plot_results([document], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    one_line_error(run("--model", str(cond_folder), "--sweep", "3", "--compare", "none", *CLI_FAST),
+                   "--sweep runs its own arms")
+    one_line_error(run("--model", str(cond_folder), "--sweep", "9", *CLI_FAST), "does not fit in 8 steps")

@@ -65,6 +65,9 @@ def guide(
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(
         help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
+    sweep: Annotated[Optional[int], typer.Option(
+        help="Sweep blocks of K consecutive scheduler steps across the schedule (same seeds and targets in every "
+        "block, plus none and all) instead of --at/--compare; writes the profile and its peak (JSON sweep).")] = None,
     analyze_samples: Annotated[int, typer.Option(
         help="Samples for measuring t_c when no --critical-from is given.")] = AnalyzeConfig.samples,
     bootstrap: Annotated[int, typer.Option(
@@ -120,7 +123,7 @@ def guide(
         raise UserError(f"--save-guider {save_guider} exists and is not a folder", "give a folder")
     if save_images is not None and save_images.exists() and not save_images.is_dir():
         raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
-    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base,
+    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base, sweep=sweep,
                    guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", GuideConfig),
                    window_width=_renamed(window_width, width, "--window-width", "--width", GuideConfig),
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,

@@ -306,10 +306,34 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, repeats: int, seed: int, tes
     return {**out, "effect_size": rank_biserial(d), "n_pairs": int(d.size), "n_nonzero": int(np.count_nonzero(d))}
 
 
+def bootstrap_peak(per_block: np.ndarray, centers: np.ndarray, repeats: int, seed: int,
+                   level: float = 0.95) -> dict:
+    """Where a profile peaks: per_block (K, N) outcomes of N paired samples in K blocks, centers (K,) the blocks' t.
+
+    The peak is the block of the largest mean (the first of equals); its ci95 is the percentile interval of the
+    peak's t over ``repeats`` resamples of the N samples with replacement (one resample for every block: the pairs
+    stay pairs; generator ``np.random.default_rng(seed)``); ``share``: the resamples that peak at the same block.
+    """
+    per_block, centers = np.asarray(per_block, dtype=float), np.asarray(centers, dtype=float)
+    best = int(np.argmax(per_block.mean(axis=1)))
+    out = {"index": best, "t": float(centers[best]), "ci95": None, "share": None}
+    if repeats <= 0 or per_block.shape[1] < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    peaks = np.empty(repeats, dtype=int)
+    for lo in range(0, repeats, 256):  # (K, 256, N) at a time
+        rows = rng.integers(0, per_block.shape[1], (min(256, repeats - lo), per_block.shape[1]))
+        peaks[lo: lo + len(rows)] = np.argmax(per_block[:, rows].mean(axis=2), axis=0)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(centers[peaks], [tail, 100 - tail])
+    return {**out, "ci95": [float(low), float(high)], "share": float(np.mean(peaks == best))}
+
+
 def _list(ci: tuple[float, float] | None) -> list[float] | None:
     return list(ci) if ci is not None else None
 
 
-__all__ = ["METRIC_NAMES", "METRIC_TARGET_PROB", "METRIC_TOP1", "Scorer", "bootstrap_mean_ci", "check_scorer",
+__all__ = ["METRIC_NAMES", "METRIC_TARGET_PROB", "METRIC_TOP1", "Scorer", "bootstrap_mean_ci",
+           "bootstrap_peak", "check_scorer",
            "classify", "load_scorer", "logits_to_metrics", "paired_comparison", "parse_label_map", "rank_biserial",
            "mcnemar_exact_p", "sign_flip_p", "summarize_arm"]

@@ -35,8 +35,8 @@ from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, BASE_CONDITIONAL, BASE_UNCONDITIONAL, BASES,
                      NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
-                     arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
-                     step_t_grid)
+                     arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, parse_arm,
+                     sample_arm, step_t_grid, sweep_arms, sweep_blocks)
 from ..models.families import pipeline_index
 from ..models.loading import LoadedModel, LoadOptions, download, load_model, load_scheduler, with_class_label
 from ..progress import Callback, ignore
@@ -64,6 +64,7 @@ class GuideConfig:
     batch_size: int = 64
     class_label: int | None = None
     classes: list[int] | None = None
+    sweep: int | None = None  # K: blocks of K consecutive steps across the schedule, plus none and all
     analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
     bootstrap: int = 2000
     device: str = "auto"
@@ -86,6 +87,10 @@ class GuideConfig:
             raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
         if self.class_label is not None and self.classes:
             raise UserError("give --class-label or --classes, not both")
+        if self.sweep is not None:
+            at_least("sweep", self.sweep, 1)
+            if self.at != ARM_CRITICAL or self.compare is not None:
+                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
         parse_arm(self.at, treatment=True)
         for name in self.compare or []:
             parse_arm(name)
@@ -259,7 +264,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     callback = callback or ignore
     # 1. Cheap checks and loading: config, model, classes, classifier, step grid.
     config = make_guide_config(**options)
-    names = arm_names(config.at, config.compare)
+    names = [] if config.sweep else arm_names(config.at, config.compare)
     if isinstance(label_map, (str, Path)):
         label_map = alignment.parse_label_map(label_map)
     ranks = current(config.device)
@@ -282,8 +287,12 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
-    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.window_width,
-                      config.seed, optional)
+    if config.sweep:
+        arms = sweep_arms(t_grid, config.sweep, config.samples)
+        names = [arm.name for arm in arms]
+    else:
+        arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.window_width,
+                          config.seed, optional)
     loaded_at = time.perf_counter()
     # 3. Sample every arm (paired: same seeds, same classes).
     samples, seconds = {}, {}
@@ -335,7 +344,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                              if metrics else {})}
         arm_blocks.append(block)
     comparisons = []
-    if metrics:
+    if metrics and not config.sweep:
         for other in arms[1:]:
             for metric in alignment.METRIC_NAMES:
                 comparisons.append({"arm": treatment.name, "versus": other.name, "metric": metric,
@@ -364,11 +373,38 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                        "test": alignment.TEST, "permutations": alignment.PERMUTATIONS,
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
+    if config.sweep:
+        document["sweep"] = sweep_block(arms, t_grid, metrics, config)
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
                          "(a narrower --window-width or more --steps make room)" for name in left_out]
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
+
+
+def sweep_block(arms: list[Arm], t_grid: np.ndarray, metrics: dict[str, dict[str, np.ndarray]] | None,
+                config: GuideConfig) -> dict:
+    """The ``sweep`` block: per block of K steps its steps, t range, mean t and metrics (mean, ci95), the peak of
+    ``target_prob`` with a bootstrap ci95 over samples (``alignment.bootstrap_peak``)."""
+    blocks = sweep_blocks(len(t_grid), config.sweep)
+    profile = []
+    for a, b in blocks:
+        name, t = block_arm_name((a, b)), t_grid[a: b + 1]
+        profile.append({"steps": [a, b], "t": [float(t.min()), float(t.max())], "t_center": float(t.mean()),
+                        "metrics": alignment.summarize_arm(metrics[name], config.bootstrap, config.seed)
+                        if metrics else {}})
+    block = {"block_steps": config.sweep, "base": config.base, "guidance_scale": config.guidance_scale,
+             "profile": profile, "peak": None, "t_center": "mean t of the block's steps",
+             "controls": "arms none and all: the same seeds and targets without and with the window's conditioning "
+                         "at every step"}
+    if metrics:
+        metric = alignment.METRIC_TARGET_PROB
+        per_block = np.stack([metrics[block_arm_name(ab)][metric] for ab in blocks])  # (K blocks, N)
+        peak = alignment.bootstrap_peak(per_block, np.array([p["t_center"] for p in profile]), config.bootstrap,
+                                        config.seed)
+        block["peak"] = {"metric": metric, "t": peak["t"], "ci95": peak["ci95"], "share": peak["share"],
+                         "steps": profile[peak["index"]]["steps"]}
+    return block
 
 
 # --------------------------------------------------------------------------------------------

@@ -230,6 +230,33 @@ def _arm_windows(name: str, n: int, t_grid: np.ndarray, t_c: float | None, width
     return np.tile(np.array(window, dtype=float), (n, 1))
 
 
+def sweep_blocks(n_steps: int, block_steps: int) -> list[tuple[int, int]]:
+    """Blocks [a, b] of ``block_steps`` consecutive scheduler steps tiling 0..n_steps - 1 (stride K); where K does
+    not divide the step count, a last block ends at the last step (overlapping the one before), so every block holds
+    exactly K steps."""
+    k = block_steps
+    if not 1 <= k <= n_steps:
+        raise UserError(f"a sweep block of {k} steps does not fit in {n_steps} steps", f"give 1 <= K <= {n_steps}")
+    starts = list(range(0, n_steps - k + 1, k))
+    if starts[-1] + k < n_steps:
+        starts.append(n_steps - k)
+    return [(a, a + k - 1) for a in starts]
+
+
+def block_arm_name(block: tuple[int, int]) -> str:
+    return f"steps {block[0]}-{block[1]}"
+
+
+def sweep_arms(t_grid: np.ndarray, block_steps: int, n: int) -> list[Arm]:
+    """One arm per block of ``sweep_blocks`` (every sample guided on the block's steps: the window spans the
+    block's t, which holds no other step since t is monotone over steps), then ``none`` and ``all``."""
+    arms = []
+    for a, b in sweep_blocks(len(t_grid), block_steps):
+        block = t_grid[a: b + 1]
+        arms.append(Arm(block_arm_name((a, b)), np.tile([float(block.min()), float(block.max())], (n, 1))))
+    return arms + [Arm(name, np.tile(np.array(fixed_window(name, None, 0.0)), (n, 1))) for name in (ARM_NONE, ARM_ALL)]
+
+
 # --------------------------------------------------------------------------------------------
 # Sampling one arm
 
