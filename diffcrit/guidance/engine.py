@@ -334,7 +334,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
 
     t_range = (float(t_grid.min()), float(t_grid.max()))
     treatment = arms[0]
-    width = None if treatment.name in (ARM_ALL, ARM_NONE) else float(np.diff(treatment.windows[0])[0])
+    width = None if config.sweep or treatment.name in (ARM_ALL, ARM_NONE) else float(np.diff(treatment.windows[0])[0])
     arm_blocks = []
     for arm in arms:
         steps = arm.guided_steps(t_grid)

@@ -646,7 +646,9 @@ def _guide_arms(ax, scored: Sequence[tuple[Mapping[str, Any], str]], metric: str
     for name in arms:
         ns = [a.get("n") for doc, _ in scored for a in doc.get("arms") or [] if a["name"] == name]
         ticks.append(f"{name}\n(n = {ns[0]})" if ns and ns[0] is not None else name)
-    ax.set_xticks(range(len(arms)), labels=ticks)
+    crowded = len(arms) > 6  # a sweep: one arm per block
+    ax.set_xticks(range(len(arms)), labels=ticks, rotation=60 if crowded else 0, ha="right" if crowded else "center",
+                  fontsize=8 if crowded else None)
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per arm (mean, 95% CI)", fontsize=10)
