@@ -712,7 +712,7 @@ def test_cli_sweep_writes_the_profile_and_its_figure(cond_folder, torchscript_cl
         assert block["t"][0] <= block["t_center"] <= block["t"][1]
         assert set(block["metrics"]) == {"top1", "target_prob"}
     assert sweep["peak"]["steps"] in [p["steps"] for p in sweep["profile"]] and len(sweep["peak"]["ci95"]) == 2
-    assert document["comparisons"] == [] and document["critical"]["t"] == 0.45
+    assert document["comparisons"] == [] and document["critical"]["t"] == 0.45 and document["window_width_t"] is None
     per_arm = [torch.stack(seen[k * 8: (k + 1) * 8]) for k in range(5)]  # (8 steps, 4 samples) guided, per arm
     for arm, (a, b) in zip(per_arm[:3], [(0, 2), (3, 5), (5, 7)], strict=True):
         assert arm.all(dim=1).tolist() == [a <= i <= b for i in range(8)]  # every sample on the block's steps only
