@@ -209,11 +209,11 @@ class GuidanceWindow:
         """After loop step ``step_index``: set the pipeline's scale and prompt batch for the next step."""
         import torch
 
+        if step_index == 0:
+            self.check(pipe)
         following = step_index + 1
         if following not in (self.first, self.last + 1):
             return callback_kwargs
-        if following == 1:
-            self.check(pipe)
         embeds = callback_kwargs["prompt_embeds"]
         negative = callback_kwargs.get("negative_prompt_embeds")
         if following == self.first:  # on: [negative; conditional], as the pipeline concatenates them
