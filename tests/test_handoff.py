@@ -223,3 +223,10 @@ def test_the_module_does_not_shadow_the_diffusers_package():
     assert diffusers.__name__ == "diffusers" and hasattr(diffusers, "StableDiffusionPipeline")
     assert importlib.import_module("diffcrit.guidance.engine").torch is torch
     assert diffcrit.diffusers.GuidanceWindow is GuidanceWindow
+
+
+def test_suggest_from_a_critical_time_refuses_a_model_without_a_scheduler(tmp_path):
+    result_file = tmp_path / "r.json"
+    result_file.write_text(json.dumps(make_analyze_result(0.45)))
+    one_line_error(cli_checks.run("guide", "--model", "builtin:mixture", "--suggest", "--critical-from",
+                                  str(result_file), "--quiet"), "analytic model without a diffusers scheduler")
