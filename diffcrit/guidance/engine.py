@@ -78,11 +78,10 @@ class GuideConfig:
             at_least(name, getattr(self, name), low)
         if self.base not in BASES:
             raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
-        low_ok = self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label alone inside the window
-        if not (1 <= self.guidance_scale if low_ok else 1 < self.guidance_scale) or not math.isfinite(
-                self.guidance_scale):
-            raise UserError(f"guidance scale must be finite and {'>= 1' if low_ok else '> 1'}, got "
-                            f"{self.guidance_scale}", "S = 1 is the `none` arm on a conditional base")
+        scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
+        if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
+            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+                            "S = 1 is the `none` arm on a conditional base")
         if not 0 < self.window_width < math.inf:
             raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
         if self.class_label is not None and self.classes:
