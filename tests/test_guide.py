@@ -721,3 +721,16 @@ def test_cli_sweep_writes_the_profile_and_its_figure(cond_folder, torchscript_cl
     one_line_error(run("--model", str(cond_folder), "--sweep", "3", "--compare", "none", *CLI_FAST),
                    "--sweep runs its own arms")
     one_line_error(run("--model", str(cond_folder), "--sweep", "9", *CLI_FAST), "does not fit in 8 steps")
+
+
+def test_sweep_table_says_where_the_profile_peaks():
+    from rich.console import Console
+
+    from diffcrit.cli.guide import render_guide
+
+    document = json.loads((README.parent / "examples" / "results" / "digits-guide-sweep6.json").read_text())
+    console = Console(width=120, record=True)
+    render_guide(console, document)
+    text = console.export_text()
+    assert "steps 12-17" in text and "peaks at t = 1.55 [0.964, 1.55] (steps 12..17" in text
+    assert "rank-biserial" not in text  # a sweep has no comparisons table

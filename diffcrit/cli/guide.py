@@ -238,6 +238,9 @@ def render_guide(out: Console, document: dict) -> None:
     if not document["scored"]:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
+    if document.get("sweep"):
+        render_sweep(out, document["sweep"])
+        return
     treatment = document["arms"][0]["name"]
     comparisons = Table(title=escape(f"{treatment} − other arm, paired; p tests the mean difference (target_prob: "
                                      "sign-flip permutation, top1: McNemar exact), r: matched-pairs rank-biserial"),
@@ -249,6 +252,15 @@ def render_guide(out: Console, document: dict) -> None:
             c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), _p(c),
             f"{c['effect_size']:+.2f}")))
     out.print(comparisons)
+
+
+def render_sweep(out: Console, sweep: dict) -> None:
+    """The sweep's peak; the blocks' metrics are the arms table above (one arm per block)."""
+    peak = sweep.get("peak")
+    if peak:
+        out.print(f"sweep of blocks of {sweep['block_steps']} steps ({sweep['base']} base): {peak['metric']} peaks "
+                  f"at t = {peak['t']:.3g} {_ci(peak.get('ci95'), '.3g')} (steps {peak['steps'][0]}..{peak['steps'][1]}"
+                  f", {_fmt(peak.get('share'))} of resamples)", markup=False, highlight=False)
 
 
 def render_suggestion(out: Console, document: dict) -> None:
