@@ -25,6 +25,7 @@ import numpy as np
 
 from diffcrit.analysis.detection import MARKERS as MARKER_NAMES  # noqa: F401  (re-exported for the plot tests)
 from diffcrit.report.document import SCHEMA_VERSION
+from diffcrit.guidance.alignment import TESTS
 
 
 def make_analyze_result(
@@ -141,7 +142,7 @@ def make_guide_result(*, scored: bool = True, shift: float = 0.0) -> dict[str, A
                 diff = base["critical"][idx] - base[versus][idx]
                 comparisons.append({"arm": "critical", "versus": versus, "metric": metric,
                                     "diff_mean": diff, "ci95": [diff - 0.04, diff + 0.04],
-                                    "wilcoxon_p": 0.003, "effect_size": 0.8})
+                                    "p_value": 0.003, "test": TESTS[metric], "effect_size": 0.8})
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "guide",

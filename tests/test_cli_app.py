@@ -80,7 +80,8 @@ def test_models_json_lists_names_descriptions_and_parameters():
     by_name = {m["name"]: m for m in listing}
     mixture = by_name["builtin:mixture"]
     assert set(mixture) >= {"name", "kind", "description", "conditioning", "parameters", "default"}
-    assert mixture["parameters"] == {"size": 32, "channels": 1, "m2": 16.0, "noise": 0.0} and mixture["kind"] == "analytic"
+    assert mixture["parameters"] == {"size": 32, "channels": 1, "m2": 16.0, "noise": 0.0}
+    assert mixture["kind"] == "analytic"
     assert by_name[DEFAULT_MODEL]["default"] is True and sum(m["default"] for m in listing) == 1
     assert all(m["description"] for m in listing)
 

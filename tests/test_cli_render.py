@@ -69,7 +69,7 @@ def test_guide_tables_are_readable(guide_document, width):
         intact += [f"{stat['mean']:.3f}" for stat in arm["metrics"].values()]
         intact += [_ci(stat["ci95"], ".2f") for stat in arm["metrics"].values()]
     intact += [_ci(c["ci95"], "+.2g") for c in document["comparisons"]]
-    intact += [f"{c['wilcoxon_p']:.2g}" for c in document["comparisons"]]
+    intact += [f"{c['p_value']:.2g}" for c in document["comparisons"]]
     assert_readable(text, width, cells + ["target_prob", "top1"], intact)
     text = render(lambda c: render_suggestion(c, suggestion), width)
     assert_readable(text, width, [suggestion["critical"]["source"]])

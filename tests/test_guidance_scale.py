@@ -12,7 +12,7 @@ import diffusers  # noqa: E402
 import diffcrit  # noqa: E402
 from diffcrit.report.document import validate_document  # noqa: E402
 from cli_checks import one_line_error, run  # noqa: E402
-from tiny_models import CLASSES, save_sd_pipeline, save_sdxl_pipeline, tiny_vae  # noqa: E402
+from tiny_models import CLASSES, save_sd_pipeline, save_sdxl_pipeline, sd_pipeline  # noqa: E402
 
 FAST = dict(steps=5, samples=2, probe_samples=1, directions=1, shells=2, bootstrap=0, device="cpu")
 PROMPT, NEGATIVE = "a red barn", "blue sky"
@@ -30,18 +30,6 @@ def sd_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sdxl_folder(tmp_path_factory):
     return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
-
-
-def sd_pipeline(folder, pipeline="StableDiffusionPipeline", scheduler="DDIMScheduler"):
-    """A pipeline of the folder's components (and a tiny VAE the folder does not hold)."""
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    return getattr(diffusers, pipeline)(
-        vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
-        scheduler=getattr(diffusers, scheduler).from_pretrained(folder / "scheduler"), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False)
 
 
 def latents(pipe, **kwargs):

@@ -56,7 +56,7 @@ def test_at_all_equals_dit_pipeline_with_guidance(dit_folder):
     pipe.vae.decode = lambda z, *a, **k: (latents.setdefault("z", z.clone()), decode(z, *a, **k))[1]
     pipe(class_labels=[3, 5, 7], guidance_scale=4.0, generator=generators(3), num_inference_steps=6, output_type="np")
     expected = latents["z"] * pipe.vae.config.scaling_factor  # the pipeline divides by it before decoding
-    result = guide(str(dit_folder), at="all", classes=[3, 5, 7], samples=3, scale=4.0, **{**FAST, "steps": 6})
+    result = guide(str(dit_folder), at="all", classes=[3, 5, 7], samples=3, guidance_scale=4.0, **{**FAST, "steps": 6})
     torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -68,7 +68,7 @@ def test_at_all_equals_unet_cfg_reference(trailing_ddim_folder):
     scheduler_config = json.loads((trailing_ddim_folder / "scheduler" / "scheduler_config.json").read_text())
     labels = torch.tensor([0, 1, 2, 3])
     expected = sample_cfg(unet, scheduler_config, labels, N_CLASSES, guidance_scale=2.5, num_inference_steps=8, seed=0)
-    result = guide(str(trailing_ddim_folder), at="all", samples=4, scale=2.5, **FAST)
+    result = guide(str(trailing_ddim_folder), at="all", samples=4, guidance_scale=2.5, **FAST)
     torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -106,6 +106,45 @@ def test_explicit_window_doubles_the_batch_exactly_on_its_steps(cond_folder):
     sample_arm(loaded, guidance, arm, torch.tensor([0, 1, 2]), 3.0, 8, 0, 3)
     handle.remove()
     assert sizes == [6 if 3 <= i <= 5 else 3 for i in range(8)]
+
+
+def labels_per_forward(module):
+    """Records the class labels of every forward of a UNet2DModel."""
+    seen = []
+    handle = module.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["class_labels"].tolist()),
+                                              with_kwargs=True)
+    return seen, handle
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_unconditional_base_gives_the_class_only_inside_the_window(cond_folder, scale):
+    """--base unconditional: the null class (4) outside the window; inside, the class at S = 1 (one forward) or CFG
+    (the batch doubled with null rows)."""
+    config = make_guide_config(samples=3, base="unconditional", guidance_scale=scale, **FAST)
+    loaded, guidance = load_guided_model(str(cond_folder), config, None)
+    t = np.array([info.t for info in step_grid(loaded, 8)])
+    arm = Arm("window", np.tile([float(t[5]) - 1e-6, float(t[3]) + 1e-6], (3, 1)))  # steps 3, 4, 5
+    seen, handle = labels_per_forward(loaded.module)
+    sample_arm(loaded, guidance, arm, torch.tensor([0, 1, 2]), scale, 8, 0, 3, base="unconditional")
+    handle.remove()
+    inside = [0, 1, 2] if scale == 1 else [0, 1, 2, 4, 4, 4]
+    assert seen == [inside if 3 <= i <= 5 else [4, 4, 4] for i in range(8)]
+
+
+def test_unconditional_base_none_arm_is_the_null_class_sampler(cond_folder):
+    reference = diffcrit.analyze(str(cond_folder), samples=3, class_label=N_CLASSES, probe_samples=1, directions=1,
+                                 shells=2, **FAST)
+    result = guide(str(cond_folder), at="none", base="unconditional", class_label=2, samples=3, **FAST)
+    torch.testing.assert_close(result.samples["none"], reference.samples, atol=1e-6, rtol=0)
+    assert result.document["base"] == "unconditional"
+    labelled = guide(str(cond_folder), at="all", compare=["none"], base="unconditional", guidance_scale=1.0,
+                     class_label=2, samples=3, **FAST)  # S = 1 at every step: the conditional sampler of class 2
+    conditional = guide(str(cond_folder), at="none", class_label=2, samples=3, **FAST)
+    torch.testing.assert_close(labelled.samples["all"], conditional.samples["none"], atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="> 1"):
+        make_guide_config(guidance_scale=1.0)  # on a conditional base S = 1 is no pulse at all
+    with pytest.raises(UserError, match="base must be one of"):
+        make_guide_config(base="sometimes")
 
 
 def test_random_windows_guide_each_sample_on_its_own_steps(cond_folder):
@@ -201,7 +240,8 @@ def test_heun_suggestion_is_in_steps(heun_folder, critical_json):
     """--suggest on a Heun scheduler: steps and step_count in scheduler steps, the timesteps of both evaluations."""
     from diffcrit.guidance.engine import suggest
 
-    interval = suggest(str(heun_folder), critical_from=critical_json, width=0.3, steps=10, device="cpu")["interval"]
+    interval = suggest(str(heun_folder), critical_from=critical_json, window_width=0.3, steps=10,
+                       device="cpu")["interval"]
     loaded, _ = load_guided_model(str(heun_folder), make_guide_config(steps=10, device="cpu"), None)
     infos = step_grid(loaded, 10)
     t = np.array([info.t for info in infos[::2]])  # Heun: step s evaluates at 2s (first) and 2s + 1 (second)
@@ -227,29 +267,66 @@ def test_a_known_paired_difference_is_detected():
     base = rng.uniform(0.2, 0.6, 200)
     better = base + 0.1 + 0.05 * rng.standard_normal(200)
     c = alignment.paired_comparison(better, base, repeats=1000, seed=0)
-    assert c["diff_mean"] == pytest.approx(0.1, abs=0.02)
+    assert c["diff_mean"] == pytest.approx(0.1, abs=0.02) and c["test"] == alignment.TEST_SIGN_FLIP
     assert c["ci95"][0] > 0.05 and c["ci95"][1] < 0.15
-    assert c["wilcoxon_p"] < 1e-10 and c["effect_size"] > 0.8
+    assert c["p_value"] <= 1 / alignment.PERMUTATIONS * 2 and c["effect_size"] > 0.8  # no flip reaches it
+    assert "wilcoxon_p" not in c
 
 
 def test_identical_arms_give_p_one_and_no_effect():
     values = np.random.default_rng(1).uniform(size=50)
-    c = alignment.paired_comparison(values, values.copy(), repeats=500, seed=0)
-    assert c["diff_mean"] == 0 and c["ci95"] == [0.0, 0.0]
-    assert c["wilcoxon_p"] == 1.0 and c["effect_size"] == 0.0
+    for test in (alignment.TEST_SIGN_FLIP, alignment.TEST_MCNEMAR):
+        same = (values > 0.5).astype(float) if test == alignment.TEST_MCNEMAR else values
+        c = alignment.paired_comparison(same, same.copy(), repeats=500, seed=0, test=test)
+        assert c["diff_mean"] == 0 and c["ci95"] == [0.0, 0.0]
+        assert c["p_value"] == 1.0 and c["effect_size"] == 0.0
 
 
 def test_symmetric_noise_is_not_significant():
     rng = np.random.default_rng(2)
     a, b = rng.uniform(size=300), rng.uniform(size=300)
     c = alignment.paired_comparison(a, b, repeats=500, seed=0)
-    assert c["ci95"][0] < 0 < c["ci95"][1] and c["wilcoxon_p"] > 0.05 and abs(c["effect_size"]) < 0.2
+    assert c["ci95"][0] < 0 < c["ci95"][1] and c["p_value"] > 0.05 and abs(c["effect_size"]) < 0.2
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.003, 0.01, 0.03])
+def test_the_p_value_agrees_with_the_interval_shown(shift):
+    """The issue's case: a mean difference of +0.0012 [-0.0005, +0.0036] beside a Wilcoxon p of 6e-29. The p-value
+    now tests the mean whose ci95 is printed: large when the ci95 spans 0, small when it clears 0."""
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.9, 1.0, 500)
+    d = shift + 0.05 * rng.standard_normal(500) + 0.02 * (rng.uniform(size=500) < 0.5)  # skewed: not a Wilcoxon's
+    c = alignment.paired_comparison(base + d - 0.01, base, repeats=2000, seed=0)
+    spans_zero = c["ci95"][0] < 0 < c["ci95"][1]
+    assert (c["p_value"] > 0.05) == spans_zero, c
+    assert c["p_value"] < 0.01 if c["ci95"][0] > 0.002 or c["ci95"][1] < -0.002 else True
+
+
+def test_sign_flip_p_is_exact_for_few_pairs():
+    # 4 pairs, all positive: of the 16 sign patterns only +/- (1, 2, 3, 4) reach |mean| = 2.5: p = 2/16
+    assert alignment.sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0]), seed=0) == pytest.approx(2 / 16)
+    # d = (3, -1, -1): |mean| >= 1/3 for flips (3, ±1, ±1) with the sum's |.| >= 1: 8 patterns, sums 5, 3, 3, 1 (x2)
+    assert alignment.sign_flip_p(np.array([3.0, -1.0, -1.0]), seed=0) == pytest.approx(1.0)
+
+
+def test_mcnemar_equals_a_hand_computed_binomial():
+    # 10 pairs where only a is right, 2 where only b is, 30 concordant: p = 2 * P(Bin(12, 1/2) <= 2)
+    a = np.array([1] * 10 + [0] * 2 + [1] * 20 + [0] * 10, float)
+    b = np.array([0] * 10 + [1] * 2 + [1] * 20 + [0] * 10, float)
+    by_hand = 2 * sum(__import__("math").comb(12, k) for k in range(3)) / 2 ** 12  # = 158 / 4096
+    p, only_a, only_b = alignment.mcnemar_exact_p(a, b)
+    assert (only_a, only_b) == (10, 2) and p == pytest.approx(by_hand) == pytest.approx(0.0385742, abs=1e-6)
+    c = alignment.paired_comparison(a, b, repeats=500, seed=0, test=alignment.TEST_MCNEMAR)
+    assert c["p_value"] == pytest.approx(by_hand) and c["discordant"] == [10, 2] and c["test"] == "McNemar exact"
+    assert c["diff_mean"] == pytest.approx(8 / 42)
+    with pytest.raises(ValueError, match="0/1"):
+        alignment.paired_comparison(a + 0.5, b, repeats=0, seed=0, test=alignment.TEST_MCNEMAR)
 
 
 def test_binary_metric_and_rank_biserial_extremes():
     top1_a, top1_b = np.array([1, 1, 0, 1, 1, 0] * 10, float), np.array([0, 1, 0, 0, 1, 0] * 10, float)
-    c = alignment.paired_comparison(top1_a, top1_b, repeats=500, seed=0)
-    assert c["effect_size"] == 1.0 and c["wilcoxon_p"] < 0.01 and c["n_nonzero"] == 20
+    c = alignment.paired_comparison(top1_a, top1_b, repeats=500, seed=0, test=alignment.TEST_MCNEMAR)
+    assert c["effect_size"] == 1.0 and c["p_value"] == pytest.approx(2 / 2 ** 20) and c["n_nonzero"] == 20
     assert alignment.rank_biserial(-np.arange(1, 5.0)) == -1.0
 
 
@@ -282,7 +359,7 @@ CLI_FAST = ["--steps", "8", "--samples", "4", "--device", "cpu", "--bootstrap", 
 
 def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, critical_json, tmp_path):
     out, images, samples = tmp_path / "g.json", tmp_path / "grids", tmp_path / "s.safetensors"
-    result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--width", "0.2",
+    result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--window-width", "0.2",
                  "--classifier", str(torchscript_classifier), *CLI_FAST, "--out", str(out),
                  "--save-images", str(images), "--save-samples", str(samples))
     assert result.exit_code == 0, result.output[-3000:]
@@ -306,7 +383,8 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
     assert len(document["comparisons"]) == 8
     for c in document["comparisons"]:
         assert c["arm"] == "critical"
-        assert {"versus", "metric", "diff_mean", "ci95", "wilcoxon_p", "effect_size"} <= set(c)
+        assert {"versus", "metric", "diff_mean", "ci95", "p_value", "test", "effect_size"} <= set(c)
+        assert c["test"] == alignment.TESTS[c["metric"]] and "wilcoxon_p" not in c
     assert sorted(p.name for p in images.iterdir()) == ["all.png", "critical.png", "none.png", "random-steps.png",
                                                         "random.png"]
     stored = load_file(str(samples))
@@ -351,8 +429,8 @@ def test_critical_from_reads_valid_analyze_results_only(cond_folder, tmp_path, d
 
 
 def test_cli_suggest(cond_folder, critical_json):
-    result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json), "--width", "0.2",
-                 "--steps", "20", "--device", "cpu", "--quiet")
+    result = run("--model", str(cond_folder), "--suggest", "--critical-from", str(critical_json),
+                 "--window-width", "0.2", "--steps", "20", "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output[-3000:]
     document = json.loads(result.stdout)
     interval = document["interval"]
@@ -368,7 +446,8 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
     # A random-weight UNet's D(y) is inconsistent at every step (decided fraction > 1.25): it has no
     # critical time, and guide says so in one line.
     with pytest.raises(UserError, match="analyze found neither a critical time nor a decision time"):
-        guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, width=0.4, **FAST)
+        guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=8, window_width=0.4,
+              **FAST)
     from diffcrit.analysis import engine
 
     real = engine.analyze
@@ -381,7 +460,7 @@ def test_measured_critical_time_comes_from_analyze(cond_folder, monkeypatch):
         return result
 
     monkeypatch.setattr(engine, "analyze", analyze_with_a_critical_time)
-    result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, width=0.4,
+    result = guide(str(cond_folder), at="critical", compare=["none"], samples=2, analyze_samples=3, window_width=0.4,
                    **FAST)
     assert seen["seed"] == 2 and seen["samples"] == 3 and seen["class_label"] == 0
     critical = result.document["critical"]
@@ -406,8 +485,8 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
         return result
 
     monkeypatch.setattr(analysis_engine, "analyze", analyze_with_a_critical_time)
-    guide(str(cond_folder), at="critical", compare=["none"], class_label=2, samples=2, analyze_samples=3, width=0.4,
-          **FAST)
+    guide(str(cond_folder), at="critical", compare=["none"], class_label=2, samples=2, analyze_samples=3,
+          window_width=0.4, **FAST)
     assert loads == ["guide"]  # one load; analyze gets the loaded model, relabelled
     assert documents[0]["model"]["conditioning"]["class_label"] == 2
     assert documents[0]["config"]["class_label"] == 2
@@ -420,7 +499,11 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
     (["--at", "sometimes"], ["unknown arm"]),
     (["--class-label", "4"], ["out of range", "0..3"]),
     (["--classes", "0,9"], ["out of range"]),
-    (["--scale", "1"], ["> 1"]),
+    (["--guidance-scale", "1"], ["> 1"]),
+    (["--base", "sometimes"], ["base must be one of", "unconditional"]),
+    (["--scale", "1"], ["> 1"]),  # the old name, hidden
+    (["--scale", "2", "--guidance-scale", "3"], ["--scale is the old name of --guidance-scale"]),
+    (["--width", "0.2", "--window-width", "0.3"], ["--width is the old name of --window-width"]),
 ])
 def test_cli_bad_input_exits_2(cond_folder, args, fragments):
     one_line_error(run("--model", str(cond_folder), "--compare", "none", *CLI_FAST, *args), *fragments)
@@ -581,3 +664,75 @@ def test_nan_from_the_model_stops_guide_naming_the_step(nan_folder, torchscript_
             *CLI_FAST]
     result = run(*(args if quiet else [a for a in args if a != "--quiet"]))
     one_line_error(result, "NaN or Inf at step 0 of arm all", "sigma=")
+
+
+# ---------------------------------------------------------------------------------------------
+# --sweep K: blocks of K consecutive steps
+
+
+def test_sweep_blocks_tile_the_schedule_with_k_steps_each():
+    from diffcrit.guidance.pulses import sweep_blocks
+
+    assert sweep_blocks(8, 3) == [(0, 2), (3, 5), (5, 7)]  # the last block ends at the last step
+    assert sweep_blocks(50, 5) == [(a, a + 4) for a in range(0, 50, 5)]
+    assert sweep_blocks(4, 4) == [(0, 3)]
+    assert all(b - a + 1 == 6 for a, b in sweep_blocks(50, 6)) and sweep_blocks(50, 6)[-1] == (44, 49)
+    with pytest.raises(UserError, match="does not fit in 8 steps"):
+        sweep_blocks(8, 9)
+
+
+def test_bootstrap_peak_of_a_profile():
+    rng = np.random.default_rng(0)
+    centers = np.array([4.0, 3.0, 2.0, 1.0, 0.5])
+    clear = (rng.uniform(size=(5, 400)) < np.array([0.2, 0.4, 0.8, 0.4, 0.2])[:, None]).astype(float)
+    peak = alignment.bootstrap_peak(clear, centers, 500, seed=0)
+    assert peak["index"] == 2 and peak["t"] == 2.0 and peak["ci95"] == [2.0, 2.0] and peak["share"] == 1.0
+    flat = (rng.uniform(size=(5, 400)) < 0.5).astype(float)
+    wide = alignment.bootstrap_peak(flat, centers, 500, seed=0)
+    assert wide["ci95"][1] - wide["ci95"][0] >= 1.0 and wide["share"] < 0.9
+    assert alignment.bootstrap_peak(flat, centers, 0, seed=0)["ci95"] is None
+
+
+def test_cli_sweep_writes_the_profile_and_its_figure(cond_folder, torchscript_classifier, critical_json, tmp_path,
+                                                     monkeypatch):
+    import jsonschema
+
+    from diffcrit.report.document import schema
+
+    seen = guidance_per_evaluation(monkeypatch)
+    result = run("--model", str(cond_folder), "--sweep", "3", "--base", "unconditional", "--critical-from",
+                 str(critical_json), "--classifier", str(torchscript_classifier), *CLI_FAST)
+    assert result.exit_code == 0, result.output[-3000:]
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, schema("guide"))
+    sweep = document["sweep"]
+    assert sweep["block_steps"] == 3 and sweep["base"] == "unconditional" == document["base"]
+    assert [p["steps"] for p in sweep["profile"]] == [[0, 2], [3, 5], [5, 7]]
+    assert [a["name"] for a in document["arms"]] == ["steps 0-2", "steps 3-5", "steps 5-7", "none", "all"]
+    assert [a["guided_steps_range"] for a in document["arms"]] == [[3, 3]] * 3 + [[0, 0], [8, 8]]
+    for block in sweep["profile"]:
+        assert block["t"][0] <= block["t_center"] <= block["t"][1]
+        assert set(block["metrics"]) == {"top1", "target_prob"}
+    assert sweep["peak"]["steps"] in [p["steps"] for p in sweep["profile"]] and len(sweep["peak"]["ci95"]) == 2
+    assert document["comparisons"] == [] and document["critical"]["t"] == 0.45 and document["window_width_t"] is None
+    per_arm = [torch.stack(seen[k * 8: (k + 1) * 8]) for k in range(5)]  # (8 steps, 4 samples) guided, per arm
+    for arm, (a, b) in zip(per_arm[:3], [(0, 2), (3, 5), (5, 7)], strict=True):
+        assert arm.all(dim=1).tolist() == [a <= i <= b for i in range(8)]  # every sample on the block's steps only
+    plot_results([document], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    one_line_error(run("--model", str(cond_folder), "--sweep", "3", "--compare", "none", *CLI_FAST),
+                   "--sweep runs its own arms")
+    one_line_error(run("--model", str(cond_folder), "--sweep", "9", *CLI_FAST), "does not fit in 8 steps")
+
+
+def test_sweep_table_says_where_the_profile_peaks():
+    from rich.console import Console
+
+    from diffcrit.cli.guide import render_guide
+
+    document = json.loads((README.parent / "examples" / "results" / "digits-guide-sweep6.json").read_text())
+    console = Console(width=120, record=True)
+    render_guide(console, document)
+    text = console.export_text()
+    assert "steps 12-17" in text and "peaks at t = 1.55 [0.964, 1.55] (steps 12..17" in text
+    assert "rank-biserial" not in text  # a sweep has no comparisons table

@@ -114,6 +114,19 @@ def save_sd_pipeline(folder: Path, unet: UNet2DConditionModel | None = None) -> 
     return folder
 
 
+def sd_pipeline(folder: Path, pipeline: str = "StableDiffusionPipeline", scheduler: str = "DDIMScheduler"):
+    """A diffusers pipeline of a ``save_sd_pipeline`` folder's components (and a tiny VAE the folder does not hold)."""
+    import diffusers
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return getattr(diffusers, pipeline)(
+        vae=tiny_vae(), text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
+        scheduler=getattr(diffusers, scheduler).from_pretrained(folder / "scheduler"), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+
+
 WORDS = ["a", "red", "barn", "blue", "sky"]
 
 

@@ -37,11 +37,18 @@ def guide(
     compare: Annotated[Optional[str], typer.Option(
         help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
         "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
-    scale: Annotated[float, typer.Option(
-        "--scale", help="Guidance scale S inside the window (> 1); "
-        "outside it the model runs conditionally only.")] = 3.0,
-    width: Annotated[float, typer.Option(
-        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = 1.0,
+    base: Annotated[str, typer.Option(
+        help="What a sample runs on outside its window: conditional (the class, no CFG) | unconditional (the null "
+        "class; inside the window the class at --guidance-scale, where 1 means the class label alone).")]
+        = "conditional",
+    guidance_scale: Annotated[Optional[float], typer.Option(
+        "--guidance-scale", help="Guidance scale S inside the window (> 1, or >= 1 with --base unconditional; "
+        "default 3.0).")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", hidden=True)] = None,  # before 0.2
+    window_width: Annotated[Optional[float], typer.Option(
+        "--window-width",
+        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = None,
+    width: Annotated[Optional[float], typer.Option("--width", hidden=True)] = None,  # before 0.2
     critical_from: Annotated[Optional[Path], typer.Option(
         help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
     classifier: Annotated[Optional[Path], typer.Option(
@@ -58,12 +65,19 @@ def guide(
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(
         help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
+    sweep: Annotated[Optional[int], typer.Option(
+        help="Sweep blocks of K consecutive scheduler steps across the schedule (same seeds and targets in every "
+        "block, plus none and all) instead of --at/--compare; writes the profile and its peak (JSON sweep).")] = None,
     analyze_samples: Annotated[int, typer.Option(
         help="Samples for measuring t_c when no --critical-from is given.")] = AnalyzeConfig.samples,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
     suggest: Annotated[bool, typer.Option(
         "--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
+    save_guider: Annotated[Optional[Path], typer.Option(
+        help="With --suggest: write the suggested diffusers ClassifierFreeGuidance (start/stop: exactly the "
+        "suggested steps) into this folder; apply it with pipe.update_components(guider="
+        "ClassifierFreeGuidance.from_pretrained(DIR)).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     scheduler: SchedulerOpt = None,
@@ -85,6 +99,7 @@ def guide(
     the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
     """
     from ..distributed import is_main_process
+    from ..guidance.engine import GuideConfig
     from ..guidance.engine import guide as run_guide
     from ..guidance.engine import suggest as run_suggest
     from ..models.loading import LoadOptions
@@ -97,10 +112,14 @@ def guide(
         _refuse_with_suggest(at=at, compare=compare, classifier=classifier, label_map=label_map,
                              save_images=save_images, save_samples=save_samples)
     if main:
-        _check_outputs(model, out=out, save_samples=save_samples, save_images=save_images,
+        _check_outputs(model, out=out, save_samples=save_samples, save_images=save_images, save_guider=save_guider,
                        inputs=[("--critical-from", critical_from), ("--classifier", classifier),
                                ("--label-map", label_map if label_map and Path(label_map).exists() else None)])
-    options = dict(at=at, compare=_split(compare, "--compare", str), scale=scale, width=width, steps=steps,
+    if save_guider is not None and not suggest:
+        raise UserError("--save-guider writes the suggestion's guider", "add --suggest")
+    options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base, sweep=sweep,
+                   guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", GuideConfig),
+                   window_width=_renamed(window_width, width, "--window-width", "--width", GuideConfig),
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
                    classes=_split(classes, "--classes", int), analyze_samples=analyze_samples, bootstrap=bootstrap,
                    device=device, dtype=dtype, scheduler=scheduler, prediction_type=prediction_type)
@@ -108,7 +127,8 @@ def guide(
     # 2. Run.
     with progress_callback(console, enabled=not quiet, names=PROGRESS_NAMES) as callback:
         if suggest:
-            document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load, **options)
+            document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load,
+                                   **options)
         else:
             try:
                 result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
@@ -124,11 +144,27 @@ def guide(
     if not quiet:
         (render_suggestion if suggest else render_guide)(console, document)
     with command_outputs(quiet) as outputs:
+        if save_guider is not None:
+            _stage_guider(outputs, save_guider, document)
         if save_samples is not None:
             _stage_samples(outputs, save_samples, result)
         if save_images is not None:
             _stage_grids(outputs, save_images, result.images)
         emit_json(document, out, outputs)
+
+
+def _stage_guider(outputs: StagedOutputs, folder: Path, document: dict) -> None:
+    """The suggestion's ClassifierFreeGuidance as ``save_pretrained`` writes it, staged with the other outputs."""
+    from ..diffusers import guider_file
+
+    guider = (document.get("diffusers") or {}).get("guider")
+    if guider is None:
+        raise UserError("this scheduler has no diffusers guider to save (see the suggestion's notes)",
+                        "drop --save-guider")
+    name, text = guider_file(guider["config"])
+    outputs.folder(folder, "--save-guider folder")
+    outputs.write_text(folder / name, text)
+    guider["saved_to"] = str(folder)
 
 
 def _refuse_with_suggest(**given) -> None:
@@ -142,17 +178,29 @@ def _refuse_with_suggest(**given) -> None:
 
 
 def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, save_images: Path | None,
-                   inputs: list) -> None:
+                   save_guider: Path | None, inputs: list) -> None:
     """Every output's format and place, before the model is loaded (``io.check_outputs``)."""
     from ..models.loading import model_source
     from ..sampling.states import check_samples_path
 
-    if save_images is not None and save_images.exists() and not save_images.is_dir():
-        raise UserError(f"--save-images {save_images} exists and is not a folder", "give a folder")
-    check_outputs(files=[("--out", out), ("--save-samples", save_samples)], folders=[("--save-images", save_images)],
+    for option, folder in (("--save-images", save_images), ("--save-guider", save_guider)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise UserError(f"{option} {folder} exists and is not a folder", "give a folder")
+    check_outputs(files=[("--out", out), ("--save-samples", save_samples)],
+                  folders=[("--save-images", save_images), ("--save-guider", save_guider)],
                   inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples is not None:
         check_samples_path(save_samples)
+
+
+def _renamed(value, old_value, flag: str, old_flag: str, config: type):
+    """A renamed option: the new flag, else its old hidden name, else the config's default."""
+    if value is not None and old_value is not None:
+        raise UserError(f"{old_flag} is the old name of {flag}: give one of them")
+    if value is None:
+        value = old_value
+    name = flag.lstrip("-").replace("-", "_")
+    return value if value is not None else getattr(config, name)
 
 
 def _split(text: str | None, option: str, kind: type) -> list | None:
@@ -178,6 +226,12 @@ def _ci(ci, fmt: str = ".3f") -> str:
     return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "-"
 
 
+def _p(comparison: dict) -> str:
+    """The comparison's p-value (``wilcoxon_p`` in results of diffcrit 0.1)."""
+    p = comparison.get("p_value", comparison.get("wilcoxon_p"))
+    return f"{p:.2g}" if p is not None else "-"
+
+
 def _windows(arm: dict) -> str:
     windows = arm.get("windows") or []
     if not windows:
@@ -194,7 +248,8 @@ def render_guide(out: Console, document: dict) -> None:
     """Arms (windows, guided steps, metric means with ci95) and the paired comparisons."""
     critical, metrics = document["critical"], document["metric_names"]
     n = document["arms"][0]["n"] if document["arms"] else 0
-    title = f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, n = {n} per arm"
+    title = (f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, "
+             f"{document.get('base', 'conditional')} base, n = {n} per arm")
     if critical.get("t") is not None:
         title += f", t_c = {critical['t']:.3g} {_ci(critical.get('ci95'), '.3g')}"
     # At 80 columns (CI logs) the numbers fit without an edge pad; only the window text may wrap.
@@ -215,17 +270,29 @@ def render_guide(out: Console, document: dict) -> None:
     if not document["scored"]:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
+    if document.get("sweep"):
+        render_sweep(out, document["sweep"])
+        return
     treatment = document["arms"][0]["name"]
-    comparisons = Table(title=escape(f"{treatment} − other arm, paired; p: Wilcoxon signed-rank, "
-                                     "r: matched-pairs rank-biserial"),
+    comparisons = Table(title=escape(f"{treatment} − other arm, paired; p tests the mean difference (target_prob: "
+                                     "sign-flip permutation, top1: McNemar exact), r: matched-pairs rank-biserial"),
                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("versus", "metric", "diff", "ci95", "p", "r"):
         comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right", no_wrap=True)
     for c in document["comparisons"]:
         comparisons.add_row(*(escape(cell) for cell in (
-            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), f"{c['wilcoxon_p']:.2g}",
+            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), _p(c),
             f"{c['effect_size']:+.2f}")))
     out.print(comparisons)
+
+
+def render_sweep(out: Console, sweep: dict) -> None:
+    """The sweep's peak; the blocks' metrics are the arms table above (one arm per block)."""
+    peak = sweep.get("peak")
+    if peak:
+        out.print(f"sweep of blocks of {sweep['block_steps']} steps ({sweep['base']} base): {peak['metric']} peaks "
+                  f"at t = {peak['t']:.3g} {_ci(peak.get('ci95'), '.3g')} (steps {peak['steps'][0]}..{peak['steps'][1]}"
+                  f", {_fmt(peak.get('share'))} of resamples)", markup=False, highlight=False)
 
 
 def render_suggestion(out: Console, document: dict) -> None:
@@ -245,6 +312,16 @@ def render_suggestion(out: Console, document: dict) -> None:
         table.add_row(escape(name), escape(value))
     out.print(table)
     out.print(f"t_c from: {critical['source']}", markup=False, highlight=False)
+    handoff = document.get("diffusers") or {}
+    if handoff.get("guider"):
+        config = handoff["guider"]["config"]
+        out.print(f"diffusers {handoff['tested_with']}: ClassifierFreeGuidance("
+                  f"guidance_scale={config['guidance_scale']:g}, start={config['start']:.6g}, "
+                  f"stop={config['stop']:.6g}) guides loop steps "
+                  f"{handoff['step_window'][0]}..{handoff['step_window'][1]} of {handoff['num_inference_steps']}",
+                  markup=False, highlight=False)
+    elif handoff.get("note"):
+        out.print(f"note: {handoff['note']}", style="yellow", markup=False, highlight=False)
     for note in document.get("notes") or []:
         out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
 

@@ -35,11 +35,13 @@ from ..distributed import current
 from ..report.document import write_document
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
-from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
-                     arm_names, build_arms, check_window, class_guidance, fixed_window, parse_arm, sample_arm,
-                     step_t_grid)
+from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, BASE_CONDITIONAL, BASE_UNCONDITIONAL, BASES,
+                     NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
+                     arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, parse_arm,
+                     sample_arm, step_t_grid, sweep_arms, sweep_blocks)
 from ..models.families import pipeline_index
-from ..models.loading import LoadedModel, LoadOptions, download, library_logs, load_model, with_class_label
+from ..models.loading import (LoadedModel, LoadOptions, download, library_logs, load_model, load_scheduler,
+                              with_class_label)
 from ..progress import Callback, ignore
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
@@ -56,14 +58,16 @@ class GuideConfig:
 
     at: str = ARM_CRITICAL
     compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
-    scale: float = 3.0
-    width: float = 1.0
+    base: str = BASE_CONDITIONAL  # outside the window: the class, or the null class (unconditional)
+    guidance_scale: float = 3.0  # > 1; 1 allowed on an unconditional base (the class label alone in the window)
+    window_width: float = 1.0  # in t
     steps: int = 50
     samples: int = 64
     seed: int = 0
     batch_size: int = 64
     class_label: int | None = None
     classes: list[int] | None = None
+    sweep: int | None = None  # K: blocks of K consecutive steps across the schedule, plus none and all
     analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
     bootstrap: int = 2000
     device: str = "auto"
@@ -77,12 +81,20 @@ class GuideConfig:
             at_least(name, getattr(self, name), low)
         at_most("steps", self.steps, MAX_STEPS)
         check_seeds(self.seed, max(self.samples, self.analyze_samples))
-        if not 1 < self.scale < math.inf:
-            raise UserError(f"guidance scale must be finite and > 1, got {self.scale}", "S = 1 is the `none` arm")
-        if not 0 < self.width < math.inf:
-            raise UserError(f"window width must be finite and > 0 (in t), got {self.width}")
+        if self.base not in BASES:
+            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
+        if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
+            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+                            "S = 1 is the `none` arm on a conditional base")
+        if not 0 < self.window_width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
         if self.class_label is not None and self.classes:
             raise UserError("give --class-label or --classes, not both")
+        if self.sweep is not None:
+            at_least("sweep", self.sweep, 1)
+            if self.at != ARM_CRITICAL or self.compare is not None:
+                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
         parse_arm(self.at, treatment=True)
         for name in self.compare or []:
             parse_arm(name)
@@ -92,8 +104,17 @@ class GuideConfig:
         return dataclasses.asdict(self)
 
 
+OLD_NAMES = {"scale": "guidance_scale", "width": "window_width"}  # names before 0.2, still accepted
+
+
 def make_guide_config(**options: Any) -> GuideConfig:
-    """A validated ``GuideConfig``."""
+    """A validated ``GuideConfig``; ``scale`` and ``width`` (the names before 0.2) are read as guidance_scale and
+    window_width."""
+    for old, new in OLD_NAMES.items():
+        if old in options:
+            if new in options:
+                raise UserError(f"{old} is the old name of {new}: give one of them")
+            options[new] = options.pop(old)
     return build_config(GuideConfig, options)
 
 
@@ -268,13 +289,13 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
           load_options: LoadOptions | None = None, **options: Any) -> GuideResult:
     """Sample every arm with the same seeds and classes, score class alignment, compare arms.
 
-    ``options`` are the fields of ``GuideConfig`` (at, compare, scale, width, steps, samples, ...).
+    ``options`` are the fields of ``GuideConfig`` (at, compare, guidance_scale, window_width, steps, samples, ...).
     """
     started = time.perf_counter()
     callback = callback or ignore
     # 1. Cheap checks and loading: config, model, classes, classifier, step grid.
     config = make_guide_config(**options)
-    names = arm_names(config.at, config.compare)
+    names = [] if config.sweep else arm_names(config.at, config.compare)
     if isinstance(label_map, (str, Path)):
         label_map = alignment.parse_label_map(label_map)
     ranks = current(config.device)
@@ -299,8 +320,12 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     elif ARM_CRITICAL in names:
         critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
-    arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.width, config.seed,
-                      optional)
+    if config.sweep:
+        arms = sweep_arms(t_grid, config.sweep, config.samples)
+        names = [arm.name for arm in arms]
+    else:
+        arms = build_arms(names, config.samples, t_grid, critical["t"] if critical else None, config.window_width,
+                          config.seed, optional)
     loaded_at = time.perf_counter()
     # 3. Sample every arm (paired: same seeds, same classes).
     samples, seconds = {}, {}
@@ -308,8 +333,8 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
         tick = time.perf_counter()
         mine, error = None, None
         try:
-            mine = sample_arm(loaded, guidance, arm, targets, config.scale, config.steps, config.seed,
-                              config.batch_size, callback, mine=ranks.split(config.samples))
+            mine = sample_arm(loaded, guidance, arm, targets, config.guidance_scale, config.steps, config.seed,
+                              config.batch_size, callback, mine=ranks.split(config.samples), base=config.base)
         except ModelOutputError as err:  # NaN or Inf: every rank stops together
             error = err
         if ranks.any(error is not None):
@@ -342,7 +367,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
 
     t_range = (float(t_grid.min()), float(t_grid.max()))
     treatment = arms[0]
-    width = None if treatment.name in (ARM_ALL, ARM_NONE) else float(np.diff(treatment.windows[0])[0])
+    width = None if config.sweep or treatment.name in (ARM_ALL, ARM_NONE) else float(np.diff(treatment.windows[0])[0])
     arm_blocks = []
     for arm in arms:
         steps = arm.guided_steps(t_grid)
@@ -352,13 +377,14 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                              if metrics else {})}
         arm_blocks.append(block)
     comparisons = []
-    if metrics:
+    if metrics and not config.sweep:
         for other in arms[1:]:
             for metric in alignment.METRIC_NAMES:
                 comparisons.append({"arm": treatment.name, "versus": other.name, "metric": metric,
                                     **alignment.paired_comparison(metrics[treatment.name][metric],
                                                                   metrics[other.name][metric],
-                                                                  config.bootstrap, config.seed)})
+                                                                  config.bootstrap, config.seed,
+                                                                  alignment.TESTS[metric])})
     critical_block = {"t": None, "ci95": None, "source": None}
     if critical is not None:
         critical_block = {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0}
@@ -367,7 +393,8 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
                  environment=environment(loaded.device, "none", config.dtype)),
         "critical": critical_block,
         "window_width_t": width,
-        "guidance_scale": config.scale,
+        "guidance_scale": config.guidance_scale,
+        "base": config.base,
         "sampled_t_range": list(t_range),
         "targets": {"classes": sorted(set(targets.tolist())), "per_sample": "classes cycled over samples"},
         "scored": metrics is not None,
@@ -375,60 +402,112 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
         "classifier": scorer.info if scorer is not None else None,
         "arms": arm_blocks,
         "comparisons": comparisons,
-        "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "test": alignment.TEST,
+        "statistics": {"ci95": alignment.CI, "bootstrap": config.bootstrap, "tests": dict(alignment.TESTS),
+                       "test": alignment.TEST, "permutations": alignment.PERMUTATIONS,
                        "effect_size": alignment.EFFECT_SIZE, "pairing": "same seeds and target classes in every arm"},
     }
+    if config.sweep:
+        document["sweep"] = sweep_block(arms, t_grid, metrics, config)
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
-                         "(a narrower --width or more --steps make room)" for name in left_out]
+                         "(a narrower --window-width or more --steps make room)" for name in left_out]
     document["notes"] += other_model_notes(critical, loaded.info["id"])
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
     return clean(document)
 
 
+def sweep_block(arms: list[Arm], t_grid: np.ndarray, metrics: dict[str, dict[str, np.ndarray]] | None,
+                config: GuideConfig) -> dict:
+    """The ``sweep`` block: per block of K steps its steps, t range, mean t and metrics (mean, ci95), the peak of
+    ``target_prob`` with a bootstrap ci95 over samples (``alignment.bootstrap_peak``)."""
+    blocks = sweep_blocks(len(t_grid), config.sweep)
+    profile = []
+    for a, b in blocks:
+        name, t = block_arm_name((a, b)), t_grid[a: b + 1]
+        profile.append({"steps": [a, b], "t": [float(t.min()), float(t.max())], "t_center": float(t.mean()),
+                        "metrics": alignment.summarize_arm(metrics[name], config.bootstrap, config.seed)
+                        if metrics else {}})
+    block = {"block_steps": config.sweep, "base": config.base, "guidance_scale": config.guidance_scale,
+             "profile": profile, "peak": None, "t_center": "mean t of the block's steps",
+             "controls": "arms none and all: the same seeds and targets without and with the window's conditioning "
+                         "at every step"}
+    if metrics:
+        metric = alignment.METRIC_TARGET_PROB
+        per_block = np.stack([metrics[block_arm_name(ab)][metric] for ab in blocks])  # (K blocks, N)
+        peak = alignment.bootstrap_peak(per_block, np.array([p["t_center"] for p in profile]), config.bootstrap,
+                                        config.seed)
+        block["peak"] = {"metric": metric, "t": peak["t"], "ci95": peak["ci95"], "share": peak["share"],
+                         "steps": profile[peak["index"]]["steps"]}
+    return block
+
+
 # --------------------------------------------------------------------------------------------
 # --suggest
 
 
-def suggest(model: Any, *, critical_from: str | Path | None = None, callback: Callback | None = None,
-            load_options: LoadOptions | None = None, **options: Any) -> dict:
-    """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices
-    of the model's scheduler at ``steps``, with the evidence it came from."""
+def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider: str | Path | None = None,
+            callback: Callback | None = None, load_options: LoadOptions | None = None, **options: Any) -> dict:
+    """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices of the model's
+    scheduler at ``steps``, with the evidence it came from, and the ``diffusers`` block that applies it
+    (``diffcrit.diffusers``). With ``critical_from`` any model with a diffusers scheduler will do (its scheduler is
+    read, no weights); measuring t_c needs a class-conditional model. ``save_guider``: a folder for the
+    ``ClassifierFreeGuidance`` (``save_pretrained``)."""
+    from ..diffusers import diffusers_block, save_guider as write_guider
     from ..report.document import clean, environment, header
+    from ..sampling.steppers import schedule
 
     config = make_guide_config(**options)
-    loaded, guidance = load_guided_model(model, config, load_options)
-    targets = target_classes(config, guidance)
-    infos = step_grid(loaded, config.steps)
-    t_grid = step_t_grid(infos)  # (S,) per scheduler step
-    critical = critical_from_file(critical_from) if critical_from is not None else \
-        measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
-    lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.width)
+    if critical_from is not None:  # 1. the evidence first: a bad file fails before anything is read
+        critical = critical_from_file(critical_from)
+        source = load_scheduler(model, _analyze_config(config), load_options)
+        model_info, device = source.info, torch.device("cpu")
+    else:
+        loaded, guidance = load_guided_model(model, config, load_options)
+        targets = target_classes(config, guidance)
+        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
+        source, device = loaded, loaded.device
+        model_info = {**loaded.info, "guidance": guidance.describe()}
+    plan = schedule(source.scheduler, config.steps, source.set_timesteps)
+    infos, t_grid = plan.infos, step_t_grid(plan.infos)  # (S,) per scheduler step
+    lo, hi = fixed_window(ARM_CRITICAL, critical["t"], config.window_width)
     check_window(ARM_CRITICAL, (lo, hi), t_grid)
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
     notes = other_model_notes(critical, loaded.info["id"])
-    if ci and ci[1] - ci[0] > config.width:
+    if ci and ci[1] - ci[0] > config.window_width:
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):
         notes.append("the window was clipped to the sampled range")
+    handoff = diffusers_block(plan.scheduler, plan.hidden, config.steps, inside[0], inside[-1], config.guidance_scale)
+    if save_guider is not None:
+        if handoff["guider"] is None:
+            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation --scheduler")
+        write_guider(handoff["guider"]["config"], save_guider)
+        handoff["guider"]["saved_to"] = str(save_guider)
     document = {
-        **header("guide-suggestion", config.to_dict(), model={**loaded.info, "guidance": guidance.describe()},
-                 environment=environment(loaded.device, "none", config.dtype), time_convention=False),
+        **header("guide-suggestion", config.to_dict(), model=model_info,
+                 environment=environment(device, "none", config.dtype), time_convention=False),
         "critical": {**critical, "sigma": t_to_sigma(critical["t"]) if critical["t"] > 0 else 0.0},
-        "window_width_t": config.width,
+        "window_width_t": config.window_width,
         "interval": {
             "t": [t_lo, t_hi],
             "sigma": [t_to_sigma(t_lo) if t_lo > 0 else 0.0, t_to_sigma(t_hi)],
             "steps": [inside[0], inside[-1]], "step_count": len(inside),
             "timesteps": [info.timestep for info, step in zip(infos, scheduler_steps(infos), strict=True)
                           if step in inside],
-            "scheduler": loaded.info.get("scheduler"), "num_inference_steps": config.steps,
+            "scheduler": model_info.get("scheduler"), "num_inference_steps": config.steps,
         },
-        "guidance_scale": config.scale,
+        "diffusers": handoff,
+        "guidance_scale": config.guidance_scale,
         "rule": "window of width W in t = log(1 + sigma^2) centred on t_c; guide with scale S on the steps inside it, "
                 "conditionally only elsewhere",
         "notes": notes,
     }
     return clean(document)
+
+
+def _analyze_config(config: GuideConfig) -> AnalyzeConfig:
+    """The loading fields of ``config`` as analyze's config (no class label: any model's scheduler)."""
+    return make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size, device=config.device,
+                       dtype=config.dtype, scheduler=config.scheduler, prediction_type=config.prediction_type)

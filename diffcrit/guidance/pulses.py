@@ -4,7 +4,9 @@ Notation (Ho & Salimans 2022; docs/design.md §2):
     eps_c = eps(x_t, c), eps_u = eps(x_t, null)   raw model outputs on the model's own x_t
     eps   = eps_u + S (eps_c - eps_u)             S = guidance scale, applied in-window only
     t     = log(1 + sigma^2) of the step; step i is in window [a, b] when a <= t_i <= b.
-Outside its window a sample runs conditionally only (eps = eps_c, no unconditional pass).
+Outside its window a sample runs on its base: conditionally (BASE_CONDITIONAL, eps = eps_c, no unconditional
+pass) or unconditionally (BASE_UNCONDITIONAL, eps = eps_u: the null class); inside, an unconditional base gets the
+class label at S = 1 (eps = eps_c) or CFG at S > 1 (DESIGN §10: only then can the window's timing show).
 
 Steps are scheduler steps (``step_t_grid``): a Heun-type scheduler's step evaluates the model twice, and
 both evaluations share one decision, taken at t_i of the step's first evaluation; windows, random step
@@ -47,6 +49,8 @@ ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "ran
 NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
 RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
 DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
+BASE_CONDITIONAL, BASE_UNCONDITIONAL = "conditional", "unconditional"  # what a sample runs on outside its window
+BASES = (BASE_CONDITIONAL, BASE_UNCONDITIONAL)
 RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
 
@@ -167,7 +171,7 @@ def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: 
     if not pieces:
         raise UserError(f"no window of width {width:.3g} fits in t in [{t_min:.4g}, {t_max:.4g}] beside the "
                         f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]",
-                        f"use a narrower --width, or leave {ARM_RANDOM} out of --compare")
+                        f"use a narrower --window-width, or leave {ARM_RANDOM} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         u = np.random.default_rng([RANDOM_WINDOW_STREAM, seed + i]).uniform(0, lengths.sum())
@@ -185,7 +189,7 @@ def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarr
     starts = [j for j in range(len(t_grid) - m + 1) if not inside[j: j + m].any()]
     if m == 0 or not starts:
         raise UserError(f"no block of {m} steps fits beside the treatment's {m} steps in a grid of {len(t_grid)}",
-                        f"use a narrower --width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
+                        f"use a narrower --window-width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
     out = np.empty((n, 2))
     for i in range(n):
         j = starts[int(np.random.default_rng([RANDOM_STEPS_STREAM, seed + i]).integers(len(starts)))]
@@ -226,14 +230,53 @@ def _arm_windows(name: str, n: int, t_grid: np.ndarray, t_c: float | None, width
     return np.tile(np.array(window, dtype=float), (n, 1))
 
 
+def sweep_blocks(n_steps: int, block_steps: int) -> list[tuple[int, int]]:
+    """Blocks [a, b] of ``block_steps`` consecutive scheduler steps tiling 0..n_steps - 1 (stride K); where K does
+    not divide the step count, a last block ends at the last step (overlapping the one before), so every block holds
+    exactly K steps."""
+    k = block_steps
+    if not 1 <= k <= n_steps:
+        raise UserError(f"a sweep block of {k} steps does not fit in {n_steps} steps", f"give 1 <= K <= {n_steps}")
+    starts = list(range(0, n_steps - k + 1, k))
+    if starts[-1] + k < n_steps:
+        starts.append(n_steps - k)
+    return [(a, a + k - 1) for a in starts]
+
+
+def block_arm_name(block: tuple[int, int]) -> str:
+    return f"steps {block[0]}-{block[1]}"
+
+
+def sweep_arms(t_grid: np.ndarray, block_steps: int, n: int) -> list[Arm]:
+    """One arm per block of ``sweep_blocks`` (every sample guided on the block's steps: the window spans the
+    block's t, which holds no other step since t is monotone over steps), then ``none`` and ``all``."""
+    arms = []
+    for a, b in sweep_blocks(len(t_grid), block_steps):
+        block = t_grid[a: b + 1]
+        arms.append(Arm(block_arm_name((a, b)), np.tile([float(block.min()), float(block.max())], (n, 1))))
+    return arms + [Arm(name, np.tile(np.array(fixed_window(name, None, 0.0)), (n, 1))) for name in (ARM_NONE, ARM_ALL)]
+
+
 # --------------------------------------------------------------------------------------------
 # Sampling one arm
 
 
+def step_conditioning(guidance: ClassGuidance, labels: torch.Tensor, in_window: torch.Tensor, scale: float,
+                      base: str = BASE_CONDITIONAL) -> dict:
+    """The conditioning of one step for samples of class ``labels`` (B,), ``in_window`` (B,) bool: scale S inside
+    the window, 1 outside; outside, the class (conditional base) or the null class (unconditional base)."""
+    if base not in BASES:
+        raise UserError(f"base must be one of {', '.join(BASES)}, got {base!r}")
+    in_window = in_window.to(labels.device)
+    if base == BASE_UNCONDITIONAL:
+        labels = torch.where(in_window, labels, guidance.null_labels(len(labels), labels.device))
+    return guidance.conditioning(labels, torch.where(in_window, scale, 1.0).to(labels.device))
+
+
 def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: torch.Tensor, scale: float,
                steps: int, seed: int, batch_size: int, callback: Callback = ignore,
-               mine: range | None = None) -> torch.Tensor:
-    """Final samples (len(mine), C, H, W) in the model's own space, guided per ``arm``.
+               mine: range | None = None, base: str = BASE_CONDITIONAL) -> torch.Tensor:
+    """Final samples (len(mine), C, H, W) in the model's own space, guided per ``arm`` on ``base``.
 
     ``mine`` are the global sample indices to draw (default: all); sample i is seeded seed + i and
     uses row i of the arm's windows and of ``targets``, so a split over processes changes nothing.
@@ -252,7 +295,7 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
         step_of, t_grid = scheduler_steps(stepper.infos), step_t_grid(stepper.infos)
         for i, info in enumerate(stepper.infos):
             in_window = torch.from_numpy(arm.guided(t_grid[step_of[i]])[rows])  # one decision per scheduler step
-            cond = guidance.conditioning(labels, torch.where(in_window, scale, 1.0).to(loaded.device))
+            cond = step_conditioning(guidance, labels, in_window, scale, base)
             with torch.no_grad():
                 _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
             if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):

@@ -170,6 +170,47 @@ def _refuse_unused(config: AnalyzeConfig, names: tuple[str, ...], model: str) ->
             raise UserError(f"{flag} applies to {user} only; {model} does not use it", f"drop {flag}")
 
 
+@dataclass
+class SchedulerOnly:
+    """What counting steps needs of a diffusers model, read from its folder without weights: its scheduler as its
+    pipeline has it and the pipeline's ``set_timesteps``; ``info`` as ``LoadedModel.info`` (id, class, scheduler)."""
+
+    scheduler: Any
+    set_timesteps: Callable[[Any, int], None]
+    info: dict
+    root: Path
+
+
+def load_scheduler(model: Any, config: AnalyzeConfig, options: LoadOptions | None = None) -> SchedulerOnly:
+    """The scheduler of a diffusers model (folder, hub id or built-in) for step counts; no weights are read (a hub
+    model: its JSON files only). A model without one (analytic built-ins, callables) is a user error."""
+    from diffusers.configuration_utils import FrozenDict
+
+    options = options or LoadOptions()
+    spec = str(model)
+    if spec.startswith(builtins.PREFIX):
+        entry, _ = builtins.parse_spec(spec)
+        if entry.path is None:
+            raise UserError(f"{spec} is an analytic model without a diffusers scheduler",
+                            "give a diffusers model folder or hub id")
+        root = Path(entry.path)
+    elif Path(spec).expanduser().exists():
+        root = Path(spec).expanduser()
+    elif isinstance(model, (str, Path)):
+        root = download(_hub_id(spec), options, ["*.json"])
+    else:
+        raise UserError(f"{type(model).__name__} has no diffusers scheduler", "give a diffusers model folder or hub id")
+    model_folder, scheduler_folder = _model_folder(root, options)
+    class_name, family = _model_family(model_folder)
+    scheduler = family.pipeline_scheduler(_load_scheduler(scheduler_folder, config), root)
+    module_config = FrozenDict(_read_json(model_folder / "config.json"))  # attribute access, as a module's config
+    grid, _ = latent_grid(family, module_config, root, config.height, config.width)
+    info = {"id": spec, "kind": "builtin" if spec.startswith(builtins.PREFIX) else "diffusers", "class": class_name,
+            "scheduler": type(scheduler).__name__}
+    return SchedulerOnly(scheduler, functools.partial(family.set_timesteps, grid=grid, config=module_config), info,
+                         root)
+
+
 def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
                 width: int | None = None) -> tuple[int, int, int] | None:
     """The (C, H, W) ``load_model`` would give (at --height/--width where the family takes them), read cheaply for

@@ -639,9 +639,13 @@ def _draw_guide(fig: Figure, docs: Sequence[Mapping[str, Any]], labels: Sequence
         return
     metrics = list(dict.fromkeys(m for doc, _ in scored for m in doc["metric_names"]))
     axes = fig.subplots(len(metrics), 2, squeeze=False)
+    swept = [(doc, label) for doc, label in scored if doc.get("sweep")]
     for row, metric in enumerate(metrics):
         _guide_arms(axes[row, 0], scored, metric)
-        _guide_comparisons(axes[row, 1], scored, metric)
+        if swept:  # a sweep has no treatment to compare: its profile over t instead
+            _guide_profile(axes[row, 1], swept, metric)
+        else:
+            _guide_comparisons(axes[row, 1], scored, metric)
     unscored = [label for label, ok in zip(labels, is_scored, strict=True) if not ok]
     if unscored:
         fig.text(0.5, 0.005, f"not scored (left out): {', '.join(unscored)}", ha="center", fontsize=9)
@@ -663,7 +667,9 @@ def _guide_arms(ax, scored: Sequence[tuple[Mapping[str, Any], str]], metric: str
     for name in arms:
         ns = [a.get("n") for doc, _ in scored for a in doc.get("arms") or [] if a["name"] == name]
         ticks.append(f"{name}\n(n = {ns[0]})" if ns and ns[0] is not None else name)
-    ax.set_xticks(range(len(arms)), labels=ticks)
+    crowded = len(arms) > 6  # a sweep: one arm per block
+    ax.set_xticks(range(len(arms)), labels=ticks, rotation=60 if crowded else 0, ha="right" if crowded else "center",
+                  fontsize=8 if crowded else None)
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per arm (mean, 95% CI)", fontsize=10)
@@ -699,10 +705,56 @@ def _guide_comparisons(ax, scored: Sequence[tuple[Mapping[str, Any], str]], metr
         _dedup_legend(ax)
 
 
+def _guide_profile(ax, swept: Sequence[tuple[Mapping[str, Any], str]], metric: str) -> None:
+    """guide --sweep: each block's mean (95% CI) at its mean t, the none/all arms as lines, the decision time t_c
+    (with its ci95) and the profile's peak (with its bootstrap ci95) marked."""
+    drawn = False
+    for i, (doc, label) in enumerate(swept):
+        sweep, color = doc["sweep"], f"C{i}"
+        points = [(p["t_center"], p["metrics"][metric]) for p in sweep.get("profile") or []
+                  if _is_number((p.get("metrics") or {}).get(metric, {}).get("mean"))]
+        if not points:
+            continue
+        drawn = True
+        ts, stats = [t for t, _ in points], [stat for _, stat in points]
+        means = [stat["mean"] for stat in stats]
+        errs = [_ci_err(stat["mean"], stat.get("ci95")) for stat in stats]
+        yerr = [[e[0][0] for e in errs], [e[1][0] for e in errs]] if all(e is not None for e in errs) else None
+        ax.errorbar(ts, means, yerr=yerr, fmt="o-", capsize=4, color=color,
+                    label=f"{label}: blocks of {sweep['block_steps']} steps, {sweep.get('base', 'conditional')} base")
+        for arm in doc.get("arms") or []:
+            stat = (arm.get("metrics") or {}).get(metric)
+            if arm["name"] in ("none", "all") and stat and _is_number(stat.get("mean")):
+                ax.axhline(stat["mean"], color=color, linestyle=":" if arm["name"] == "none" else "--", linewidth=1)
+                ax.annotate(arm["name"], (1.0, stat["mean"]), xycoords=("axes fraction", "data"), fontsize=8,
+                            ha="right", va="bottom", color=color)
+        critical = doc.get("critical") or {}
+        if _is_number(critical.get("t")):
+            ax.axvline(critical["t"], color=color, linewidth=1.2, alpha=0.8, label=f"t_c = {critical['t']:.2f}")
+            if _valid_ci(critical.get("ci95")):
+                ax.axvspan(*critical["ci95"], color=color, alpha=0.12)
+        peak = sweep.get("peak") or {}
+        if peak.get("metric") == metric and _is_number(peak.get("t")):
+            stat = next(s for t, s in points if t == peak["t"]) if peak["t"] in ts else None
+            y = stat["mean"] if stat else max(means)
+            xerr = _ci_err(peak["t"], peak.get("ci95"))
+            ax.errorbar([peak["t"]], [y], xerr=xerr, fmt="*", markersize=14, color=color, capsize=5,
+                        label=f"peak t = {peak['t']:.2f}")
+    if not drawn:
+        _no_data(ax, f"no sweep profile for {metric}")
+        return
+    ax.set_xlabel("t = log(1 + σ²), mean over the block's steps")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per block of steps (mean, 95% CI)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def _comparison_text(c: Mapping[str, Any]) -> str:
     parts = []
-    if _is_number(c.get("wilcoxon_p")):
-        parts.append(f"p = {c['wilcoxon_p']:.2g}")
+    p = c.get("p_value", c.get("wilcoxon_p"))  # wilcoxon_p: results of diffcrit 0.1
+    if _is_number(p):
+        parts.append(f"p = {p:.2g}")
     if _is_number(c.get("effect_size")):
         parts.append(f"effect {c['effect_size']:.2f}")
     return ", ".join(parts)

@@ -67,6 +67,36 @@ def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) 
     return randn_tensor((len(generators), *shape), generator=list(generators))
 
 
+@dataclass
+class Schedule:
+    """A scheduler set for ``steps`` as the model's pipeline sets it, read without a model: the recorded evaluations
+    (``infos``) and ``hidden``, the number of leading pure-noise evaluations (diffusers' loop indices of recorded
+    evaluation k is hidden + k)."""
+
+    scheduler: Any
+    infos: list[StepInfo]
+    hidden: int
+    sigmas: list[float]  # VE sigma of every evaluation, the hidden pure-noise ones too (inf)
+
+
+def schedule(scheduler: Any, steps: int, set_timesteps: Callable[[Any, int], None] | None = None) -> Schedule:
+    """A copy of ``scheduler`` set for ``steps`` (``set_timesteps``: as the model's pipeline sets them) and its
+    evaluations; fewer than two at finite sigma is a user error."""
+    family = family_of(scheduler)
+    scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
+    if set_timesteps is None:
+        scheduler.set_timesteps(steps)
+    else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
+        set_timesteps(scheduler, steps)
+    evals = evaluations(family, scheduler)
+    hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
+    if not all(e.recorded for e in evals[hidden:]) or len(evals) - hidden < 2:
+        raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - hidden} "
+                        "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
+    return Schedule(scheduler, [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[hidden:])],
+                    hidden, [e.sigma for e in evals])
+
+
 class SchedulerStepper:
     """One batch sampled by a diffusers scheduler, as the model's own pipeline does it.
 
@@ -79,20 +109,11 @@ class SchedulerStepper:
     def __init__(self, scheduler: Any, denoiser: DiffusersDenoiser, steps: int,
                  set_timesteps: Callable[[Any, int], None] | None = None):
         self.family = family_of(scheduler)
-        self.scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
-        if set_timesteps is None:
-            self.scheduler.set_timesteps(steps)
-        else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
-            set_timesteps(self.scheduler, steps)
+        plan = schedule(scheduler, steps, set_timesteps)
+        self.scheduler, self.infos, self.hidden = plan.scheduler, plan.infos, plan.hidden
         self.denoiser = denoiser
         self.timesteps = self.scheduler.timesteps
-        evals = evaluations(self.family, self.scheduler)
-        self.hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
-        if not all(e.recorded for e in evals[self.hidden:]) or len(evals) - self.hidden < 2:
-            raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - self.hidden} "
-                            "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
-        self.infos = [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[self.hidden:])]
-        self.sigmas = [e.sigma for e in evals]  # of every evaluation, the hidden pure-noise ones too (inf)
+        self.sigmas = plan.sigmas  # of every evaluation, the hidden pure-noise ones too (inf)
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
         return noise.to(self.denoiser.device) * init_noise_sigma(self.scheduler)

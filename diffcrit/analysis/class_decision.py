@@ -1,0 +1,81 @@
+"""When the class is decided: clone pairs scored by a classifier (DESIGN §10; issue 20, item 3).
+
+Pure estimators; not wired into ``analyze`` yet (``--clones G --classifier``: the clones' final images would be
+scored with ``guidance.alignment.classify`` and their argmax labels passed here).
+
+At each branch step b (t_b, generation order: t decreasing), every trunk sample i is continued twice with fresh
+noise (``sampling/clones.py``); a classifier labels both finals, a_i(b) and c_i(b). With N trunk samples:
+
+    A(t_b)  = (1/N) sum_i [a_i(b) == c_i(b)]                     agreement of the clone pairs
+    A_0     = sum_k n_k (n_k - 1) / (N (N - 1))                 chance agreement: two independent samples of the
+                                                                 model share a class (n_k: finals labelled k;
+                                                                 the unbiased estimate of sum_k p_k^2)
+    F(t_b)  = (A(t_b) - A_0) / (1 - A_0)                         0 at chance, 1 once every pair agrees
+    class_decision = the t where F crosses 1/2 (``detection.decision``: halfway from chance to 1, read off the
+                     monotone fit), with a percentile-bootstrap ci95 over trunk samples (a resample keeps each
+                     sample's pairs at every branch step and re-estimates A_0 from the same resample).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .detection import DECIDED_LEVEL, decision, summarize_bootstrap
+
+MARKER = "class_decision"  # a marker of critical.markers, never the primary
+
+
+def clone_agreement(labels_a: np.ndarray, labels_b: np.ndarray) -> np.ndarray:
+    """(G,) share of pairs whose two clones got the same label; labels (G, N) int, branch steps by trunk samples."""
+    labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
+    if labels_a.shape != labels_b.shape or labels_a.ndim != 2:
+        raise ValueError(f"clone labels must be two (G, N) arrays, got {labels_a.shape} and {labels_b.shape}")
+    return (labels_a == labels_b).mean(axis=1)
+
+
+def chance_agreement(labels: np.ndarray) -> float:
+    """Probability that two independent samples share a label, sum_k n_k (n_k - 1) / (N (N - 1)), from the labels
+    (N,) of N >= 2 independent final samples."""
+    labels = np.asarray(labels).ravel()
+    n = labels.size
+    if n < 2:
+        raise ValueError("chance agreement needs at least two samples")
+    counts = np.unique(labels, return_counts=True)[1].astype(float)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+def decided_class_fraction(agreement: np.ndarray, chance: float) -> np.ndarray:
+    """(G,) F = (A - A_0) / (1 - A_0); NaN everywhere when A_0 = 1 (one class only: nothing to decide)."""
+    agreement = np.asarray(agreement, dtype=float)
+    if chance >= 1:
+        return np.full_like(agreement, np.nan)
+    return (agreement - chance) / (1 - chance)
+
+
+def class_decision(t_branch: np.ndarray, labels_a: np.ndarray, labels_b: np.ndarray, final_labels: np.ndarray,
+                   repeats: int, seed: int, level: float = DECIDED_LEVEL) -> dict:
+    """The class decision marker from clone labels (G, N) at branch times ``t_branch`` (G,) and the labels (N,) of
+    the trunk samples' own finals (for A_0): t, bootstrap ci95 / presence / modes (``summarize_bootstrap``), and the
+    curves it was read from."""
+    t_branch = np.asarray(t_branch, dtype=float)
+    labels_a, labels_b, final_labels = np.asarray(labels_a), np.asarray(labels_b), np.asarray(final_labels)
+    chance = chance_agreement(final_labels)
+    fraction = decided_class_fraction(clone_agreement(labels_a, labels_b), chance)
+    out = {"t": decision(t_branch, fraction, level), "level": level, "chance": chance,
+           "agreement": clone_agreement(labels_a, labels_b).tolist(), "fraction": fraction.tolist(),
+           "t_branch": t_branch.tolist(), "ci95": None, "presence": None}
+    if repeats <= 0:
+        return out
+    rng = np.random.default_rng(seed)
+    n = labels_a.shape[1]
+    found = []
+    for _ in range(repeats):
+        rows = rng.integers(0, n, n)
+        resampled = decided_class_fraction(clone_agreement(labels_a[:, rows], labels_b[:, rows]),
+                                           chance_agreement(final_labels[rows]))
+        found.append(decision(t_branch, resampled, level))
+    summary = summarize_bootstrap(found)
+    return {**out, "ci95": summary["ci95"], "presence": summary["presence"], "modes": summary["modes"]}
+
+
+__all__ = ["MARKER", "chance_agreement", "class_decision", "clone_agreement", "decided_class_fraction"]
