@@ -474,7 +474,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     inside = [step for step, t in enumerate(t_grid) if lo <= t <= hi]  # scheduler steps, as guide pulses them
     t_lo, t_hi = max(lo, float(t_grid.min())), min(hi, float(t_grid.max()))
     ci = critical.get("ci95")
-    notes = other_model_notes(critical, loaded.info["id"])
+    notes = other_model_notes(critical, model_info["id"])
     if ci and ci[1] - ci[0] > config.window_width:
         notes.append(f"the ci95 of t_c ({ci[1] - ci[0]:.3g} wide) is wider than the window: the timing is uncertain")
     if (t_lo, t_hi) != (lo, hi):
