@@ -84,7 +84,7 @@ class AnalyzeConfig:
         at_least("bootstrap", self.bootstrap, 0)
         at_least("clones", self.clones, 0)
         if self.classifier is not None and self.clones == 0:
-            raise UserError("classifier scores the clones' final samples, but no clones are made",
+            raise UserError("--classifier scores the clones' final samples, but no clones are made",
                             "add --clones G (branch steps, e.g. --clones 8) or drop --classifier")
         for name in ("height", "width"):
             if getattr(self, name) is not None:
