@@ -83,6 +83,8 @@ class AnalyzeConfig:
         at_least("probe_every", self.probe_every, 1)
         at_least("bootstrap", self.bootstrap, 0)
         at_least("clones", self.clones, 0)
+        if self.classifier is not None:
+            self.classifier = str(self.classifier)  # a path or "builtin"; a str in the JSON config
         if self.classifier is not None and self.clones == 0:
             raise UserError("--classifier scores the clones' final samples, but no clones are made",
                             "add --clones G (branch steps, e.g. --clones 8) or drop --classifier")

@@ -103,3 +103,12 @@ def test_the_classifier_file_is_an_input_of_the_output_check(tmp_path):
     result = _analyze("--model", "builtin:mixture?size=8", "--clones", "2", "--classifier", str(path),
                       "--out", str(path))
     assert result.exit_code == 2 and "--classifier" in result.output and path.read_bytes() == before
+
+
+def test_the_library_takes_a_path_or_builtin_and_needs_clones(tmp_path):
+    from diffcrit.config import make_config
+    from diffcrit.errors import UserError
+
+    assert make_config(clones=2, classifier=tmp_path).classifier == str(tmp_path)  # a str in the JSON config
+    with pytest.raises(UserError, match="--clones"):
+        make_config(classifier="builtin")

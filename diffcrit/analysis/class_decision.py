@@ -1,7 +1,7 @@
 """When the class is decided: clone pairs scored by a classifier (DESIGN §10; issue 20, item 3).
 
-Pure estimators; not wired into ``analyze`` yet (``--clones G --classifier``: the clones' final images would be
-scored with ``models.scorers.predicted_classes`` and their argmax labels passed here).
+Pure estimators. ``analyze --clones G --classifier`` labels the clones' and the trunk's final samples with
+``models.scorers.predicted_classes`` (argmax logit) and passes the labels here (analysis/document.py).
 
 At each branch step b (t_b, generation order: t decreasing), every trunk sample i is continued twice with fresh
 noise (``sampling/clones.py``); a classifier labels both finals, a_i(b) and c_i(b). With N trunk samples:

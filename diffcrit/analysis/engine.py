@@ -33,7 +33,8 @@ from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
 from ..io import Named, check_outputs
 from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
-from ..models.scorers import check_runs, image_shape, latent_decoder, predicted_classes, required_scorer
+from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
+                              required_scorer)
 from ..probing import schedule
 from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
@@ -68,7 +69,8 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
                         "use at least one sample per process")
     if ranks.is_main:
-        check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states)
+        check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states,
+                               inputs=[("classifier", classifier_path(config.classifier))])
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
         with ranks.main_first():
             loaded = load_model(model, config, shape, load_options)

@@ -149,7 +149,7 @@ def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samp
                    save_states: Path | None, prompt_embeds: Path | None, classifier: str | None) -> None:
     """Every output's format and place, before the model is loaded (``check_analysis_outputs``)."""
     from ..analysis.engine import check_analysis_outputs
-    from ..models.scorers import BUILTIN
+    from ..models.scorers import classifier_path
 
     if plot is not None:
         from ..report.plotting import figure_format
@@ -158,4 +158,4 @@ def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samp
     check_analysis_outputs(model, save_samples_to=save_samples, save_states=save_states,
                            files=[("--out", out), ("--plot", plot)],
                            inputs=[("--prompt-embeds", prompt_embeds),
-                                   ("--classifier", None if classifier in (None, BUILTIN) else Path(classifier))])
+                                   ("--classifier", classifier_path(classifier))])

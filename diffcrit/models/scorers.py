@@ -239,6 +239,11 @@ def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
     return scorer
 
 
+def classifier_path(classifier: str | Path | None) -> Path | None:
+    """The file or folder a ``classifier`` option reads (an input of the output check); None for ``BUILTIN``."""
+    return None if classifier is None or str(classifier) == BUILTIN else Path(classifier)
+
+
 def shipped_scorer(loaded: LoadedModel) -> Scorer | None:
     """The classifier shipped in the model's pipeline folder (``classifier/``; the built-ins), else None."""
     root = loaded.root
@@ -267,6 +272,6 @@ def predicted_classes(scorer: Scorer, samples: torch.Tensor, decode: Callable | 
     return classify(scorer, decode_all(samples, decode, batch_size), batch_size).argmax(1).numpy()
 
 
-__all__ = ["BUILTIN", "Scorer", "check_runs", "check_scorer", "classify", "decode_all", "image_shape", "latent_decoder",
-           "load_scorer", "parse_label_map", "predicted_classes", "required_scorer", "resolve_scorer",
-           "shipped_scorer"]
+__all__ = ["BUILTIN", "Scorer", "check_runs", "check_scorer", "classifier_path", "classify", "decode_all",
+           "image_shape", "latent_decoder", "load_scorer", "parse_label_map", "predicted_classes", "required_scorer",
+           "resolve_scorer", "shipped_scorer"]
