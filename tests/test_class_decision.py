@@ -51,6 +51,8 @@ def test_class_decision_finds_the_halfway_time_with_an_interval():
     assert result["t"] == pytest.approx(2.0, abs=0.15)
     assert result["ci95"][0] <= result["t"] <= result["ci95"][1] and result["ci95"][1] - result["ci95"][0] < 0.5
     assert result["presence"] == 1.0
+    low, high = sorted(result["bracket"])  # the two branch steps the linear reading lies between
+    assert low <= result["t"] <= high and np.isin([low, high], t_branch).all()
     undecided = class_decision(t_branch, *synthetic_clones(t_branch, -5.0, 500, 10)[:3], repeats=0, seed=0)
     assert undecided["t"] is None and undecided["ci95"] is None  # never halfway within the branch steps
 
@@ -76,6 +78,8 @@ def test_analyze_with_clones_and_the_builtin_classifier_gives_the_class_decision
     assert marker is not None and marker["ci95"][0] <= marker["t"] <= marker["ci95"][1] and marker["presence"] > 0
     assert doc["critical"]["primary"] == detection.PRIMARY["trajectory"] != MARKER  # never the primary
     assert block["class_agreement"][-1] >= block["class_agreement"][0]
+    bracket = detection.decision_bracket(np.array(block["t"]), np.array(block["class_fraction"], dtype=float))
+    assert marker["ci95"][0] <= min(bracket) and max(bracket) <= marker["ci95"][1]  # the ci95 holds the branch steps
     assert block["classifier"]["form"] == "diffcrit" and doc["config"]["classifier"] == "builtin"
     scorer = load_scorer(Path(CHECKPOINTS["digits"]["path"]) / "classifier", torch.device("cpu"))
     trunk = predicted_classes(scorer, result.samples, None, 64)

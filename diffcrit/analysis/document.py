@@ -73,8 +73,10 @@ def _class_decision(records: Records, config: AnalyzeConfig) -> dict | None:
 
 
 def _class_decision_marker(found: dict, records: Records) -> dict | None:
-    """critical.markers.class_decision: where the halfway crossing lies, with its bootstrap summary."""
-    return marker_block(found["t"], {key: found.get(key) for key in ("ci95", "presence", "modes")}, records.infos)
+    """critical.markers.class_decision: where the halfway crossing lies, with its bootstrap summary, the ci95 holding
+    the two branch steps around it."""
+    return marker_block(found["t"], {key: found.get(key) for key in ("ci95", "presence", "modes")}, records.infos,
+                        found["bracket"])
 
 
 def _clones_block(records: Records, curves: Curves, resamples: list[Curves], classes: dict | None) -> dict | None:
