@@ -48,6 +48,8 @@ class AnalyzeConfig:
     bootstrap: int = 200
     decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
     clones: int = 0  # branch steps with two stochastic clones per sample (clones.py); 0: none
+    # scores the clones' and the trunk's final samples (class_decision.py): a classifier path or "builtin"
+    classifier: str | None = None
     # model and device
     device: str = "auto"
     dtype: str = "float32"
@@ -81,6 +83,11 @@ class AnalyzeConfig:
         at_least("probe_every", self.probe_every, 1)
         at_least("bootstrap", self.bootstrap, 0)
         at_least("clones", self.clones, 0)
+        if self.classifier is not None:
+            self.classifier = str(self.classifier)  # a path or "builtin"; a str in the JSON config
+        if self.classifier is not None and self.clones == 0:
+            raise UserError("--classifier scores the clones' final samples, but no clones are made",
+                            "add --clones G (branch steps, e.g. --clones 8) or drop --classifier")
         for name in ("height", "width"):
             if getattr(self, name) is not None:
                 at_least(name, getattr(self, name), 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffcrit.guidance.classifiers import load_classifier
+from diffcrit.models.classifiers import load_classifier
 from diffcrit.training import CHECKPOINTS
 from diffcrit.training import data as datasets
 

@@ -1,7 +1,7 @@
 """When the class is decided: clone pairs scored by a classifier (DESIGN §10; issue 20, item 3).
 
-Pure estimators; not wired into ``analyze`` yet (``--clones G --classifier``: the clones' final images would be
-scored with ``guidance.alignment.classify`` and their argmax labels passed here).
+Pure estimators. ``analyze --clones G --classifier`` labels the clones' and the trunk's final samples with
+``models.scorers.predicted_classes`` (argmax logit) and passes the labels here (analysis/document.py).
 
 At each branch step b (t_b, generation order: t decreasing), every trunk sample i is continued twice with fresh
 noise (``sampling/clones.py``); a classifier labels both finals, a_i(b) and c_i(b). With N trunk samples:
@@ -13,14 +13,17 @@ noise (``sampling/clones.py``); a classifier labels both finals, a_i(b) and c_i(
     F(t_b)  = (A(t_b) - A_0) / (1 - A_0)                         0 at chance, 1 once every pair agrees
     class_decision = the t where F crosses 1/2 (``detection.decision``: halfway from chance to 1, read off the
                      monotone fit), with a percentile-bootstrap ci95 over trunk samples (a resample keeps each
-                     sample's pairs at every branch step and re-estimates A_0 from the same resample).
+                     sample's pairs at every branch step and re-estimates A_0 from the same resample); ``bracket``:
+                     the two branch steps around the crossing (the linear reading between them is an assumption,
+                     so the marker's ci95 in the document holds them, as a probe-based marker's holds its probed
+                     steps).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .detection import DECIDED_LEVEL, decision, summarize_bootstrap
+from .detection import DECIDED_LEVEL, decision, decision_bracket, summarize_bootstrap
 
 MARKER = "class_decision"  # a marker of critical.markers, never the primary
 
@@ -61,7 +64,9 @@ def class_decision(t_branch: np.ndarray, labels_a: np.ndarray, labels_b: np.ndar
     labels_a, labels_b, final_labels = np.asarray(labels_a), np.asarray(labels_b), np.asarray(final_labels)
     chance = chance_agreement(final_labels)
     fraction = decided_class_fraction(clone_agreement(labels_a, labels_b), chance)
-    out = {"t": decision(t_branch, fraction, level), "level": level, "chance": chance,
+    bracket = decision_bracket(t_branch, fraction, level)
+    out = {"t": decision(t_branch, fraction, level), "bracket": None if bracket is None else list(bracket),
+           "level": level, "chance": chance,
            "agreement": clone_agreement(labels_a, labels_b).tolist(), "fraction": fraction.tolist(),
            "t_branch": t_branch.tolist(), "ci95": None, "presence": None}
     if repeats <= 0:

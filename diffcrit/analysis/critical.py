@@ -121,12 +121,10 @@ def critical_block(records: Records, config: AnalyzeConfig, curves: Curves, resa
     for name, value in markers.items():
         summary = detection.summarize_bootstrap([d[name] for d in draws]) if draws else \
             {"presence": None, "ci95": None, "modes": None}
-        if name in brackets:
-            summary["ci95"] = _widen(summary.get("ci95"), brackets[name])
         if name == detection.DECISION and value is not None:  # the sampler's discretisation error (transition.py)
             delta = float(np.interp(-value, -t, transition.allowed_shift(t)))
             summary["ci95"] = _widen(summary.get("ci95"), (value - delta, value + delta))
-        blocks[name] = None if value is None else {**_locate(value, records.infos, t), **summary}
+        blocks[name] = marker_block(value, summary, records.infos, brackets.get(name))
     primary = detection.PRIMARY[config.linearize_at]
     verdict = {**_verdict(entries, shell), "supporting": _supporting(blocks)}
     chosen = blocks[primary]
@@ -161,6 +159,18 @@ def _verdict(entries: list[dict], shell: int | None) -> dict:
     """critical.transition: the decision shell's verdict; ``shell`` is null unless it shows evidence."""
     entry = entries[shell] if shell is not None else {**transition.verdict(None, [], -1)}
     return {**entry, "shell": shell if entry["evidence"] else None}
+
+
+def marker_block(t_value: float | None, summary: dict, infos: list[StepInfo],
+                 bracket: tuple[float, float] | None = None) -> dict | None:
+    """One entry of critical.markers: where ``t_value`` lies on the step grid (t, sigma, step, timestep, fraction)
+    with its bootstrap ``summary`` (ci95, presence, modes), the ci95 widened to hold ``bracket`` (the two measured
+    points the marker lies between); None when the marker was not found."""
+    if t_value is None:
+        return None
+    if bracket is not None:
+        summary = {**summary, "ci95": _widen(summary.get("ci95"), bracket)}
+    return {**_locate(t_value, infos, np.array([info.t for info in infos])), **summary}
 
 
 def _locate(t_value: float | None, infos: list[StepInfo], t: np.ndarray) -> dict:

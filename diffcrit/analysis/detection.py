@@ -136,15 +136,27 @@ def decision(t: np.ndarray, decided: np.ndarray, level: float = DECIDED_LEVEL) -
     fit of the curve: Var E[x0 | y] can only grow along generation (E[x0 | y_t] is a martingale of the
     reverse process), so wiggles of a finite-sample curve are noise and one crossing is the model's.
     """
+    found = _crossing(t, decided, level)
+    if found is None:
+        return None
+    t, fit, j = found
+    return float(t[j] + (t[j + 1] - t[j]) * (level - fit[j]) / (fit[j + 1] - fit[j]))
+
+
+def decision_bracket(t: np.ndarray, decided: np.ndarray, level: float = DECIDED_LEVEL) -> tuple[float, float] | None:
+    """The two steps (their t) between which ``decision`` interpolates; None where it finds no crossing."""
+    found = _crossing(t, decided, level)
+    return None if found is None else (float(found[0][found[2]]), float(found[0][found[2] + 1]))
+
+
+def _crossing(t: np.ndarray, decided: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(valid t, isotonic fit, j): the fit crosses ``level`` between steps j and j + 1; None without a crossing."""
     t, f = _valid(t, decided)
     if len(f) < 2:
         return None
     fit = isotonic_regression(f).x
     above = np.flatnonzero((fit[1:] >= level) & (fit[:-1] < level))
-    if above.size == 0:
-        return None
-    j = int(above[0])
-    return float(t[j] + (t[j + 1] - t[j]) * (level - fit[j]) / (fit[j + 1] - fit[j]))
+    return None if above.size == 0 else (t, fit, int(above[0]))
 
 
 def instability_onset(t: np.ndarray, unstable: np.ndarray) -> float | None:

@@ -12,8 +12,8 @@ from ..models.loading import LoadedModel
 from ..probing.fourier import ProbeDirections, direction_bins, shell_wave_numbers
 from ..report.document import environment, header
 from ..sampling import clones
-from . import estimators, transition
-from .critical import critical_block
+from . import class_decision, estimators, transition
+from .critical import critical_block, marker_block
 from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
                      consistent_steps, curve_band)
 from .records import Records
@@ -61,9 +61,29 @@ def diagnostics_block(records: Records, directions: ProbeDirections, curves: Cur
     }
 
 
-def _clones_block(records: Records, curves: Curves, resamples: list[Curves]) -> dict | None:
+def _class_decision(records: Records, config: AnalyzeConfig) -> dict | None:
+    """The class decision from the classes of the clones and of the trunk finals (class_decision.py; bootstrap over
+    trunk samples); None without a classifier."""
+    if records.final_classes is None or not records.clone_classes:
+        return None
+    steps = sorted(records.clone_classes)
+    labels_a, labels_b = (np.stack([records.clone_classes[s][c] for s in steps]) for c in range(clones.PER_TRUNK))
+    return class_decision.class_decision(np.array([records.infos[s].t for s in steps]), labels_a, labels_b,
+                                         records.final_classes, config.bootstrap, config.seed)
+
+
+def _class_decision_marker(found: dict, records: Records) -> dict | None:
+    """critical.markers.class_decision: where the halfway crossing lies, with its bootstrap summary, the ci95 holding
+    the two branch steps around it."""
+    return marker_block(found["t"], {key: found.get(key) for key in ("ci95", "presence", "modes")}, records.infos,
+                        found["bracket"])
+
+
+def _clones_block(records: Records, curves: Curves, resamples: list[Curves], classes: dict | None) -> dict | None:
     """The clones' correlation per shell with its bootstrap ci95 (the same resamples of the samples as every
-    curve), beside the decided fraction at the same steps (None without --clones)."""
+    curve), beside the decided fraction at the same steps, and with a classifier the share of clone pairs whose
+    classes agree, the chance agreement A_0 of two independent finals and F = (A - A_0) / (1 - A_0) (None without
+    --clones)."""
     if not records.clone_coefs:
         return None
     steps = sorted(records.clone_coefs)
@@ -72,7 +92,11 @@ def _clones_block(records: Records, curves: Curves, resamples: list[Curves]) -> 
             "sigma": [records.infos[s].sigma for s in steps], "per_trunk": clones.PER_TRUNK,
             "sampler": "VE ancestral (DDPM posterior) step on the run's sigmas",
             "fraction": curves.clones.tolist(), "fraction_ci95": None if band is None else band.tolist(),
-            "decided": [curves.decided[s].tolist() for s in steps]}
+            "decided": [curves.decided[s].tolist() for s in steps],
+            "classifier": records.classifier,
+            "class_agreement": None if classes is None else classes["agreement"],
+            "chance_agreement": None if classes is None else classes["chance"],
+            "class_fraction": None if classes is None else classes["fraction"]}
 
 
 # The Tweedie ratio is formed only where the expected gain is resolved.
@@ -114,6 +138,9 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     resamples = bootstrap_curves(records, directions, config.bootstrap, config.seed)
     consistent = consistent_steps(curves, records.coef_final.shape[0])
     critical = critical_block(records, config, curves, resamples, consistent)
+    classes = _class_decision(records, config)
+    if classes is not None:  # a marker beside the others, never the primary (critical.t does not come from it)
+        critical["markers"][class_decision.MARKER] = _class_decision_marker(classes, records)
     # a null sampled by the model's own sampler holds that sampler's bias; the formula's allowance is calibrated on
     # Euler (ODE) sampling only (docs/design.md §6a)
     euler = loaded.info.get("scheduler") == "KarrasEuler" and config.churn == 0
@@ -163,7 +190,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         "steps": steps,
         "critical": critical,
         "transition": critical.pop("transition_by_shell"),
-        "clones": _clones_block(records, curves, resamples),
+        "clones": _clones_block(records, curves, resamples, classes),
         "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }
     theory = _theory_block(loaded, config, directions, records, curves, critical)

@@ -23,7 +23,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
 from ..io import Named, check_outputs
 from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
+from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
+                              required_scorer)
 from ..probing import schedule
 from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
@@ -67,20 +69,23 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
                         "use at least one sample per process")
     if ranks.is_main:
-        check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states)
+        check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states,
+                               inputs=[("classifier", classifier_path(config.classifier))])
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
         with ranks.main_first():
             loaded = load_model(model, config, shape, load_options)
     loaded_at = time.perf_counter()
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
                f"--samples {config.samples}", "give fewer samples")
+    classify, classifier = _clone_classifier(loaded, config, load_options)
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded, ranks)
     try:
-        records, samples = run(loaded, config, directions, states, callback or ignore, ranks)
+        records, samples = run(loaded, config, directions, states, callback or ignore, ranks, classify)
     finally:
         if states is not None:
             states.close()
+    records.classifier = classifier
     if save_samples_to is not None and ranks.is_main:
         save_samples(save_samples_to, samples, {"model": loaded.info["id"], "seed": config.seed})
     analysed_at = time.perf_counter()
@@ -107,6 +112,19 @@ def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = N
         check_samples_path(save_samples_to)
     if states is not None:
         check_states_target(states)
+
+
+def _clone_classifier(loaded: LoadedModel, config: AnalyzeConfig, load_options: LoadOptions | None
+                      ) -> tuple[Callable[[torch.Tensor], np.ndarray] | None, dict | None]:
+    """``classifier`` (with ``clones``): final samples (n, C, H, W) in the model's frame -> classes (n,) int
+    (latents decoded first, as guide scores them), checked on one image before sampling; and what scores them.
+    (None, None) without."""
+    if config.classifier is None:
+        return None, None
+    scorer = required_scorer(loaded, config.classifier)
+    decode = latent_decoder(loaded, load_options)
+    check_runs(scorer, image_shape(loaded, decode))
+    return (lambda samples: predicted_classes(scorer, samples, decode, config.batch_size)), scorer.info
 
 
 def _open_states(target: str | Path | None, config: AnalyzeConfig, loaded: LoadedModel, ranks: Ranks):
@@ -152,11 +170,12 @@ class _Batches:
 
 
 def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, states, callback: Callback,
-        ranks: Ranks | None = None):
+        ranks: Ranks | None = None, classify: Callable[[torch.Tensor], np.ndarray] | None = None):
     """Sample this process's batches step by step, recording what the estimators need.
 
     -> (Records, final samples (N, C, H, W) of all processes). ``states`` has ``write(info, y, d)``
-    or is None; ``ranks`` splits the samples (default: one process).
+    or is None; ``ranks`` splits the samples (default: one process); ``classify`` (final samples -> classes) labels
+    the final samples and every clone's (``--classifier``).
       1. per step: advance the batches, check, record the fields, stream the states, probe (or keep
          the probe points for later);
       2. gather the final samples and the per-sample records of all ranks;
@@ -194,6 +213,8 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
         records.coef_final = shell_coefficients(spectrum(samples), records.bins).numpy()
+        if classify is not None and records.branch_states:
+            records.final_classes = classify(samples)
         if records.trajectories:
             tick = time.perf_counter()
             _sample_null(loaded, config, samples, records, mine, ranks, callback)
@@ -204,9 +225,11 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             records.seconds["probing_s"] += time.perf_counter() - tick
         if records.branch_states:
             tick = time.perf_counter()
-            mine_coefs = clones.run_clones(loaded, config, infos, records.branch_states, mine, records.bins, callback)
-            records.clone_coefs = {step: [np.concatenate(ranks.all_objects(c)) for c in pair]
-                                   for step, pair in mine_coefs.items()}
+            mine_coefs, mine_classes = clones.run_clones(loaded, config, infos, records.branch_states, mine,
+                                                         records.bins, callback, classify)
+            records.clone_coefs, records.clone_classes = (
+                {step: [np.concatenate(ranks.all_objects(c)) for c in pair] for step, pair in part.items()}
+                for part in (mine_coefs, mine_classes))
             records.branch_states.clear()
             records.seconds["clones_s"] = time.perf_counter() - tick
         records.probe_method, records.probe_note = prober.method, prober.note

@@ -94,6 +94,11 @@ class Records:
     branch_states: dict = field(default_factory=dict)  # --clones: {step: y (n, C, H, W)} while sampling
     # --clones: {branch step: [coefficients (N, C, Q) complex of each clone's final sample]}, all ranks
     clone_coefs: dict = field(default_factory=dict)
+    # --clones with a classifier: {branch step: [class (N,) int of each clone's final sample]}, all ranks; the class
+    # of every trunk sample's own final (N,); what scored them (scorers.Scorer.info)
+    clone_classes: dict = field(default_factory=dict)
+    final_classes: np.ndarray | None = None
+    classifier: dict | None = None
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
 
     @classmethod

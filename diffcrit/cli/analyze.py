@@ -48,6 +48,10 @@ def analyze(
     clones: Annotated[int, typer.Option(
         help="Branch steps at which every sample is continued twice with fresh noise; the clones' correlation "
         "measures the decided fraction directly (costs about this many times the sampling; 0: off).")] = 0,
+    classifier: Annotated[Optional[str], typer.Option(
+        help="With --clones: classify every clone's final sample and the trunk's (a diffcrit classifier folder, a "
+        "TorchScript file, a transformers folder, or 'builtin': the one the model ships); the share of clone pairs "
+        "whose classes agree gives the class_decision marker (docs/design.md, markers).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     class_label: ClassOpt = None,
@@ -102,7 +106,7 @@ def analyze(
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
                    probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
-                   decision_shell=decision_shell, clones=clones,
+                   decision_shell=decision_shell, clones=clones, classifier=classifier,
                    device=device, dtype=dtype, class_label=class_label, prompt=prompt,
                    prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
                    guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width,
@@ -112,7 +116,7 @@ def analyze(
     try:
         if main:
             _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
-                           prompt_embeds=prompt_embeds)
+                           prompt_embeds=prompt_embeds, classifier=classifier)
         with progress_callback(console, enabled=main and not quiet) as callback:
             result = run_analysis(model, save_states=save_states, callback=callback, load_options=load, **options)
     except UserError:
@@ -142,13 +146,16 @@ def analyze(
 
 
 def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samples: Path | None,
-                   save_states: Path | None, prompt_embeds: Path | None) -> None:
+                   save_states: Path | None, prompt_embeds: Path | None, classifier: str | None) -> None:
     """Every output's format and place, before the model is loaded (``check_analysis_outputs``)."""
     from ..analysis.engine import check_analysis_outputs
+    from ..models.scorers import classifier_path
 
     if plot is not None:
         from ..report.plotting import figure_format
 
         figure_format(plot)
     check_analysis_outputs(model, save_samples_to=save_samples, save_states=save_states,
-                           files=[("--out", out), ("--plot", plot)], inputs=[("--prompt-embeds", prompt_embeds)])
+                           files=[("--out", out), ("--plot", plot)],
+                           inputs=[("--prompt-embeds", prompt_embeds),
+                                   ("--classifier", classifier_path(classifier))])

@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,10 +39,10 @@ from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, BASE_CONDITIONAL, BASE_UNC
                      NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, parse_arm,
                      sample_arm, step_t_grid, sweep_arms, sweep_blocks)
-from ..models.families import pipeline_index
-from ..models.loading import (LoadedModel, LoadOptions, download, library_logs, load_model, load_scheduler,
+from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler,
                               with_class_label)
 from ..progress import Callback, ignore
+from ..models.scorers import decode_all, image_shape, latent_decoder, resolve_scorer
 from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
@@ -229,59 +229,6 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
     return {"t": found["t"], "ci95": found["ci95"], "source": _source(where, found),
             "from_model": result.document["model"]["id"]}
-
-
-def latent_decoder(loaded: LoadedModel,
-                   load_options: LoadOptions | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """For a latent pipeline (model_index.json lists a vae): z -> images in [-1, 1]; else None."""
-    root = loaded.root
-    if "vae" not in pipeline_index(root):
-        return None
-    from diffusers import AutoencoderKL
-
-    folder = Path(root) / "vae"
-    if not (folder / "config.json").is_file():
-        if loaded.info["id"] == str(root):  # a local folder, not a hub snapshot
-            raise UserError(f"{root} lists a vae but has no vae/ folder to decode samples for scoring",
-                            "add the VAE to the folder, or run without a classifier")
-        folder = _download_vae(loaded.info["id"], load_options or LoadOptions())
-    with library_logs():
-        vae = AutoencoderKL.from_pretrained(folder).to(loaded.device).eval().requires_grad_(False)
-
-    def decode(z: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            images = vae.decode(z.to(loaded.device, vae.dtype) / vae.config.scaling_factor).sample
-        return images.float().clamp(-1, 1).cpu()
-
-    return decode
-
-
-def _download_vae(repo_id: str, options: LoadOptions) -> Path:
-    return download(repo_id, options, ["vae/*"], f"cannot get the VAE of {repo_id} to decode samples for scoring",
-                    "run without a classifier, or make the VAE available (--offline needs a cached copy)") / "vae"
-
-
-def decode_all(samples: torch.Tensor, decode: Callable | None, batch_size: int) -> torch.Tensor:
-    if decode is None:
-        return samples.float().clamp(-1, 1)
-    return torch.cat([decode(samples[lo: lo + batch_size]) for lo in range(0, len(samples), batch_size)])
-
-
-def image_shape(loaded: LoadedModel, decode: Callable | None) -> tuple[int, ...]:
-    if decode is None:
-        return tuple(loaded.shape)
-    return tuple(decode(torch.zeros(1, *loaded.shape)).shape[1:])
-
-
-def resolve_scorer(loaded: LoadedModel, classifier: str | Path | None,
-                   label_map: dict[int, int] | None) -> alignment.Scorer | None:
-    """``--classifier``, else the classifier shipped in the pipeline folder (built-ins), else None."""
-    if classifier is not None:
-        return alignment.load_scorer(classifier, loaded.device, label_map)
-    root = loaded.root
-    if root is not None and (Path(root) / "classifier" / "config.json").is_file():
-        return alignment.load_scorer(Path(root) / "classifier", loaded.device, label_map)
-    return None
 
 
 def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,

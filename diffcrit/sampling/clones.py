@@ -87,18 +87,22 @@ def continue_clone(denoise: Callable, y: torch.Tensor, grid: list[tuple[float, f
 
 
 def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
-               callback: Callback) -> dict[int, list[np.ndarray]]:
+               callback: Callback, classify: Callable[[torch.Tensor], np.ndarray] | None = None
+               ) -> tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]]]:
     """Two clones of every sample of this process (global indices ``mine``) at each branch step in ``states``
-    ({step: y (n, C, H, W) in the VE frame}) -> {step: [coefficients (n, C, Q) complex of each clone's final
-    sample at the low bins]} (analysis/estimators.clone_fraction turns them into the fraction)."""
+    ({step: y (n, C, H, W) in the VE frame}) -> ({step: [coefficients (n, C, Q) complex of each clone's final
+    sample at the low bins]}, {step: [classify(final) (n,) of each clone]}; the second empty without ``classify``)
+    (analysis/estimators.clone_fraction and analysis/class_decision turn them into fractions)."""
     sigmas = [info.sigma for info in infos]
-    out = {}
+    coefs, classes = {}, {}
     for done, step in enumerate(sorted(states)):
         grid = [(sigmas[j], infos[j].timestep) for j in descending(sigmas, step)]
-        out[step] = [shell_coefficients(spectrum(_clone_all(loaded, config, states[step], grid, mine, step, c)),
-                                        bins).numpy() for c in range(PER_TRUNK)]
+        finals = [_clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
+        coefs[step] = [shell_coefficients(spectrum(final), bins).numpy() for final in finals]
+        if classify is not None:
+            classes[step] = [classify(final) for final in finals]
         callback(ProgressEvent(CLONING, done + 1, len(states), sigma=sigmas[step], t=infos[step].t))
-    return out
+    return coefs, classes
 
 
 def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:

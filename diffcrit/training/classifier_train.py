@@ -1,4 +1,4 @@
-"""Train and score the small classifier shipped with a built-in checkpoint (diffcrit.guidance.classifiers).
+"""Train and score the small classifier shipped with a built-in checkpoint (diffcrit.models.classifiers).
 
 Images are float32 NCHW in [-1, 1]; labels int64 class ids over the real classes (no null).
 """
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..guidance.classifiers import build_classifier
+from ..models.classifiers import build_classifier
 
 
 def train_classifier(

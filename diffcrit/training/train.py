@@ -313,7 +313,7 @@ def train_builtin(name: str, out: Path | None = None, steps: int | None = None,
                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """Build one built-in folder from its recipe: train, then ``evaluate_builtin``.
     Returns the written train_config.json."""
-    from ..guidance.classifiers import save_classifier
+    from ..models.classifiers import save_classifier
     from . import CHECKPOINTS
     from .card import write_loss_csv
 
@@ -381,7 +381,7 @@ def evaluate_builtin(name: str, out: Path | None = None,
     train_config.json (training figures untouched; sample settings from the current recipe)."""
     import json
 
-    from ..guidance.classifiers import load_classifier
+    from ..models.classifiers import load_classifier
     from .card import sample_grid_png
     from .sampling import class_rows, sample_cfg
 
