@@ -26,15 +26,19 @@ def transition_entries(records: Records, curves: Curves, resamples: list[Curves]
     ci95 over the same resamples as every curve, and the verdict. ``keep``: the consistent steps, once per t."""
     t = np.array([info.t for info in records.infos])
 
-    def value(c: Curves, shell: int) -> float | None:
+    def nulls(c: Curves) -> tuple[np.ndarray, np.ndarray]:
+        """(S, K) the null at each step and as far ahead as the sampler's error allows, once per curve set."""
         if c.null_decided is not None:  # the null through the model's own sampler: no allowance needed
-            null = c.null_decided[:, shell]
-            return transition.excess_over_null(t, c.decided[:, shell], null, null, keep)
-        return transition.excess_over_null(t, c.decided[:, shell], c.gaussian_decided[:, shell],
-                                           null_earlier(c, records, t)[:, shell], keep)
+            return c.null_decided, c.null_decided
+        return c.gaussian_decided, null_earlier(c, records, t)
+
+    sets = [(c, *nulls(c)) for c in (curves, *resamples)]
+
+    def value(shell: int, c: Curves, now: np.ndarray, earlier: np.ndarray) -> float | None:
+        return transition.excess_over_null(t, c.decided[:, shell], now[:, shell], earlier[:, shell], keep)
 
     null = transition.SAMPLED_NULL if curves.null_decided is not None else transition.FORMULA_NULL
-    return [{**transition.verdict(value(curves, n), [value(c, n) for c in resamples], n), "null": null}
+    return [{**transition.verdict(value(n, *sets[0]), [value(n, *one) for one in sets[1:]], n), "null": null}
             for n in range(curves.decided.shape[1])]
 
 
