@@ -124,7 +124,7 @@ def phase_naive(args) -> dict:
     from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel, UNet2DModel
     from torch.func import jvp
 
-    from diffcrit.probing.fourier import plane_wave_directions
+    from diffcrit.spectral.fourier import plane_wave_directions
     from diffcrit.probing.probes import forward_ad_safe
     from diffcrit.report.document import read_document
 

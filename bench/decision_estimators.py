@@ -25,7 +25,7 @@ from diffcrit.analysis import detection  # noqa: E402
 from diffcrit.analysis.engine import run  # noqa: E402
 from diffcrit.config import make_config  # noqa: E402
 from diffcrit.models.loading import load_model  # noqa: E402
-from diffcrit.probing.fourier import plane_wave_directions  # noqa: E402
+from diffcrit.spectral.fourier import plane_wave_directions  # noqa: E402
 from diffcrit.progress import ignore  # noqa: E402
 
 

@@ -278,7 +278,7 @@ def test_v_target_gives_back_x0_through_the_adapter():
     y = x_t / sqrt(ab), sigma^2 = (1-ab)/ab is x0 (docs/design.md §2), at every noise level."""
     from diffusers import DDPMScheduler
 
-    from diffcrit.models.denoisers import output_to_denoised
+    from diffcrit.models.prediction import output_to_denoised
     from diffcrit.training.train import _SCHEDULER, regression_target
 
     scheduler = DDPMScheduler(**_SCHEDULER)

@@ -13,7 +13,7 @@ import pytest
 
 import diffcrit
 from diffcrit.models.builtins import make_analytic
-from diffcrit.probing.fourier import low_bins
+from diffcrit.spectral.fourier import low_bins
 
 NODES, WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
 WEIGHTS = WEIGHTS / WEIGHTS.sum()

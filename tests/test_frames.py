@@ -19,7 +19,7 @@ from diffcrit.analysis.curves import compute_curves
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
 from diffcrit.models.denoisers import DiffusersDenoiser
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.models.loading import LoadedModel
 from diffcrit.sampling.steppers import SchedulerStepper
 

@@ -17,7 +17,8 @@ from diffcrit.guidance import alignment
 from diffcrit.errors import UserError
 from diffcrit.guidance.pulses import (ARM_RANDOM, ARM_RANDOM_STEPS, Arm, arm_names, build_arms, random_step_windows,
                                       random_windows, sample_arm, step_t_grid)
-from diffcrit.models.denoisers import GUIDANCE, DiffusersDenoiser
+from diffcrit.models.cond import GUIDANCE
+from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.sampling.steppers import scheduler_steps
 from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.report.document import validate_document

@@ -16,7 +16,7 @@ from diffcrit.config import make_config
 from diffcrit.analysis.records import Records, StepRows
 from diffcrit.probing.prober import Prober
 from diffcrit.distributed import Ranks
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.models.loading import load_model
 from diffcrit.probing.probes import mode_gains
 

@@ -1,4 +1,4 @@
-"""The patch (local empirical) denoiser and its theory (docs/design.md §7, diffcrit.analysis.theory)."""
+"""The patch (local empirical) denoiser and its theory (docs/design.md §7, diffcrit.spectral.theory)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from torch.func import jvp
 
 import diffcrit
-from diffcrit.analysis import theory
+from diffcrit.spectral import theory
 from diffcrit.models.builtins import make_analytic, parse_spec
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.models.builtins.patch import PatchModel, extract_patches
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 
 TINY = dict(L=6, p=3, random=2, aligned=1, xi=1.0, seed=3)
 

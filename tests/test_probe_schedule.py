@@ -8,7 +8,7 @@ import pytest
 import diffcrit
 from diffcrit.report.document import working_time
 from diffcrit.analysis import detection
-from diffcrit.probing import schedule
+from diffcrit.analysis import probe_schedule as schedule
 from cli_checks import run
 
 

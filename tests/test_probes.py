@@ -6,7 +6,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffcrit.models.denoisers import DiffusersDenoiser
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.probing.probes import fd_columns, forward_ad_safe, jvp_columns, mode_gains
 from tiny_models import tiny_cond_unet, tiny_dit, tiny_unet
 

@@ -7,7 +7,7 @@ import pytest
 
 import diffcrit
 from diffcrit.models.builtins import make_analytic
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 
 # A Gaussian field has a speciation time per mode (the decided fraction crosses 1/2) but no
 # softening or instability: none of these may fire on it.

@@ -26,7 +26,7 @@ from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.config import make_config
 from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.errors import UserError
-from diffcrit.probing.fourier import plane_wave_directions
+from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.models.loading import LoadedModel
 from diffcrit.sampling.steppers import SchedulerStepper, scheduler_steps
 from diffcrit.models.schedulers import REFUSED, family_of

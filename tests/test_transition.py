@@ -16,7 +16,7 @@ from diffcrit.analysis import estimators, transition
 from diffcrit.cli import app
 from diffcrit.models.builtins import make_analytic
 from diffcrit.models.builtins.analytic import noisy_mixture_decided
-from diffcrit.probing.fourier import low_bins
+from diffcrit.spectral.fourier import low_bins
 from diffcrit.report.document import transition_words, validate_document, working_time
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..probing.fourier import LowBins, ProbeDirections
+from ..spectral.fourier import LowBins, ProbeDirections
 from . import estimators
 from .records import Records
 

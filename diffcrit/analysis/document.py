@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import AnalyzeConfig
 from ..models.loading import LoadedModel
-from ..probing.fourier import ProbeDirections, direction_bins, shell_wave_numbers
+from ..spectral.fourier import ProbeDirections, direction_bins, shell_wave_numbers
 from ..report.document import environment, header
 from ..sampling import clones
 from . import class_decision, estimators, transition

@@ -7,7 +7,7 @@ The run, step by step (steps outer, sample batches inner, so every step sees all
      keep the Fourier coefficients of y and D(y) per sample at every bin of the low shells (records.py:
      structure factors, decided fractions and correlation lengths follow from them on any resample),
      and probe J along plane waves at the probe points on the steps the probe schedule picks
-     (probing/prober.py, probing/schedule.py);
+     (probing/prober.py, probe_schedule.py);
   3. gather the per-sample records of all processes and the final samples' coefficients; with the
      auto schedule, probe the steps that decide the markers from the kept probe points (no second
      sampling pass); with ``--clones``, continue the kept branch states twice (sampling/clones.py);
@@ -35,8 +35,8 @@ from ..io import Named, check_outputs
 from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
 from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
                               required_scorer)
-from ..probing import schedule
-from ..probing.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
+from . import probe_schedule
+from ..spectral.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
 from ..resources import check_fits, sampling_bytes
 from ..progress import NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
@@ -192,7 +192,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     plan = _initial_plan(config, len(infos), records)
     branches = set(clones.branch_steps(len(infos), config.clones))
     keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
-    store = schedule.PointStore(len(infos), (config.probe_samples, *loaded.shape)) if keep_points else None
+    store = probe_schedule.PointStore(len(infos), (config.probe_samples, *loaded.shape)) if keep_points else None
     try:
         for i, info in enumerate(infos):
             tick = time.perf_counter()
@@ -278,10 +278,11 @@ def _initial_plan(config: AnalyzeConfig, n_steps: int, records: Records) -> set[
     """The steps probed while sampling; the schedule's description goes into the JSON."""
     if config.probe_schedule == "every":
         records.schedule = {"mode": "every", "every": config.probe_every}
-        return schedule.grid(n_steps, config.probe_every)
-    stride = config.probe_every if config.probe_every > 1 else schedule.coarse_stride(n_steps, config.linearize_at)
+        return probe_schedule.grid(n_steps, config.probe_every)
+    stride = config.probe_every if config.probe_every > 1 else \
+        probe_schedule.coarse_stride(n_steps, config.linearize_at)
     records.schedule = {"mode": "auto", "coarse_stride": stride, "refined_steps": []}
-    return schedule.grid(n_steps, stride)
+    return probe_schedule.grid(n_steps, stride)
 
 
 def _record_fields(records: Records, y: torch.Tensor, d: torch.Tensor) -> None:
@@ -310,7 +311,7 @@ def _probe_points(config: AnalyzeConfig, loaded: LoadedModel, y: torch.Tensor, m
 
 
 def _probe_step(prober: "Prober", info: StepInfo, points: torch.Tensor, probe_now: bool,
-                store: schedule.PointStore | None) -> np.ndarray | None:
+                store: probe_schedule.PointStore | None) -> np.ndarray | None:
     """One step's probing: keep the points for the auto schedule's refinement; gains (P, M) if probed now."""
     if store is not None:
         store.write(info.index, points)
@@ -318,7 +319,7 @@ def _probe_step(prober: "Prober", info: StepInfo, points: torch.Tensor, probe_no
 
 
 def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
-            store: schedule.PointStore | None, callback: Callback) -> None:
+            store: probe_schedule.PointStore | None, callback: Callback) -> None:
     """Auto schedule, after sampling: probe the middles of the marker brackets until they are one step wide."""
     refined: list[int] = []
     curves = compute_curves(records, directions)
@@ -327,8 +328,8 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
         probed = [i for i, g in enumerate(records.gains) if g is not None]
         shell = provisional_shell(records, curves, prober.config)
         unstable = curves.unstable[:, shell] if shell is not None else None
-        todo = sorted(schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
-                                          schedule.REFINED[prober.config.linearize_at], focus))
+        todo = sorted(probe_schedule.refinement(probed, curves.stiffness[:, 0], curves.xi_eq, unstable,
+                                          probe_schedule.REFINED[prober.config.linearize_at], focus))
         if not todo:
             break
         for i in todo:

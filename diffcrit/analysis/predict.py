@@ -9,7 +9,7 @@ From one streamed pass over a data set (``datasets.DataSource``):
      at analyze's probe directions, averaged per shell as the probes are;
   4. with a patch side p: C(δ), C_Ω(0), and the patch model's t_c = log(1 + C_Ω(0)) and stiffness at y = 0;
   5. with a measured analyze result: its curves and critical time beside the predictions.
-Symbols as in ``diffcrit.analysis.theory``. Nothing here prints; ``progress`` gets ``ProgressEvent``s.
+Symbols as in ``diffcrit.spectral.theory``. Nothing here prints; ``progress`` gets ``ProgressEvent``s.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from . import theory
+from ..spectral import theory
 from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, check_karras
 from ..models.datasets import DataSource
 from ..errors import UserError
-from ..probing.fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
+from ..spectral.fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
 from ..frame import karras_sigmas, sigma_to_t
 from ..progress import POWER_ITERATION, READING, Callback, ProgressEvent, ignore
 

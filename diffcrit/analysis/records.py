@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..probing.fourier import LowBins
+from ..spectral.fourier import LowBins
 from ..sampling.steppers import StepInfo
 
 

@@ -14,7 +14,7 @@ blocks and guided-step counts are all in steps. One-evaluation schedulers: a ste
 
 How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model's own
 pipeline, per-sample generators seed + i) with the model's own denoiser. The per-step
-conditioning dict carries each sample's scale and null label under ``denoisers.GUIDANCE``, so one
+conditioning dict carries each sample's scale and null label under ``cond.GUIDANCE``, so one
 ``model_output`` call does one forward over [x; x[guided]] with labels [c; null]. Family
 specifics (null id, real classes) come from the model's family (``families.py``).
 

@@ -8,7 +8,7 @@ the pipeline's own ``encode_prompt`` (SD 1.x/2.x/XL: diffcrit's CLIP encoding, a
 encoders are loaded once, used to encode, and freed.
 
 ``--guidance-scale`` above 1 adds classifier-free guidance as the family's pipeline applies it at every step: the
-conditioning then carries, under ``denoisers.GUIDANCE``, the scale and the unconditional branch: the null class
+conditioning then carries, under ``cond.GUIDANCE``, the scale and the unconditional branch: the null class
 (class families) or the negative prompt's embeddings (``--negative-prompt``, default: the pipeline's).
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from ..config import AnalyzeConfig
 from ..errors import ConditioningError, UserError, shorten
-from .denoisers import GUIDANCE
+from .cond import GUIDANCE
 from .families import Family, TextEncoding, family_guidance, model_family, pipeline_index
 
 NEGATIVE = "negative_"  # the pipelines' name of a negative embedding: negative_prompt_embeds, ...

@@ -20,71 +20,14 @@ from typing import Any, Callable, Protocol
 import torch
 
 from ..errors import DiffcritWarning, UserError
+from .cond import GUIDANCE, concat_cond, guided, select_cond
 from .families import model_family
-
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-# Conditioning key of classifier-free guidance: {"scale": (B,) float, "unconditional": the other branch's
-# conditioning dict (null class, negative prompt), rows as the samples'}. Not a model keyword.
-GUIDANCE = "classifier_free_guidance"
+from .schedulers import AlphaBarFrame
 
 
 class Denoiser(Protocol):
     def __call__(self, y: torch.Tensor, sigma: torch.Tensor, timestep: Any = None,
                  cond: dict | None = None) -> torch.Tensor: ...
-
-
-def output_to_denoised(output: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor,
-                       prediction_type: str) -> torch.Tensor:
-    """x0_hat from a VP model's raw output, written in the VE frame (docs/design.md §2).
-
-    With ab = 1 / (1 + sigma^2) and x_t = sqrt(ab) y:
-      epsilon:       x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab) = y - sigma eps
-      v_prediction:  x0 = sqrt(ab) x_t - sqrt(1-ab) v       = y / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) v
-      sample:        x0 = output
-    """
-    s = sigma.view(-1, 1, 1, 1).to(y.dtype)
-    if prediction_type == "epsilon":
-        return y - s * output
-    if prediction_type == "v_prediction":
-        return y / (1 + s**2) - s / torch.sqrt(1 + s**2) * output
-    if prediction_type == "sample":
-        return output
-    raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
-
-
-def denoised_to_output(d: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """The raw output a VP model of ``prediction_type`` gives for the denoised d at y: the inverse of
-    ``output_to_denoised`` (eps = (y - x0) / sigma; v = (y / (1 + sigma^2) - x0) sqrt(1 + sigma^2) / sigma)."""
-    s = sigma.view(-1, 1, 1, 1).to(y.dtype)
-    if prediction_type == "epsilon":
-        return (y - d) / s
-    if prediction_type == "v_prediction":
-        return (y / (1 + s**2) - d) * torch.sqrt(1 + s**2) / s
-    if prediction_type == "sample":
-        return d
-    raise UserError(f"unsupported prediction_type {prediction_type!r}", f"supported: {', '.join(PREDICTION_TYPES)}")
-
-
-def select_cond(cond: dict | None, index: torch.Tensor) -> dict | None:
-    """Rows ``index`` of every tensor in a (possibly nested) conditioning dict."""
-    if cond is None:
-        return None
-    return {k: select_cond(v, index) if isinstance(v, dict) else v[index.to(v.device)] for k, v in cond.items()}
-
-
-def concat_cond(first: dict, second: dict) -> dict:
-    """Two conditioning dicts of the same keys stacked along the batch (nested dicts too)."""
-    return {k: concat_cond(v, second[k]) if isinstance(v, dict) else torch.cat([v, second[k].to(v.device)])
-            for k, v in first.items()}
-
-
-def guided(conditional: torch.Tensor, unconditional: torch.Tensor, scale: torch.Tensor, channels: int) -> torch.Tensor:
-    """Classifier-free guidance (Ho & Salimans 2022) as the diffusers pipelines apply it: out_u + s (out_c - out_u)
-    on the first ``channels`` (the mean; learned-variance channels keep the conditional output)."""
-    s = scale.view(-1, *([1] * (conditional.ndim - 1))).to(conditional.dtype)
-    out = conditional.clone()
-    out[:, :channels] = unconditional[:, :channels] + s * (conditional[:, :channels] - unconditional[:, :channels])
-    return out
 
 
 class CallableDenoiser:
@@ -111,8 +54,6 @@ class DiffusersDenoiser:
     def __init__(self, model: torch.nn.Module, prediction_type: str | None = None,
                  alphas_cumprod: torch.Tensor | None = None, frame: Any = None):
         if frame is None:
-            from .schedulers import AlphaBarFrame
-
             frame = AlphaBarFrame(prediction_type, alphas_cumprod)
         self.module = model
         self.frame = frame

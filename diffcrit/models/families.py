@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import UserError
+from .cond import GUIDANCE
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,9 +158,7 @@ class ClassGuidance:
 
     def conditioning(self, classes: torch.Tensor, scale: torch.Tensor) -> dict:
         """The conditioning of samples of ``classes`` guided at per-sample ``scale`` (1: unguided) towards their
-        class and away from the null class (``denoisers.GUIDANCE``)."""
-        from .denoisers import GUIDANCE
-
+        class and away from the null class (``cond.GUIDANCE``)."""
         nulls = self.null_labels(len(classes), classes.device)
         return {**self.labels(classes), GUIDANCE: {"scale": scale, "unconditional": self.labels(nulls)}}
 

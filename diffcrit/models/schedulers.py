@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .denoisers import PREDICTION_TYPES, denoised_to_output, output_to_denoised
+from .prediction import PREDICTION_TYPES, denoised_to_output, output_to_denoised
 from ..errors import UserError
 from ..frame import alpha_bar_to_sigma
 

@@ -12,10 +12,11 @@ import torch
 from ..config import AnalyzeConfig
 from ..distributed import Ranks
 from ..errors import UserError, shorten
-from ..models.denoisers import CallableDenoiser, select_cond
+from ..models.cond import select_cond
+from ..models.denoisers import CallableDenoiser
 from ..models.loading import LoadedModel
 from ..sampling.steppers import StepInfo
-from .fourier import ProbeDirections
+from ..spectral.fourier import ProbeDirections
 from .probes import FORWARD_AD_ERRORS, mode_gains
 
 

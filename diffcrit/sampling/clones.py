@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..probing.fourier import LowBins, shell_coefficients, spectrum
+from ..spectral.fourier import LowBins, shell_coefficients, spectrum
 from ..progress import CLONING, Callback, ProgressEvent
 from .steppers import per_sample_noise
 

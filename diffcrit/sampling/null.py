@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..models.schedulers import step_kwargs
-from ..probing.fourier import spectrum
+from ..spectral.fourier import spectrum
 from .steppers import KarrasEulerStepper, SchedulerStepper
 
 

@@ -15,7 +15,7 @@ import torch
 from scipy import optimize
 
 from ...errors import UserError
-from ...probing.fourier import ProbeDirections, integer_frequencies, low_bins
+from ...spectral.fourier import ProbeDirections, integer_frequencies, low_bins
 
 
 def check_option(model: str, name: str, value, low: float, strict: bool = False, integer: bool = False) -> None:

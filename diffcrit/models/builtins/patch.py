@@ -6,7 +6,7 @@ Kamb & Ganguli's equivariant local score (ELS) machine on a small set of ±1 ima
 
 where P^μ runs over ALL patches of the training set (every position of every image, periodic
 boundaries), Ω is the square patch of side p around i, y_Ω(i) the noisy patch there and P^μ_0 the
-patch's centre pixel. Notation of ``diffcrit.analysis.theory``: at y = 0 all weights are equal (every ±1
+patch's centre pixel. Notation of ``diffcrit.spectral.theory``: at y = 0 all weights are equal (every ±1
 patch has norm |Ω|), so J = C(δ)/sigma^2 on Ω and t_c = log(1 + C_Ω(0)).
 
 Computation: identical patches are merged once, each keeping its multiplicity n_μ as log n_μ
@@ -25,8 +25,8 @@ from typing import ClassVar
 import torch
 
 from ...errors import UserError
-from ...probing.fourier import ProbeDirections, integer_frequencies
-from ...analysis.theory import patch_critical_t, patch_correlation, patch_offsets, patch_stiffness, patch_sum
+from ...spectral.fourier import ProbeDirections, integer_frequencies
+from ...spectral.theory import patch_critical_t, patch_correlation, patch_offsets, patch_stiffness, patch_sum
 
 
 def neighbour_index(height: int, width: int, p: int) -> torch.Tensor:

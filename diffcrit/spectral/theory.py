@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from ..probing.fourier import ProbeDirections, shell_map
+from .fourier import ProbeDirections, shell_map
 
 
 # --- shells ------------------------------------------------------------------------------------

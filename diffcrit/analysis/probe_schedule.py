@@ -39,9 +39,9 @@ import tempfile
 import numpy as np
 import torch
 
-from ..analysis.detection import (INSTABILITY_ONSET, STIFFNESS_DIP_FLOOR, STIFFNESS_MIN, STIFFNESS_ZERO, XI_EQ_PEAK,
+from .detection import (INSTABILITY_ONSET, STIFFNESS_DIP_FLOOR, STIFFNESS_MIN, STIFFNESS_ZERO, XI_EQ_PEAK,
                                   zero_crossing)
-from ..analysis.estimators import STIFFNESS_RESOLUTION
+from .estimators import STIFFNESS_RESOLUTION
 
 # Coarse points across the trajectory in the auto schedule, per regime (stride = ceil(S / points)).
 # y = 0: the coarse grid must put a point inside the narrowest probe-based feature on either side of
