@@ -118,6 +118,11 @@ class AnalyzeConfig:
         return self
 
     @property
+    def karras(self) -> dict[str, float]:
+        """The Karras schedule a bare denoiser is sampled on (``sampling.steppers.make_stepper``)."""
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho, "churn": self.churn}
+
+    @property
     def guided(self) -> bool:
         """Classifier-free guidance at every step (``guidance_scale`` above 1)."""
         return self.guidance_scale > 1

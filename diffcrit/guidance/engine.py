@@ -43,7 +43,7 @@ from ..models.loading import (LoadedModel, LoadOptions, load_model, load_schedul
                               with_class_label)
 from ..progress import Callback, ignore
 from ..models.scorers import decode_all, image_shape, latent_decoder, resolve_scorer
-from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
+from ..sampling.steppers import StepInfo, scheduler_steps, step_infos
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
 
@@ -168,7 +168,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
     """Every recorded evaluation of the model's scheduler at ``steps`` (two per step for Heun-type schedulers)."""
-    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
+    return step_infos(loaded, steps)
 
 
 def critical_from_file(path: Path | str) -> dict:

@@ -25,10 +25,9 @@ import torch
 
 from . import builtins
 from ..config import AnalyzeConfig
-from .denoisers import CallableDenoiser, DiffusersDenoiser
+from .denoisers import CallableDenoiser, Denoiser, DiffusersDenoiser
 from .families import Family, check_generative, family_named, latent_grid, model_family
 from ..errors import LibraryWarning, UserError, shorten
-from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
@@ -63,14 +62,14 @@ def hub_offline_by_environment() -> bool:
 class LoadedModel:
     """Everything the engine needs, whatever the family.
 
-    denoiser: the docs/design.md §2 contract; make_stepper(device) -> a sampler for one batch;
+    denoiser: the docs/design.md §2 contract; ``scheduler`` (diffusers models) or none (a bare denoiser, sampled on
+    the Karras schedule): what ``sampling.steppers.make_stepper`` builds a sampler from;
     conditioning(n) -> per-sample conditioning dict for n samples (or None);
     theory(sigmas, directions) -> exact predictions (analytic models) or None.
     """
 
-    denoiser: Any
+    denoiser: Denoiser
     shape: tuple[int, int, int]
-    make_stepper: Callable[[], Any]
     info: dict
     device: torch.device
     conditioning: Callable[[int], dict | None] = lambda n: None
@@ -271,11 +270,7 @@ def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, devi
         model.to(device)
     info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)
 
-    def make_stepper():
-        return KarrasEulerStepper(denoiser, config.steps, config.sigma_min, config.sigma_max, config.rho,
-                                  config.churn, device)
-
-    return LoadedModel(denoiser, tuple(shape), make_stepper, info, device, module=denoiser.module,
+    return LoadedModel(denoiser, tuple(shape), info, device, module=denoiser.module,
                        theory=getattr(model, "theory", None))
 
 
@@ -494,9 +489,6 @@ def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opt
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
     _check_steps(scheduler, config.steps, set_timesteps)
 
-    def make_stepper():
-        return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)
-
-    return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
+    return LoadedModel(denoiser, shape, info, device, conditioning=conditioning, module=module,
                        half_precision=config.dtype != "float32", scheduler=scheduler, root=root,
                        set_timesteps=set_timesteps)

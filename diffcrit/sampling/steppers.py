@@ -140,6 +140,17 @@ class SchedulerStepper:
         return x.float()
 
 
+def churn_gamma(steps: int, churn: float) -> float:
+    """Karras et al. (2022) Algorithm 2's gamma_i = min(churn / N, sqrt 2 - 1) (0 without churn)."""
+    return min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+
+
+def karras_infos(steps: int, sigma_min: float, sigma_max: float, rho: float, churn: float = 0.0) -> list[StepInfo]:
+    """The steps of ``KarrasEulerStepper``: each at the sigma the denoiser is evaluated at (raised by churn)."""
+    hat = karras_sigmas(steps, sigma_min, sigma_max, rho) * (1 + churn_gamma(steps, churn))
+    return [StepInfo(i, s, s) for i, s in enumerate(hat.tolist())]
+
+
 class KarrasEulerStepper:
     """Euler on sigma_i = Karras schedule (sigma_max -> sigma_min, rho), then to sigma = 0.
 
@@ -153,11 +164,11 @@ class KarrasEulerStepper:
         self.denoiser = denoiser
         self.device = torch.device(device)
         sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-        self.gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+        self.gamma = churn_gamma(steps, churn)
         self.hat = (sigmas * (1 + self.gamma)).tolist()
         self.next = sigmas[1:].tolist() + [0.0]
         self.sigmas = sigmas.tolist()
-        self.infos = [StepInfo(i, s, s) for i, s in enumerate(self.hat)]
+        self.infos = karras_infos(steps, sigma_min, sigma_max, rho, churn)
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
         return noise.to(self.device).float() * self.sigmas[0]
@@ -173,3 +184,22 @@ class KarrasEulerStepper:
 
     def final(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()
+
+
+def make_stepper(loaded: Any, steps: int, karras: dict | None = None):
+    """A sampler for one batch of ``loaded`` (``models.loading.LoadedModel``): its scheduler as its pipeline runs
+    it, or, for a bare denoiser, Euler on the Karras schedule of ``karras`` (sigma_min, sigma_max, rho, churn)."""
+    if loaded.scheduler is not None:
+        return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps)
+    if karras is None:
+        raise ValueError("a bare denoiser is sampled on the Karras schedule: give karras=(sigma_min, sigma_max, ...)")
+    return KarrasEulerStepper(loaded.denoiser, steps, device=loaded.device, **karras)
+
+
+def step_infos(loaded: Any, steps: int, karras: dict | None = None) -> list[StepInfo]:
+    """The recorded steps ``make_stepper`` would take, without building a sampler (a scheduler copy is set)."""
+    if loaded.scheduler is not None:
+        return schedule(loaded.scheduler, steps, loaded.set_timesteps).infos
+    if karras is None:
+        raise ValueError("a bare denoiser is sampled on the Karras schedule: give karras=(sigma_min, sigma_max, ...)")
+    return karras_infos(steps, **karras)
