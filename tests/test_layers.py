@@ -71,7 +71,7 @@ def import_graph(root: Path) -> dict[str, set[str]]:
                     continue
                 subs = [target(f"{source}.{alias.name}") for alias in node.names]
                 found = [sub for sub in subs if sub is not None]
-                plain = [alias.name for alias, sub in zip(node.names, subs) if sub is None]
+                plain = [alias.name for alias, sub in zip(node.names, subs, strict=True) if sub is None]
                 if plain and not (source == top and set(plain) <= ROOT_METADATA):
                     found.append(target(source))
             else:

@@ -27,11 +27,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import AnalyzeConfig, make_config
+from ..config import AnalyzeConfig, ConditioningConfig, ModelConfig, make_config, part
 from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
 from ..io import Named, check_outputs
-from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
+from ..models.loading import LoadedModel, LoadOptions, load_model, model_source, refuse_unused_karras
 from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
                               required_scorer)
 from . import probe_schedule
@@ -51,19 +51,21 @@ from .document import build_document
 from .records import Records, StepRows
 
 
-def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_samples_to: str | Path | None = None,
-            save_states: str | Path | None = None, callback: Callback | None = None,
-            load_options: LoadOptions | None = None, loaded: LoadedModel | None = None, **options: Any) -> Result:
+def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int, int, int] | None = None,
+            save_samples_to: str | Path | None = None, save_states: str | Path | None = None,
+            callback: Callback | None = None, load_options: LoadOptions | None = None,
+            loaded: LoadedModel | None = None, **options: Any) -> Result:
     """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
 
-    ``options`` are the fields of ``AnalyzeConfig`` (steps, samples, seed, shells, directions,
-    probe_samples, probe, probe_schedule, linearize_at, ...). Returns a ``Result``; ``Result.to_dict()``
+    The run's settings: ``config`` (a validated ``AnalyzeConfig``), or its fields as keywords in ``options``
+    (steps, samples, seed, shells, directions, probe_samples, probe, probe_schedule, linearize_at, ...; unknown
+    names are refused). Returns a ``Result``; ``Result.to_dict()``
     is the JSON document of docs/design.md §9 and ``Result.samples`` the final samples (N, C, H, W).
     Under ``torchrun`` / ``accelerate launch`` every process returns the same Result and only rank 0
     writes ``save_samples_to`` and ``save_states``.
     """
     started = time.perf_counter()
-    config = make_config(**options)
+    config = resolved_config(config, options)
     ranks = current(config.device)
     if config.samples < ranks.world:
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
@@ -72,8 +74,11 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states,
                                inputs=[("classifier", classifier_path(config.classifier))])
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
+        refuse_unused_karras(model, config)
         with ranks.main_first():
-            loaded = load_model(model, config, shape, load_options)
+            loaded = load_model(model, part(config, ModelConfig), part(config, ConditioningConfig), shape,
+                                load_options)
+    step_infos(loaded, config.steps, config.karras)  # the steps its scheduler can take, before any work
     loaded_at = time.perf_counter()
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
                f"--samples {config.samples}", "give fewer samples")
@@ -94,6 +99,15 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     document["timing"] = {"total_s": time.perf_counter() - started, "load_s": loaded_at - started,
                           **records.seconds, "analysis_s": time.perf_counter() - analysed_at}
     return Result(clean(document), samples)
+
+
+def resolved_config(config: AnalyzeConfig | None, options: dict[str, Any]) -> AnalyzeConfig:
+    """``config``, or one built from ``options`` (validated); both at once is a user error."""
+    if config is None:
+        return make_config(**options)
+    if options:
+        raise UserError(f"give the settings as config= or as keywords, not both (got {', '.join(sorted(options))})")
+    return config.validate()
 
 
 def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = None,

@@ -40,18 +40,14 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .config import (ARM_ALL, ARM_CRITICAL, ARM_NONE, ARM_RANDOM, ARM_RANDOM_STEPS, BASE_CONDITIONAL,  # noqa: F401
+                     BASE_UNCONDITIONAL, BASES, DEFAULT_COMPARE, NAMED_ARMS, RANDOM_ARMS, parse_arm)
 from ..models.families import ClassGuidance, NOT_CLASS_CONDITIONAL, family_guidance
 from ..models.loading import LoadedModel
 from ..progress import GUIDE, Callback, ProgressEvent, ignore
 from ..sampling.loop import Trajectories
 from ..sampling.steppers import StepInfo, make_stepper, scheduler_steps
 
-ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
-NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
-RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
-DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
-BASE_CONDITIONAL, BASE_UNCONDITIONAL = "conditional", "unconditional"  # what a sample runs on outside its window
-BASES = (BASE_CONDITIONAL, BASE_UNCONDITIONAL)
 RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
 
@@ -101,30 +97,6 @@ class Arm:
             return []
         source = rows if len(rows) == 1 else self.windows
         return [[float(max(lo, t_range[0])), float(min(hi, t_range[1]))] for lo, hi in source]
-
-
-def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
-    """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
-    if name in NAMED_ARMS:
-        if treatment and name in RANDOM_ARMS:
-            raise UserError(f"--at {name} is not a treatment",
-                            "random windows are the control; use --at critical or a:b")
-        return None
-    lo, sep, hi = name.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        a, b = float(lo), float(hi)
-    except ValueError:
-        raise UserError(f"unknown arm {name!r}",
-                        f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise UserError(f"window {name!r} is not finite", "give a:b with finite t values")
-    if b < a:
-        raise UserError(f"window {name!r} is inverted (a > b)", f"write it as {hi}:{lo}")
-    if b == a:
-        raise UserError(f"window {name!r} is empty (a = b)", "give a:b with a < b")
-    return a, b
 
 
 def arm_names(at: str, compare: list[str] | None) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from ..models.denoisers import DiffusersDenoiser
-from ..errors import ModelOutputError, UserError
+from ..errors import ModelOutputError, UserError, shorten
 from ..frame import karras_sigmas, sigma_to_t
 from ..models.schedulers import (FIRST, SECOND, evaluations, family_of, init_noise_sigma, scale_model_input,
                                  step_kwargs)
@@ -84,10 +84,17 @@ def schedule(scheduler: Any, steps: int, set_timesteps: Callable[[Any, int], Non
     evaluations; fewer than two at finite sigma is a user error."""
     family = family_of(scheduler)
     scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
-    if set_timesteps is None:
-        scheduler.set_timesteps(steps)
-    else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
-        set_timesteps(scheduler, steps)
+    try:
+        if set_timesteps is None:
+            scheduler.set_timesteps(steps)
+        else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
+            set_timesteps(scheduler, steps)
+    except ValueError as err:
+        name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
+        if most is not None and steps > most:
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
+                            f"use --steps {most} or fewer") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
     evals = evaluations(family, scheduler)
     hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
     if not all(e.recorded for e in evals[hidden:]) or len(evals) - hidden < 2:
@@ -203,3 +210,4 @@ def step_infos(loaded: Any, steps: int, karras: dict | None = None) -> list[Step
     if karras is None:
         raise ValueError("a bare denoiser is sampled on the Karras schedule: give karras=(sigma_min, sigma_max, ...)")
     return karras_infos(steps, **karras)
+
