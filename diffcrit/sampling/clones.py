@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..config import SamplingConfig
 from ..spectral.fourier import LowBins, shell_coefficients, spectrum
 from ..progress import CLONING, Callback, ProgressEvent
 from .loop import Trajectories, per_batch
@@ -98,7 +99,7 @@ class AncestralStepper:
         return y.float()
 
 
-def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
+def run_clones(loaded, config: SamplingConfig, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
                callback: Callback, classify: Callable[[torch.Tensor], np.ndarray] | None = None
                ) -> tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]]]:
     """Two clones of every sample of this process (global indices ``mine``) at each branch step in ``states``
@@ -117,7 +118,8 @@ def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], min
     return coefs, classes
 
 
-def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:
+def _clone_all(loaded, config: SamplingConfig, y: torch.Tensor, grid: list, mine: range, branch: int,
+               clone: int) -> torch.Tensor:
     """Clone ``clone`` of every state in ``y`` (this process's rows), in batches -> finals (n, C, H, W) on CPU."""
     run = Trajectories(lambda: AncestralStepper(loaded.denoiser, grid, loaded.device), tuple(y.shape[1:]),
                        clone_seeds(config.seed, mine, branch, clone), config.batch_size,
