@@ -1,4 +1,4 @@
-"""``guide`` and ``suggest``: the guidance-pulse experiment (README, "Guide"), step by step.
+"""``guide`` and ``suggest``: the guidance-pulse experiment (docs/guide.md), step by step.
 
   1. cheap checks and loading: config, model (``load_model``), classes, classifier, step grid;
   2. the critical time: ``--critical-from`` (critical.t of a result JSON) or measured by
