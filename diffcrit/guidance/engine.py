@@ -32,7 +32,7 @@ from ..config import ModelConfig, part
 from .config import GuideConfig, make_guide_config  # noqa: F401  (make_guide_config: the API's)
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
-from ..report.document import write_document
+from ..report.document import Outcome
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
@@ -52,20 +52,13 @@ ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyz
 
 
 @dataclass
-class GuideResult:
+class GuideResult(Outcome):
     """What ``guide`` returns: the JSON document, final samples per arm (model space) and,
     when asked for, the decoded images per arm (N, C, H, W) in [-1, 1]."""
 
-    document: dict
     samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     images: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     targets: torch.Tensor | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        return self.document
-
-    def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
-        return write_document(self.document, path, indent)
 
 
 def load_guided_model(model: Any, config: GuideConfig,
