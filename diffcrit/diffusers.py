@@ -195,7 +195,7 @@ class GuidanceWindow:
             raise UserError(f"GuidanceWindow serves {', '.join(SERVED_PIPELINES)}, not {name}: its loop batches other "
                             "inputs for classifier-free guidance (SDXL: pooled embeddings and time ids) or guides "
                             "through a guider", "with a guider: ClassifierFreeGuidance(start, stop) from the "
-                            "suggestion's diffusers block (--save-guider)")
+                            "suggestion's diffusers block (`save_guider`)")
         unet = getattr(pipe, "unet", None)
         if getattr(unet.config, "time_cond_proj_dim", None) is not None:
             raise UserError(f"{name} with a guidance-distilled UNet (time_cond_proj_dim) runs no classifier-free "

@@ -82,19 +82,21 @@ class GuideConfig:
         at_most("steps", self.steps, MAX_STEPS)
         check_seeds(self.seed, max(self.samples, self.analyze_samples))
         if self.base not in BASES:
-            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+            raise UserError(f"`base` must be one of {', '.join(BASES)}, got {self.base!r}", option="base")
         scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
         if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
-            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
-                            "S = 1 is the `none` arm on a conditional base")
+            raise UserError(f"`guidance_scale` must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+                            "S = 1 is the `none` arm on a conditional base", option="guidance_scale")
         if not 0 < self.window_width < math.inf:
-            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
+            raise UserError(f"`window_width` must be finite and > 0 (in t), got {self.window_width}",
+                            option="window_width")
         if self.class_label is not None and self.classes:
-            raise UserError("give --class-label or --classes, not both")
+            raise UserError("give `class_label` or `classes`, not both", option="classes")
         if self.sweep is not None:
             at_least("sweep", self.sweep, 1)
             if self.at != ARM_CRITICAL or self.compare is not None:
-                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
+                raise UserError("`sweep` runs its own arms (every block, none and all)", "drop `at` and `compare`",
+                                option="sweep")
         parse_arm(self.at, treatment=True)
         for name in self.compare or []:
             parse_arm(name)
@@ -113,7 +115,7 @@ def make_guide_config(**options: Any) -> GuideConfig:
     for old, new in OLD_NAMES.items():
         if old in options:
             if new in options:
-                raise UserError(f"{old} is the old name of {new}: give one of them")
+                raise UserError(f"`{old}` is the old name of `{new}`: give one of them", option=old)
             options[new] = options.pop(old)
     return build_config(GuideConfig, options)
 
@@ -176,11 +178,11 @@ def critical_from_file(path: Path | str) -> dict:
     else the decision time), its ci95, and the model it was measured on (``from_model``)."""
     from ..report.document import read_document, working_time
 
-    doc = read_document(path, role="--critical-from file")
+    doc = read_document(path, role="`critical_from` file")
     found = working_time(doc.get("critical") or {})
     if found is None:
-        raise UserError(f"--critical-from {path} has neither a critical time nor a decision time",
-                        "analyze with more samples or steps, or give --at a:b")
+        raise UserError(f"`critical_from` {path} has neither a critical time nor a decision time",
+                        "analyze with more samples or steps, or give `at` a:b", option="critical_from")
     return {"t": found["t"], "ci95": found["ci95"], "source": _source(f"critical-from {path}", found),
             "from_model": (doc.get("model") or {}).get("id")}
 
@@ -225,7 +227,7 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     found = working_time(result.critical)
     if found is None:
         raise UserError("analyze found neither a critical time nor a decision time for this model and class",
-                        "give --critical-from RESULT.json or an explicit window --at a:b")
+                        "give `critical_from` RESULT.json or an explicit window `at` a:b")
     where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
     return {"t": found["t"], "ci95": found["ci95"], "source": _source(where, found),
             "from_model": result.document["model"]["id"]}
@@ -252,7 +254,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     with ranks.main_first():  # rank 0 downloads, the others read the cache
         loaded, guidance = load_guided_model(model, config, load_options)
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
-               f"--samples {config.samples}", "give fewer samples")
+               f"`samples` {config.samples}", "give fewer samples", option="samples")
     targets = target_classes(config, guidance)
     scorer = resolve_scorer(loaded, classifier, label_map)
     decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None
@@ -356,7 +358,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     if config.sweep:
         document["sweep"] = sweep_block(arms, t_grid, metrics, config)
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
-                         "(a narrower --window-width or more --steps make room)" for name in left_out]
+                         "(a narrower `window_width` or more `steps` make room)" for name in left_out]
     document["notes"] += other_model_notes(critical, loaded.info["id"])
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
@@ -429,7 +431,8 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     handoff = diffusers_block(plan.scheduler, plan.hidden, config.steps, inside[0], inside[-1], config.guidance_scale)
     if save_guider is not None:
         if handoff["guider"] is None:
-            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation --scheduler")
+            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation `scheduler`",
+                            option="scheduler")
         write_guider(handoff["guider"]["config"], save_guider)
         handoff["guider"]["saved_to"] = str(save_guider)
     document = {

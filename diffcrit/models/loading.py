@@ -94,7 +94,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
+        raise UserError("`device` cuda was asked for but no CUDA device is available", "use `device` cpu or auto",
+                        option="device")
     return torch.device(name)
 
 
@@ -297,7 +298,7 @@ def hub_files(filenames: list[str], variant: str | None = None, subfolder: str |
     try:
         chosen, _ = variant_compatible_siblings(weights, variant=variant, ignore_patterns=ignore)
     except ValueError:
-        raise UserError(f"the repo has no weights of variant {variant!r}", "drop --variant or pick another") from None
+        raise UserError(f"the repo has no weights of variant {variant!r}", "drop `variant` or pick another") from None
     return sorted((set(needed) - set(weights)) | set(chosen))
 
 
@@ -327,11 +328,11 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
         if hint is None and options.offline:
-            hint = ("--offline (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
+            hint = ("`offline` (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
                     "or pass a local folder")
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
                         hint or "check the id, or pass a local folder (save_pretrained), "
-                        "or --offline with a cached copy") from None
+                        "or `offline` with a cached copy") from None
 
 
 @contextlib.contextmanager
@@ -372,7 +373,7 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
     if options.subfolder:
         folder = root / options.subfolder
         if not (folder / "config.json").exists():
-            raise UserError(f"{folder} has no config.json", "check --subfolder")
+            raise UserError(f"{folder} has no config.json", "check `subfolder`")
         return folder, _scheduler_folder(root)
     if (root / "model_index.json").exists():
         index = _read_json(root / "model_index.json")
@@ -387,7 +388,7 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
     if folder is not None:  # a repo of component folders only (unet/, scheduler/), no model_index.json
         return folder, _scheduler_folder(root)
     raise UserError(f"{root} has neither model_index.json nor config.json",
-                    "pass a pipeline folder, a model folder, or use --subfolder")
+                    "pass a pipeline folder, a model folder, or use `subfolder`")
 
 
 def _check_steps(scheduler, steps: int, set_timesteps: Callable) -> None:
@@ -397,9 +398,9 @@ def _check_steps(scheduler, steps: int, set_timesteps: Callable) -> None:
     except ValueError as err:
         name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
         if most is not None and steps > most:
-            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
-                            f"use --steps {most} or fewer") from None
-        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got `steps` {steps}",
+                            f"use `steps` {most} or fewer", option="steps") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other `steps`") from None
 
 
 def _scheduler_folder(root: Path) -> Path | None:
@@ -414,13 +415,13 @@ def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler",
-                        "pass --scheduler (a diffusers scheduler class, e.g. DDPMScheduler)")
+                        "pass `scheduler` (a diffusers scheduler class, e.g. DDPMScheduler)")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
     wanted = name or stored.get("_class_name")
     check_supported(str(wanted))
     cls = getattr(diffusers, str(wanted), None)
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
-        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
+        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. `scheduler` "
                         "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
     try:
