@@ -179,7 +179,8 @@ class GuidanceWindow:
         if not 0 <= self.first <= self.last:
             raise UserError(f"step block {self.first}..{self.last} is empty or negative", "give 0 <= first <= last")
         if not self.guidance_scale > 1:
-            raise UserError(f"guidance_scale must be > 1, got {self.guidance_scale}", "1 is no guidance")
+            raise UserError(f"`guidance_scale` must be > 1, got {self.guidance_scale}", "1 is no guidance",
+                            option="guidance_scale")
 
     tensor_inputs = CALLBACK_TENSORS  # as diffusers' PipelineCallback: the pipeline passes these to the callback
 

@@ -40,6 +40,9 @@ def analyze(
         help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/6 along "
         "trajectories, steps/12 at y = 0).")] = 1,
     fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
+    probe_batch: Annotated[int, typer.Option(
+        help="(probe point, direction) pairs per probe forward (finite differences: twice as many rows); lower it "
+        "when probes run out of GPU memory (results unchanged).")] = AnalyzeConfig.probe_batch,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
     decision_shell: Annotated[Optional[int], typer.Option(
@@ -105,7 +108,8 @@ def analyze(
     main = is_main_process()
     options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
                    directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
-                   probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
+                   probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, probe_batch=probe_batch,
+                   bootstrap=bootstrap,
                    decision_shell=decision_shell, clones=clones, classifier=classifier,
                    device=device, dtype=dtype, class_label=class_label, prompt=prompt,
                    prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),

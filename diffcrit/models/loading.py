@@ -166,9 +166,8 @@ def _refuse_unused(config: AnalyzeConfig, names: tuple[str, ...], model: str) ->
     defaults = AnalyzeConfig()
     for name in names:
         if getattr(config, name) != getattr(defaults, name):
-            flag = "--" + name.replace("_", "-")
             user = "callable and analytic models" if name in KARRAS_OPTIONS else "diffusers models"
-            raise UserError(f"{flag} applies to {user} only; {model} does not use it", f"drop {flag}")
+            raise UserError(f"`{name}` applies to {user} only; {model} does not use it", f"drop `{name}`", option=name)
 
 
 @dataclass
