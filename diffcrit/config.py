@@ -62,7 +62,7 @@ class KarrasConfig:
     def _check_karras(self) -> None:
         check_karras(self.sigma_min, self.sigma_max, self.rho)
         if not 0 <= self.churn < math.inf:
-            raise UserError(f"need a finite churn >= 0, got churn={self.churn}")
+            raise UserError(f"need a finite `churn` >= 0, got {self.churn}", option="churn")
 
 
 @dataclass
@@ -102,11 +102,11 @@ class ConditioningConfig:
     def _check_conditioning(self) -> None:
         scale = self.guidance_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
-            raise UserError(f"guidance_scale must be a finite number >= 1 (1: no guidance), got {scale!r}",
-                            "the diffusers pipelines guide only above 1")
+            raise UserError(f"`guidance_scale` must be a finite number >= 1 (1: no guidance), got {scale!r}",
+                            "the diffusers pipelines guide only above 1", option="guidance_scale")
         if self.negative_prompt is not None and not self.guided:
-            raise UserError("--negative-prompt is the unconditional branch of classifier-free guidance",
-                            "pass --guidance-scale above 1 with it")
+            raise UserError("`negative_prompt` is the unconditional branch of classifier-free guidance",
+                            "set `guidance_scale` above 1 with it", option="negative_prompt")
 
 
 @dataclass
@@ -133,8 +133,9 @@ class ProbingConfig:
         _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
         _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
         if not FD_STEP_MIN <= self.fd_step < 1:
-            raise UserError(f"fd_step must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
-                            "below that float32 round-off swamps the finite difference; --probe jvp is exact")
+            raise UserError(f"`fd_step` must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
+                            "below that float32 round-off swamps the finite difference; `probe` jvp is exact",
+                            option="fd_step")
 
 
 @dataclass
@@ -153,8 +154,8 @@ class DetectionConfig:
         if self.classifier is not None:
             self.classifier = str(self.classifier)  # a path or "builtin"; a str in the JSON config
         if self.classifier is not None and self.clones == 0:
-            raise UserError("--classifier scores the clones' final samples, but no clones are made",
-                            "add --clones G (branch steps, e.g. --clones 8) or drop --classifier")
+            raise UserError("`classifier` scores the clones' final samples, but no clones are made",
+                            "set `clones` to G branch steps (e.g. 8), or drop `classifier`", option="classifier")
         if self.decision_shell is not None:
             at_least("decision_shell", self.decision_shell, 0)
 
@@ -172,7 +173,8 @@ class AnalyzeConfig(DetectionConfig, ProbingConfig, ConditioningConfig, ModelCon
         self._check_probing()
         self._check_detection()
         if self.decision_shell is not None and self.decision_shell >= self.shells:
-            raise UserError(f"decision_shell must be below shells ({self.shells}), got {self.decision_shell}")
+            raise UserError(f"`decision_shell` must be below `shells` ({self.shells}), got {self.decision_shell}",
+                            option="decision_shell")
         if self.probe_samples > self.samples:
             self.probe_samples = self.samples
         return self
@@ -202,28 +204,30 @@ def make_config(**options: Any) -> AnalyzeConfig:
 
 def at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UserError(f"`{name}` must be an integer >= {low}, got {value!r}", option=name)
 
 
 def at_most(name: str, value: int, high: int) -> None:
     if value > high:
-        raise UserError(f"{name} must be an integer <= {high:,}, got {value!r}")
+        raise UserError(f"`{name}` must be an integer <= {high:,}, got {value!r}", option=name)
 
 
 def check_seeds(seed: int, count: int) -> None:
     """Seeds ``seed .. seed + count - 1`` must fit torch's generators (below 2**63)."""
     if seed + count > SEED_END:
-        raise UserError(f"seed must be at most 2**63 - {count} (seed + i seeds sample i < {count}), got {seed}")
+        raise UserError(f"`seed` must be at most 2**63 - {count} (seed + i seeds sample i < {count}), got {seed}",
+                        option="seed")
 
 
 def check_karras(sigma_min: float, sigma_max: float, rho: float) -> None:
     """The Karras et al. (2022) schedule's range and rho: finite, 0 < sigma_min < sigma_max, rho > 0."""
     if not 0 < sigma_min < sigma_max < math.inf:
-        raise UserError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min} and sigma_max={sigma_max}")
+        raise UserError(f"need 0 < `sigma_min` < `sigma_max` < inf, got {sigma_min} and {sigma_max}",
+                        option="sigma_min" if not 0 < sigma_min < math.inf else "sigma_max")
     if not 0 < rho < math.inf:
-        raise UserError(f"need a finite rho > 0, got rho={rho}")
+        raise UserError(f"need a finite `rho` > 0, got {rho}", option="rho")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise UserError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}", option=name)

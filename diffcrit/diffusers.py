@@ -179,7 +179,8 @@ class GuidanceWindow:
         if not 0 <= self.first <= self.last:
             raise UserError(f"step block {self.first}..{self.last} is empty or negative", "give 0 <= first <= last")
         if not self.guidance_scale > 1:
-            raise UserError(f"guidance_scale must be > 1, got {self.guidance_scale}", "1 is no guidance")
+            raise UserError(f"`guidance_scale` must be > 1, got {self.guidance_scale}", "1 is no guidance",
+                            option="guidance_scale")
 
     tensor_inputs = CALLBACK_TENSORS  # as diffusers' PipelineCallback: the pipeline passes these to the callback
 
@@ -195,7 +196,7 @@ class GuidanceWindow:
             raise UserError(f"GuidanceWindow serves {', '.join(SERVED_PIPELINES)}, not {name}: its loop batches other "
                             "inputs for classifier-free guidance (SDXL: pooled embeddings and time ids) or guides "
                             "through a guider", "with a guider: ClassifierFreeGuidance(start, stop) from the "
-                            "suggestion's diffusers block (--save-guider)")
+                            "suggestion's diffusers block (`save_guider`)")
         unet = getattr(pipe, "unet", None)
         if getattr(unet.config, "time_cond_proj_dim", None) is not None:
             raise UserError(f"{name} with a guidance-distilled UNet (time_cond_proj_dim) runs no classifier-free "

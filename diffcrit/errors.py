@@ -3,6 +3,10 @@
 A ``UserError`` is a mistake the user can fix (bad option, missing folder, unsupported model):
 the CLI prints its one-line message and exits 2. Anything else is a bug and keeps its traceback.
 Library code raises these; it never prints or exits.
+
+Library messages (errors and warnings) name a parameter as a Python caller passes it, in backticks:
+"`batch_size` must be an integer >= 1, got 0". The CLI writes each such name as its command's flag
+(``--batch-size``; cli/_app.py ``render_parameters``); a Python caller never reads a flag.
 """
 
 from __future__ import annotations
@@ -10,13 +14,20 @@ from __future__ import annotations
 import re
 
 
-class UserError(ValueError):
-    """A bad input: ``message`` says what was wrong and what is allowed; ``hint`` what to try next."""
+# A parameter named in a message or hint: its Python name in backticks (`batch_size`).
+PARAMETER = re.compile(r"`([A-Za-z_]\w*)`")
 
-    def __init__(self, message: str, hint: str | None = None):
+
+class UserError(ValueError):
+    """A bad input: ``message`` says what was wrong and what is allowed; ``hint`` what to try next; ``option`` the
+    parameter at fault, by its Python name (``"batch_size"``), where one is. Both texts name parameters in
+    backticks (``PARAMETER``)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, option: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.option = option
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
@@ -55,12 +66,6 @@ class InterruptedWhileWriting(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
         self.written = written
-
-
-def require(condition: bool, message: str, hint: str | None = None) -> None:
-    """Raise ``UserError(message, hint)`` unless ``condition`` holds."""
-    if not condition:
-        raise UserError(message, hint)
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")

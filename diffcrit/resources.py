@@ -22,11 +22,13 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits(nbytes: int, what: str, hint: str) -> None:
-    """Refuse ``what`` (e.g. "--samples 10^12") when it needs more than the machine's RAM."""
+def check_fits(nbytes: int, what: str, hint: str, option: str | None = None) -> None:
+    """Refuse ``what`` (e.g. "`samples` 10^12", the ``option`` it comes from) when it needs more than the machine's
+    RAM."""
     memory = physical_memory()
     if memory is not None and nbytes > memory:
-        raise UserError(f"{what} needs about {_size(nbytes)} of memory and this machine has {_size(memory)}", hint)
+        raise UserError(f"{what} needs about {_size(nbytes)} of memory and this machine has {_size(memory)}", hint,
+                        option=option)
 
 
 def sampling_bytes(samples: int, numel: int) -> int:

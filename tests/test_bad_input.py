@@ -16,8 +16,8 @@ SMALL = "builtin:mixture?size=8"
 
 
 CASES = [
-    (["analyze", "-m", SMALL, "--seed", "-1"], ["seed must be an integer >= 0", "-1"]),
-    (["guide", "-m", "builtin:digits", "--at", "all", "--seed", "-1"], ["seed must be an integer >= 0"]),
+    (["analyze", "-m", SMALL, "--seed", "-1"], ["--seed must be an integer >= 0", "-1"]),
+    (["guide", "-m", "builtin:digits", "--at", "all", "--seed", "-1"], ["--seed must be an integer >= 0"]),
     (["analyze", "-m", SMALL, "--shells", "100"], ["cannot probe 100 shells", "8x8 field", "--shells 7 or fewer"]),
     (["predict", "-d", SMALL, "--shells", "100"], ["cannot probe 100 shells", "8x8 field", "--shells 7 or fewer"]),
     (["analyze", "-m", "builtin:mixture?size=3"], ["cannot probe 4 shells", "3x3 field", "--shells 2 or fewer"]),
@@ -32,9 +32,9 @@ CASES = [
     (["analyze", "-m", SMALL, "--class-label", "3"], ["builtin:mixture?size=8 is not class-conditional",
                                                       "drop --class-label"]),
     (["analyze", "-m", SMALL, "--prompt", "a cat"], ["takes no prompt", "drop --prompt"]),
-    (["analyze", "-m", SMALL, "--rho", "nan"], ["rho"]),
-    (["analyze", "-m", SMALL, "--sigma-max", "inf"], ["sigma_max"]),
-    (["guide", "-m", "builtin:digits", "--at", "all", "--scale", "inf"], ["guidance scale", "finite"]),
+    (["analyze", "-m", SMALL, "--rho", "nan"], ["--rho"]),
+    (["analyze", "-m", SMALL, "--sigma-max", "inf"], ["--sigma-max"]),
+    (["guide", "-m", "builtin:digits", "--at", "all", "--scale", "inf"], ["--guidance-scale", "finite"]),
 ]
 
 
@@ -46,8 +46,9 @@ def test_bad_input_is_one_line_and_exit_2(args, fragments):
 
 
 def test_the_python_api_validates_the_same_values():
-    with pytest.raises(UserError, match="seed must be an integer >= 0"):
+    with pytest.raises(UserError, match="`seed` must be an integer >= 0") as caught:
         make_config(seed=-1)
+    assert caught.value.option == "seed" and "--" not in str(caught.value)
     with pytest.raises(ConditioningError, match="not class-conditional"):
         diffcrit.analyze(SMALL, class_label=3, steps=3, samples=1, bootstrap=0)
     with pytest.raises(UserError, match="m2"):
@@ -62,15 +63,15 @@ BOUNDS = [
     (["analyze", "-m", SMALL, "--steps", HUGE], ["steps must be an integer <= 1,000,000"]),
     (["analyze", "-m", SMALL, "--seed", HUGE + "99"], ["seed must be at most 2**63 - 3"]),
     (["analyze", "-m", SMALL, "--samples", "1000000000000"], ["--samples 1000000000000 needs about", "memory"]),
-    (["analyze", "-m", SMALL, "--fd-step", "1e-9"], ["fd_step must be in [1e-05, 1)", "round-off"]),
-    (["analyze", "-m", SMALL, "--fd-step", "0"], ["fd_step"]),
-    (["analyze", "-m", SMALL, "--sigma-max", "1e400"], ["sigma_max=inf"]),
-    (["analyze", "-m", SMALL, "--churn", "nan"], ["churn"]),
+    (["analyze", "-m", SMALL, "--fd-step", "1e-9"], ["--fd-step must be in [1e-05, 1)", "round-off", "--probe jvp"]),
+    (["analyze", "-m", SMALL, "--fd-step", "0"], ["--fd-step"]),
+    (["analyze", "-m", SMALL, "--sigma-max", "1e400"], ["--sigma-max < inf, got 0.002 and inf"]),
+    (["analyze", "-m", SMALL, "--churn", "nan"], ["--churn"]),
     (["guide", "-m", "builtin:digits", "--steps", HUGE], ["steps must be an integer <= 1,000,000"]),
     (["guide", "-m", "builtin:digits", "--seed", HUGE + "99"], ["seed must be at most 2**63"]),
-    (["predict", "-d", SMALL, "--rho", "nan"], ["rho=nan"]),
-    (["predict", "-d", SMALL, "--sigma-max", "1e400"], ["sigma_max=inf"]),
-    (["predict", "-d", SMALL, "--sigma-min", "-1"], ["sigma_min=-1.0"]),
+    (["predict", "-d", SMALL, "--rho", "nan"], ["--rho > 0, got nan"]),
+    (["predict", "-d", SMALL, "--sigma-max", "1e400"], ["--sigma-max < inf, got 0.002 and inf"]),
+    (["predict", "-d", SMALL, "--sigma-min", "-1"], ["0 < --sigma-min", "got -1.0"]),
     (["predict", "-d", SMALL, "--steps", HUGE], ["steps must be an integer <= 1,000,000"]),
     (["predict", "-d", GAUSSIAN, "--draws", "100000000000"], ["--draws 100000000000 needs about", "memory"]),
     (["predict", "-d", GAUSSIAN, "--seed", HUGE + "99"], ["seed must be at most 2**63 - 1"]),

@@ -114,5 +114,5 @@ def test_the_library_takes_a_path_or_builtin_and_needs_clones(tmp_path):
     from diffcrit.errors import UserError
 
     assert make_config(clones=2, classifier=tmp_path).classifier == str(tmp_path)  # a str in the JSON config
-    with pytest.raises(UserError, match="--clones"):
+    with pytest.raises(UserError, match="`clones`"):
         make_config(classifier="builtin")

@@ -78,7 +78,7 @@ def test_dit_needs_a_class_label(dit_folder):
     (["--samples", "0"], ["samples", ">= 1"]),
     (["--shells", "1"], ["shells", ">= 2"]),
     (["--probe", "magic"], ["probe", "auto, jvp, fd"]),
-    (["--linearize-at", "middle"], ["linearize_at", "trajectory, zero"]),
+    (["--linearize-at", "middle"], ["--linearize-at must be one of", "trajectory, zero"]),
     (["--model", "builtin:nosuch"], ["unknown built-in", "mixture"]),
     (["--model", "builtin:mixture?m3=2"], ["no option 'm3'", "m2"]),
     (["--model", "./missing-folder"], ["neither a folder"]),

@@ -79,3 +79,67 @@ def test_mismatched_weights_message_ends_at_a_sentence(ddpm_folder, tmp_path):
     one_line_error(result, "cannot load UNet2DModel", "expected shape")
     assert "please make sure to pass bo" not in result.output
     assert result.output.strip().endswith("]). …"), result.output
+
+
+# -- the library names parameters as Python passes them; the CLI writes them as flags (STYLE.md 14) ----------------
+
+def test_a_python_caller_reads_the_parameter_name_never_the_flag():
+    with pytest.raises(diffcrit.UserError) as caught:
+        diffcrit.analyze("builtin:mixture?size=8", batch_size=0, steps=3, samples=1, bootstrap=0)
+    assert caught.value.option == "batch_size"
+    assert "`batch_size` must be an integer >= 1, got 0" in str(caught.value) and "--" not in str(caught.value)
+
+
+def test_the_cli_prints_the_flag_for_the_same_mistake():
+    result = run("analyze", "--model", "builtin:mixture?size=8", "--batch-size", "0", "--steps", "3", "--quiet")
+    one_line_error(result, "error: --batch-size must be an integer >= 1, got 0")
+    assert "`" not in result.output and "batch_size" not in result.output
+
+
+def test_the_cli_writes_every_named_parameter_of_message_and_hint_as_its_flag():
+    result = run("analyze", "--model", "builtin:mixture?size=8", "--classifier", "builtin", "--steps", "3", "--quiet")
+    one_line_error(result, "--classifier scores the clones' final samples", "set --clones to G branch steps",
+                   "or drop --classifier")
+
+
+def test_a_name_the_command_has_no_flag_for_is_left_as_the_library_wrote_it():
+    from diffcrit.cli._app import render_parameters
+
+    flags = {"batch_size": "--batch-size", "save_samples": "--save-samples"}
+    assert render_parameters("`batch_size` / `probe_batch` set the rows", flags) == \
+        "--batch-size / `probe_batch` set the rows"
+    assert render_parameters("S = 1 is the `none` arm; `diffcrit models` lists", flags) == \
+        "S = 1 is the `none` arm; `diffcrit models` lists"
+
+
+def test_the_library_speaks_no_flags():
+    """No string in the library (outside cli/ and training/'s own command line) names a flag, bar docstrings."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(diffcrit.__file__).parent
+    flag = re.compile(r"(?<![\w-])--[a-z]")
+    found = []
+    for path in root.rglob("*.py"):
+        if {"cli", "training"} & set(path.relative_to(root).parts):
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        found += [f"{path.relative_to(root)}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                  and flag.search(node.value)]
+    assert not found, found
+
+
+def test_the_out_of_memory_advice_names_options_analyze_has():
+    """The warning advises `batch_size` / `probe_batch`: both are analyze flags."""
+    from diffcrit.cli.analyze import analyze
+    import inspect
+
+    names = inspect.signature(analyze).parameters
+    assert "batch_size" in names and "probe_batch" in names
+    result = run("analyze", "--model", "builtin:mixture?size=8", "--probe-batch", "0", "--steps", "3", "--quiet")
+    one_line_error(result, "--probe-batch must be an integer >= 1, got 0")

@@ -111,8 +111,8 @@ def test_guided_stiffness_is_the_guided_combination_at_zero(cond_folder):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--guidance-scale", "0.5"], ("guidance_scale", ">= 1")),
-    (["--guidance-scale", "nan"], ("guidance_scale",)),
+    (["--guidance-scale", "0.5"], ("--guidance-scale", ">= 1")),
+    (["--guidance-scale", "nan"], ("--guidance-scale",)),
     (["--negative-prompt", "x"], ("--negative-prompt", "--guidance-scale")),
 ])
 def test_bad_guidance_options_exit_2(sd_folder, args, fragments):

@@ -172,7 +172,7 @@ def test_unconditional_base_none_arm_is_the_null_class_sampler(cond_folder):
     torch.testing.assert_close(labelled.samples["all"], conditional.samples["none"], atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="> 1"):
         make_guide_config(guidance_scale=1.0)  # on a conditional base S = 1 is no pulse at all
-    with pytest.raises(UserError, match="base must be one of"):
+    with pytest.raises(UserError, match="`base` must be one of"):
         make_guide_config(base="sometimes")
 
 

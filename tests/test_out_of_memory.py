@@ -41,7 +41,7 @@ def test_forwards_split_after_out_of_memory_change_nothing(cond_folder):
     whole = diffcrit.analyze(str(cond_folder), **OPTIONS)
     calls = []
     loaded = limited(load_model(str(cond_folder), *[make_config(**OPTIONS)] * 2), 3, calls)
-    with pytest.warns(DiffcritWarning, match="split to at most"):
+    with pytest.warns(DiffcritWarning, match="split to at most .*`batch_size` / `probe_batch` set the rows"):
         split = diffcrit.analyze(str(cond_folder), loaded=loaded, **OPTIONS)
     assert max(calls) <= 3 and loaded.denoiser.max_rows <= 3
     torch.testing.assert_close(split.samples, whole.samples, atol=1e-5, rtol=0)
@@ -76,3 +76,4 @@ def test_the_cli_prints_the_split_as_one_warning_line(cond_folder, monkeypatch, 
     lines = [line for line in result.output.splitlines() if "out of memory" in line]
     assert len(lines) == 1 and lines[0].startswith("warning: out of memory on cpu: forwards split to at most 2 rows"), \
         result.output
+    assert lines[0].endswith("--batch-size / --probe-batch set the rows)"), lines[0]  # flags analyze has

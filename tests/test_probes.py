@@ -89,7 +89,7 @@ def test_auto_falls_back_to_finite_differences_and_records_why():
     for step in document["steps"]:  # and the FD values are right: s = sigma^2 / (1 + sigma^2)
         expected = step["sigma"] ** 2 / (1 + step["sigma"] ** 2)
         assert step["stiffness"] == pytest.approx([expected] * 4, abs=2e-3)
-    with pytest.raises(diffcrit.UserError, match="--probe jvp"):  # forced JVP: one clear line, no traceback
+    with pytest.raises(diffcrit.UserError, match="`probe` jvp"):  # forced JVP: one clear line, no traceback
         diffcrit.analyze(fused, shape=(1, 8, 8), steps=3, samples=1, bootstrap=0, probe="jvp")
 
 

@@ -72,7 +72,7 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
                         "use at least one sample per process")
     if ranks.is_main:
         check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states,
-                               inputs=[("classifier", classifier_path(config.classifier))])
+                               inputs=[("`classifier`", classifier_path(config.classifier))])
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
         refuse_unused_karras(model, config)
         with ranks.main_first():
@@ -81,7 +81,7 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
     step_infos(loaded, config.steps, config.karras)  # the steps its scheduler can take, before any work
     loaded_at = time.perf_counter()
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
-               f"--samples {config.samples}", "give fewer samples")
+               f"`samples` {config.samples}", "give fewer samples", option="samples")
     classify, classifier = _clone_classifier(loaded, config, load_options)
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
     states = _open_states(save_states, config, loaded, ranks)
@@ -117,10 +117,10 @@ def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = N
     (``io.check_outputs``)."""
     states = None if save_states is None else Path(save_states)
     states_file = states is not None and states.suffix == ".npy"
-    check_outputs(files=[*files, ("--save-samples", save_samples_to),
-                         ("--save-states", states if states_file else None),
-                         ("--save-states index", Path(f"{states}{INDEX_SUFFIX}") if states_file else None)],
-                  folders=[("--save-states", None if states_file else states)],
+    check_outputs(files=[*files, ("`save_samples_to`", save_samples_to),
+                         ("`save_states`", states if states_file else None),
+                         ("`save_states` index", Path(f"{states}{INDEX_SUFFIX}") if states_file else None)],
+                  folders=[("`save_states`", None if states_file else states)],
                   inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples_to is not None:
         check_samples_path(save_samples_to)

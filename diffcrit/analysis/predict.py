@@ -138,7 +138,8 @@ def accumulate(source: DataSource, batch_size: int, progress: Callback = ignore)
         moments.update(batch)
         progress(ProgressEvent(READING, moments.count, source.count))
     if moments.count < 2:
-        raise UserError(f"--data {source.spec} holds {moments.count} image(s)", "a covariance needs at least 2")
+        raise UserError(f"`data` {source.spec} holds {moments.count} image(s)", "a covariance needs at least 2",
+                        option="data")
     return moments
 
 
@@ -201,7 +202,7 @@ def gaussian_block(power: torch.Tensor, grid: Grid) -> dict:
 def patch_block(moments: Moments, p: int, grid: Grid) -> dict:
     channels, height, width = moments.shape
     if p < 1 or p % 2 == 0 or p > min(height, width):
-        raise UserError(f"--patch must be an odd side 1 <= p <= {min(height, width)}, got {p}")
+        raise UserError(f"`patch` must be an odd side 1 <= p <= {min(height, width)}, got {p}", option="patch")
     pixel_sums = moments.sum_x.sum((-2, -1))
     correlation = theory.patch_correlation_from_sums(moments.lags, pixel_sums, moments.count * height * width, p)
     total = theory.patch_sum(correlation)
@@ -261,7 +262,7 @@ def predict(source: DataSource, grid: Grid, *, patch: int | None = None, batch_s
             progress: Callback | None = None) -> dict:
     """The prediction blocks (data, speciation, power_spectrum, gaussian[, patch]) for ``source``."""
     if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UserError(f"`batch_size` must be >= 1, got {batch_size}", option="batch_size")
     progress = progress or ignore
     moments = accumulate(source, batch_size, progress)
     top, method = top_covariance_eigenvalue(source, moments, batch_size, progress)

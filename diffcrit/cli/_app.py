@@ -28,11 +28,13 @@ from typer.core import TyperGroup
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click import exceptions as click_errors
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
+    from click.globals import get_current_context
 
 from .. import __version__
-from ..errors import DiffcritWarning, InterruptedWhileWriting, OutputError, UserError, shorten
+from ..errors import PARAMETER, DiffcritWarning, InterruptedWhileWriting, OutputError, UserError, shorten
 from ..io import StagedOutputs
 from ..report.document import write_document
 
@@ -166,6 +168,27 @@ def _print_warning(text: Any) -> None:
     console.print(f"warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
+# Library parameters that a command takes under another name: library name -> the command's parameter.
+CLI_NAMES = {"save_samples_to": "save_samples"}
+
+
+def command_flags() -> dict[str, str]:
+    """Each parameter of the running command, by its Python name, -> its long flag (``batch_size`` ->
+    ``--batch-size``; ``CLI_NAMES`` too); empty outside a command."""
+    ctx = get_current_context(silent=True)
+    params = ctx.command.params if ctx is not None else ()
+    options = [param for param in params  # not the arguments, nor the hidden old names (guide --scale)
+               if param.opts and param.opts[0].startswith("-") and not getattr(param, "hidden", False)]
+    flags = {param.name: next((opt for opt in param.opts if opt.startswith("--")), param.opts[0]) for param in options}
+    return {**{name: flags[cli] for name, cli in CLI_NAMES.items() if cli in flags}, **flags}
+
+
+def render_parameters(text: str, flags: dict[str, str]) -> str:
+    """A library message with each parameter it names in backticks (errors.PARAMETER) written as the command's flag;
+    a name the command has no flag for stays as it is."""
+    return PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
+
+
 @contextlib.contextmanager
 def _library_warnings(quiet: bool) -> Iterator[None]:
     """diffcrit's own warnings (``DiffcritWarning``) as one "warning:" line each at once (above a progress bar).
@@ -176,7 +199,7 @@ def _library_warnings(quiet: bool) -> Iterator[None]:
 
     def collect(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, DiffcritWarning):
-            _print_warning(message)
+            _print_warning(render_parameters(str(message), command_flags()))
         else:
             seen.setdefault(shorten(str(message)), None)
 
@@ -226,7 +249,8 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             with _library_warnings(quiet), _status_lines(quiet):
                 return command(*args, **kwargs)
         except UserError as err:
-            fail(err.message, err.hint)
+            flags = command_flags()
+            fail(render_parameters(err.message, flags), err.hint and render_parameters(err.hint, flags))
         except KeyboardInterrupt as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             what = "terminated" if signum == signal.SIGTERM else "interrupted"

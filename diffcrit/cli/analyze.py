@@ -42,6 +42,9 @@ def analyze(
         "trajectories, steps/12 at y = 0).")] = DEFAULTS.probe_every,
     fd_step: Annotated[float, typer.Option(
         help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = DEFAULTS.fd_step,
+    probe_batch: Annotated[int, typer.Option(
+        help="(probe point, direction) pairs per probe forward (finite differences: twice as many rows); lower it "
+        "when probes run out of GPU memory (results unchanged).")] = DEFAULTS.probe_batch,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands "
         "(0: none).")] = DEFAULTS.bootstrap,
@@ -116,8 +119,9 @@ def analyze(
                              prompt=prompt, prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
                              guidance_scale=guidance_scale, negative_prompt=negative_prompt, shells=shells,
                              directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
-                             fd_step=fd_step, probe_every=probe_every, probe_schedule=probe_schedule,
-                             bootstrap=bootstrap, decision_shell=decision_shell, clones=clones, classifier=classifier)
+                             fd_step=fd_step, probe_batch=probe_batch, probe_every=probe_every,
+                             probe_schedule=probe_schedule, bootstrap=bootstrap, decision_shell=decision_shell,
+                             clones=clones, classifier=classifier)
         if main:
             _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
                            prompt_embeds=prompt_embeds, classifier=classifier)

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..guidance.config import GuideConfig as DEFAULTS  # every option's default is its config field's
 from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
-from ._app import app, command_outputs, console, emit_json, user_errors
+from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
                        SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 from ._render import STAGE_NAMES, progress_callback
@@ -268,7 +268,7 @@ def render_guide(out: Console, document: dict) -> None:
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
     for note in document.get("notes") or []:
-        out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
+        out.print(f"note: {render_parameters(note, command_flags())}", style="yellow", markup=False, highlight=False)
     if not document["scored"]:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
@@ -325,7 +325,7 @@ def render_suggestion(out: Console, document: dict) -> None:
     elif handoff.get("note"):
         out.print(f"note: {handoff['note']}", style="yellow", markup=False, highlight=False)
     for note in document.get("notes") or []:
-        out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
+        out.print(f"note: {render_parameters(note, command_flags())}", style="yellow", markup=False, highlight=False)
 
 
 def _safe(name: str) -> str:

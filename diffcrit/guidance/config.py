@@ -27,8 +27,8 @@ def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
     """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
     if name in NAMED_ARMS:
         if treatment and name in RANDOM_ARMS:
-            raise UserError(f"--at {name} is not a treatment",
-                            "random windows are the control; use --at critical or a:b")
+            raise UserError(f"`at` {name} is not a treatment",
+                            "random windows are the control; use `at` critical or a:b", option="at")
         return None
     lo, sep, hi = name.partition(":")
     try:
@@ -67,19 +67,21 @@ class GuidanceConfig:
         at_least("analyze_samples", self.analyze_samples, 1)
         at_least("bootstrap", self.bootstrap, 0)
         if self.base not in BASES:
-            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+            raise UserError(f"`base` must be one of {', '.join(BASES)}, got {self.base!r}", option="base")
         scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
         if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
-            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
-                            "S = 1 is the `none` arm on a conditional base")
+            raise UserError(f"`guidance_scale` must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+                            "S = 1 is the `none` arm on a conditional base", option="guidance_scale")
         if not 0 < self.window_width < math.inf:
-            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
+            raise UserError(f"`window_width` must be finite and > 0 (in t), got {self.window_width}",
+                            option="window_width")
         if self.class_label is not None and self.classes:
-            raise UserError("give --class-label or --classes, not both")
+            raise UserError("give `class_label` or `classes`, not both", option="classes")
         if self.sweep is not None:
             at_least("sweep", self.sweep, 1)
             if self.at != ARM_CRITICAL or self.compare is not None:
-                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
+                raise UserError("`sweep` runs its own arms (every block, none and all)", "drop `at` and `compare`",
+                                option="sweep")
         parse_arm(self.at, treatment=True)
         for name in self.compare or []:
             parse_arm(name)
@@ -111,6 +113,6 @@ def make_guide_config(**options: Any) -> GuideConfig:
     for old, new in OLD_NAMES.items():
         if old in options:
             if new in options:
-                raise UserError(f"{old} is the old name of {new}: give one of them")
+                raise UserError(f"`{old}` is the old name of `{new}`: give one of them", option=old)
             options[new] = options.pop(old)
     return build_config(GuideConfig, options)

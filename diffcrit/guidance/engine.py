@@ -96,11 +96,11 @@ def critical_from_file(path: Path | str) -> dict:
     else the decision time), its ci95, and the model it was measured on (``from_model``)."""
     from ..report.document import read_document, working_time
 
-    doc = read_document(path, role="--critical-from file")
+    doc = read_document(path, role="`critical_from` file")
     found = working_time(doc.get("critical") or {})
     if found is None:
-        raise UserError(f"--critical-from {path} has neither a critical time nor a decision time",
-                        "analyze with more samples or steps, or give --at a:b")
+        raise UserError(f"`critical_from` {path} has neither a critical time nor a decision time",
+                        "analyze with more samples or steps, or give `at` a:b", option="critical_from")
     return {"t": found["t"], "ci95": found["ci95"], "source": _source(f"critical-from {path}", found),
             "from_model": (doc.get("model") or {}).get("id")}
 
@@ -145,7 +145,7 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     found = working_time(result.critical)
     if found is None:
         raise UserError("analyze found neither a critical time nor a decision time for this model and class",
-                        "give --critical-from RESULT.json or an explicit window --at a:b")
+                        "give `critical_from` RESULT.json or an explicit window `at` a:b")
     where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
     return {"t": found["t"], "ci95": found["ci95"], "source": _source(where, found),
             "from_model": result.document["model"]["id"]}
@@ -172,7 +172,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     with ranks.main_first():  # rank 0 downloads, the others read the cache
         loaded, guidance = load_guided_model(model, config, load_options)
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
-               f"--samples {config.samples}", "give fewer samples")
+               f"`samples` {config.samples}", "give fewer samples", option="samples")
     targets = target_classes(config, guidance)
     scorer = resolve_scorer(loaded, classifier, label_map)
     decode = latent_decoder(loaded, load_options) if scorer is not None or keep_images else None
@@ -276,7 +276,7 @@ def build_document(loaded: LoadedModel, guidance: ClassGuidance, config: GuideCo
     if config.sweep:
         document["sweep"] = sweep_block(arms, t_grid, metrics, config)
     document["notes"] = [f"default control {name} left out: it does not fit beside the treatment window "
-                         "(a narrower --window-width or more --steps make room)" for name in left_out]
+                         "(a narrower `window_width` or more `steps` make room)" for name in left_out]
     document["notes"] += other_model_notes(critical, loaded.info["id"])
     if metrics is None:
         document["note"] = "no classifier: every arm was sampled, no alignment was scored"
@@ -349,7 +349,8 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     handoff = diffusers_block(plan.scheduler, plan.hidden, config.steps, inside[0], inside[-1], config.guidance_scale)
     if save_guider is not None:
         if handoff["guider"] is None:
-            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation --scheduler")
+            raise UserError(f"no guider can select this block: {handoff['note']}", "use a one-evaluation `scheduler`",
+                            option="scheduler")
         write_guider(handoff["guider"]["config"], save_guider)
         handoff["guider"]["saved_to"] = str(save_guider)
     document = {

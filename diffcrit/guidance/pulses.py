@@ -105,8 +105,8 @@ def arm_names(at: str, compare: list[str] | None) -> list[str]:
     if compare is None:
         compare = [a for a in DEFAULT_COMPARE if a != at and (a not in RANDOM_ARMS or window_treatment)]
     elif set(RANDOM_ARMS) & set(compare) and not window_treatment:
-        raise UserError(f"random windows are drawn relative to a window arm, and --at {at} is none",
-                        "use --at critical or --at a:b with --compare random")
+        raise UserError(f"random windows are drawn relative to a window arm, and `at` {at} is none",
+                        "use `at` critical or `at` a:b with `compare` random", option="compare")
     names = [at] + [a for a in compare if a != at]
     return list(dict.fromkeys(names))
 
@@ -127,10 +127,10 @@ def check_window(name: str, window: tuple[float, float], t_grid: np.ndarray) -> 
     t_min, t_max = float(t_grid.min()), float(t_grid.max())
     if hi < t_min or lo > t_max:
         raise UserError(f"the {name} window [{lo:.4g}, {hi:.4g}] lies outside the sampled range t in "
-                        f"[{t_min:.4g}, {t_max:.4g}]", "pick a window inside it (or check --steps/--scheduler)")
+                        f"[{t_min:.4g}, {t_max:.4g}]", "pick a window inside it (or check `steps`/`scheduler`)")
     if not np.any((t_grid >= lo) & (t_grid <= hi)):
         raise UserError(f"the {name} window [{lo:.4g}, {hi:.4g}] holds no sampling step",
-                        "widen it or use more --steps")
+                        "widen it or use more `steps`")
 
 
 def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: tuple[float, float],
@@ -144,7 +144,7 @@ def random_windows(n: int, width: float, exclude: tuple[float, float], t_range: 
     if not pieces:
         raise UserError(f"no window of width {width:.3g} fits in t in [{t_min:.4g}, {t_max:.4g}] beside the "
                         f"treatment window [{exclude[0]:.4g}, {exclude[1]:.4g}]",
-                        f"use a narrower --window-width, or leave {ARM_RANDOM} out of --compare")
+                        f"use a narrower `window_width`, or leave {ARM_RANDOM} out of `compare`")
     out = np.empty((n, 2))
     for i in range(n):
         u = np.random.default_rng([RANDOM_WINDOW_STREAM, seed + i]).uniform(0, lengths.sum())
@@ -162,7 +162,7 @@ def random_step_windows(n: int, treatment: tuple[float, float], t_grid: np.ndarr
     starts = [j for j in range(len(t_grid) - m + 1) if not inside[j: j + m].any()]
     if m == 0 or not starts:
         raise UserError(f"no block of {m} steps fits beside the treatment's {m} steps in a grid of {len(t_grid)}",
-                        f"use a narrower --window-width or more --steps, or leave {ARM_RANDOM_STEPS} out of --compare")
+                        f"use a narrower `window_width` or more `steps`, or leave {ARM_RANDOM_STEPS} out of `compare`")
     out = np.empty((n, 2))
     for i in range(n):
         j = starts[int(np.random.default_rng([RANDOM_STEPS_STREAM, seed + i]).integers(len(starts)))]
@@ -209,7 +209,8 @@ def sweep_blocks(n_steps: int, block_steps: int) -> list[tuple[int, int]]:
     exactly K steps."""
     k = block_steps
     if not 1 <= k <= n_steps:
-        raise UserError(f"a sweep block of {k} steps does not fit in {n_steps} steps", f"give 1 <= K <= {n_steps}")
+        raise UserError(f"a sweep block of {k} steps does not fit in {n_steps} steps", f"give 1 <= K <= {n_steps}",
+                        option="sweep")
     starts = list(range(0, n_steps - k + 1, k))
     if starts[-1] + k < n_steps:
         starts.append(n_steps - k)
@@ -239,7 +240,7 @@ def step_conditioning(guidance: ClassGuidance, labels: torch.Tensor, in_window: 
     """The conditioning of one step for samples of class ``labels`` (B,), ``in_window`` (B,) bool: scale S inside
     the window, 1 outside; outside, the class (conditional base) or the null class (unconditional base)."""
     if base not in BASES:
-        raise UserError(f"base must be one of {', '.join(BASES)}, got {base!r}")
+        raise UserError(f"`base` must be one of {', '.join(BASES)}, got {base!r}", option="base")
     in_window = in_window.to(labels.device)
     if base == BASE_UNCONDITIONAL:
         labels = torch.where(in_window, labels, guidance.null_labels(len(labels), labels.device))

@@ -35,16 +35,18 @@ def _class_labels(module, family: Family, root: Path,
     label = config.class_label
     if classes is None:
         if label is not None:
-            raise ConditioningError(f"{type(module).__name__} here is not class-conditional", "drop --class-label")
+            raise ConditioningError(f"{type(module).__name__} here is not class-conditional", "drop `class_label`",
+                                    option="class_label")
         if config.guided:
-            raise ConditioningError(f"{type(module).__name__} here is unconditional: --guidance-scale has no "
-                                    "conditional branch to guide", "drop --guidance-scale")
+            raise ConditioningError(f"{type(module).__name__} here is unconditional: `guidance_scale` has no "
+                                    "conditional branch to guide", "drop `guidance_scale`", option="guidance_scale")
         return (lambda n: None), None
     if label is None:
         raise UserError(f"this model is class-conditional ({classes} classes)",
-                        f"pass --class-label in 0..{classes - 1}")
+                        f"pass `class_label` in 0..{classes - 1}", option="class_label")
     if not 0 <= label < classes:
-        raise UserError(f"--class-label {label} is out of range", f"this model has classes 0..{classes - 1}")
+        raise UserError(f"`class_label` {label} is out of range", f"this model has classes 0..{classes - 1}",
+                        option="class_label")
     device = next(module.parameters()).device
     info = {"type": "class", "class_label": label, "classes": classes}
     if not config.guided:
@@ -52,7 +54,7 @@ def _class_labels(module, family: Family, root: Path,
     guidance = family_guidance(family, module, root, f"{type(module).__name__} has no null class")
     if label == guidance.null_class:
         raise UserError(f"class {label} is the null class: guiding it towards itself does nothing",
-                        f"pass --class-label in 0..{guidance.n_classes - 1}")
+                        f"pass `class_label` in 0..{guidance.n_classes - 1}", option="class_label")
     info["cfg"] = {"scale": config.guidance_scale, "null_class": guidance.null_class}
 
     def make(n):
@@ -70,12 +72,13 @@ def _sd_embeds(root: Path, prompts: list[str], names: tuple[str, ...]) -> list[d
     try:
         from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
     except ImportError:
-        raise UserError("--prompt needs the transformers package", "pip install 'diffcrit[text]'") from None
+        raise UserError("`prompt` needs the transformers package", "pip install 'diffcrit[text]'",
+                        option="prompt") from None
     _need_text_encoder(root)
     kind = _encoder_kind(root / "text_encoder")
     if kind != "unknown" and not kind.startswith("clip"):  # IF's T5, say: loaded as CLIP it would be random
         raise UserError(f"{root}/text_encoder is a {kind} encoder; diffcrit encodes this UNet's prompts with CLIP",
-                        "pass --prompt-embeds FILE (the pipeline's encode_prompt outputs)")
+                        "pass `prompt_embeds` FILE (the pipeline's encode_prompt outputs)")
 
     def encode(sub: str, cls, tok_sub: str):
         tokenizer = AutoTokenizer.from_pretrained(root / tok_sub)
@@ -122,8 +125,8 @@ def _encoder_kind(folder: Path) -> str:
 
 def _need_text_encoder(root: Path) -> None:
     if not (root / "text_encoder").is_dir():
-        raise UserError(f"{root} has no text_encoder/ to encode --prompt",
-                        "pass a full pipeline folder, or --prompt-embeds FILE")
+        raise UserError(f"{root} has no text_encoder/ to encode `prompt`",
+                        "pass a full pipeline folder, or `prompt_embeds` FILE")
 
 
 def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
@@ -145,7 +148,7 @@ def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
     except (OSError, ValueError, ImportError) as err:
         raise UserError(f"cannot load the text encoders of {root}: {shorten(str(err), 200)}",
                         "pip install 'diffcrit[text]' (sentencepiece reads spiece.model tokenizers), "
-                        "or pass --prompt-embeds FILE") from None
+                        "or pass `prompt_embeds` FILE") from None
     negative_prompt = config.negative_prompt or ""
 
     def encode(prompt: str, **extra) -> dict:
@@ -173,16 +176,17 @@ def read_prompt_embeds(path: str | Path, names: tuple[str, ...]) -> dict:
     try:
         tensors = load_file(str(path))
     except Exception as err:  # missing file, not safetensors (SafetensorError)
-        raise UserError(f"cannot read --prompt-embeds {path}: {shorten(str(err) or type(err).__name__, 120)}",
-                        "write it with safetensors.torch.save_file") from None
+        raise UserError(f"cannot read `prompt_embeds` {path}: {shorten(str(err) or type(err).__name__, 120)}",
+                        "write it with safetensors.torch.save_file", option="prompt_embeds") from None
     missing = [name for name in names if name not in tensors]
     if missing:
-        raise UserError(f"--prompt-embeds {path} has no {', '.join(missing)}",
-                        f"this model needs: {', '.join(names)} (the pipeline's encode_prompt outputs)")
+        raise UserError(f"`prompt_embeds` {path} has no {', '.join(missing)}",
+                        f"this model needs: {', '.join(names)} (the pipeline's encode_prompt outputs)",
+                        option="prompt_embeds")
     several = [name for name in names if tensors[name].ndim == 0 or tensors[name].shape[0] != 1]
     if several:
-        raise UserError(f"--prompt-embeds {path}: {several[0]} holds {tuple(tensors[several[0]].shape)}",
-                        "one prompt: a leading dimension of 1")
+        raise UserError(f"`prompt_embeds` {path}: {several[0]} holds {tuple(tensors[several[0]].shape)}",
+                        "one prompt: a leading dimension of 1", option="prompt_embeds")
     return {name: tensors[name] for name in names}
 
 
@@ -192,18 +196,20 @@ def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tu
     text = family.text
     names = text.names(module)
     if config.prompt is not None and config.prompt_embeds is not None:
-        raise UserError("--prompt and --prompt-embeds are alternatives", "pass one of them")
+        raise UserError("`prompt` and `prompt_embeds` are alternatives", "pass one of them", option="prompt_embeds")
     if config.prompt_embeds is not None:
         if config.negative_prompt is not None:
-            raise UserError("--negative-prompt and --prompt-embeds are alternatives",
-                            f"put the negative embeddings in the file ({NEGATIVE}{names[0]}, ...)")
+            raise UserError("`negative_prompt` and `prompt_embeds` are alternatives",
+                            f"put the negative embeddings in the file ({NEGATIVE}{names[0]}, ...)",
+                            option="negative_prompt")
         negatives = tuple(NEGATIVE + name for name in names) if config.guided else ()
         tensors = read_prompt_embeds(config.prompt_embeds, names + negatives)
         negative = {name: tensors[NEGATIVE + name] for name in names} if config.guided else None
         return {name: tensors[name] for name in names}, negative, {"type": "prompt_embeds",
                                                                    "file": str(config.prompt_embeds)}
     if config.prompt is None:
-        raise ConditioningError("this model is text-conditional", 'pass --prompt "..." or --prompt-embeds FILE')
+        raise ConditioningError("this model is text-conditional", 'pass `prompt` "..." or `prompt_embeds` FILE',
+                                option="prompt")
     if text.pipeline is None:
         embeds, negative = _sd_prompts(root, config, names)
     else:
@@ -227,7 +233,7 @@ def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
     if distilled is not None and not text.true_cfg:  # --guidance-scale is that input; its pipeline does no CFG
         if config.negative_prompt is not None:
             raise UserError(f"{type(module).__name__} is guidance-distilled: its pipeline has no negative branch",
-                            "drop --negative-prompt")
+                            "drop `negative_prompt`", option="negative_prompt")
         config = dataclasses.replace(config, guidance_scale=1.0)
     embeds, negative, info = _embeddings(family, module, root, config)
     encoded = text.to_cond(module, embeds, pixels, distilled)
@@ -235,8 +241,8 @@ def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
         info["guidance"] = distilled
     if negative is not None:
         unconditional = text.to_cond(module, negative, pixels, distilled)
-        _same_shapes(encoded, unconditional, f"--prompt-embeds {config.prompt_embeds}" if config.prompt_embeds
-                     else "--negative-prompt")
+        _same_shapes(encoded, unconditional, f"`prompt_embeds` {config.prompt_embeds}" if config.prompt_embeds
+                     else "`negative_prompt`")
         encoded[GUIDANCE] = {"scale": torch.tensor([config.guidance_scale]), "unconditional": unconditional}
         info["cfg"] = {"scale": config.guidance_scale, "negative_prompt": None if config.prompt_embeds else
                        config.negative_prompt}
@@ -255,19 +261,19 @@ def check_unconditional(config: AnalyzeConfig, name: str) -> None:
     """A model without conditioning (a callable, an analytic built-in) refuses --class-label, --prompt and
     --guidance-scale."""
     if config.class_label is not None:
-        raise ConditioningError(f"{name} is not class-conditional", "drop --class-label")
+        raise ConditioningError(f"{name} is not class-conditional", "drop `class_label`", option="class_label")
     refuse_prompt(config, name)
     if config.guided:
-        raise UserError(f"{name} has no conditioning to guide", "drop --guidance-scale")
+        raise UserError(f"{name} has no conditioning to guide", "drop `guidance_scale`", option="guidance_scale")
 
 
 def refuse_prompt(config: AnalyzeConfig, name: str) -> None:
     """--prompt / --prompt-embeds / --negative-prompt given to a model ``name`` that takes no text: a conditioning
     error."""
-    for given, option in ((config.prompt, "--prompt"), (config.prompt_embeds, "--prompt-embeds"),
-                          (config.negative_prompt, "--negative-prompt")):
+    for given, option in ((config.prompt, "prompt"), (config.prompt_embeds, "prompt_embeds"),
+                          (config.negative_prompt, "negative_prompt")):
         if given is not None:
-            raise ConditioningError(f"{name} takes no prompt", f"drop {option}")
+            raise ConditioningError(f"{name} takes no prompt", f"drop `{option}`", option=option)
 
 
 def build_conditioning(module, root: Path, config: AnalyzeConfig,

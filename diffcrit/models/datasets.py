@@ -58,22 +58,22 @@ def open_data(spec: str, *, draws: int | None = None, seed: int | None = None) -
     from .builtins import PREFIX
 
     if not spec.startswith(PREFIX + "gaussian") and (draws is not None or seed is not None):
-        flag = "--draws" if draws is not None else "--seed"
-        raise UserError(f"{flag} sets the random draws of builtin:gaussian only; --data {spec} does not use it",
-                        f"drop {flag}")
+        name = "draws" if draws is not None else "seed"
+        raise UserError(f"`{name}` sets the random draws of builtin:gaussian only; `data` {spec} does not use it",
+                        f"drop `{name}`", option=name)
     draws, seed = (GAUSSIAN_DRAWS if draws is None else draws), (0 if seed is None else seed)
     if spec.startswith(PREFIX):
         return _builtin(spec, draws, seed)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"--data {spec}: no such file or folder",
-                        "give an image folder, a .npy/.npz file or builtin:NAME")
+        raise UserError(f"`data` {spec}: no such file or folder",
+                        "give an image folder, a .npy/.npz file or builtin:NAME", option="data")
     if path.is_dir():
         return _folder(path)
     if path.suffix.lower() in (".npy", ".npz"):
         return _array_source(str(path), "array", _load_array(path))
-    raise UserError(f"--data {spec}: not a folder, .npy or .npz file",
-                    "give an image folder, a .npy/.npz file or builtin:NAME")
+    raise UserError(f"`data` {spec}: not a folder, .npy or .npz file",
+                    "give an image folder, a .npy/.npz file or builtin:NAME", option="data")
 
 
 # --- arrays -----------------------------------------------------------------------------------
@@ -86,11 +86,11 @@ def _load_array(path: Path) -> np.ndarray:
             keys = list(archive.keys())
             key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
             if key is None:
-                raise UserError(f"--data {path}: the .npz holds {', '.join(keys) or 'no arrays'}",
-                                f"save one array, or name it one of {', '.join(NPZ_KEYS)}")
+                raise UserError(f"`data` {path}: the .npz holds {', '.join(keys) or 'no arrays'}",
+                                f"save one array, or name it one of {', '.join(NPZ_KEYS)}", option="data")
             return archive[key]
     except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"--data {path}: cannot read the array ({err})") from None
+        raise UserError(f"`data` {path}: cannot read the array ({err})", option="data") from None
 
 
 def _array_source(spec: str, kind: str, array: np.ndarray | torch.Tensor, notes: dict | None = None) -> DataSource:
@@ -98,17 +98,18 @@ def _array_source(spec: str, kind: str, array: np.ndarray | torch.Tensor, notes:
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4 or min(array.shape) < 1:
-        raise UserError(f"--data {spec}: array of shape {tuple(array.shape)}", "expected (N, C, H, W) or (N, H, W)")
+        raise UserError(f"`data` {spec}: array of shape {tuple(array.shape)}", "expected (N, C, H, W) or (N, H, W)",
+                        option="data")
     if isinstance(array, np.ndarray) and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise UserError(f"--data {spec}: array of dtype {array.dtype}", "expected numbers")
+        raise UserError(f"`data` {spec}: array of dtype {array.dtype}", "expected numbers", option="data")
     if isinstance(array, np.ndarray) and np.iscomplexobj(array):
-        raise UserError(f"--data {spec}: array of complex dtype {array.dtype}",
-                        "expected real numbers: save the real part (or the magnitude) yourself")
+        raise UserError(f"`data` {spec}: array of complex dtype {array.dtype}",
+                        "expected real numbers: save the real part (or the magnitude) yourself", option="data")
 
     def read(lo: int, hi: int) -> torch.Tensor:
         batch = torch.as_tensor(np.asarray(array[lo:hi], dtype=np.float32))
         if not torch.isfinite(batch).all():
-            raise UserError(f"--data {spec}: NaN or Inf in rows {lo}..{hi - 1}")
+            raise UserError(f"`data` {spec}: NaN or Inf in rows {lo}..{hi - 1}", option="data")
         return batch
 
     return DataSource(spec, kind, tuple(int(v) for v in array.shape[1:]), int(array.shape[0]), read, notes or {})
@@ -137,7 +138,7 @@ def read_image(path: Path) -> np.ndarray:
 def _folder(path: Path) -> DataSource:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UserError(f"--data {path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"`data` {path}: no image files ({', '.join(IMAGE_SUFFIXES)})", option="data")
     shape = read_image(files[0]).shape
 
     def read(lo: int, hi: int) -> torch.Tensor:
@@ -196,9 +197,9 @@ def _builtin(spec: str, draws: int, seed: int) -> DataSource:
                              {"data": "the two points +m and -m (equal weights)", **model.describe()})
     if entry.name == "gaussian":
         if draws < 2:
-            raise UserError(f"--draws must be >= 2, got {draws}")
+            raise UserError(f"`draws` must be >= 2, got {draws}", option="draws")
         check_seeds(seed, 1)
-        check_fits(draws * math.prod(model.shape) * DRAW_BYTES, f"--draws {draws}", "give fewer draws")
+        check_fits(draws * math.prod(model.shape) * DRAW_BYTES, f"`draws` {draws}", "give fewer draws", option="draws")
         return _array_source(spec, "builtin", gaussian_draws(model, draws, seed),
                              {"data": f"{draws} random-phase draws (exact amplitudes sqrt(P(k)), seed {seed})",
                               "draws": draws, "seed": seed, **model.describe()})

@@ -80,7 +80,7 @@ class DiffusersDenoiser:
         out = self._output(x, timestep, cond)
         if self.max_rows != rows:
             warnings.warn(f"out of memory on {x.device}: forwards split to at most {self.max_rows} rows (the results "
-                          "are unchanged; --batch-size / --probe-batch set the rows)", DiffcritWarning, stacklevel=2)
+                          "are unchanged; `batch_size` / `probe_batch` set the rows)", DiffcritWarning, stacklevel=2)
         return out
 
     def _output(self, x: torch.Tensor, timestep: Any, cond: dict | None) -> torch.Tensor:
@@ -110,7 +110,7 @@ class DiffusersDenoiser:
             except torch.cuda.OutOfMemoryError:
                 if n == 1:
                     raise UserError(f"out of memory on {x.device} with one sample per forward: {self.class_name} "
-                                    "does not fit", "use --dtype bfloat16, a smaller --height/--width, or a larger "
+                                    "does not fit", "use `dtype` bfloat16, a smaller `height`/`width`, or a larger "
                                     "GPU") from None
                 self.max_rows = n // 2  # ``model_output`` says so once the forward has run
                 torch.cuda.empty_cache()

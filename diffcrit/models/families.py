@@ -555,8 +555,8 @@ def latent_grid(family: Family, config, root: Path, height: int | None,
     latent UNets (SD) the pixels it stands for."""
     if family.vae_scale is None or not family.resizable:
         if height is not None or width is not None:
-            raise UserError(f"--height/--width do not apply to {family.label} (it samples at its sample_size)",
-                            "drop them")
+            raise UserError(f"`height`/`width` do not apply to {family.label} (it samples at its sample_size)",
+                            "drop them", option="height")
         size = config["sample_size"]
         grid = (size, size) if isinstance(size, int) else tuple(size)
         return grid, None if family.vae_scale is None else tuple(g * family.vae_scale(root) for g in grid)
@@ -565,6 +565,6 @@ def latent_grid(family: Family, config, root: Path, height: int | None,
     pixels = (height or default, width or default)
     grid = tuple(family.latent_size(p, scale) for p in pixels)
     if min(grid) < 2:
-        raise UserError(f"--height/--width {pixels[0]}x{pixels[1]} give a latent grid of {grid[0]}x{grid[1]}",
-                        f"use more pixels (about {scale} per latent pixel)")
+        raise UserError(f"`height`/`width` {pixels[0]}x{pixels[1]} give a latent grid of {grid[0]}x{grid[1]}",
+                        f"use more pixels (about {scale} per latent pixel)", option="height")
     return grid, pixels

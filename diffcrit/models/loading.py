@@ -95,7 +95,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available", "use --device cpu or auto")
+        raise UserError("`device` cuda was asked for but no CUDA device is available", "use `device` cpu or auto",
+                        option="device")
     return torch.device(name)
 
 
@@ -178,9 +179,8 @@ def refuse_unused_karras(model: Any, karras: KarrasConfig) -> None:
         return
     for name, value in karras.karras.items():
         if value != getattr(KarrasConfig, name):
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} applies to callable and analytic models only; {model} does not use it",
-                            f"drop {flag}")
+            raise UserError(f"`{name}` applies to callable and analytic models only; {model} does not use it",
+                            f"drop `{name}`", option=name)
 
 
 def _refuse_unused(config: ModelConfig, names: tuple[str, ...], model: str) -> None:
@@ -188,8 +188,8 @@ def _refuse_unused(config: ModelConfig, names: tuple[str, ...], model: str) -> N
     defaults = ModelConfig()
     for name in names:
         if getattr(config, name) != getattr(defaults, name):
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} applies to diffusers models only; {model} does not use it", f"drop {flag}")
+            raise UserError(f"`{name}` applies to diffusers models only; {model} does not use it", f"drop `{name}`",
+                            option=name)
 
 
 @dataclass
@@ -316,7 +316,7 @@ def hub_files(filenames: list[str], variant: str | None = None, subfolder: str |
     try:
         chosen, _ = variant_compatible_siblings(weights, variant=variant, ignore_patterns=ignore)
     except ValueError:
-        raise UserError(f"the repo has no weights of variant {variant!r}", "drop --variant or pick another") from None
+        raise UserError(f"the repo has no weights of variant {variant!r}", "drop `variant` or pick another") from None
     return sorted((set(needed) - set(weights)) | set(chosen))
 
 
@@ -346,11 +346,11 @@ def download(repo_id: str, options: LoadOptions, patterns: list[str] | None = No
     except Exception as err:  # hub errors come in many types: offline, 404, gated, no network
         reason = shorten(str(err), 160) if str(err) else type(err).__name__
         if hint is None and options.offline:
-            hint = ("--offline (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
+            hint = ("`offline` (or HF_HUB_OFFLINE=1) reads the local cache only: run once without it to download, "
                     "or pass a local folder")
         raise UserError(f"{what or f'could not get hub model {repo_id!r}'}: {reason}",
                         hint or "check the id, or pass a local folder (save_pretrained), "
-                        "or --offline with a cached copy") from None
+                        "or `offline` with a cached copy") from None
 
 
 @contextlib.contextmanager
@@ -391,7 +391,7 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
     if options.subfolder:
         folder = root / options.subfolder
         if not (folder / "config.json").exists():
-            raise UserError(f"{folder} has no config.json", "check --subfolder")
+            raise UserError(f"{folder} has no config.json", "check `subfolder`")
         return folder, _scheduler_folder(root)
     if (root / "model_index.json").exists():
         index = _read_json(root / "model_index.json")
@@ -406,7 +406,7 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
     if folder is not None:  # a repo of component folders only (unet/, scheduler/), no model_index.json
         return folder, _scheduler_folder(root)
     raise UserError(f"{root} has neither model_index.json nor config.json",
-                    "pass a pipeline folder, a model folder, or use --subfolder")
+                    "pass a pipeline folder, a model folder, or use `subfolder`")
 
 
 def _scheduler_folder(root: Path) -> Path | None:
@@ -421,13 +421,13 @@ def _load_scheduler(folder: Path | None, config: ModelConfig):
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler",
-                        "pass --scheduler (a diffusers scheduler class, e.g. DDPMScheduler)")
+                        "pass `scheduler` (a diffusers scheduler class, e.g. DDPMScheduler)")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
     wanted = name or stored.get("_class_name")
     check_supported(str(wanted))
     cls = getattr(diffusers, str(wanted), None)
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
-        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. --scheduler "
+        raise UserError(f"unknown scheduler {wanted}", "name a diffusers scheduler class, e.g. `scheduler` "
                         "DDPMScheduler")
     overrides = {"prediction_type": config.prediction_type} if config.prediction_type else {}
     try:

@@ -267,13 +267,13 @@ def family_of(scheduler: Any):
     for family in FAMILIES:
         if family.matches(scheduler):
             return family
-    raise UserError(f"unsupported scheduler {name}: {NO_FAMILY}", "try --scheduler (docs/design.md §2)")
+    raise UserError(f"unsupported scheduler {name}: {NO_FAMILY}", "try `scheduler` (docs/design.md §2)")
 
 
 def check_supported(name: str) -> None:
     """Refuse a scheduler class known not to be followable, by name, before it is built."""
     if name in REFUSED:
-        raise UserError(f"unsupported scheduler {name}: {REFUSED[name]}", "try --scheduler (docs/design.md §2)")
+        raise UserError(f"unsupported scheduler {name}: {REFUSED[name]}", "try `scheduler` (docs/design.md §2)")
 
 
 # --------------------------------------------------------------------------------------------

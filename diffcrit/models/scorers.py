@@ -62,7 +62,7 @@ def parse_label_map(text: str | Path | None) -> dict[int, int] | None:
         pairs = [part.split("=") for part in text.split(",") if part.strip()]
         return {int(a): int(b) for a, b in pairs}
     except (OSError, ValueError, TypeError) as err:
-        raise UserError(f"cannot read --label-map {text!r}: {err}",
+        raise UserError(f"cannot read `label_map` {text!r}: {err}",
                         'give a JSON file {"model id": classifier index} or pairs like 0=207,1=3') from None
 
 
@@ -70,8 +70,9 @@ def load_scorer(spec: str | Path, device: torch.device, label_map: dict[int, int
     """A classifier in one of the forms of the module docstring; anything else is a user error."""
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"--classifier {spec} does not exist",
-                        "give a diffcrit classifier folder, a TorchScript file or a transformers folder")
+        raise UserError(f"`classifier` {spec} does not exist",
+                        "give a diffcrit classifier folder, a TorchScript file or a transformers folder",
+                        option="classifier")
     if path.is_file():
         return _torchscript(path, device, label_map)
     config = _folder_config(path)
@@ -79,8 +80,9 @@ def load_scorer(spec: str | Path, device: torch.device, label_map: dict[int, int
         return _diffcrit_classifier(path, device, label_map)
     if config is not None:
         return _transformers(path, device, label_map)
-    raise UserError(f"--classifier {spec} is a folder without a classifier config.json",
-                    "give a diffcrit classifier folder, a TorchScript file or a transformers folder")
+    raise UserError(f"`classifier` {spec} is a folder without a classifier config.json",
+                    "give a diffcrit classifier folder, a TorchScript file or a transformers folder",
+                    option="classifier")
 
 
 def _folder_config(path: Path) -> dict | None:
@@ -109,8 +111,8 @@ def _torchscript(path: Path, device, label_map) -> Scorer:
     try:
         model = torch.jit.load(str(path), map_location=device).eval()
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"--classifier {path} is not a TorchScript file: {shorten(str(err), 160)}",
-                        "save it with torch.jit.save(torch.jit.script(model), path)") from None
+        raise UserError(f"`classifier` {path} is not a TorchScript file: {shorten(str(err), 160)}",
+                        "save it with torch.jit.save(torch.jit.script(model), path)", option="classifier") from None
     return Scorer(model, {"form": "torchscript", "path": str(path)}, None, label_map, device)
 
 
@@ -162,18 +164,19 @@ def check_scorer(scorer: Scorer, n_classes: int, targets: list[int], image_shape
     if scorer.label_map is None:
         if k != n_classes:
             raise UserError(f"the classifier has {k} outputs but the model has {n_classes} classes",
-                            "pass --label-map to say which output scores which class")
+                            "pass `label_map` to say which output scores which class")
         if class_names and scorer.classes and list(scorer.classes) != list(class_names):
             raise UserError(f"the classifier's classes {scorer.classes} differ from the model's {class_names}",
-                            "pass --label-map or the matching classifier")
+                            "pass `label_map` or the matching classifier")
         return k
     missing = sorted({int(c) for c in targets} - set(scorer.label_map))
     if missing:
-        raise UserError(f"--label-map has no entry for class id(s) {missing}", "map every target class")
+        raise UserError(f"`label_map` has no entry for class id(s) {missing}", "map every target class",
+                        option="label_map")
     bad = sorted(v for v in scorer.label_map.values() if not 0 <= v < k)
     if bad:
-        raise UserError(f"--label-map points at classifier output(s) {bad}, but the classifier has {k} outputs",
-                        f"use indices 0..{k - 1}")
+        raise UserError(f"`label_map` points at classifier output(s) {bad}, but the classifier has {k} outputs",
+                        f"use indices 0..{k - 1}", option="label_map")
     return k
 
 
@@ -213,7 +216,7 @@ def latent_decoder(loaded: LoadedModel,
 
 def _download_vae(repo_id: str, options: LoadOptions) -> Path:
     return download(repo_id, options, ["vae/*"], f"cannot get the VAE of {repo_id} to decode samples for scoring",
-                    "run without a classifier, or make the VAE available (--offline needs a cached copy)") / "vae"
+                    "run without a classifier, or make the VAE available (`offline` needs a cached copy)") / "vae"
 
 
 def decode_all(samples: torch.Tensor, decode: Callable | None, batch_size: int) -> torch.Tensor:
@@ -260,7 +263,7 @@ def required_scorer(loaded: LoadedModel, classifier: str | Path) -> Scorer:
     scorer = shipped_scorer(loaded)
     if scorer is None:
         raise UserError(f"{loaded.info['id']} ships no classifier (no classifier/ in its folder)",
-                        "give --classifier PATH: a diffcrit classifier folder, a TorchScript file or a transformers "
+                        "give `classifier` PATH: a diffcrit classifier folder, a TorchScript file or a transformers "
                         "folder")
     return scorer
 

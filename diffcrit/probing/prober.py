@@ -68,8 +68,8 @@ class Prober:
         except FORWARD_AD_ERRORS as err:
             if self.method != "jvp":
                 raise
-            raise UserError(f"forward-mode AD (--probe jvp) fails through this model: {type(err).__name__}: "
-                            f"{shorten(str(err), 160)}", "use --probe fd (or auto)") from None
+            raise UserError(f"forward-mode AD (`probe` jvp) fails through this model: {type(err).__name__}: "
+                            f"{shorten(str(err), 160)}", "use `probe` fd (or auto)", option="probe") from None
 
     def _gather(self, local: np.ndarray) -> np.ndarray:
         if self.ranks.world == 1:
@@ -106,7 +106,7 @@ class Prober:
 # rules expand GroupNorm and attention into elementwise ops), and 4x finite differences on the small
 # built-in checkpoints. Both agree to ~1e-4 in s on every supported architecture (tests/test_probes.py).
 AUTO_FD_NOTE = ("auto: central finite differences in float32 (2 forwards per direction; forward-mode AD "
-                "costs 2-4x more through a network); --probe jvp gives the exact products")
+                "costs 2-4x more through a network); `probe` jvp gives the exact products")
 
 
 def _choose_method(config: ProbingConfig, loaded: LoadedModel) -> tuple[str, str | None]:

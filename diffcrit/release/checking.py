@@ -230,7 +230,7 @@ def check_compatible(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) 
     c_k, b_k = candidate["shells"][:common], baseline["shells"][:common]
     if not np.allclose(np.asarray(c_k, float), np.asarray(b_k, float), rtol=1e-6, atol=1e-9):
         raise UserError("the results use different shell wave numbers (shells)",
-                        "analyse the candidate with the baseline's config: diffcrit check --model")
+                        "analyse the candidate with the baseline's config (as `diffcrit check` with `model` does)")
 
 
 def check_same_shape(candidate: Iterable[int], baseline: Iterable[int]) -> None:

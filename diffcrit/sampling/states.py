@@ -95,7 +95,8 @@ class NpyStates:
             with contextlib.suppress(OSError):
                 path.unlink()
             if isinstance(err, OSError):
-                raise OutputError(f"cannot write --save-states file {path}: {err.strerror or err}") from err
+                raise OutputError(f"cannot write `save_states` file {path}: {err.strerror or err}",
+                                  option="save_states") from err
             raise
 
     def write(self, info: StepInfo, y: torch.Tensor, denoised: torch.Tensor) -> None:
@@ -119,14 +120,16 @@ def check_states_target(target: Path | str) -> Path:
     .npy file, or a writable folder that is new, empty or a states folder of an earlier run."""
     target = Path(target)
     if target.suffix == ".npy":
-        return check_writable(target, "--save-states file")
+        return check_writable(target, "`save_states` file")
     folder = resolve_output(target)  # what the name reaches ("new/../old" is old)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"--save-states {target} exists and is not a folder", "give a folder or a .npy file")
+        raise UserError(f"`save_states` {target} exists and is not a folder", "give a folder or a .npy file",
+                        option="save_states")
     if folder.is_dir() and not (folder / INDEX_FILE).is_file() and any(folder.iterdir()):
-        raise UserError(f"--save-states folder {target} is not empty and has no {INDEX_FILE} of an earlier run",
-                        "give a new or empty folder, or the states folder of an earlier run to replace it")
-    return check_writable_dir(target, "--save-states folder")
+        raise UserError(f"`save_states` folder {target} is not empty and has no {INDEX_FILE} of an earlier run",
+                        "give a new or empty folder, or the states folder of an earlier run to replace it",
+                        option="save_states")
+    return check_writable_dir(target, "`save_states` folder")
 
 
 def open_states(target: Path | str, steps: int, samples: int, shape: tuple[int, int, int]):
@@ -138,11 +141,11 @@ def open_states(target: Path | str, steps: int, samples: int, shape: tuple[int, 
         folder = resolve_output(target)
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create --save-states folder {target}: {err.strerror}") from None
+        raise UserError(f"cannot create `save_states` folder {target}: {err.strerror}", option="save_states") from None
     return FolderStates(folder)
 
 
-def check_samples_path(path: Path | str, what: str = "--save-samples file") -> Path:
+def check_samples_path(path: Path | str, what: str = "`save_samples_to` file") -> Path:
     """A writable path named ``*.safetensors`` (the format ``save_samples`` writes), or a device or FIFO."""
     path = Path(path)
     if path.suffix != SAMPLES_SUFFIX and not is_special(path):

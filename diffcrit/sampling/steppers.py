@@ -54,7 +54,7 @@ def scheduler_steps(infos: list[StepInfo]) -> list[int]:
 
 def nonfinite_output_error(info: StepInfo, half_precision: bool, where: str = "") -> ModelOutputError:
     """The one-line error for NaN or Inf in a model's output at a step, naming the step (``where``: e.g. the arm)."""
-    hint = "try --dtype float32 or another scheduler" if half_precision else \
+    hint = "try `dtype` float32 or another scheduler" if half_precision else \
         "check the model's weights (a float32 run), or try another scheduler"
     return ModelOutputError(f"the model produced NaN or Inf at step {info.index}{where} (sigma={info.sigma:.4g}, "
                             f"timestep={info.timestep})", hint)
@@ -92,14 +92,15 @@ def schedule(scheduler: Any, steps: int, set_timesteps: Callable[[Any, int], Non
     except ValueError as err:
         name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
         if most is not None and steps > most:
-            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
-                            f"use --steps {most} or fewer") from None
-        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got `steps` {steps}",
+                            f"use `steps` {most} or fewer", option="steps") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other `steps`",
+                        option="steps") from None
     evals = evaluations(family, scheduler)
     hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
     if not all(e.recorded for e in evals[hidden:]) or len(evals) - hidden < 2:
         raise UserError(f"{type(scheduler).__name__} at {steps} steps gives {len(evals) - hidden} "
-                        "evaluation(s) at finite sigma after the pure-noise ones", "use more --steps")
+                        "evaluation(s) at finite sigma after the pure-noise ones", "use more `steps`")
     return Schedule(scheduler, [StepInfo(i, e.sigma, e.timestep, e.order) for i, e in enumerate(evals[hidden:])],
                     hidden, [e.sigma for e in evals])
 

@@ -106,7 +106,7 @@ def plane_wave_directions(shape: tuple[int, int, int], n_shells: int, per_shell:
         candidates = _shell_candidates(height, width, n)
         if not candidates:
             raise UserError(f"cannot probe {n_shells} shells: a {height}x{width} field has shells 0..{n - 1} only",
-                            f"use --shells {n} or fewer")
+                            f"use `shells` {n} or fewer", option="shells")
         take = min(per_shell, len(candidates) * channels)
         for c in range(channels):
             count = len(range(c, take, channels))
