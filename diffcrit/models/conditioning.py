@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from ..config import AnalyzeConfig
+from ..config import ConditioningConfig
 from ..errors import ConditioningError, UserError, shorten
 from .cond import GUIDANCE
 from .families import Family, TextEncoding, family_guidance, model_family, pipeline_index
@@ -30,7 +30,7 @@ NEGATIVE = "negative_"  # the pipelines' name of a negative embedding: negative_
 
 
 def _class_labels(module, family: Family, root: Path,
-                  config: AnalyzeConfig) -> tuple[Callable[[int], dict | None], dict | None]:
+                  config: ConditioningConfig) -> tuple[Callable[[int], dict | None], dict | None]:
     classes = family.class_count(module)
     label = config.class_label
     if classes is None:
@@ -98,7 +98,7 @@ def _sd_embeds(root: Path, prompts: list[str], names: tuple[str, ...]) -> list[d
     return [{name: value[i: i + 1] for name, value in batch.items()} for i in range(len(prompts))]
 
 
-def _sd_prompts(root: Path, config: AnalyzeConfig, names: tuple[str, ...]) -> tuple[dict, dict | None]:
+def _sd_prompts(root: Path, config: ConditioningConfig, names: tuple[str, ...]) -> tuple[dict, dict | None]:
     """(prompt, negative prompt or None) embeddings of SD 1.x/2.x/XL. Without --negative-prompt the pipelines' own:
     the empty prompt, or for SDXL zeros where its ``force_zeros_for_empty_prompt`` (model_index.json; default
     true) says so."""
@@ -129,8 +129,8 @@ def _need_text_encoder(root: Path) -> None:
                         "pass a full pipeline folder, or `prompt_embeds` FILE")
 
 
-def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
-                     names: tuple[str, ...]) -> tuple[dict, dict | None]:
+def _pipeline_embeds(text: TextEncoding, root: Path, config: ConditioningConfig, names: tuple[str, ...],
+                     dtype: torch.dtype) -> tuple[dict, dict | None]:
     """(prompt, negative prompt or None) embeddings by the pipeline's own ``encode_prompt`` with the arguments its
     ``__call__`` passes, run on the CPU with only its text encoders and tokenizers loaded (no transformer,
     scheduler or VAE; freed on return). The negative prompt (default "", as the pipelines') is encoded as the
@@ -144,7 +144,7 @@ def _pipeline_embeds(text: TextEncoding, root: Path, config: AnalyzeConfig,
         with warnings.catch_warnings():  # recent diffusers call it `dtype`; the older ones diffcrit supports do not
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             pipeline = getattr(diffusers, text.pipeline).from_pretrained(
-                root, transformer=None, vae=None, scheduler=None, torch_dtype=getattr(torch, config.dtype))
+                root, transformer=None, vae=None, scheduler=None, torch_dtype=dtype)
     except (OSError, ValueError, ImportError) as err:
         raise UserError(f"cannot load the text encoders of {root}: {shorten(str(err), 200)}",
                         "pip install 'diffcrit[text]' (sentencepiece reads spiece.model tokenizers), "
@@ -190,7 +190,7 @@ def read_prompt_embeds(path: str | Path, names: tuple[str, ...]) -> dict:
     return {name: tensors[name] for name in names}
 
 
-def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tuple[dict, dict | None, dict]:
+def _embeddings(family: Family, module, root: Path, config: ConditioningConfig) -> tuple[dict, dict | None, dict]:
     """(embeddings under the pipeline's names, the negative prompt's under the same names or None without
     guidance, info) from --prompt-embeds or by encoding --prompt (and --negative-prompt)."""
     text = family.text
@@ -213,7 +213,7 @@ def _embeddings(family: Family, module, root: Path, config: AnalyzeConfig) -> tu
     if text.pipeline is None:
         embeds, negative = _sd_prompts(root, config, names)
     else:
-        embeds, negative = _pipeline_embeds(text, root, config, names)
+        embeds, negative = _pipeline_embeds(text, root, config, names, module.dtype)  # the encoders as the model
     return embeds, negative, {"type": "prompt", "prompt": config.prompt}
 
 
@@ -227,7 +227,7 @@ def _same_shapes(first: dict, second: dict, where: str) -> None:
                             f"{tuple(value.shape)}", "both must have the same shape (one batch holds both)")
 
 
-def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
+def _prompt(module, family: Family, root: Path, config: ConditioningConfig, pixels):
     text = family.text
     distilled = text.distilled(module, root, config)  # a guidance-distilled model's guidance input: recorded
     if distilled is not None and not text.true_cfg:  # --guidance-scale is that input; its pipeline does no CFG
@@ -257,7 +257,7 @@ def _prompt(module, family: Family, root: Path, config: AnalyzeConfig, pixels):
     return (lambda n: expand(encoded, n)), info
 
 
-def check_unconditional(config: AnalyzeConfig, name: str) -> None:
+def check_unconditional(config: ConditioningConfig, name: str) -> None:
     """A model without conditioning (a callable, an analytic built-in) refuses --class-label, --prompt and
     --guidance-scale."""
     if config.class_label is not None:
@@ -267,7 +267,7 @@ def check_unconditional(config: AnalyzeConfig, name: str) -> None:
         raise UserError(f"{name} has no conditioning to guide", "drop `guidance_scale`", option="guidance_scale")
 
 
-def refuse_prompt(config: AnalyzeConfig, name: str) -> None:
+def refuse_prompt(config: ConditioningConfig, name: str) -> None:
     """--prompt / --prompt-embeds / --negative-prompt given to a model ``name`` that takes no text: a conditioning
     error."""
     for given, option in ((config.prompt, "prompt"), (config.prompt_embeds, "prompt_embeds"),
@@ -276,7 +276,7 @@ def refuse_prompt(config: AnalyzeConfig, name: str) -> None:
             raise ConditioningError(f"{name} takes no prompt", f"drop `{option}`", option=option)
 
 
-def build_conditioning(module, root: Path, config: AnalyzeConfig,
+def build_conditioning(module, root: Path, config: ConditioningConfig,
                        pixels: tuple[int, int] | None = None) -> tuple[Callable[[int], dict | None], dict | None]:
     """(make, info) for a loaded diffusers module (module docstring); ``pixels``: the (height, width) its latent
     grid stands for (transformer pipelines; resolution conditioning)."""
