@@ -12,7 +12,9 @@ import pytest
 from matplotlib.image import imread
 
 from diffcrit.errors import UserError
-from diffcrit.report.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
+from diffcrit.frame import sigma_to_t, t_to_sigma
+from diffcrit.report.analyze_figures import CURVE_PANELS
+from diffcrit.report.figures import DPI, FIGSIZE_IN, make_figure, plot_results
 from diffcrit.report.sparkline import BLOCKS, sparkline
 from cli_checks import one_line_error, run
 from result_factory import MARKER_NAMES, make_analyze_result, make_guide_result, with_changes
@@ -342,7 +344,7 @@ def test_sparkline_missing_flat_and_shared_scale():
 def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
     import torch
 
-    from diffcrit.report.plotting import image_grid, tiles
+    from diffcrit.report.grids import image_grid, tiles
 
     images = torch.stack([torch.full((1, 2, 3), v) for v in (-1.0, 0.0, 1.0)])  # black, mid grey, white
     grid = np.asarray(image_grid(tiles(images), cols=2))
@@ -357,12 +359,13 @@ def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
 
 def test_one_model_twice_is_labelled_by_its_conditioning():
     """Overlaying a model's unguided and guided runs: the default labels say which is which."""
-    from diffcrit.report.plotting import _labels
+    from diffcrit.report.figures import _labels
+    from diffcrit.report.view import view
 
     plain, guided, same = (make_analyze_result(0.4) for _ in range(3))
     for doc, cfg in ((plain, None), (guided, {"scale": 3.0, "null_class": 10}), (same, None)):
         doc["model"].update(id="builtin:digits", conditioning={"type": "class", "class_label": 3,
                                                               **({"cfg": cfg} if cfg else {})})
-    assert _labels([plain, guided], None) == ["builtin:digits (class 3)", "builtin:digits (class 3, CFG 3)"]
-    assert _labels([plain, same], None) == ["builtin:digits (class 3) #1", "builtin:digits (class 3) #2"]
-    assert _labels([make_analyze_result(0.4)], None) == [make_analyze_result(0.4)["model"]["id"]]
+    assert _labels([view(plain), view(guided)], None) == ["builtin:digits (class 3)", "builtin:digits (class 3, CFG 3)"]
+    assert _labels([view(plain), view(same)], None) == ["builtin:digits (class 3) #1", "builtin:digits (class 3) #2"]
+    assert _labels([view(make_analyze_result(0.4))], None) == [make_analyze_result(0.4)["model"]["id"]]

@@ -344,7 +344,7 @@ def _stage_grids(outputs: StagedOutputs, folder: Path, images: dict) -> None:
     """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
     from PIL import Image
 
-    from ..report.plotting import image_grid, tiles
+    from ..report.grids import image_grid, tiles
 
     outputs.folder(folder, "--save-images folder")
     for name, batch in images.items():
