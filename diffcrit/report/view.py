@@ -292,6 +292,7 @@ class AnalyzeView:
     shells: np.ndarray  # (K,) wave numbers k_n = 2 pi n / L
     steps: Steps
     n_steps: int
+    inconsistent_steps: tuple[int, ...]  # diagnostics.total_variance: the steps whose x0 estimate is inconsistent
     critical: Critical
     theory: Theory | None
 
@@ -304,7 +305,7 @@ class AnalyzeView:
         theory = doc.get("theory")
         return cls(ModelInfo.from_document(doc.get("model"), fallback_id), _frozen(doc.get("config")),
                    (doc.get("environment") or {}).get("probe_method"), shells,
-                   Steps.from_document(steps, n_shells, tuple(listed)), len(steps),
+                   Steps.from_document(steps, n_shells, tuple(listed)), len(steps), tuple(listed),
                    Critical.from_document(doc.get("critical")),
                    Theory(_frozen(theory.get("markers")), _frozen(theory.get("measured_minus_predicted")))
                    if isinstance(theory, Mapping) else None)
