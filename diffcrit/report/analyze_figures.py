@@ -122,7 +122,7 @@ def _heatmap(fig: Figure, ax, views: Sequence[AnalyzeView], labels: Sequence[str
 
 
 def _decided_curves(ax, views: Sequence[AnalyzeView], labels: Sequence[str]) -> None:
-    """Decided fraction Var D(y) / Var x0 per shell with its ci95 band, the 1/2 level and the 1.25 limit."""
+    """Decided fraction Var D(y) / Var x0 per shell with its ci95 band, the decision level and the consistency limit."""
     notes, drawn, peak = [], set(), 0.0
     for i, v in enumerate(views):
         decided = v.curve("decided")

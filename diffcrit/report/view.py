@@ -259,12 +259,12 @@ class Steps:
     def curve(self, name: str, shell: int | None = None) -> np.ndarray | None:
         """Per-step values of ``name``, NaN where null: (S,) for a scalar curve or one ``shell``, (S, K) for every
         shell, with a trailing [lo, hi] axis for a band (``BAND_CURVES``); None when no step carries ``name``."""
+        if name not in SCALAR_CURVES + SHELL_CURVES + BAND_CURVES:
+            raise KeyError(f"no curve {name!r} in a result's steps")
         if not any(name in s for s in self.rows):
             return None
         if name in SCALAR_CURVES:
             return np.array([_nan(s.get(name)) for s in self.rows])
-        if name not in SHELL_CURVES + BAND_CURVES:
-            raise KeyError(f"no curve {name!r} in a result's steps")
         band = name in BAND_CURVES
         out = np.full((len(self.rows), self.n_shells) + ((2,) if band else ()), np.nan)
         for i, step in enumerate(self.rows):
