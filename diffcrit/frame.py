@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 
 def sigma_to_t(sigma: float | np.ndarray) -> float | np.ndarray:
     """t = log(1 + sigma^2) (docs/design.md §2); elementwise for an array (a figure's sigma axis)."""
-    if isinstance(sigma, np.ndarray):
+    if isinstance(sigma, np.ndarray) and sigma.ndim:
         return np.log1p(sigma.astype(float) ** 2)
     return math.log1p(float(sigma) ** 2)
 
 
 def t_to_sigma(t: float | np.ndarray) -> float | np.ndarray:
     """Inverse of ``sigma_to_t``: sigma = sqrt(exp(t) - 1), 0 for t <= 0; elementwise for an array."""
-    if isinstance(t, np.ndarray):
+    if isinstance(t, np.ndarray) and t.ndim:
         return np.sqrt(np.maximum(np.expm1(t.astype(float)), 0.0))
     return math.sqrt(max(math.expm1(float(t)), 0.0))
 

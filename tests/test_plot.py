@@ -88,6 +88,8 @@ def test_sigma_axis_is_the_inverse_of_t():
     sigma = np.array([0.0, 0.1, 1.0, 80.0])
     assert np.allclose(t_to_sigma(sigma_to_t(sigma)), sigma)
     assert t_to_sigma(math.log(2.0)) == pytest.approx(1.0)  # t = log(1 + sigma^2), docs/design.md §2
+    assert isinstance(t_to_sigma(1.0), float) and isinstance(sigma_to_t(np.float64(2.0)), float)  # the frame's one home
+    assert t_to_sigma(np.array([-0.2, 0.0])).tolist() == [0.0, 0.0]  # the axis reaches left of t = 0
 
 
 def test_cli_plot_writes_the_figure(tmp_path):
