@@ -348,9 +348,19 @@ def _metrics(metrics: Any) -> Mapping[str, Stat]:
 
 @dataclass(frozen=True)
 class Arm:
+    """One arm of guide: the windows in t it guided (one per sample where random), its steps, its metrics."""
+
     name: str
     n: int | None
+    windows: tuple[Interval, ...]
+    guided_steps_mean: float | None
     metrics: Mapping[str, Stat]
+
+    @classmethod
+    def from_document(cls, arm: Mapping[str, Any]) -> Arm:
+        windows = tuple(w for window in arm.get("windows") or [] if (w := interval(window)) is not None)
+        return cls(arm["name"], integer(arm.get("n")), windows, number(arm.get("guided_steps_mean")),
+                   _metrics(arm.get("metrics")))
 
 
 @dataclass(frozen=True)
@@ -381,9 +391,13 @@ class Block:
 
 @dataclass(frozen=True)
 class Peak:
+    """The sweep's peak block: its metric, mean t with the bootstrap ci95, its steps and share of resamples."""
+
     metric: str
     t: float | None
     ci95: Interval | None
+    steps: tuple[int, int] | None
+    share: float | None
 
 
 @dataclass(frozen=True)
@@ -403,6 +417,9 @@ class GuideView:
     model: ModelInfo
     critical: WorkingTime | None
     window_width_t: float | None
+    guidance_scale: float | None
+    base: str  # what a sample runs on outside its window: conditional or unconditional (docs/design.md §11)
+    notes: tuple[str, ...]
     scored: bool
     metric_names: tuple[str, ...]
     arms: tuple[Arm, ...]
@@ -413,14 +430,16 @@ class GuideView:
     def from_document(cls, doc: Mapping[str, Any], fallback_id: str = "?") -> GuideView:
         critical = doc.get("critical") or {}
         t = number(critical.get("t"))
-        arms = tuple(Arm(a["name"], integer(a.get("n")), _metrics(a.get("metrics"))) for a in doc.get("arms") or [])
+        arms = tuple(Arm.from_document(arm) for arm in doc.get("arms") or [])
         comparisons = tuple(
             Comparison(c["arm"], c["versus"], c.get("metric"), number(c.get("diff_mean")), interval(c.get("ci95")),
                        number(c.get("p_value", c.get("wilcoxon_p"))), number(c.get("effect_size")))
             for c in doc.get("comparisons") or [])
         return cls(ModelInfo.from_document(doc.get("model"), fallback_id),
                    None if t is None else WorkingTime(t, interval(critical.get("ci95")), str(critical.get("source"))),
-                   number(doc.get("window_width_t")), bool(doc.get("scored") and doc.get("metric_names")),
+                   number(doc.get("window_width_t")), number(doc.get("guidance_scale")),
+                   doc.get("base", "conditional"), tuple(doc.get("notes") or ()),
+                   bool(doc.get("scored") and doc.get("metric_names")),
                    tuple(doc.get("metric_names") or ()), arms, comparisons, _sweep(doc.get("sweep")))
 
     def arm(self, name: str) -> Arm | None:
@@ -434,7 +453,13 @@ def _sweep(sweep: Any) -> Sweep | None:
                     for p in sweep.get("profile") or [])
     peak = sweep.get("peak")
     return Sweep(int(sweep["block_steps"]), sweep.get("base", "conditional"), profile,
-                 Peak(peak.get("metric"), number(peak.get("t")), interval(peak.get("ci95"))) if peak else None)
+                 _peak(peak) if peak else None)
+
+
+def _peak(peak: Mapping[str, Any]) -> Peak:
+    steps = peak.get("steps")
+    return Peak(peak.get("metric"), number(peak.get("t")), interval(peak.get("ci95")),
+                tuple(steps) if isinstance(steps, list) and len(steps) == 2 else None, number(peak.get("share")))
 
 
 def view(doc: Mapping[str, Any], fallback_id: str = "?") -> AnalyzeView | GuideView:
