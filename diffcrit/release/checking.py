@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import UserError
 from ..io import read_text
 from ..report.document import KIND_ANALYZE, validate_document
-from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order
+from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order, number
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
 CHECK_CRITICAL_FOUND = "critical.found"
@@ -196,12 +196,8 @@ def _validator_class():
     """Draft 2020-12 with finite numbers only: YAML's .nan and .inf are no tolerance (jsonschema loads on first use)."""
     from jsonschema import Draft202012Validator, validators
 
-    numbers = Draft202012Validator.TYPE_CHECKER.redefine("number", lambda _, value: _is_number(value))
+    numbers = Draft202012Validator.TYPE_CHECKER.redefine("number", lambda _, value: number(value) is not None)
     return validators.extend(Draft202012Validator, type_checker=numbers)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _field_type(hint: Any) -> tuple[type, bool]:

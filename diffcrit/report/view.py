@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..analysis.detection import DECISION, MARKERS
+from ..errors import shorten
 from .document import KIND_GUIDE
 
 Interval = tuple[float, float]
@@ -51,6 +52,7 @@ def interval(value: Any) -> Interval | None:
 
 
 def integer(value: Any) -> int | None:
+    """A JSON integer; None for null, a bool or anything else."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -95,8 +97,6 @@ class ModelInfo:
 
     def conditioned(self) -> str:
         """What the run was conditioned on, for titles and labels: "class 3, CFG 3", 'prompt "a red barn"', ""."""
-        from ..errors import shorten
-
         c = self.conditioning
         if not c:
             return ""
