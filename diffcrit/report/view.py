@@ -231,9 +231,7 @@ class Steps:
     """``steps`` in ascending t: the time of each, whether it was probed, whether its x0 estimate is inconsistent,
     and the per-step values as curves (``curve``)."""
 
-    index: np.ndarray  # (S,) int, the step's index in generation order
     t: np.ndarray  # (S,) float, ascending
-    sigma: np.ndarray  # (S,) float
     probed: np.ndarray  # (S,) bool
     inconsistent: np.ndarray  # (S,) bool: x0_consistent is false, or diagnostics list the step
     n_shells: int
@@ -245,9 +243,8 @@ class Steps:
         probed = [s["probed"] if isinstance(s.get("probed"), bool) else isinstance(s.get("stiffness"), list)
                   for s in rows]
         bad = [s.get("x0_consistent") is False or s.get("index") in inconsistent for s in rows]
-        return cls(np.array([integer(s.get("index")) or 0 for s in rows], dtype=int),
-                   np.array([float(s["t"]) for s in rows]), np.array([_nan(s.get("sigma")) for s in rows]),
-                   np.array(probed, dtype=bool), np.array(bad, dtype=bool), n_shells, rows)
+        return cls(np.array([float(s["t"]) for s in rows]), np.array(probed, dtype=bool), np.array(bad, dtype=bool),
+                   n_shells, rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -382,9 +379,8 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Block:
-    """One block of the sweep's profile: its first and last step, its mean t, each metric."""
+    """One block of the sweep's profile: its mean t, each metric."""
 
-    steps: tuple[int, int]
     t_center: float
     metrics: Mapping[str, Stat]
 
@@ -449,7 +445,7 @@ class GuideView:
 def _sweep(sweep: Any) -> Sweep | None:
     if not sweep:
         return None
-    profile = tuple(Block(tuple(p["steps"]), float(p["t_center"]), _metrics(p.get("metrics")))
+    profile = tuple(Block(float(p["t_center"]), _metrics(p.get("metrics")))
                     for p in sweep.get("profile") or [])
     peak = sweep.get("peak")
     return Sweep(int(sweep["block_steps"]), sweep.get("base", "conditional"), profile,
