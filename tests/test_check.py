@@ -14,7 +14,7 @@ from diffcrit.analysis import detection
 from diffcrit.release.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED,
                                        STATUS_FAIL, STATUS_PASS, STATUS_SKIP, Tolerances, any_failed, compare_results,
                                        load_tolerances, marker_check_name, outcomes_to_dict, pairing,
-                                       stiffness_check_name, tolerances_from_mapping)
+                                       stiffness_check_name, tolerances_from_mapping, tolerances_schema)
 from diffcrit.errors import UserError
 from diffcrit.report.document import read_document
 from cli_checks import one_line_error, run
@@ -200,11 +200,35 @@ def test_tolerance_overrides_and_null_turns_a_check_off():
     ({"marker_presence": "yes"}, "marker_presence must be true or false"),
     ({"grid_points": 1}, "grid_points must be an integer >= 2"),
     ({"ci_scale": None}, "ci_scale must be a number >= 0"),
+    ({"xi": float("nan")}, "xi must be a number >= 0 or null"),  # YAML's .nan
+    ({"decided": float("inf")}, "decided must be a number >= 0 or null"),
+    ({"stiffness_shells": 0}, "stiffness_shells must be an integer >= 1"),
+    ({"xi": 0.5, "grid_points": "many"}, "grid_points must be an integer >= 2"),
 ])
 def test_bad_tolerances_are_one_line_user_errors(data, message):
     with pytest.raises(UserError, match=message) as err:
         tolerances_from_mapping(data)
     assert "\n" not in str(err.value)
+
+
+def test_the_tolerance_schema_is_read_off_the_dataclass():
+    """One field list: the schema's properties are Tolerances' fields, with their types, bounds and nulls."""
+    import dataclasses
+
+    import jsonschema
+    import yaml
+
+    schema = tolerances_schema()
+    assert list(schema["properties"]) == [f.name for f in dataclasses.fields(Tolerances)]
+    assert schema["properties"]["critical_t"] == {"type": ["number", "null"], "minimum": 0}
+    assert schema["properties"]["ci_scale"] == {"type": "number", "minimum": 0}
+    assert schema["properties"]["grid_points"] == {"type": "integer", "minimum": 2}
+    assert schema["properties"]["marker_presence"] == {"type": "boolean"}
+    jsonschema.validate(yaml.safe_load((ROOT / "examples" / "diffcrit.yaml").read_text())["check"], schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"critcal_t": 0.1}, schema)
+    tol = tolerances_from_mapping({"critical_t": 1, "grid_points": 8})  # YAML's 1 is a number like 1.0
+    assert isinstance(tol.critical_t, float) and isinstance(tol.grid_points, int)
 
 
 def test_yaml_file_errors(tmp_path):

@@ -22,7 +22,7 @@ from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.sampling.steppers import scheduler_steps
 from diffcrit.guidance.engine import guide, load_guided_model, make_guide_config, step_grid
 from diffcrit.report.document import validate_document
-from diffcrit.report.plotting import plot_results
+from diffcrit.report.figures import plot_results
 from result_factory import make_analyze_result, make_guide_result
 from tiny_models import CLASSES, save_ddpm_pipeline
 import cli_checks

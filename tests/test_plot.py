@@ -12,7 +12,9 @@ import pytest
 from matplotlib.image import imread
 
 from diffcrit.errors import UserError
-from diffcrit.report.plotting import CURVE_PANELS, DPI, FIGSIZE_IN, make_figure, plot_results, sigma_to_t, t_to_sigma
+from diffcrit.frame import sigma_to_t, t_to_sigma
+from diffcrit.report.analyze_figures import CURVE_PANELS
+from diffcrit.report.figures import DPI, FIGSIZE_IN, make_figure, plot_results
 from diffcrit.report.sparkline import BLOCKS, sparkline
 from cli_checks import one_line_error, run
 from result_factory import MARKER_NAMES, make_analyze_result, make_guide_result, with_changes
@@ -86,6 +88,8 @@ def test_sigma_axis_is_the_inverse_of_t():
     sigma = np.array([0.0, 0.1, 1.0, 80.0])
     assert np.allclose(t_to_sigma(sigma_to_t(sigma)), sigma)
     assert t_to_sigma(math.log(2.0)) == pytest.approx(1.0)  # t = log(1 + sigma^2), docs/design.md §2
+    assert isinstance(t_to_sigma(1.0), float) and isinstance(sigma_to_t(np.float64(2.0)), float)  # the frame's one home
+    assert t_to_sigma(np.array([-0.2, 0.0])).tolist() == [0.0, 0.0]  # the axis reaches left of t = 0
 
 
 def test_cli_plot_writes_the_figure(tmp_path):
@@ -342,7 +346,7 @@ def test_sparkline_missing_flat_and_shared_scale():
 def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
     import torch
 
-    from diffcrit.report.plotting import image_grid, tiles
+    from diffcrit.report.grids import image_grid, tiles
 
     images = torch.stack([torch.full((1, 2, 3), v) for v in (-1.0, 0.0, 1.0)])  # black, mid grey, white
     grid = np.asarray(image_grid(tiles(images), cols=2))
@@ -357,12 +361,13 @@ def test_image_grid_frames_each_tile_and_fills_missing_cells_white():
 
 def test_one_model_twice_is_labelled_by_its_conditioning():
     """Overlaying a model's unguided and guided runs: the default labels say which is which."""
-    from diffcrit.report.plotting import _labels
+    from diffcrit.report.figures import _labels
+    from diffcrit.report.view import view
 
     plain, guided, same = (make_analyze_result(0.4) for _ in range(3))
     for doc, cfg in ((plain, None), (guided, {"scale": 3.0, "null_class": 10}), (same, None)):
         doc["model"].update(id="builtin:digits", conditioning={"type": "class", "class_label": 3,
                                                               **({"cfg": cfg} if cfg else {})})
-    assert _labels([plain, guided], None) == ["builtin:digits (class 3)", "builtin:digits (class 3, CFG 3)"]
-    assert _labels([plain, same], None) == ["builtin:digits (class 3) #1", "builtin:digits (class 3) #2"]
-    assert _labels([make_analyze_result(0.4)], None) == [make_analyze_result(0.4)["model"]["id"]]
+    assert _labels([view(plain), view(guided)], None) == ["builtin:digits (class 3)", "builtin:digits (class 3, CFG 3)"]
+    assert _labels([view(plain), view(same)], None) == ["builtin:digits (class 3) #1", "builtin:digits (class 3) #2"]
+    assert _labels([view(make_analyze_result(0.4))], None) == [make_analyze_result(0.4)["model"]["id"]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import diffcrit
-from diffcrit.report.document import working_time
+from diffcrit.report.view import Critical
 from diffcrit.analysis import detection
 from diffcrit.analysis import probe_schedule as schedule
 from cli_checks import run
@@ -97,7 +97,7 @@ def test_auto_matches_dense_on_the_mixture(spec, options):
     dense, dense_c = _critical(spec, probe_schedule="every", bootstrap=50, **options)
     auto, auto_c = _critical(spec, probe_schedule="auto", bootstrap=50, **options)
     # 8 samples evidence no transition along trajectories: the decision time is the time both work with
-    dense_t, auto_t = working_time(dense_c), working_time(auto_c)
+    dense_t, auto_t = (Critical.from_document(c).working_time() for c in (dense_c, auto_c))
     assert dense_t is not None and auto_t is not None and dense_c["found"] == auto_c["found"]
     refined = schedule.REFINED[options.get("linearize_at", "trajectory")]
     for name, marker in auto_c["markers"].items():
@@ -107,8 +107,8 @@ def test_auto_matches_dense_on_the_mixture(spec, options):
                 assert marker["ci95"][0] - 1e-9 <= dense_marker["t"] <= marker["ci95"][1] + 1e-9, name
         else:  # from the same adjacent steps (decision and xi_growth need no probes)
             assert marker == dense_marker, name
-    lo, hi = dense_t["ci95"] or (dense_t["t"], dense_t["t"])
-    assert lo - 1e-9 <= auto_t["t"] <= hi + 1e-9
+    lo, hi = dense_t.ci95 or (dense_t.t, dense_t.t)
+    assert lo - 1e-9 <= auto_t.t <= hi + 1e-9
     assert auto["probe"]["probed_steps"] < 0.6 * dense["probe"]["probed_steps"]
     schedule_block = auto["probe"]["schedule"]
     assert schedule_block["mode"] == "auto" and schedule_block["coarse_stride"] == \
@@ -127,10 +127,10 @@ def test_auto_matches_dense_on_a_small_trained_unet():
     auto, auto_c = _critical("builtin:digits", probe_schedule="auto", **options)
     np.testing.assert_array_equal(np.array([s["xi_denoised"] for s in auto["steps"]], dtype=float),
                                   np.array([s["xi_denoised"] for s in dense["steps"]], dtype=float))
-    dense_t, auto_t = working_time(dense_c), working_time(auto_c)
+    dense_t, auto_t = (Critical.from_document(c).working_time() for c in (dense_c, auto_c))
     assert dense_t is not None and auto_t is not None and dense_c["found"] == auto_c["found"]
-    lo, hi = dense_t["ci95"] or (dense_t["t"], dense_t["t"])
-    assert lo - 1e-9 <= auto_t["t"] <= hi + 1e-9
+    lo, hi = dense_t.ci95 or (dense_t.t, dense_t.t)
+    assert lo - 1e-9 <= auto_t.t <= hi + 1e-9
     assert auto["probe"]["probed_steps"] < dense["probe"]["probed_steps"]
 
 

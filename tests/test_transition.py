@@ -17,7 +17,8 @@ from diffcrit.cli import app
 from diffcrit.models.builtins import make_analytic
 from diffcrit.models.builtins.analytic import noisy_mixture_decided
 from diffcrit.spectral.fourier import low_bins
-from diffcrit.report.document import transition_words, validate_document, working_time
+from diffcrit.report.document import validate_document
+from diffcrit.report.view import Critical
 
 
 def test_gaussian_decided_is_the_exact_decided_fraction_of_a_gaussian_field():
@@ -67,8 +68,9 @@ def test_gaussian_field_is_a_crossover_not_a_transition(xi, steps):
     # the decision time stays, and its interval holds the exact one despite Euler's first-order bias
     decision, exact = doc["critical"]["markers"]["decision"], doc["theory"]["markers"]["decision"]
     assert decision["ci95"][0] <= exact <= decision["ci95"][1]
-    assert working_time(doc["critical"])["source"] == "decision"
-    assert transition_words(doc["critical"]).startswith("no evidence of a phase transition")
+    read = Critical.from_document(doc["critical"])
+    assert read.working_time().source == "decision"
+    assert read.transition_words().startswith("no evidence of a phase transition")
     # the null is recorded beside the decided fraction at every step
     assert all(len(step["gaussian_decided"]) == 4 for step in doc["steps"])
 
@@ -100,7 +102,7 @@ def test_within_class_noise_transition_is_found_in_the_dc_shell_only(noisy_mixtu
     assert exact == pytest.approx(0.5, abs=1e-6)  # the exact phi = 3/4 point of Biroli et al. 2024
     assert critical["ci95"][0] <= doc["theory"]["markers"]["decision"] <= critical["ci95"][1]
     assert band_coverage(doc, 64.0, 1.0) >= 0.9
-    assert transition_words(critical).startswith("transition in shell 0")
+    assert Critical.from_document(critical).transition_words().startswith("transition in shell 0")
 
 
 def test_the_default_shell_rule_would_have_missed_it(noisy_mixture):

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..spectral.fourier import LowBins, ProbeDirections
 from . import estimators
+from .detection import CONSISTENT_BELOW
 from .records import Records
 
 
@@ -87,12 +88,6 @@ def _null_decided(records: Records, rows, n_shells: int) -> np.ndarray | None:
     power = [estimators.shell_power(estimators.bin_power(c), shell, n_shells)
              for c in (denoised, records.null_final[rows])]
     return estimators.decided_fraction(*power)
-
-
-# A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)
-# that varies more across samples than the samples themselves (law of total variance broken,
-# docs/design.md §5): the model's denoiser is unreliable there and the step is kept out of the markers.
-CONSISTENT_BELOW = 1.25
 
 
 # Below this many samples a variance ratio has a relative error of 50% or more (sqrt(2 / N)): no

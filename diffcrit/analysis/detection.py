@@ -33,6 +33,11 @@ PRIMARY = {"trajectory": DECISION, "zero": STIFFNESS_ZERO}
 # (for a Gaussian mode at t = log(1 + P(k)), the speciation time of Biroli et al. 2024).
 DECIDED_LEVEL = 0.5
 
+# A step whose decided fraction exceeds this on a shell whose samples vary has an x0 estimate D(y)
+# that varies more across samples than the samples themselves (law of total variance broken,
+# docs/design.md §5): the model's denoiser is unreliable there and the step is kept out of the markers.
+CONSISTENT_BELOW = 1.25
+
 # An interior extremum counts only if it stands out above both ends of its curve by this
 # fraction of the curve's range: a monotone curve with a noisy plateau (float32 round-off in
 # s = 1 - g at small sigma) has no marker.

@@ -14,8 +14,8 @@ from ..report.document import environment, header
 from ..sampling import clones
 from . import class_decision, estimators, transition
 from .critical import critical_block, marker_block
-from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
-                     consistent_steps, curve_band)
+from .curves import CONSISTENCY_MIN_SAMPLES, Curves, bootstrap_curves, compute_curves, consistent_steps, curve_band
+from .detection import CONSISTENT_BELOW
 from .records import Records
 
 

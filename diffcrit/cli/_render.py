@@ -12,7 +12,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
                            TimeRemainingColumn)
 from rich.table import Table
 
-from ..report.document import describe_conditioning, transition_words
+from ..analysis.detection import CONSISTENT_BELOW
+from ..report.view import AnalyzeView
 from ..progress import CLONING, GUIDE, NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 
 
@@ -57,57 +58,54 @@ def _sparkline(values: list, width: int = 40) -> str:
 
 def render_summary(console: Console, document: dict) -> None:
     """Critical time (the regime's primary marker), every marker with its ci95 and presence, compact curves."""
-    critical = document["critical"]
-    theory = document.get("theory") or {}
-    conditioned = describe_conditioning(document["model"].get("conditioning"))
-    title = f"{document['model']['id']}{f' ({conditioned})' if conditioned else ''} — markers " \
-            f"({critical.get('regime', 'trajectory')} regime)"
+    result = AnalyzeView.from_document(document)
+    critical, theory = result.critical, result.theory
+    conditioned = result.model.conditioned()
+    title = f"{result.model.id}{f' ({conditioned})' if conditioned else ''} — markers " \
+            f"({critical.regime or 'trajectory'} regime)"
     table = Table(title=title, title_justify="left")
     for column in ("marker", "t", "ci95", "presence", "sigma", "step"):
         table.add_column(column, justify="left" if column == "marker" else "right", no_wrap=True)
-    for name, entry in critical["markers"].items():
-        entry = entry or {}
-        ci = entry.get("ci95")
-        label = (name + (" *" if name == critical.get("primary") else "")
-                 + (" (multimodal)" if entry.get("multimodal") else ""))
-        table.add_row(label, _fmt(entry.get("t")), f"{_fmt(ci[0])}..{_fmt(ci[1])}" if ci else "-",
-                      _fmt(entry.get("presence")), _fmt(entry.get("sigma")), _fmt(entry.get("step")))
+    for name, marker in critical.markers.items():
+        label = name + (" *" if name == critical.primary else "") + (" (multimodal)" if marker.multimodal else "")
+        table.add_row(label, _fmt(marker.t), _interval(marker.ci95, ".."), _fmt(marker.presence), _fmt(marker.sigma),
+                      _fmt(marker.step))
     console.print(table)
-    primary = critical.get("primary", "")
-    exact_t = (theory.get("markers") or {}).get(primary)
+    exact_t = theory.markers.get(critical.primary) if theory is not None else None
     exact = "" if exact_t is None else f"; exact t = {_fmt(exact_t)}"
-    verdict = critical.get("transition") or {}
-    if verdict:
-        value, ci = verdict.get("value"), verdict.get("ci95")
-        detail = "" if value is None else f" ({verdict['statistic']} = {_fmt(value)}" + \
-            (f", ci95 {_fmt(ci[0])} .. {_fmt(ci[1])}" if ci else "") + f"; evidence above {_fmt(verdict['margin'])})"
-        console.print(transition_words(critical) + detail, highlight=False,
-                      style=None if verdict.get("evidence") else "yellow")
-        if verdict.get("evidence") and verdict.get("sampler_calibrated") is False:
+    verdict = critical.transition
+    if verdict is not None:
+        detail = "" if verdict.value is None else f" ({verdict.statistic} = {_fmt(verdict.value)}" + \
+            (f", ci95 {_interval(verdict.ci95, ' .. ')}" if verdict.ci95 else "") + \
+            f"; evidence above {_fmt(verdict.margin)})"
+        console.print(critical.transition_words() + detail, highlight=False,
+                      style=None if verdict.evidence else "yellow")
+        if verdict.evidence and verdict.sampler_calibrated is False:
             console.print("note: this null is the formula f_G, whose sampler allowance is calibrated on Euler "
                           "sampling only (docs/design.md §6a)", style="yellow", highlight=False)
-    if critical["found"]:
-        ci = critical.get("ci95")
-        console.print(f"critical t = {_fmt(critical['t'])}  ci95 = {_fmt(ci[0]) + ' .. ' + _fmt(ci[1]) if ci else '-'}"
-                      f"  (* primary marker: {primary}{exact})", highlight=False)
-    elif not verdict or critical.get("regime") == "zero":
-        console.print(f"no critical time: the primary marker ({primary}) was not found", style="yellow")
-    inconsistent = ((document.get("diagnostics") or {}).get("total_variance") or {}).get("inconsistent_steps") or []
+    if critical.found:
+        console.print(f"critical t = {_fmt(critical.t)}  ci95 = {_interval(critical.ci95, ' .. ')}"
+                      f"  (* primary marker: {critical.primary or ''}{exact})", highlight=False)
+    elif verdict is None or critical.regime == "zero":
+        console.print(f"no critical time: the primary marker ({critical.primary or ''}) was not found", style="yellow")
+    inconsistent = list(result.inconsistent_steps)
     if inconsistent:
-        guided = ((document["model"].get("conditioning") or {}).get("cfg")) is not None
-        why = " (a guided D(y) is no posterior mean: docs/design.md §2)" if guided else ""
-        console.print(f"{len(inconsistent)} step(s) with an inconsistent x0 estimate (decided fraction > 1.25) "
-                      f"left out of the markers: {inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}{why}",
+        why = " (a guided D(y) is no posterior mean: docs/design.md §2)" if result.model.guided else ""
+        console.print(f"{len(inconsistent)} step(s) with an inconsistent x0 estimate "
+                      f"(decided fraction > {CONSISTENT_BELOW:g}) left out of the markers: "
+                      f"{inconsistent[:8]}{' ...' if len(inconsistent) > 8 else ''}{why}",
                       style="yellow", highlight=False)
-    if theory.get("measured_minus_predicted"):
-        differences = theory["measured_minus_predicted"].items()
+    if theory is not None and theory.measured_minus_predicted:
+        differences = theory.measured_minus_predicted.items()
         console.print("measured - theory: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in differences), highlight=False)
-    steps = document["steps"]
-    s_low = [(s["stiffness"] or [None])[0] for s in steps]
-    xi = [s["xi_denoised"] for s in steps]
-    shell = critical.get("decision_shell")
-    decided = [None if shell is None else (s.get("decided") or [None] * (shell + 1))[shell] for s in steps]
-    for label, values in (("decided ", decided), ("s(k=0)  ", s_low), ("xi(D(y))", xi)):
-        line = _sparkline(values)
+    shell = critical.decision_shell
+    curves = (("decided ", None if shell is None else result.curve("decided", shell)),
+              ("s(k=0)  ", result.curve("stiffness", 0)), ("xi(D(y))", result.curve("xi_denoised")))
+    for label, values in curves:
+        line = _sparkline([] if values is None else list(values[::-1]))  # the view's steps run in ascending t
         if line:
             console.print(f"{label} {line}   (generation order →)", highlight=False)
+
+
+def _interval(ci, sep: str) -> str:
+    return f"{_fmt(ci[0])}{sep}{_fmt(ci[1])}" if ci else "-"

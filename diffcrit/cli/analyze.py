@@ -143,7 +143,7 @@ def analyze(
         render_summary(console, document)
     with command_outputs(quiet) as outputs:  # all or nothing: a figure that cannot be written keeps the old JSON
         if plot is not None:
-            from ..report.plotting import figure_bytes, figure_format
+            from ..report.figures import figure_bytes, figure_format
 
             outputs.write_bytes(plot, figure_bytes([document], figure_format(plot)))
         if save_samples is not None:
@@ -161,7 +161,7 @@ def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samp
     from ..models.scorers import classifier_path
 
     if plot is not None:
-        from ..report.plotting import figure_format
+        from ..report.figures import figure_format
 
         figure_format(plot)
     check_analysis_outputs(model, save_samples_to=save_samples, save_states=save_states,

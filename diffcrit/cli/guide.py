@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..guidance.config import GuideConfig as DEFAULTS  # every option's default is its config field's
 from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
+from ..report.view import Arm, Comparison, GuideView, Sweep
 from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
                        SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
@@ -228,14 +229,13 @@ def _ci(ci, fmt: str = ".3f") -> str:
     return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "-"
 
 
-def _p(comparison: dict) -> str:
+def _p(comparison: Comparison) -> str:
     """The comparison's p-value (``wilcoxon_p`` in results of diffcrit 0.1)."""
-    p = comparison.get("p_value", comparison.get("wilcoxon_p"))
-    return f"{p:.2g}" if p is not None else "-"
+    return f"{comparison.p_value:.2g}" if comparison.p_value is not None else "-"
 
 
-def _windows(arm: dict) -> str:
-    windows = arm.get("windows") or []
+def _windows(arm: Arm) -> str:
+    windows = arm.windows
     if not windows:
         return "never"
     if len(windows) == 1:
@@ -248,53 +248,54 @@ def _windows(arm: dict) -> str:
 
 def render_guide(out: Console, document: dict) -> None:
     """Arms (windows, guided steps, metric means with ci95) and the paired comparisons."""
-    critical, metrics = document["critical"], document["metric_names"]
-    n = document["arms"][0]["n"] if document["arms"] else 0
-    title = (f"{document['model']['id']} — guidance pulses, S = {document['guidance_scale']:g}, "
-             f"{document.get('base', 'conditional')} base, n = {n} per arm")
-    if critical.get("t") is not None:
-        title += f", t_c = {critical['t']:.3g} {_ci(critical.get('ci95'), '.3g')}"
+    result = GuideView.from_document(document)
+    critical, metrics = result.critical, result.metric_names
+    n = result.arms[0].n if result.arms else 0
+    scale = "-" if result.guidance_scale is None else f"{result.guidance_scale:g}"
+    title = f"{result.model.id} — guidance pulses, S = {scale}, {result.base} base, n = {n} per arm"
+    if critical is not None:
+        title += f", t_c = {critical.t:.3g} {_ci(critical.ci95, '.3g')}"
     # At 80 columns (CI logs) the numbers fit without an edge pad; only the window text may wrap.
     table = Table(title=escape(title + "; cells: mean [ci95]"), title_justify="left", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False)
     for column in ("arm", "window in t", "steps", *metrics):
         table.add_column(column, justify="left" if column in ("arm", "window in t") else "right",
                          no_wrap=column != "window in t", overflow="fold")
-    for arm in document["arms"]:
-        cells = [arm["name"], _windows(arm), _fmt(arm["guided_steps_mean"])]
+    for arm in result.arms:
+        cells = [arm.name, _windows(arm), _fmt(arm.guided_steps_mean)]
         for m in metrics:
-            stat = arm["metrics"][m]
-            cells.append(f"{stat['mean']:.3f} {_ci(stat['ci95'], '.2f')}")
+            stat = arm.metrics[m]
+            cells.append(f"{stat.mean:.3f} {_ci(stat.ci95, '.2f')}")
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
-    for note in document.get("notes") or []:
+    for note in result.notes:
         out.print(f"note: {render_parameters(note, command_flags())}", style="yellow", markup=False, highlight=False)
-    if not document["scored"]:
+    if not result.scored:
         out.print("no classifier: every arm was sampled, no alignment was scored (pass --classifier)", style="yellow")
         return
-    if document.get("sweep"):
-        render_sweep(out, document["sweep"])
+    if result.sweep is not None:
+        render_sweep(out, result.sweep)
         return
-    treatment = document["arms"][0]["name"]
+    treatment = result.arms[0].name
     comparisons = Table(title=escape(f"{treatment} − other arm, paired; p tests the mean difference (target_prob: "
                                      "sign-flip permutation, top1: McNemar exact), r: matched-pairs rank-biserial"),
                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("versus", "metric", "diff", "ci95", "p", "r"):
         comparisons.add_column(column, justify="left" if column in ("versus", "metric") else "right", no_wrap=True)
-    for c in document["comparisons"]:
+    for c in result.comparisons:
         comparisons.add_row(*(escape(cell) for cell in (
-            c["versus"], c["metric"], f"{c['diff_mean']:+.3g}", _ci(c["ci95"], "+.2g"), _p(c),
-            f"{c['effect_size']:+.2f}")))
+            c.versus, c.metric, f"{c.diff_mean:+.3g}", _ci(c.ci95, "+.2g"), _p(c), f"{c.effect_size:+.2f}")))
     out.print(comparisons)
 
 
-def render_sweep(out: Console, sweep: dict) -> None:
+def render_sweep(out: Console, sweep: Sweep) -> None:
     """The sweep's peak; the blocks' metrics are the arms table above (one arm per block)."""
-    peak = sweep.get("peak")
-    if peak:
-        out.print(f"sweep of blocks of {sweep['block_steps']} steps ({sweep['base']} base): {peak['metric']} peaks "
-                  f"at t = {peak['t']:.3g} {_ci(peak.get('ci95'), '.3g')} (steps {peak['steps'][0]}..{peak['steps'][1]}"
-                  f", {_fmt(peak.get('share'))} of resamples)", markup=False, highlight=False)
+    peak = sweep.peak
+    if peak is not None:
+        steps = "?..?" if peak.steps is None else f"{peak.steps[0]}..{peak.steps[1]}"
+        out.print(f"sweep of blocks of {sweep.block_steps} steps ({sweep.base} base): {peak.metric} peaks "
+                  f"at t = {peak.t:.3g} {_ci(peak.ci95, '.3g')} (steps {steps}, {_fmt(peak.share)} of resamples)",
+                  markup=False, highlight=False)
 
 
 def render_suggestion(out: Console, document: dict) -> None:
@@ -346,7 +347,7 @@ def _stage_grids(outputs: StagedOutputs, folder: Path, images: dict) -> None:
     """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
     from PIL import Image
 
-    from ..report.plotting import image_grid, tiles
+    from ..report.grids import image_grid, tiles
 
     outputs.folder(folder, "--save-images folder")
     for name, batch in images.items():

@@ -25,7 +25,7 @@ def plot(
         show_default=False)] = None,
 ) -> None:
     """Plot stiffness heatmap and curves, xi curves, markers and t_c (analyze), or arms (guide)."""
-    from ..report.plotting import figure_bytes, figure_format  # matplotlib loads only for this command
+    from ..report.figures import figure_bytes, figure_format  # matplotlib loads only for this command
 
     fmt = figure_format(out)
     check_outputs(files=[("--out", out)], inputs=[("the result", path) for path in results])

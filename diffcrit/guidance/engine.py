@@ -33,6 +33,7 @@ from .config import GuideConfig, make_guide_config  # noqa: F401  (make_guide_co
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
 from ..report.document import Outcome
+from ..report.view import SOURCE_CRITICAL, AnalyzeView, Critical, WorkingTime
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
@@ -92,17 +93,16 @@ def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
 
 
 def critical_from_file(path: Path | str) -> dict:
-    """The time an analyze result JSON gives guide (``working_time``: critical.t where a transition was evidenced,
-    else the decision time), its ci95, and the model it was measured on (``from_model``)."""
-    from ..report.document import read_document, working_time
+    """The time an analyze result JSON gives guide (``Critical.working_time``: critical.t where a transition was
+    evidenced, else the decision time), its ci95, and the model it was measured on (``from_model``)."""
+    from ..report.document import read_document
 
-    doc = read_document(path, role="`critical_from` file")
-    found = working_time(doc.get("critical") or {})
+    result = AnalyzeView.from_document(read_document(path, role="`critical_from` file"))
+    found = result.critical.working_time()
     if found is None:
         raise UserError(f"`critical_from` {path} has neither a critical time nor a decision time",
                         "analyze with more samples or steps, or give `at` a:b", option="critical_from")
-    return {"t": found["t"], "ci95": found["ci95"], "source": _source(f"critical-from {path}", found),
-            "from_model": (doc.get("model") or {}).get("id")}
+    return _critical_entry(found, f"critical-from {path}", result.model.id)
 
 
 def other_model_notes(critical: dict | None, model_id: str) -> list[str]:
@@ -123,10 +123,12 @@ def _same_model(a: str, b: str) -> bool:
         return False
 
 
-def _source(where: str, found: dict) -> str:
-    """Where guide's t came from, saying when it is a decision time (no transition evidenced)."""
-    return where if found["source"] == "critical" else \
+def _critical_entry(found: WorkingTime, where: str, model_id: str) -> dict:
+    """The guide document's ``critical``: t, ci95, where it came from (saying when it is a decision time: no
+    transition evidenced) and the model it was measured on."""
+    source = where if found.source == SOURCE_CRITICAL else \
         f"{where}: decision time (no transition evidenced beyond a Gaussian crossover)"
+    return {"t": found.t, "ci95": list(found.ci95) if found.ci95 else None, "source": source, "from_model": model_id}
 
 
 def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
@@ -134,7 +136,6 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     """t_c by ``analyze`` on the same loaded model (``load_guided_model``), conditioned on the target class, seeds
     disjoint from the guide samples."""
     from ..analysis.engine import analyze
-    from ..report.document import working_time
 
     seed = config.seed + config.samples  # guide uses seed .. seed + N - 1
     options = dict(steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
@@ -142,13 +143,12 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
                    prediction_type=config.prediction_type, bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap))
     relabelled = with_class_label(loaded, target)
     result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, **options)
-    found = working_time(result.critical)
+    found = Critical.from_document(result.critical).working_time()
     if found is None:
         raise UserError("analyze found neither a critical time nor a decision time for this model and class",
                         "give `critical_from` RESULT.json or an explicit window `at` a:b")
     where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
-    return {"t": found["t"], "ci95": found["ci95"], "source": _source(where, found),
-            "from_model": result.document["model"]["id"]}
+    return _critical_entry(found, where, result.document["model"]["id"])
 
 
 def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,

@@ -28,17 +28,19 @@ t range both results cover, so results with different step counts or schedulers 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..analysis.detection import MARKERS
 from ..errors import UserError
 from ..io import read_text
-from ..report.document import KIND_ANALYZE, validate_document, working_time
+from ..report.document import KIND_ANALYZE, validate_document
+from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order, number
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
 CHECK_CRITICAL_FOUND = "critical.found"
@@ -111,17 +113,10 @@ class Tolerances:
     xi: float | None = 0.6
     xi_state: float | None = None
     xi_eq: float | None = None
-    grid_points: int = 64
+    grid_points: int = field(default=64, metadata={"minimum": 2})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# Field kinds for validation: "tol" = number >= 0 or null, "number" = number >= 0,
-# "bool" = true/false, "count" = integer >= 1 (grid_points >= 2).
-_FIELD_KINDS = {"critical_t": "tol", "ci_scale": "number", "paired_critical_t": "tol", "markers": "tol",
-                "marker_presence": "bool", "decided": "tol", "paired_decided": "tol", "stiffness": "tol",
-                "stiffness_shells": "count", "xi": "tol", "xi_state": "tol", "xi_eq": "tol", "grid_points": "count"}
 
 # A marker counts as reliably found when this share of the bootstrap resamples has it.
 MARKER_PRESENT = 0.95
@@ -160,19 +155,65 @@ def stiffness_check_name(shell: int) -> str:
 # Tolerances: YAML reading and validation (separate, so a dict from anywhere validates the same)
 
 
+def tolerances_schema() -> dict[str, Any]:
+    """The JSON Schema of the ``check:`` section, read off ``Tolerances``' fields: a ``float`` field takes a number
+    >= 0, an ``int`` one an integer >= 1 (or its ``minimum``), a ``bool`` one true or false, one that may be ``None``
+    also null (the check turned off); no other key."""
+    hints = typing.get_type_hints(Tolerances)
+    properties = {}
+    for f in dataclasses.fields(Tolerances):
+        base, optional = _field_type(hints[f.name])
+        prop: dict[str, Any] = {"type": [_JSON_TYPES[base], "null"] if optional else _JSON_TYPES[base]}
+        if base is not bool:
+            prop["minimum"] = f.metadata.get("minimum", 1 if base is int else 0)
+        properties[f.name] = prop
+    return {"$schema": _validator_class().META_SCHEMA["$schema"], "type": "object", "properties": properties,
+            "additionalProperties": False}
+
+
 def tolerances_from_mapping(data: Mapping[str, Any] | None, source: str = "tolerances") -> Tolerances:
-    """Validate a mapping of tolerance overrides; unknown keys and wrong types are user errors."""
+    """Validate a mapping of tolerance overrides against ``tolerances_schema``; the first unknown key or wrong
+    value is a one-line user error naming the key."""
     if data is None:
         return Tolerances()
     if not isinstance(data, Mapping):
         raise UserError(f"{source}: expected a mapping of tolerances, got {type(data).__name__}")
-    allowed = ", ".join(_FIELD_KINDS)
+    properties = tolerances_schema()["properties"]
+    hints = typing.get_type_hints(Tolerances)
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in _FIELD_KINDS:
-            raise UserError(f"{source}: unknown key {key!r}", f"allowed: {allowed}")
-        values[key] = _validated(f"{source}: {key}", _FIELD_KINDS[key], value, minimum=2 if key == "grid_points" else 1)
+        if key not in properties:
+            raise UserError(f"{source}: unknown key {key!r}", f"allowed: {', '.join(properties)}")
+        if not _validator_class()(properties[key]).is_valid(value):
+            raise UserError(f"{source}: {key} must be {_allowed(properties[key])}, got {value!r}")
+        values[key] = None if value is None else _field_type(hints[key])[0](value)
     return Tolerances(**values)
+
+
+_JSON_TYPES = {float: "number", int: "integer", bool: "boolean"}
+
+
+@functools.lru_cache(maxsize=None)
+def _validator_class():
+    """Draft 2020-12 with finite numbers only: YAML's .nan and .inf are no tolerance (jsonschema loads on first use)."""
+    from jsonschema import Draft202012Validator, validators
+
+    numbers = Draft202012Validator.TYPE_CHECKER.redefine("number", lambda _, value: number(value) is not None)
+    return validators.extend(Draft202012Validator, type_checker=numbers)
+
+
+def _field_type(hint: Any) -> tuple[type, bool]:
+    """``float | None`` -> (float, True); ``int`` -> (int, False)."""
+    args = typing.get_args(hint)
+    return (next(a for a in args if a is not type(None)), True) if type(None) in args else (hint, False)
+
+
+def _allowed(prop: Mapping[str, Any]) -> str:
+    """A property of ``tolerances_schema`` in words: 'a number >= 0 or null', 'an integer >= 2', 'true or false'."""
+    words = {"number": f"a number >= {prop.get('minimum')}", "integer": f"an integer >= {prop.get('minimum')}",
+             "boolean": "true or false", "null": "null"}
+    kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+    return " or ".join(words[kind] for kind in kinds)
 
 
 def load_tolerances(path: Path | str | None) -> Tolerances:
@@ -199,24 +240,6 @@ def load_tolerances(path: Path | str | None) -> Tolerances:
     return tolerances_from_mapping(data.get(CONFIG_SECTION), f"{path}: {CONFIG_SECTION}")
 
 
-def _validated(where: str, kind: str, value: Any, minimum: int = 1) -> Any:
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise UserError(f"{where} must be true or false, got {value!r}")
-        return value
-    if kind == "count":
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise UserError(f"{where} must be an integer >= {minimum}, got {value!r}")
-        return value
-    if kind == "tol" and value is None:
-        return None
-    if not is_number or not math.isfinite(value) or value < 0:
-        allowed = "a number >= 0 or null" if kind == "tol" else "a number >= 0"
-        raise UserError(f"{where} must be {allowed}, got {value!r}")
-    return float(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Compatibility (result files are read and validated by report.read_document)
 
@@ -225,10 +248,10 @@ def check_compatible(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) 
     """Raise ``UserError`` unless the two analyze results can be compared at all."""
     validate_document(candidate, KIND_ANALYZE, "candidate")
     validate_document(baseline, KIND_ANALYZE, "baseline")
-    check_same_shape(candidate["model"]["shape"], baseline["model"]["shape"])
-    common = min(len(candidate["shells"]), len(baseline["shells"]))
-    c_k, b_k = candidate["shells"][:common], baseline["shells"][:common]
-    if not np.allclose(np.asarray(c_k, float), np.asarray(b_k, float), rtol=1e-6, atol=1e-9):
+    cand, base = AnalyzeView.from_document(candidate), AnalyzeView.from_document(baseline)
+    check_same_shape(cand.model.shape, base.model.shape)
+    common = min(len(cand.shells), len(base.shells))
+    if not np.allclose(cand.shells[:common], base.shells[:common], rtol=1e-6, atol=1e-9):
         raise UserError("the results use different shell wave numbers (shells)",
                         "analyse the candidate with the baseline's config (as `diffcrit check` with `model` does)")
 
@@ -244,14 +267,14 @@ def check_same_shape(candidate: Iterable[int], baseline: Iterable[int]) -> None:
 def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
     """Notes (not failures) on resolved config options that differ, e.g. ``steps: 100 vs 50``,
     and on the probe method used (``--probe auto`` resolves per model and version)."""
-    c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
-    notes = [pairing(candidate, baseline)[1]]
-    for key in sorted(set(c_cfg) | set(b_cfg)):
-        if c_cfg.get(key) != b_cfg.get(key):
-            notes.append(f"config {key}: candidate {c_cfg.get(key)!r}, baseline {b_cfg.get(key)!r}")
-    c_method, b_method = ((doc.get("environment") or {}).get("probe_method") for doc in (candidate, baseline))
-    if c_method != b_method:
-        notes.append(f"probe method: candidate {c_method!r}, baseline {b_method!r} (they agree to ~1e-4 in s)")
+    cand, base = AnalyzeView.from_document(candidate), AnalyzeView.from_document(baseline)
+    notes = [_pairing(cand, base)[1]]
+    for key in sorted(set(cand.config) | set(base.config)):
+        if cand.config.get(key) != base.config.get(key):
+            notes.append(f"config {key}: candidate {cand.config.get(key)!r}, baseline {base.config.get(key)!r}")
+    if cand.probe_method != base.probe_method:
+        notes.append(f"probe method: candidate {cand.probe_method!r}, baseline {base.probe_method!r} "
+                     "(they agree to ~1e-4 in s)")
     return notes
 
 
@@ -261,16 +284,19 @@ def config_differences(candidate: Mapping[str, Any], baseline: Mapping[str, Any]
 
 def pairing(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> tuple[str, str]:
     """(``paired`` or ``independent``, a note): paired = the same sample range and steps (docs/design.md §2)."""
-    c_cfg, b_cfg = candidate.get("config") or {}, baseline.get("config") or {}
+    return _pairing(AnalyzeView.from_document(candidate), AnalyzeView.from_document(baseline))
+
+
+def _pairing(cand: AnalyzeView, base: AnalyzeView) -> tuple[str, str]:
     ranges = []
-    for cfg in (c_cfg, b_cfg):
+    for cfg in (cand.config, base.config):
         seed, samples = cfg.get("seed"), cfg.get("samples")
         ranges.append(range(seed, seed + samples) if isinstance(seed, int) and isinstance(samples, int) else None)
     c_range, b_range = ranges
     if c_range is None or b_range is None:
         return INDEPENDENT, "comparison: independent (a sample range is unknown)"
     show = lambda r: f"{r.start}..{r.stop - 1}"  # noqa: E731
-    if c_range == b_range and c_cfg.get("steps") == b_cfg.get("steps"):
+    if c_range == b_range and cand.config.get("steps") == base.config.get("steps"):
         return PAIRED, f"comparison: paired (same sample range {show(c_range)}: common random numbers)"
     shared = len(set(c_range) & set(b_range))
     if shared:
@@ -283,23 +309,25 @@ def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
                     tolerances: Tolerances = Tolerances()) -> list[CheckOutcome]:
     """All checks of ``candidate`` against ``baseline``, in report order (see module docstring)."""
     check_compatible(candidate, baseline)
-    paired = pairing(candidate, baseline)[0] == PAIRED
-    outcomes = _critical_outcomes(candidate["critical"], baseline["critical"], tolerances, paired)
-    outcomes += _marker_outcomes(candidate["critical"], baseline["critical"], tolerances, paired)
-    n_common = min(len(candidate["shells"]), len(baseline["shells"]))
+    cand, base = AnalyzeView.from_document(candidate), AnalyzeView.from_document(baseline)
+    paired = _pairing(cand, base)[0] == PAIRED
+    outcomes = _critical_outcomes(cand.critical, base.critical, tolerances, paired)
+    outcomes += _marker_outcomes(cand.critical, base.critical, tolerances, paired)
+    n_common = min(len(cand.shells), len(base.shells))
     decided_tol = tolerances.paired_decided if paired else tolerances.decided
-    for shell in range(_first_decided_shell(candidate, baseline), n_common):
-        outcomes.append(_decided_outcome(shell, candidate, baseline, decided_tol,
+    for shell in range(_first_decided_shell(cand, base), n_common):
+        outcomes.append(_decided_outcome(shell, cand, base, decided_tol,
                                          0.0 if paired else tolerances.ci_scale, tolerances.grid_points))
     for shell in range(min(n_common, tolerances.stiffness_shells)):
-        outcomes.append(_curve_outcome(stiffness_check_name(shell), candidate, baseline,
-                                       lambda step, n=shell: _bounded(_shell_value(step, "stiffness", n)),
-                                       tolerances.stiffness, tolerances.grid_points, log=False, unit="s/(1+|s|)"))
+        bounded = [_bounded(view.curve("stiffness", shell)) for view in (cand, base)]
+        outcomes.append(_curve_outcome(stiffness_check_name(shell), cand, base, bounded, tolerances.stiffness,
+                                       tolerances.grid_points, log=False, unit="s/(1+|s|)"))
     for name, key, tol in ((CHECK_XI_STATE, "xi_state", tolerances.xi_state),
                            (CHECK_XI_DENOISED, "xi_denoised", tolerances.xi),
                            (CHECK_XI_EQ, "xi_eq", tolerances.xi_eq)):
-        outcomes.append(_curve_outcome(name, candidate, baseline, lambda step, k=key: step.get(k),
-                                       tol, tolerances.grid_points, log=True, unit="log xi"))
+        lengths = [view.curve(key) for view in (cand, base)]
+        outcomes.append(_curve_outcome(name, cand, base, lengths, tol, tolerances.grid_points, log=True,
+                                       unit="log xi"))
     return outcomes
 
 
@@ -314,79 +342,69 @@ def outcomes_to_dict(outcomes: list[CheckOutcome], tolerances: Tolerances,
             KEY_TOLERANCES: tolerances.to_dict(), KEY_NOTES: list(notes)}
 
 
-def _critical_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances,
-                       paired: bool) -> list[CheckOutcome]:
-    c_found, b_found = bool(cand.get("found")), bool(base.get("found"))
+def _critical_outcomes(cand: Critical, base: Critical, tol: Tolerances, paired: bool) -> list[CheckOutcome]:
     said = {True: "critical time found", False: "no critical time"}
-    if "transition" in cand or "transition" in base:
+    if cand.transition is not None or base.transition is not None:
         said = {True: "transition evidenced", False: "no transition evidenced"}
-    primaries = {cand.get("primary"), base.get("primary")}
-    detail = f"candidate: {said[c_found]}; baseline: {said[b_found]}"
-    if len(primaries) > 1:
-        detail += f" (primary markers differ: {cand.get('primary')} vs {base.get('primary')})"
-    found_status = STATUS_PASS if c_found == b_found and len(primaries) == 1 else STATUS_FAIL
+    detail = f"candidate: {said[cand.found]}; baseline: {said[base.found]}"
+    if cand.primary != base.primary:
+        detail += f" (primary markers differ: {cand.primary} vs {base.primary})"
+    found_status = STATUS_PASS if cand.found == base.found and cand.primary == base.primary else STATUS_FAIL
     found = CheckOutcome(CHECK_CRITICAL_FOUND, found_status, None, None, "", detail)
     floor = tol.paired_critical_t if paired else tol.critical_t
     if floor is None:
         return [found, _skip(CHECK_CRITICAL_T, "turned off (tolerance null)", "t")]
-    both = c_found and b_found  # else the decision times of both sides: one meaning on each side
-    c_time, b_time = working_time(cand, both), working_time(base, both)
+    both = cand.found and base.found  # else the decision times of both sides: one meaning on each side
+    c_time, b_time = cand.working_time(both), base.working_time(both)
     if c_time is None or b_time is None:
         return [found, _skip(CHECK_CRITICAL_T, "no critical or decision time on both sides", "t")]
     outcome = _shift_outcome(CHECK_CRITICAL_T, c_time, b_time, floor, 0.0 if paired else tol.ci_scale, paired)
-    if "decision" in (c_time["source"], b_time["source"]):
+    if SOURCE_DECISION in (c_time.source, b_time.source):
         outcome = dataclasses.replace(outcome, detail=outcome.detail + " (decision times: no transition evidenced)")
     return [found, outcome]
 
 
-def _shift_outcome(name: str, cand: Mapping[str, Any], base: Mapping[str, Any], floor: float, ci_scale: float,
+def _shift_outcome(name: str, cand: WorkingTime | Marker, base: WorkingTime | Marker, floor: float, ci_scale: float,
                    paired: bool) -> CheckOutcome:
     """|Δ t| against max(floor, ci_scale × combined 95% half-width); paired comparisons use the floor alone."""
-    h_c, h_b = _halfwidth(cand.get("ci95")), _halfwidth(base.get("ci95"))
-    ci_allowed = ci_scale * math.hypot(h_c, h_b)
+    ci_allowed = ci_scale * math.hypot(_halfwidth(cand.ci95), _halfwidth(base.ci95))
     allowed = max(floor, ci_allowed)
-    diff = float(cand["t"]) - float(base["t"])
+    diff = cand.t - base.t
     why = (f"{'paired ' if paired else ''}tolerance {floor:g}" if allowed == floor
            else f"CI half-width {ci_allowed:.3g}")
     detail = f"candidate {_t_with_ci(cand)}, baseline {_t_with_ci(base)}; allowed by {why}"
     return CheckOutcome(name, _status(abs(diff), allowed), diff, allowed, "t", detail)
 
 
-def _marker_outcomes(cand: Mapping[str, Any], base: Mapping[str, Any], tol: Tolerances,
-                     paired: bool) -> list[CheckOutcome]:
-    c_markers, b_markers = cand.get("markers") or {}, base.get("markers") or {}
-    names = [m for m in MARKERS if m in c_markers or m in b_markers]
-    names += sorted((set(c_markers) | set(b_markers)) - set(MARKERS))
+def _marker_outcomes(cand: Critical, base: Critical, tol: Tolerances, paired: bool) -> list[CheckOutcome]:
     floor = None if tol.markers is None else (tol.paired_critical_t if paired else tol.markers)
     outcomes = []
-    for marker in names:
+    for marker in marker_order(set(cand.markers) | set(base.markers)):
         name = marker_check_name(marker)
-        c_m, b_m = c_markers.get(marker), b_markers.get(marker)
-        c_t, b_t = _marker_t(c_m), _marker_t(b_m)
+        c_m, b_m = cand.marker(marker), base.marker(marker)
         if floor is None:
             outcomes.append(_skip(name, "turned off (tolerance null)", "t"))
-        elif c_t is None and b_t is None:
+        elif c_m is None and b_m is None:
             outcomes.append(_skip(name, "found in neither result", "t"))
-        elif c_t is None or b_t is None:
-            side, present = ("baseline", b_m) if c_t is None else ("candidate", c_m)
-            presence = present.get("presence")
-            reliable = not _is_number(presence) or presence >= MARKER_PRESENT
+        elif c_m is None or b_m is None:
+            side, present = ("baseline", b_m) if c_m is None else ("candidate", c_m)
+            reliable = present.presence is None or present.presence >= MARKER_PRESENT
             status = STATUS_FAIL if tol.marker_presence and reliable else STATUS_SKIP
-            where = f" (presence {presence:.2f})" if _is_number(presence) else ""
+            where = f" (presence {present.presence:.2f})" if present.presence is not None else ""
             outcomes.append(CheckOutcome(name, status, None, floor, "t", f"found only in the {side}{where}"))
         else:
             outcomes.append(_shift_outcome(name, c_m, b_m, floor, 0.0 if paired else tol.ci_scale, paired))
     return outcomes
 
 
-def _decided_outcome(shell: int, candidate: Mapping[str, Any], baseline: Mapping[str, Any], floor: float | None,
-                     ci_scale: float, grid_points: int) -> CheckOutcome:
+def _decided_outcome(shell: int, cand: AnalyzeView, base: AnalyzeView, floor: float | None, ci_scale: float,
+                     grid_points: int) -> CheckOutcome:
     """Largest |Δ f_n(t)| of the decided fraction on a common t grid, against max(floor, ci_scale × CIs) at t."""
     name = f"{CHECK_DECIDED_PREFIX}{shell}"
     if floor is None:
         return _skip(name, "turned off (tolerance null)", "f")
-    curves = [_curve(doc["steps"], lambda step: _shell_value(step, "decided", shell)) for doc in (candidate, baseline)]
-    halves = [_curve(doc["steps"], lambda step: _ci_half(step, shell)) for doc in (candidate, baseline)]
+    curves = [_finite_curve(view.steps.t, view.curve("decided", shell)) for view in (cand, base)]
+    halves = [_finite_curve(view.steps.t, _halfwidths(view.curve("decided_ci95", shell))) for view in (cand, base)]
     if curves[0] is None and curves[1] is None:
         return _skip(name, "no decided fraction in either result (the samples do not vary, or an older result)", "f")
     if curves[0] is None or curves[1] is None:
@@ -404,12 +422,12 @@ def _decided_outcome(shell: int, candidate: Mapping[str, Any], baseline: Mapping
                         "f", detail)
 
 
-def _first_decided_shell(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> int:
+def _first_decided_shell(cand: AnalyzeView, base: AnalyzeView) -> int:
     """Decided fractions are compared from the decision shell up: a shell below it (the DC shell of an image
     model) rests on one degree of freedom per sample, and its decided fraction moved by 0.38 between
     reseeds of builtin:digits (docs/design.md §6)."""
-    shells = [doc["critical"].get("decision_shell") for doc in (candidate, baseline)]
-    return min(shells) if all(isinstance(n, int) for n in shells) else 0
+    shells = [view.critical.decision_shell for view in (cand, base)]
+    return min(shells) if all(n is not None for n in shells) else 0
 
 
 def _common_grid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], points: int) -> np.ndarray | None:
@@ -417,12 +435,13 @@ def _common_grid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     return np.linspace(lo, hi, points) if hi > lo else None
 
 
-def _curve_outcome(name: str, candidate: Mapping[str, Any], baseline: Mapping[str, Any], value_of,
+def _curve_outcome(name: str, cand: AnalyzeView, base: AnalyzeView, values: list[np.ndarray | None],
                    tolerance: float | None, grid_points: int, *, log: bool, unit: str) -> CheckOutcome:
-    """RMS difference of one per-step curve on a common t grid (log-ratio for lengths)."""
+    """RMS difference of one per-step curve (``values``: the candidate's, the baseline's, over each view's steps)
+    on a common t grid (log-ratio for lengths)."""
     if tolerance is None:
         return _skip(name, "turned off (tolerance null)", unit)
-    c_curve, b_curve = _curve(candidate["steps"], value_of), _curve(baseline["steps"], value_of)
+    c_curve, b_curve = (_finite_curve(view.steps.t, v) for view, v in zip((cand, base), values, strict=True))
     if b_curve is None and c_curve is None:
         return _skip(name, "no values in either result", unit)
     if c_curve is None or b_curve is None:
@@ -444,47 +463,32 @@ def _curve_outcome(name: str, candidate: Mapping[str, Any], baseline: Mapping[st
     return CheckOutcome(name, _status(rms, tolerance), rms, tolerance, f"RMS {unit}", detail)
 
 
-def _curve(steps: list[Mapping[str, Any]], value_of) -> tuple[np.ndarray, np.ndarray] | None:
+def _finite_curve(t: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(t ascending, values) over the steps with a finite value; None when fewer than 2."""
-    pairs = sorted((float(s["t"]), float(v)) for s in steps if _is_number(v := value_of(s)))
-    if len(pairs) < 2:
+    if values is None:
         return None
-    t, v = np.array(pairs).T
-    return t, v
+    kept = np.isfinite(values)
+    return (t[kept], values[kept]) if kept.sum() >= 2 else None
 
 
-def _shell_value(step: Mapping[str, Any], key: str, shell: int) -> Any:
-    values = step.get(key)
-    return values[shell] if isinstance(values, list) and shell < len(values) else None
+def _halfwidths(band: np.ndarray | None) -> np.ndarray | None:
+    """(S, 2) intervals -> (S,) half-widths (NaN where there is none)."""
+    return None if band is None else np.abs(band[:, 1] - band[:, 0]) / 2
 
 
-def _ci_half(step: Mapping[str, Any], shell: int) -> float | None:
-    ci = _shell_value(step, "decided_ci95", shell)
-    return _halfwidth(ci) if _is_interval(ci) else None
-
-
-def _bounded(s: Any) -> float | None:
+def _bounded(s: np.ndarray | None) -> np.ndarray | None:
     """s/(1+|s|): the stiffness mapped into (-1, 1), so no step of a curve dominates an RMS."""
-    return s / (1 + abs(s)) if _is_number(s) else None
+    return None if s is None else s / (1 + np.abs(s))
 
 
-def _marker_t(marker: Any) -> float | None:
-    return float(marker["t"]) if isinstance(marker, Mapping) and _is_number(marker.get("t")) else None
+def _halfwidth(ci: tuple[float, float] | None) -> float:
+    return abs(ci[1] - ci[0]) / 2 if ci is not None else 0.0
 
 
-def _is_interval(ci: Any) -> bool:
-    return isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci)
-
-
-def _halfwidth(ci: Any) -> float:
-    return abs(ci[1] - ci[0]) / 2 if _is_interval(ci) else 0.0
-
-
-def _t_with_ci(critical: Mapping[str, Any]) -> str:
-    ci = critical.get("ci95")
-    text = f"{critical['t']:.3f}"
-    if _is_interval(ci):
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+def _t_with_ci(time: WorkingTime | Marker) -> str:
+    text = f"{time.t:.3f}"
+    if time.ci95 is not None:
+        text += f" [{time.ci95[0]:.3f}, {time.ci95[1]:.3f}]"
     return text
 
 
@@ -494,10 +498,6 @@ def _status(measured: float, allowed: float) -> str:
 
 def _skip(name: str, detail: str, unit: str) -> CheckOutcome:
     return CheckOutcome(name, STATUS_SKIP, None, None, unit, detail)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -1,1 +1,2 @@
-"""Reports: the one owner of result documents (header, schema, validation on read), figures, sparklines."""
+"""Reports: the one owner of result documents (header, schema, validation on read), the one typed view readers go
+through, figures, image grids, sparklines."""

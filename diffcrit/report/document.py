@@ -197,21 +197,6 @@ def header(kind: str, config: dict, *, model: dict | None = None, environment: d
     return head
 
 
-def describe_conditioning(conditioning: Mapping[str, Any] | None) -> str:
-    """What a run was conditioned on, for titles and labels: "class 3, CFG 3", 'prompt "a red barn"', ""."""
-    from ..errors import shorten
-
-    if not conditioning:
-        return ""
-    kind = conditioning.get("type")
-    parts = [f"class {conditioning.get('class_label')}" if kind == "class" else
-             f'prompt "{shorten(str(conditioning.get("prompt") or ""), 40)}"' if kind == "prompt" else
-             "prompt embeddings"]
-    if conditioning.get("cfg"):
-        parts.append(f"CFG {float(conditioning['cfg']['scale']):g}")
-    return ", ".join(parts)
-
-
 def write_document(document: dict, path: Path | str | None = None, indent: int = 2) -> str:
     """The JSON text of a result document (NaN is an error: ``clean`` first); written atomically to ``path``."""
     text = json.dumps(document, indent=indent, allow_nan=False) + "\n"
@@ -222,34 +207,6 @@ def write_document(document: dict, path: Path | str | None = None, indent: int =
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def working_time(critical: Mapping[str, Any], prefer_critical: bool = True) -> dict | None:
-    """The time ``check`` and ``guide`` work with from an analyze document's critical block:
-    ``{"t", "ci95", "source"}``. The critical time where a transition was evidenced (``critical.found``, and
-    ``prefer_critical``), else the decision time of the decision shell (``critical.markers.decision``: a
-    crossover's speciation time, which every run with varying samples has; source says which); None when
-    neither exists."""
-    if prefer_critical and critical.get("found") and isinstance(critical.get("t"), (int, float)):
-        return {"t": float(critical["t"]), "ci95": critical.get("ci95"), "source": "critical"}
-    decision = (critical.get("markers") or {}).get("decision") or {}
-    if isinstance(decision.get("t"), (int, float)):
-        return {"t": float(decision["t"]), "ci95": decision.get("ci95"), "source": "decision"}
-    return None
-
-
-def transition_words(critical: Mapping[str, Any]) -> str:
-    """The transition verdict in words, for summaries and figure titles."""
-    verdict = critical.get("transition") or {}
-    decision = (critical.get("markers") or {}).get("decision") or {}
-    shell = critical.get("decision_shell")
-    t = decision.get("t")
-    ci = decision.get("ci95")
-    at = "" if t is None else f" at t = {t:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
-    if verdict.get("evidence"):
-        return f"transition in shell {verdict.get('shell')}{at}"
-    decides = f" (shell {shell} decides{at})" if shell is not None and t is not None else ""
-    return f"no evidence of a phase transition beyond a Gaussian crossover{decides}"
 
 
 @dataclass

@@ -40,7 +40,7 @@ def sample_grid_png(samples: torch.Tensor, classes: list[str], per_class: int, p
     class name in a left margin; pixels upscaled (nearest) to ``cell`` px."""
     from PIL import Image, ImageDraw
 
-    from ..report.plotting import image_grid, tiles
+    from ..report.grids import image_grid, tiles
 
     margin, gap = 64, 2
     grid = image_grid(tiles(samples[:, :1], cell), per_class, border=(0, 0, gap, gap))
