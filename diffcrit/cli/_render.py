@@ -13,12 +13,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.table import Table
 
 from ..report.document import describe_conditioning, transition_words
-from ..progress import CLONING, GUIDE, NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..progress import CLONING, GUIDE, NULL, REFINING, REGENERATING, SAMPLING, Callback, ProgressEvent, ignore
 
 
 # What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
 STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm",
-               NULL: "Gaussian null"}
+               NULL: "Gaussian null", REGENERATING: "forward-backward"}
 
 
 @contextlib.contextmanager

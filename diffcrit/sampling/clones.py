@@ -97,7 +97,7 @@ def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], min
     coefs, classes = {}, {}
     for done, step in enumerate(sorted(states)):
         grid = [(sigmas[j], infos[j].timestep) for j in descending(sigmas, step)]
-        finals = [_clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
+        finals = [clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
         coefs[step] = [shell_coefficients(spectrum(final), bins).numpy() for final in finals]
         if classify is not None:
             classes[step] = [classify(final) for final in finals]
@@ -105,7 +105,7 @@ def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], min
     return coefs, classes
 
 
-def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:
+def clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:
     """Clone ``clone`` of every state in ``y`` (this process's rows), in batches -> finals (n, C, H, W) on CPU."""
     out = []
     generators = clone_generators(config.seed, mine, branch, clone)
@@ -125,4 +125,4 @@ def _clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch:
 
 
 __all__ = ["run_clones", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_generators",
-           "continue_clone"]
+           "continue_clone", "clone_all"]
