@@ -35,7 +35,7 @@ def coefficients(model: str, samples: int, steps: int, seed: int, cache: Path) -
     if not path.exists():
         config = make_config(steps=steps, samples=samples, seed=seed, directions=1, probe_schedule="every",
                              probe_every=10_000)
-        loaded = load_model(model, config)
+        loaded = load_model(model, config, config)
         records, _ = run(loaded, config, plane_wave_directions(loaded.shape, config.shells, 1), None, ignore)
         np.savez(path, den=np.stack(list(records.coef_denoised)), final=records.coef_final,
                  t=np.array([i.t for i in records.infos]), shell=records.bins.shell.numpy())

@@ -32,7 +32,6 @@ import diffcrit  # noqa: E402
 from diffcrit.models.builtins import make_analytic  # noqa: E402
 from diffcrit.models.builtins.analytic import noisy_mixture_decided  # noqa: E402
 from diffcrit.models.loading import LoadedModel  # noqa: E402
-from diffcrit.sampling.steppers import SchedulerStepper  # noqa: E402
 
 
 class ExactEpsilon:
@@ -57,7 +56,7 @@ class ExactEpsilon:
         return y - sigma.view(-1, 1, 1, 1) * output
 
 
-def ddpm_loaded(spec: str, steps: int) -> LoadedModel:
+def ddpm_loaded(spec: str) -> LoadedModel:
     """The analytic model ``spec`` sampled by DDPMScheduler as the trained built-ins configure it."""
     from diffusers import DDPMScheduler
 
@@ -66,8 +65,7 @@ def ddpm_loaded(spec: str, steps: int) -> LoadedModel:
                               clip_sample=False, timestep_spacing="leading")
     adapter = ExactEpsilon(field, scheduler.alphas_cumprod)
     info = {"id": f"{spec} (DDPMScheduler)", "source": "builtin", "shape": list(field.shape)}
-    return LoadedModel(adapter, field.shape, lambda: SchedulerStepper(scheduler, adapter, steps), info,
-                       torch.device("cpu"), theory=field.theory, scheduler=scheduler)
+    return LoadedModel(adapter, field.shape, info, torch.device("cpu"), theory=field.theory, scheduler=scheduler)
 
 
 def gaussian_runs(quick: bool):
@@ -105,7 +103,7 @@ def exact_decided(spec: str, sigma: float, shell: int) -> float | None:
 
 def summarize(spec: str, steps: int, samples: int, seed: int, sampler: str = "euler") -> dict:
     started = time.perf_counter()
-    loaded = ddpm_loaded(spec, steps) if sampler == "ddpm" else None
+    loaded = ddpm_loaded(spec) if sampler == "ddpm" else None
     doc = diffcrit.analyze(spec, loaded=loaded, steps=steps, samples=samples, seed=seed).to_dict()
     critical, theory = doc["critical"], doc.get("theory") or {}
     decision = critical["markers"]["decision"]

@@ -18,16 +18,18 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "analyze": ".analysis.engine",
+    "AnalyzeConfig": ".config",
     "guide": ".guidance.engine",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
 }
 
-__all__ = ["analyze", "guide", "Result", "UserError", "LoadOptions", "__version__"]
+__all__ = ["analyze", "AnalyzeConfig", "guide", "Result", "UserError", "LoadOptions", "__version__"]
 
 if TYPE_CHECKING:
     from .analysis.engine import analyze
+    from .config import AnalyzeConfig
     from .errors import UserError
     from .guidance.engine import guide
     from .models.loading import LoadOptions

@@ -26,15 +26,93 @@ FD_STEP_MIN = 1e-5
 
 
 @dataclass
-class AnalyzeConfig:
-    # sampling
+class SamplingConfig:
+    """Which samples, how many steps, in which batches (sample i draws all its noise from seed + i)."""
+
     steps: int = 50
     # 128: over 6 disjoint ranges the decision marker moved by std 0.13 in t on builtin:digits (0.20 at 64;
     # bench/results/calibration.json) and 0.09 on builtin:textures at 64 (0.15 at 16)
     samples: int = 128
     seed: int = 0
     batch_size: int = 64
-    # probing (docs/design.md §3)
+
+    def _check_sampling(self) -> None:
+        at_least("steps", self.steps, 2)
+        at_most("steps", self.steps, MAX_STEPS)
+        at_least("samples", self.samples, 1)
+        at_least("seed", self.seed, 0)
+        check_seeds(self.seed, self.samples)
+        at_least("batch_size", self.batch_size, 1)
+
+
+@dataclass
+class KarrasConfig:
+    """The sampler of callable and analytic models: Euler on the Karras et al. (2022) schedule."""
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    churn: float = 0.0
+
+    @property
+    def karras(self) -> dict[str, float]:
+        """The schedule's settings as ``sampling.steppers.make_stepper`` takes them."""
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho, "churn": self.churn}
+
+    def _check_karras(self) -> None:
+        check_karras(self.sigma_min, self.sigma_max, self.rho)
+        if not 0 <= self.churn < math.inf:
+            raise UserError(f"need a finite churn >= 0, got churn={self.churn}")
+
+
+@dataclass
+class ModelConfig:
+    """What loading a model needs beyond its name: where, in which precision, its scheduler, its image size."""
+
+    device: str = "auto"
+    dtype: str = "float32"
+    scheduler: str | None = None
+    prediction_type: str | None = None
+    height: int | None = None  # pixels; transformer pipelines only (None: the pipeline's default)
+    width: int | None = None
+
+    def _check_model(self) -> None:
+        _one_of("device", self.device, DEVICES)
+        _one_of("dtype", self.dtype, DTYPES)
+        for name in ("height", "width"):
+            if getattr(self, name) is not None:
+                at_least(name, getattr(self, name), 1)
+
+
+@dataclass
+class ConditioningConfig:
+    """What a conditional model is conditioned on at every step, and classifier-free guidance at every step."""
+
+    class_label: int | None = None
+    prompt: str | None = None
+    prompt_embeds: str | None = None  # safetensors of the pipeline's encode_prompt outputs (instead of --prompt)
+    guidance_scale: float = 1.0  # classifier-free guidance at every step, as the pipelines apply it (1: none)
+    negative_prompt: str | None = None  # CFG's unconditional branch (None: the pipeline's default)
+
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance at every step (``guidance_scale`` above 1)."""
+        return self.guidance_scale > 1
+
+    def _check_conditioning(self) -> None:
+        scale = self.guidance_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
+            raise UserError(f"guidance_scale must be a finite number >= 1 (1: no guidance), got {scale!r}",
+                            "the diffusers pipelines guide only above 1")
+        if self.negative_prompt is not None and not self.guided:
+            raise UserError("--negative-prompt is the unconditional branch of classifier-free guidance",
+                            "pass --guidance-scale above 1 with it")
+
+
+@dataclass
+class ProbingConfig:
+    """Which modes are probed, at which points, how J v is computed and on which steps (docs/design.md §3)."""
+
     shells: int = 4
     directions: int = 2
     probe_samples: int = 2
@@ -44,43 +122,32 @@ class AnalyzeConfig:
     probe_batch: int = 256
     probe_every: int = 1
     probe_schedule: str = "auto"
-    # detection (docs/design.md §6)
-    bootstrap: int = 200
-    decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
-    clones: int = 0  # branch steps with two stochastic clones per sample (clones.py); 0: none
-    # scores the clones' and the trunk's final samples (class_decision.py): a classifier path or "builtin"
-    classifier: str | None = None
-    # model and device
-    device: str = "auto"
-    dtype: str = "float32"
-    class_label: int | None = None
-    prompt: str | None = None
-    prompt_embeds: str | None = None  # safetensors of the pipeline's encode_prompt outputs (instead of --prompt)
-    guidance_scale: float = 1.0  # classifier-free guidance at every step, as the pipelines apply it (1: none)
-    negative_prompt: str | None = None  # CFG's unconditional branch (None: the pipeline's default)
-    height: int | None = None  # pixels; transformer pipelines only (None: the pipeline's default)
-    width: int | None = None
-    scheduler: str | None = None
-    prediction_type: str | None = None
-    # sampler for callable / analytic models: Karras et al. (2022) schedule
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    churn: float = 0.0
 
-    def validate(self) -> "AnalyzeConfig":
-        """Reject out-of-range values with one line naming the option and what is allowed."""
-        at_least("steps", self.steps, 2)
-        at_most("steps", self.steps, MAX_STEPS)
-        at_least("samples", self.samples, 1)
-        at_least("seed", self.seed, 0)
-        check_seeds(self.seed, self.samples)
-        at_least("batch_size", self.batch_size, 1)
+    def _check_probing(self) -> None:
         at_least("shells", self.shells, 2)
         at_least("directions", self.directions, 1)
         at_least("probe_samples", self.probe_samples, 1)
         at_least("probe_batch", self.probe_batch, 1)
         at_least("probe_every", self.probe_every, 1)
+        _one_of("probe", self.probe, PROBE_METHODS)
+        _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
+        _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
+        if not FD_STEP_MIN <= self.fd_step < 1:
+            raise UserError(f"fd_step must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
+                            "below that float32 round-off swamps the finite difference; --probe jvp is exact")
+
+
+@dataclass
+class DetectionConfig:
+    """The markers' bootstrap, the decision shell and the clones that measure decisions directly (docs/design.md §6)."""
+
+    bootstrap: int = 200
+    decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
+    clones: int = 0  # branch steps with two stochastic clones per sample (clones.py); 0: none
+    # scores the clones' and the trunk's final samples (class_decision.py): a classifier path or "builtin"
+    classifier: str | None = None
+
+    def _check_detection(self) -> None:
         at_least("bootstrap", self.bootstrap, 0)
         at_least("clones", self.clones, 0)
         if self.classifier is not None:
@@ -88,42 +155,35 @@ class AnalyzeConfig:
         if self.classifier is not None and self.clones == 0:
             raise UserError("--classifier scores the clones' final samples, but no clones are made",
                             "add --clones G (branch steps, e.g. --clones 8) or drop --classifier")
-        for name in ("height", "width"):
-            if getattr(self, name) is not None:
-                at_least(name, getattr(self, name), 1)
         if self.decision_shell is not None:
             at_least("decision_shell", self.decision_shell, 0)
-            if self.decision_shell >= self.shells:
-                raise UserError(f"decision_shell must be below shells ({self.shells}), got {self.decision_shell}")
-        _one_of("probe", self.probe, PROBE_METHODS)
-        _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
-        _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
-        _one_of("device", self.device, DEVICES)
-        _one_of("dtype", self.dtype, DTYPES)
-        if not FD_STEP_MIN <= self.fd_step < 1:
-            raise UserError(f"fd_step must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
-                            "below that float32 round-off swamps the finite difference; --probe jvp is exact")
-        check_karras(self.sigma_min, self.sigma_max, self.rho)
-        if not 0 <= self.churn < math.inf:
-            raise UserError(f"need a finite churn >= 0, got churn={self.churn}")
-        scale = self.guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
-            raise UserError(f"guidance_scale must be a finite number >= 1 (1: no guidance), got {scale!r}",
-                            "the diffusers pipelines guide only above 1")
-        if self.negative_prompt is not None and not self.guided:
-            raise UserError("--negative-prompt is the unconditional branch of classifier-free guidance",
-                            "pass --guidance-scale above 1 with it")
+
+
+@dataclass
+class AnalyzeConfig(DetectionConfig, ProbingConfig, ConditioningConfig, ModelConfig, KarrasConfig, SamplingConfig):
+    """Every option of ``analyze``: its typed parts combined (fields flat, as the JSON ``config`` holds them)."""
+
+    def validate(self) -> "AnalyzeConfig":
+        """Reject out-of-range values with one line naming the option and what is allowed."""
+        self._check_sampling()
+        self._check_karras()
+        self._check_model()
+        self._check_conditioning()
+        self._check_probing()
+        self._check_detection()
+        if self.decision_shell is not None and self.decision_shell >= self.shells:
+            raise UserError(f"decision_shell must be below shells ({self.shells}), got {self.decision_shell}")
         if self.probe_samples > self.samples:
             self.probe_samples = self.samples
         return self
 
-    @property
-    def guided(self) -> bool:
-        """Classifier-free guidance at every step (``guidance_scale`` above 1)."""
-        return self.guidance_scale > 1
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def part(config: Any, kind: type):
+    """The fields of ``config`` that belong to the part ``kind`` (e.g. ``ModelConfig``), as that part."""
+    return kind(**{f.name: getattr(config, f.name) for f in dataclasses.fields(kind)})
 
 
 def build_config(cls: type, options: dict[str, Any]):

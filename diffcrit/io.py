@@ -9,7 +9,7 @@
 An ``OSError`` (full disk, read-only folder, closed pipe) becomes one ``OutputError`` naming the path, and the
 temporary file is removed.
 
-A command's outputs (docs/design.md §9, README "How every command writes its files"):
+A command's outputs (docs/design.md §9, docs/outputs.md "How every command writes its files"):
 - ``check_outputs`` checks them all before any work: none is, or lies inside, one of the command's inputs (the model
   folder, a result or data it reads; symlinks followed, compared by inode, so a hard link or another spelling of the
   same folder is caught), no two share a file, and each can be written;

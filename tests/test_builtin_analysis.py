@@ -1,6 +1,6 @@
 """diffcrit on the trained built-ins, through the public path.
 
-These pin what was measured (README "Measured: transition or crossover?", MODEL_CARD.md "Critical time"):
+These pin what was measured (docs/measurements.md "Transition or crossover?", MODEL_CARD.md "Critical time"):
 along trajectories both models are consistent at every step (decided fraction <= 1.25), decide shell 3 faster
 than their Gaussian null, and its decision marker sits at t ≈ 0.58 (textures) and t ≈ 1.43 (digits); at y = 0
 the digits DC mode turns unstable late (stiffness_zero).

@@ -1,4 +1,4 @@
-"""On a CUDA device: the sampler, forward-mode AD through fused attention, bfloat16 (README "Tests").
+"""On a CUDA device: the sampler, forward-mode AD through fused attention, bfloat16 (docs/scale.md, CUDA tests).
 
 Marked ``cuda``; conftest.py skips them where ``torch.cuda.is_available()`` is false. TF32 is off
 here so float32 on the GPU is float32 (cuDNN convolutions use TF32 by default).
@@ -63,7 +63,7 @@ def test_jvp_through_fused_attention_equals_finite_differences(folder_fixture, o
 
 
 def test_bfloat16_runs_with_finite_curves_close_to_float32(ddpm_folder):
-    """bfloat16 samples in bfloat16 and probes by FD on a float32 copy (README: memory and precision)."""
+    """bfloat16 samples in bfloat16 and probes by FD on a float32 copy (docs/scale.md "Memory and precision")."""
     half = diffcrit.analyze(str(ddpm_folder), steps=8, samples=2, device=DEVICE, dtype="bfloat16", **PROBED)
     full = diffcrit.analyze(str(ddpm_folder), steps=8, samples=2, device=DEVICE, dtype="float32", **PROBED)
     steps = half.to_dict()["steps"]

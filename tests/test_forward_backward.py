@@ -85,8 +85,8 @@ def test_the_noising_and_regeneration_streams_are_not_the_clones():
     streams = {forward_backward.NOISING, forward_backward.REGENERATION}
     assert len(streams) == 2 and not streams & set(range(clones.PER_TRUNK))
     noise = forward_backward.noised(torch.zeros(2, 1, 2, 2), 1.0,
-                                    clones.clone_generators(0, range(2), 3, forward_backward.NOISING))
-    clone = forward_backward.noised(torch.zeros(2, 1, 2, 2), 1.0, clones.clone_generators(0, range(2), 3, 0))
+                                    clones.clone_seeds(0, range(2), 3, forward_backward.NOISING))
+    clone = forward_backward.noised(torch.zeros(2, 1, 2, 2), 1.0, clones.clone_seeds(0, range(2), 3, 0))
     assert noise.shape == (2, 1, 2, 2) and not torch.allclose(noise, clone)
 
 

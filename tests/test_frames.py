@@ -21,7 +21,6 @@ from diffcrit.config import make_config
 from diffcrit.models.denoisers import DiffusersDenoiser
 from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.models.loading import LoadedModel
-from diffcrit.sampling.steppers import SchedulerStepper
 
 
 class UNet2DModel(torch.nn.Module):  # named like diffusers' class so the adapter calls it the same way
@@ -60,8 +59,7 @@ def test_stiffness_matches_theory_along_every_scheduler(name):
     denoiser = DiffusersDenoiser(model, "epsilon", scheduler.alphas_cumprod)
     config = make_config(steps=12, samples=4, shells=3, directions=2, probe_samples=2, bootstrap=0, probe="fd",
                          probe_schedule="every")
-    loaded = LoadedModel(denoiser, field.shape, lambda: SchedulerStepper(scheduler, denoiser, config.steps),
-                         {"id": name}, torch.device("cpu"), module=model)
+    loaded = LoadedModel(denoiser, field.shape, {"id": name}, torch.device("cpu"), module=model, scheduler=scheduler)
     directions = plane_wave_directions(field.shape, config.shells, config.directions)
     seen = []
     capture = types.SimpleNamespace(write=lambda info, y, d: seen.append((info.sigma, y, d)))

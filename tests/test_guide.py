@@ -61,16 +61,44 @@ def test_at_all_equals_dit_pipeline_with_guidance(dit_folder):
     torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
+def cfg_reference(unet, scheduler, labels: torch.Tensor, null_class: int, scale: float, steps: int, seed: int):
+    """A plain CFG loop written out as the DDIM pipeline runs it (independent of diffcrit's sampling loop):
+    eps = eps_u + S (eps_c - eps_u), sample i's noise from a CPU generator seeded seed + i."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    scheduler.set_timesteps(steps)
+    shape = (len(labels), unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    x = randn_tensor(shape, generator=[torch.Generator().manual_seed(seed + i) for i in range(len(labels))])
+    both = torch.cat([labels, torch.full_like(labels, null_class)])
+    for timestep in scheduler.timesteps:
+        out_c, out_u = unet(torch.cat([x, x]), timestep, class_labels=both).sample.chunk(2)
+        x = scheduler.step(out_u + scale * (out_c - out_u), timestep, x).prev_sample
+    return x
+
+
 def test_at_all_equals_unet_cfg_reference(trailing_ddim_folder):
     """The built-ins' convention: eps = eps_u + S (eps_c - eps_u) with the last class id as null."""
-    from diffcrit.training.sampling import sample_cfg
+    from diffusers import DDIMScheduler
+
+    unet = UNet2DModel.from_pretrained(trailing_ddim_folder / "unet").eval()
+    scheduler = DDIMScheduler.from_pretrained(trailing_ddim_folder / "scheduler")
+    labels = torch.tensor([0, 1, 2, 3])
+    expected = cfg_reference(unet, scheduler, labels, N_CLASSES, 2.5, FAST["steps"], seed=0)
+    result = guide(str(trailing_ddim_folder), at="all", samples=4, guidance_scale=2.5, **FAST)
+    torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_training_sampler_equals_the_cfg_reference(trailing_ddim_folder):
+    """The training helper's sample grids run on the one sampling loop and still equal a plain CFG loop."""
+    from diffcrit.training.sampling import ddim_from, sample_cfg
 
     unet = UNet2DModel.from_pretrained(trailing_ddim_folder / "unet").eval()
     scheduler_config = json.loads((trailing_ddim_folder / "scheduler" / "scheduler_config.json").read_text())
     labels = torch.tensor([0, 1, 2, 3])
-    expected = sample_cfg(unet, scheduler_config, labels, N_CLASSES, guidance_scale=2.5, num_inference_steps=8, seed=0)
-    result = guide(str(trailing_ddim_folder), at="all", samples=4, guidance_scale=2.5, **FAST)
-    torch.testing.assert_close(result.samples["all"], expected, atol=1e-5, rtol=1e-5)
+    expected = cfg_reference(unet, ddim_from(scheduler_config), labels, N_CLASSES, 2.5, 8, seed=0)
+    got = sample_cfg(unet, scheduler_config, labels, N_CLASSES, guidance_scale=2.5, num_inference_steps=8, seed=0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_at_none_equals_the_unguided_sampler(cond_folder):

@@ -16,6 +16,7 @@ from diffcrit.config import make_config
 from diffcrit.analysis.records import Records, StepRows
 from diffcrit.probing.prober import Prober
 from diffcrit.distributed import Ranks
+from diffcrit.sampling.steppers import step_infos
 from diffcrit.spectral.fourier import plane_wave_directions
 from diffcrit.models.loading import load_model
 from diffcrit.probing.probes import mode_gains
@@ -68,10 +69,10 @@ def test_step_rows_read_like_a_list_of_rows():
 def test_half_precision_model_is_probed_by_fd_on_a_float32_copy(ddpm_folder):
     """bf16 round-off (~4e-3) would swamp a difference of relative step 5e-3: FD runs on float32 weights."""
     config = make_config(steps=4, samples=2, probe_samples=2, directions=2, shells=3, device="cpu", dtype="bfloat16")
-    loaded = load_model(str(ddpm_folder), config)
+    loaded = load_model(str(ddpm_folder), config, config)
     assert loaded.half_precision and loaded.module.dtype == torch.bfloat16
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
-    records = Records.for_steps(loaded.make_stepper().infos)
+    records = Records.for_steps(step_infos(loaded, config.steps, config.karras))
     info = records.infos[1]
     points = torch.randn(2, *loaded.shape, generator=torch.Generator().manual_seed(0)) * (1 + info.sigma**2) ** 0.5
     prober = Prober(loaded, config, directions, Ranks())

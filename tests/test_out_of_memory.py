@@ -40,7 +40,7 @@ def test_forwards_split_after_out_of_memory_change_nothing(cond_folder):
     unsplit run, and the forwards then stay at the size that fit."""
     whole = diffcrit.analyze(str(cond_folder), **OPTIONS)
     calls = []
-    loaded = limited(load_model(str(cond_folder), make_config(**OPTIONS)), 3, calls)
+    loaded = limited(load_model(str(cond_folder), *[make_config(**OPTIONS)] * 2), 3, calls)
     with pytest.warns(DiffcritWarning, match="split to at most"):
         split = diffcrit.analyze(str(cond_folder), loaded=loaded, **OPTIONS)
     assert max(calls) <= 3 and loaded.denoiser.max_rows <= 3

@@ -144,7 +144,7 @@ def test_learned_variance_denoiser_reads_the_mean_channels(tmp_path):
     folder = save_pipeline(tmp_path / "lv", DDPMPipeline, DDPMScheduler(num_train_timesteps=100,
                                                                         variance_type="learned_range"),
                            learned_variance_unet())
-    loaded = load_model(str(folder), make_config(device="cpu"))
+    loaded = load_model(str(folder), make_config(device="cpu"), make_config())
     y, sigma, t = torch.randn(2, 1, 8, 8), torch.full((2,), 1.5), torch.tensor([40.0, 40.0])
     eps = loaded.module(y / (1 + 1.5**2) ** 0.5, t).sample[:, :1]
     torch.testing.assert_close(loaded.denoiser(y, sigma, t), y - 1.5 * eps)

@@ -139,8 +139,8 @@ def frame_run(scheduler, steps=12, probe=True):
     denoiser = DiffusersDenoiser(model, frame=family_of(scheduler).frame(scheduler))
     config = make_config(steps=steps, samples=4, shells=3, directions=2, probe_samples=2, bootstrap=0, probe="fd",
                          probe_schedule="every" if probe else "auto")
-    loaded = LoadedModel(denoiser, field.shape, lambda: SchedulerStepper(scheduler, denoiser, config.steps),
-                         {"id": type(scheduler).__name__}, torch.device("cpu"), module=model)
+    loaded = LoadedModel(denoiser, field.shape, {"id": type(scheduler).__name__}, torch.device("cpu"), module=model,
+                         scheduler=scheduler)
     directions = plane_wave_directions(field.shape, config.shells, config.directions)
     seen = []
     capture = types.SimpleNamespace(write=lambda info, y, d: seen.append((info, y, d)))

@@ -198,11 +198,11 @@ def test_default_resolution_is_the_pipelines(folders):
 
     assert model_shape(str(folders("flux"))) == (4, 128, 128)  # the cheap read `diffcrit check` does
     assert model_shape(str(folders("flux")), height=8, width=16) == (4, 8, 16)
-    flux = load_model(str(folders("flux")), make_config(prompt=PROMPT, device="cpu"))
+    flux = load_model(str(folders("flux")), *[make_config(prompt=PROMPT, device="cpu")] * 2)
     assert flux.shape == (4, 128, 128) and flux.info["pixels"] == [128, 128]
-    sd3 = load_model(str(folders("sd3")), make_config(prompt=PROMPT, device="cpu"))
+    sd3 = load_model(str(folders("sd3")), *[make_config(prompt=PROMPT, device="cpu")] * 2)
     assert sd3.shape == (4, 8, 8) and sd3.info["pixels"] == [64, 64]
-    wide = load_model(str(folders("sd3")), make_config(prompt=PROMPT, device="cpu", width=128))
+    wide = load_model(str(folders("sd3")), *[make_config(prompt=PROMPT, device="cpu", width=128)] * 2)
     assert wide.shape == (4, 8, 16)
 
 

@@ -19,7 +19,6 @@ equals the single-process one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import AnalyzeConfig, make_config
+from ..config import AnalyzeConfig, ConditioningConfig, ModelConfig, make_config, part
 from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
 from ..io import Named, check_outputs
-from ..models.loading import LoadedModel, LoadOptions, load_model, model_source
+from ..models.loading import LoadedModel, LoadOptions, load_model, model_source, refuse_unused_karras
 from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
                               required_scorer)
 from . import probe_schedule
@@ -44,26 +43,29 @@ from ..report.document import Result, clean
 from ..sampling import clones, forward_backward
 from ..sampling.null import null_stepper_factory, sample_spectrum
 from ..sampling.states import INDEX_SUFFIX, check_samples_path, check_states_target, open_states, save_samples
-from ..sampling.steppers import StepInfo, nonfinite_output_error, per_sample_noise
+from ..sampling.loop import Trajectories, per_batch
+from ..sampling.steppers import StepInfo, make_stepper, step_infos
 from .critical import decision_steps, provisional_shell
 from .curves import compute_curves
 from .document import build_document
 from .records import Records, StepRows
 
 
-def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_samples_to: str | Path | None = None,
-            save_states: str | Path | None = None, callback: Callback | None = None,
-            load_options: LoadOptions | None = None, loaded: LoadedModel | None = None, **options: Any) -> Result:
+def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int, int, int] | None = None,
+            save_samples_to: str | Path | None = None, save_states: str | Path | None = None,
+            callback: Callback | None = None, load_options: LoadOptions | None = None,
+            loaded: LoadedModel | None = None, **options: Any) -> Result:
     """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
 
-    ``options`` are the fields of ``AnalyzeConfig`` (steps, samples, seed, shells, directions,
-    probe_samples, probe, probe_schedule, linearize_at, ...). Returns a ``Result``; ``Result.to_dict()``
+    The run's settings: ``config`` (a validated ``AnalyzeConfig``), or its fields as keywords in ``options``
+    (steps, samples, seed, shells, directions, probe_samples, probe, probe_schedule, linearize_at, ...; unknown
+    names are refused). Returns a ``Result``; ``Result.to_dict()``
     is the JSON document of docs/design.md §9 and ``Result.samples`` the final samples (N, C, H, W).
     Under ``torchrun`` / ``accelerate launch`` every process returns the same Result and only rank 0
     writes ``save_samples_to`` and ``save_states``.
     """
     started = time.perf_counter()
-    config = make_config(**options)
+    config = resolved_config(config, options)
     ranks = current(config.device)
     if config.samples < ranks.world:
         raise UserError(f"{config.samples} samples cannot be split over {ranks.world} processes",
@@ -72,8 +74,11 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
         check_analysis_outputs(model, save_samples_to=save_samples_to, save_states=save_states,
                                inputs=[("classifier", classifier_path(config.classifier))])
     if loaded is None:  # ``loaded``: ``model`` already loaded by the caller with these options (guide's t_c)
+        refuse_unused_karras(model, config)
         with ranks.main_first():
-            loaded = load_model(model, config, shape, load_options)
+            loaded = load_model(model, part(config, ModelConfig), part(config, ConditioningConfig), shape,
+                                load_options)
+    step_infos(loaded, config.steps, config.karras)  # the steps its scheduler can take, before any work
     loaded_at = time.perf_counter()
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
                f"--samples {config.samples}", "give fewer samples")
@@ -94,6 +99,15 @@ def analyze(model: Any, *, shape: tuple[int, int, int] | None = None, save_sampl
     document["timing"] = {"total_s": time.perf_counter() - started, "load_s": loaded_at - started,
                           **records.seconds, "analysis_s": time.perf_counter() - analysed_at}
     return Result(clean(document), samples)
+
+
+def resolved_config(config: AnalyzeConfig | None, options: dict[str, Any]) -> AnalyzeConfig:
+    """``config``, or one built from ``options`` (validated); both at once is a user error."""
+    if config is None:
+        return make_config(**options)
+    if options:
+        raise UserError(f"give the settings as config= or as keywords, not both (got {', '.join(sorted(options))})")
+    return config.validate()
 
 
 def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = None,
@@ -132,41 +146,17 @@ def _open_states(target: str | Path | None, config: AnalyzeConfig, loaded: Loade
     rank 0 writes; under several ranks every rank joins the per-step gather)."""
     if target is None:
         return None
-    records = len(loaded.make_stepper().infos)
+    records = len(step_infos(loaded, config.steps, config.karras))
     writer = open_states(target, records, config.samples, loaded.shape) if ranks.is_main else None
     return writer if ranks.world == 1 else GatheredStates(writer, ranks)
 
 
-class _Batches:
-    """This process's samples (global indices ``mine``) in batches, each with its own stepper.
-
-    Sample i draws all its noise from a CPU generator seeded ``seed + i`` (docs/design.md §9), so the
-    trajectories do not depend on the batch size or on how the samples are split over processes.
-    """
-
-    def __init__(self, loaded: LoadedModel, config: AnalyzeConfig, mine: range):
-        self.generators = [torch.Generator("cpu").manual_seed(config.seed + i) for i in mine]
-        size = config.batch_size
-        self.rows = [list(range(lo, min(lo + size, len(mine)))) for lo in range(0, len(mine), size)]
-        self.steppers = [loaded.make_stepper() for _ in self.rows]
-        self.conds = [loaded.conditioning(len(rows)) for rows in self.rows]
-        noise = per_sample_noise(loaded.shape, self.generators)
-        self.xs = [stepper.init(noise[rows]) for stepper, rows in zip(self.steppers, self.rows, strict=True)]
-        self.infos = self.steppers[0].infos
-
-    def step(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advance every batch by step i -> (y, D(y)), (n, C, H, W) float32 in the VE frame."""
-        ys, ds = [], []
-        with torch.no_grad():
-            for k, stepper in enumerate(self.steppers):
-                generators = [self.generators[j] for j in self.rows[k]]
-                y, d, self.xs[k] = stepper.step(self.xs[k], i, self.conds[k], generators)
-                ys.append(y)
-                ds.append(d)
-        return torch.cat(ys), torch.cat(ds)
-
-    def final(self) -> torch.Tensor:
-        return torch.cat([stepper.final(x).cpu() for stepper, x in zip(self.steppers, self.xs, strict=True)])
+def trunk(loaded: LoadedModel, config: AnalyzeConfig, mine: range, ranks: Ranks | None = None) -> Trajectories:
+    """This process's samples (global indices ``mine``) on the model's own sampler: sample i seeded ``seed + i``
+    (docs/design.md §9), so the trajectories do not depend on the batch size or on the split over processes."""
+    return Trajectories(lambda: make_stepper(loaded, config.steps, config.karras), loaded.shape,
+                        [config.seed + i for i in mine], config.batch_size, per_batch(loaded.conditioning),
+                        half_precision=loaded.half_precision, any_rank=(ranks or Ranks()).any)
 
 
 def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, states, callback: Callback,
@@ -183,7 +173,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     """
     ranks = ranks or Ranks()
     mine = ranks.split(config.samples)
-    batches = _Batches(loaded, config, mine)
+    batches = trunk(loaded, config, mine, ranks)
     infos = batches.infos
     records = Records.for_steps(infos)
     records.bins = low_bins(loaded.shape[1], loaded.shape[2], config.shells)
@@ -194,11 +184,9 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
     store = probe_schedule.PointStore(len(infos), (config.probe_samples, *loaded.shape)) if keep_points else None
     try:
-        for i, info in enumerate(infos):
-            tick = time.perf_counter()
-            y, d = batches.step(i)
-            if ranks.any(not (torch.isfinite(y).all() and torch.isfinite(d).all())):
-                raise nonfinite_output_error(info, loaded.half_precision)
+        tick = time.perf_counter()
+        for step in batches.steps():
+            i, info, y, d = step.index, step.info, step.y, step.denoised
             _record_fields(records, y, d)
             if states is not None:
                 states.write(info, y, d)
@@ -210,6 +198,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             records.gains.append(_probe_step(prober, info, points, i in plan, store))
             records.seconds["probing_s"] += time.perf_counter() - tick
             callback(ProgressEvent(SAMPLING, i + 1, len(infos), sigma=info.sigma, t=info.t))
+            tick = time.perf_counter()
         samples = ranks.all_rows(batches.final())
         _merge_rows(records, ranks)
         records.coef_final = shell_coefficients(spectrum(samples), records.bins).numpy()
@@ -262,14 +251,13 @@ def _sample_null(loaded: LoadedModel, config: AnalyzeConfig, samples: torch.Tens
         factory = null_stepper_factory(loaded, config.steps, power, karras)
         if factory is None:
             return
-        batches = _Batches(dataclasses.replace(loaded, make_stepper=factory, conditioning=lambda n: None), config,
-                           mine)
+        batches = Trajectories(factory, loaded.shape, [config.seed + i for i in mine], config.batch_size,
+                               any_rank=ranks.any)
         records.null_denoised = StepRows(len(batches.infos))
-        for i, info in enumerate(batches.infos):
-            _, d = batches.step(i)
-            records.null_denoised.append(shell_coefficients(spectrum(d), records.bins).cpu().numpy())
-            callback(ProgressEvent(NULL, attempt * len(batches.infos) + i + 1, NULL_PASSES * len(batches.infos),
-                                   sigma=info.sigma, t=info.t))
+        for step in batches.steps():
+            records.null_denoised.append(shell_coefficients(spectrum(step.denoised), records.bins).cpu().numpy())
+            callback(ProgressEvent(NULL, attempt * len(batches.infos) + step.index + 1,
+                                   NULL_PASSES * len(batches.infos), sigma=step.info.sigma, t=step.info.t))
         final = ranks.all_rows(batches.final())
         # the sampler changes the power it is given (Euler at 50 steps keeps ~0.9 of it): the next pass starts from
         # the spectrum whose samples have the model's final power, P^2 / P_sampled

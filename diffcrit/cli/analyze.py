@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app, command_outputs, console, emit_json, user_errors
-from ..config import AnalyzeConfig
+from ..config import AnalyzeConfig as DEFAULTS  # every option's default is its config field's
+from ..config import make_config
 from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
                        PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
                        VariantOpt)
@@ -19,68 +20,72 @@ from ._render import progress_callback, render_summary
 @user_errors
 def analyze(
     model: ModelOpt = DEFAULT_MODEL,
-    steps: StepsOpt = AnalyzeConfig.steps,
-    samples: SamplesOpt = AnalyzeConfig.samples,
-    seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = 64,
-    shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = 4,
+    steps: StepsOpt = DEFAULTS.steps,
+    samples: SamplesOpt = DEFAULTS.samples,
+    seed: SeedOpt = DEFAULTS.seed,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = DEFAULTS.batch_size,
+    shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = DEFAULTS.shells,
     directions: Annotated[int, typer.Option(
-        help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = 2,
-    probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = 2,
+        help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = DEFAULTS.directions,
+    probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = DEFAULTS.probe_samples,
     probe: Annotated[str, typer.Option(
         help="auto | jvp | fd: how J v is computed "
-        "(auto: finite differences for networks, JVP for callables).")] = "auto",
+        "(auto: finite differences for networks, JVP for callables).")] = DEFAULTS.probe,
     linearize_at: Annotated[str, typer.Option(
         help="trajectory (the sampled states) | "
-        "zero (y = 0, where the theory of docs/design.md §7 is exact).")] = "trajectory",
+        "zero (y = 0, where the theory of docs/design.md §7 is exact).")] = DEFAULTS.linearize_at,
     probe_schedule: Annotated[str, typer.Option(
         help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the "
-        "steps that decide each marker, from kept probe points (no resampling).")] = "auto",
+        "steps that decide each marker, from kept probe points (no resampling).")] = DEFAULTS.probe_schedule,
     probe_every: Annotated[int, typer.Option(
         help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/6 along "
-        "trajectories, steps/12 at y = 0).")] = 1,
-    fd_step: Annotated[float, typer.Option(help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = 5e-3,
+        "trajectories, steps/12 at y = 0).")] = DEFAULTS.probe_every,
+    fd_step: Annotated[float, typer.Option(
+        help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = DEFAULTS.fd_step,
     bootstrap: Annotated[int, typer.Option(
-        help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands (0: none).")] = 200,
+        help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands "
+        "(0: none).")] = DEFAULTS.bootstrap,
     decision_shell: Annotated[Optional[int], typer.Option(
         help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT "
-        "bins; docs/design.md §6).")] = None,
+        "bins; docs/design.md §6).")] = DEFAULTS.decision_shell,
     clones: Annotated[int, typer.Option(
         help="Branch steps at which every sample is continued twice with fresh noise; the clones' correlation "
-        "measures the decided fraction directly (costs about this many times the sampling; 0: off).")] = 0,
+        "measures the decided fraction directly (costs about this many times the "
+        "sampling; 0: off).")] = DEFAULTS.clones,
     classifier: Annotated[Optional[str], typer.Option(
         help="With --clones: classify every clone's final sample and the trunk's (a diffcrit classifier folder, a "
         "TorchScript file, a transformers folder, or 'builtin': the one the model ships); the share of clone pairs "
         "whose classes agree gives the class_decision marker, and every trunk final noised to each branch step and "
         "regenerated (half the clones' cost) gives the forward-backward class_decision_fb beside it "
-        "(docs/design.md, markers).")] = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    class_label: ClassOpt = None,
-    prompt: PromptOpt = None,
+        "(docs/design.md, markers).")] = DEFAULTS.classifier,
+    device: DeviceOpt = DEFAULTS.device,
+    dtype: DtypeOpt = DEFAULTS.dtype,
+    class_label: ClassOpt = DEFAULTS.class_label,
+    prompt: PromptOpt = DEFAULTS.prompt,
     prompt_embeds: Annotated[Optional[Path], typer.Option(
         help="Text models: a safetensors file of the pipeline's encode_prompt outputs under its own argument names "
         "(prompt_embeds, pooled_prompt_embeds, prompt_attention_mask, ...) instead of --prompt: the text encoders "
         "are not loaded. With --guidance-scale it also holds the negative branch "
-        "(negative_prompt_embeds, ...).")] = None,
+        "(negative_prompt_embeds, ...).")] = DEFAULTS.prompt_embeds,
     guidance_scale: Annotated[float, typer.Option(
         help="Classifier-free guidance at every step as the model's pipeline applies it (SD, SD3, PixArt, Sana: "
         "guidance_scale; Flux: true_cfg_scale), away from --negative-prompt or the null class; the probed D(y) is "
-        "the guided one (two forwards per evaluation). 1: none (the model's own denoiser).")] = 1.0,
+        "the guided one (two forwards per evaluation). 1: none (the model's own denoiser).")] = DEFAULTS.guidance_scale,
     negative_prompt: Annotated[Optional[str], typer.Option(
         help="Text models with --guidance-scale: the unconditional branch (default: the pipeline's, the empty "
-        "prompt; SDXL: zeros).")] = None,
+        "prompt; SDXL: zeros).")] = DEFAULTS.negative_prompt,
     height: Annotated[Optional[int], typer.Option(
         help="Transformer pipelines (SD3, Flux, PixArt, Sana): image height in pixels "
-        "(default: the pipeline's).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="... and width in pixels.")] = None,
-    scheduler: SchedulerOpt = None,
-    prediction_type: PredictionTypeOpt = None,
+        "(default: the pipeline's).")] = DEFAULTS.height,
+    width: Annotated[Optional[int], typer.Option(help="... and width in pixels.")] = DEFAULTS.width,
+    scheduler: SchedulerOpt = DEFAULTS.scheduler,
+    prediction_type: PredictionTypeOpt = DEFAULTS.prediction_type,
     sigma_min: Annotated[float, typer.Option(
-        help="Callable/analytic models: smallest sigma of the Karras schedule.")] = 0.002,
-    sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = 80.0,
-    rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = 7.0,
-    churn: Annotated[float, typer.Option(help="Callable/analytic models: stochastic churn (0 = deterministic).")] = 0.0,
+        help="Callable/analytic models: smallest sigma of the Karras schedule.")] = DEFAULTS.sigma_min,
+    sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = DEFAULTS.sigma_max,
+    rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = DEFAULTS.rho,
+    churn: Annotated[float, typer.Option(
+        help="Callable/analytic models: stochastic churn (0 = deterministic).")] = DEFAULTS.churn,
     subfolder: SubfolderOpt = None,
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
@@ -105,22 +110,22 @@ def analyze(
     from ..models.loading import LoadOptions
 
     main = is_main_process()
-    options = dict(steps=steps, samples=samples, seed=seed, batch_size=batch_size, shells=shells,
-                   directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
-                   probe_schedule=probe_schedule, probe_every=probe_every, fd_step=fd_step, bootstrap=bootstrap,
-                   decision_shell=decision_shell, clones=clones, classifier=classifier,
-                   device=device, dtype=dtype, class_label=class_label, prompt=prompt,
-                   prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
-                   guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width,
-                   scheduler=scheduler,
-                   prediction_type=prediction_type, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, churn=churn)
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
     try:
+        config = make_config(steps=steps, samples=samples, seed=seed, batch_size=batch_size, sigma_min=sigma_min,
+                             sigma_max=sigma_max, rho=rho, churn=churn, device=device, dtype=dtype, scheduler=scheduler,
+                             prediction_type=prediction_type, height=height, width=width, class_label=class_label,
+                             prompt=prompt, prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
+                             guidance_scale=guidance_scale, negative_prompt=negative_prompt, shells=shells,
+                             directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
+                             fd_step=fd_step, probe_every=probe_every, probe_schedule=probe_schedule,
+                             bootstrap=bootstrap, decision_shell=decision_shell, clones=clones, classifier=classifier)
         if main:
             _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
                            prompt_embeds=prompt_embeds, classifier=classifier)
         with progress_callback(console, enabled=main and not quiet) as callback:
-            result = run_analysis(model, save_states=save_states, callback=callback, load_options=load, **options)
+            result = run_analysis(model, config=config, save_states=save_states, callback=callback,
+                                  load_options=load)
     except UserError:
         if main:
             raise

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..config import AnalyzeConfig
 from ..errors import UserError
+from ..guidance.config import GuideConfig as DEFAULTS  # every option's default is its config field's
 from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
 from ._app import app, command_outputs, console, emit_json, user_errors
@@ -33,21 +33,23 @@ def guide(
     model: ModelOpt = ...,
     at: Annotated[str, typer.Option(
         help="Treatment arm: critical (window centred on t_c) | "
-        "a:b (a window in t = log(1+sigma^2)) | all | none.")] = "critical",
+        "a:b (a window in t = log(1+sigma^2)) | all | none.")] = DEFAULTS.at,
     compare: Annotated[Optional[str], typer.Option(
         help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
-        "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a window).")] = None,
+        "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a "
+        "window).")] = DEFAULTS.compare,
     base: Annotated[str, typer.Option(
         help="What a sample runs on outside its window: conditional (the class, no CFG) | unconditional (the null "
         "class; inside the window the class at --guidance-scale, where 1 means the class label alone).")]
-        = "conditional",
+        = DEFAULTS.base,
     guidance_scale: Annotated[Optional[float], typer.Option(
-        "--guidance-scale", help="Guidance scale S inside the window (> 1, or >= 1 with --base unconditional; "
-        "default 3.0).")] = None,
+        "--guidance-scale", help="Guidance scale S inside the window (> 1, or >= 1 with --base "
+        f"unconditional; default {DEFAULTS.guidance_scale}).")] = None,  # None: the config's, or the old --scale
     scale: Annotated[Optional[float], typer.Option("--scale", hidden=True)] = None,  # before 0.2
     window_width: Annotated[Optional[float], typer.Option(
         "--window-width",
-        help="Width W of the critical window in t (default 1.0: one e-fold of alpha_bar, chosen beforehand).")] = None,
+        help=f"Width W of the critical window in t (default {DEFAULTS.window_width}: one e-fold of alpha_bar, "
+        "chosen beforehand).")] = None,  # None: the config's, or the old --width
     width: Annotated[Optional[float], typer.Option("--width", hidden=True)] = None,  # before 0.2
     critical_from: Annotated[Optional[Path], typer.Option(
         help="Take t_c (critical.t, ci95) from this analyze result JSON instead of measuring it.")] = None,
@@ -57,31 +59,32 @@ def guide(
     label_map: Annotated[Optional[str], typer.Option(
         help="Model class id -> classifier output: a JSON file {\"3\": 207} or pairs 3=207,5=1.")] = None,
     class_label: Annotated[Optional[int], typer.Option(
-        "--class-label", help="One target class for every sample.")] = None,
+        "--class-label", help="One target class for every sample.")] = DEFAULTS.class_label,
     classes: Annotated[Optional[str], typer.Option(
-        help="Target classes a,b,c cycled over samples (default: every class in turn).")] = None,
-    steps: StepsOpt = 50,
-    samples: SamplesOpt = 64,
-    seed: SeedOpt = 0,
+        help="Target classes a,b,c cycled over samples (default: every class in turn).")] = DEFAULTS.classes,
+    steps: StepsOpt = DEFAULTS.steps,
+    samples: SamplesOpt = DEFAULTS.samples,
+    seed: SeedOpt = DEFAULTS.seed,
     batch_size: Annotated[int, typer.Option(
-        help="Samples per batch (a guided step runs up to twice this per forward).")] = 64,
+        help="Samples per batch (a guided step runs up to twice this per forward).")] = DEFAULTS.batch_size,
     sweep: Annotated[Optional[int], typer.Option(
         help="Sweep blocks of K consecutive scheduler steps across the schedule (same seeds and targets in every "
-        "block, plus none and all) instead of --at/--compare; writes the profile and its peak (JSON sweep).")] = None,
+        "block, plus none and all) instead of --at/--compare; writes the profile and its peak "
+        "(JSON sweep).")] = DEFAULTS.sweep,
     analyze_samples: Annotated[int, typer.Option(
-        help="Samples for measuring t_c when no --critical-from is given.")] = AnalyzeConfig.samples,
+        help="Samples for measuring t_c when no --critical-from is given.")] = DEFAULTS.analyze_samples,
     bootstrap: Annotated[int, typer.Option(
-        help="Bootstrap resamples for the ci95 of means and paired differences.")] = 2000,
+        help="Bootstrap resamples for the ci95 of means and paired differences.")] = DEFAULTS.bootstrap,
     suggest: Annotated[bool, typer.Option(
         "--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
     save_guider: Annotated[Optional[Path], typer.Option(
         help="With --suggest: write the suggested diffusers ClassifierFreeGuidance (start/stop: exactly the "
         "suggested steps) into this folder; apply it with pipe.update_components(guider="
         "ClassifierFreeGuidance.from_pretrained(DIR)).")] = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    scheduler: SchedulerOpt = None,
-    prediction_type: PredictionTypeOpt = None,
+    device: DeviceOpt = DEFAULTS.device,
+    dtype: DtypeOpt = DEFAULTS.dtype,
+    scheduler: SchedulerOpt = DEFAULTS.scheduler,
+    prediction_type: PredictionTypeOpt = DEFAULTS.prediction_type,
     subfolder: SubfolderOpt = None,
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
@@ -99,7 +102,6 @@ def guide(
     the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
     """
     from ..distributed import is_main_process
-    from ..guidance.engine import GuideConfig
     from ..guidance.engine import guide as run_guide
     from ..guidance.engine import suggest as run_suggest
     from ..models.loading import LoadOptions
@@ -118,8 +120,8 @@ def guide(
     if save_guider is not None and not suggest:
         raise UserError("--save-guider writes the suggestion's guider", "add --suggest")
     options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base, sweep=sweep,
-                   guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", GuideConfig),
-                   window_width=_renamed(window_width, width, "--window-width", "--width", GuideConfig),
+                   guidance_scale=_renamed(guidance_scale, scale, "--guidance-scale", "--scale", DEFAULTS),
+                   window_width=_renamed(window_width, width, "--window-width", "--width", DEFAULTS),
                    samples=samples, seed=seed, batch_size=batch_size, class_label=class_label,
                    classes=_split(classes, "--classes", int), analyze_samples=analyze_samples, bootstrap=bootstrap,
                    device=device, dtype=dtype, scheduler=scheduler, prediction_type=prediction_type)

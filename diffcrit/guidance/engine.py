@@ -1,4 +1,4 @@
-"""``guide`` and ``suggest``: the guidance-pulse experiment (README, "Guide"), step by step.
+"""``guide`` and ``suggest``: the guidance-pulse experiment (docs/guide.md), step by step.
 
   1. cheap checks and loading: config, model (``load_model``), classes, classifier, step grid;
   2. the critical time: ``--critical-from`` (critical.t of a result JSON) or measured by
@@ -17,7 +17,6 @@ narrower than the whole useful band. S = 3.0, the scale of the built-ins' sample
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -29,93 +28,23 @@ import numpy as np
 import torch
 
 from . import alignment
-from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, build_config, check_seeds, make_config
+from ..config import ModelConfig, part
+from .config import GuideConfig, make_guide_config  # noqa: F401  (make_guide_config: the API's)
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
-from ..report.document import write_document
+from ..report.document import Outcome
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
-from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, BASE_CONDITIONAL, BASE_UNCONDITIONAL, BASES,
-                     NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
-                     arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, parse_arm,
-                     sample_arm, step_t_grid, sweep_arms, sweep_blocks)
+from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
+                     arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, sample_arm,
+                     step_t_grid, sweep_arms, sweep_blocks)
 from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler,
                               with_class_label)
 from ..progress import Callback, ignore
 from ..models.scorers import decode_all, image_shape, latent_decoder, resolve_scorer
-from ..sampling.steppers import SchedulerStepper, StepInfo, scheduler_steps
+from ..sampling.steppers import StepInfo, scheduler_steps, step_infos
 
 ANALYZE_BOOTSTRAP = 200  # resamples for the ci95 of a t_c measured here (analyze's default), capped by --bootstrap
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass
-class GuideConfig:
-    """Typed defaults of ``guide``; the resolved copy goes into the JSON."""
-
-    at: str = ARM_CRITICAL
-    compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
-    base: str = BASE_CONDITIONAL  # outside the window: the class, or the null class (unconditional)
-    guidance_scale: float = 3.0  # > 1; 1 allowed on an unconditional base (the class label alone in the window)
-    window_width: float = 1.0  # in t
-    steps: int = 50
-    samples: int = 64
-    seed: int = 0
-    batch_size: int = 64
-    class_label: int | None = None
-    classes: list[int] | None = None
-    sweep: int | None = None  # K: blocks of K consecutive steps across the schedule, plus none and all
-    analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
-    bootstrap: int = 2000
-    device: str = "auto"
-    dtype: str = "float32"
-    scheduler: str | None = None
-    prediction_type: str | None = None
-
-    def validate(self) -> "GuideConfig":
-        for name, low in (("steps", 2), ("samples", 1), ("seed", 0), ("batch_size", 1), ("analyze_samples", 1),
-                          ("bootstrap", 0)):
-            at_least(name, getattr(self, name), low)
-        at_most("steps", self.steps, MAX_STEPS)
-        check_seeds(self.seed, max(self.samples, self.analyze_samples))
-        if self.base not in BASES:
-            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
-        scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
-        if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
-            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
-                            "S = 1 is the `none` arm on a conditional base")
-        if not 0 < self.window_width < math.inf:
-            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
-        if self.class_label is not None and self.classes:
-            raise UserError("give --class-label or --classes, not both")
-        if self.sweep is not None:
-            at_least("sweep", self.sweep, 1)
-            if self.at != ARM_CRITICAL or self.compare is not None:
-                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
-        parse_arm(self.at, treatment=True)
-        for name in self.compare or []:
-            parse_arm(name)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-OLD_NAMES = {"scale": "guidance_scale", "width": "window_width"}  # names before 0.2, still accepted
-
-
-def make_guide_config(**options: Any) -> GuideConfig:
-    """A validated ``GuideConfig``; ``scale`` and ``width`` (the names before 0.2) are read as guidance_scale and
-    window_width."""
-    for old, new in OLD_NAMES.items():
-        if old in options:
-            if new in options:
-                raise UserError(f"{old} is the old name of {new}: give one of them")
-            options[new] = options.pop(old)
-    return build_config(GuideConfig, options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,35 +52,26 @@ def make_guide_config(**options: Any) -> GuideConfig:
 
 
 @dataclass
-class GuideResult:
+class GuideResult(Outcome):
     """What ``guide`` returns: the JSON document, final samples per arm (model space) and,
     when asked for, the decoded images per arm (N, C, H, W) in [-1, 1]."""
 
-    document: dict
     samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     images: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     targets: torch.Tensor | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        return self.document
-
-    def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
-        return write_document(self.document, path, indent)
-
 
 def load_guided_model(model: Any, config: GuideConfig,
                       load_options: LoadOptions | None) -> tuple[LoadedModel, ClassGuidance]:
-    """Load through ``load_model`` (class id 0 only satisfies its class check; guide sets labels itself)."""
-    analyze_config = make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size,
-                                 device=config.device, dtype=config.dtype, class_label=0,
-                                 scheduler=config.scheduler, prediction_type=config.prediction_type)
+    """Load through ``load_model`` without conditioning (guide sets the labels of every step itself)."""
     try:
-        loaded = load_model(model, analyze_config, None, load_options)
+        loaded = load_model(model, part(config, ModelConfig), None, None, load_options)
     except ConditioningError:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} is not") from None
-    guidance = class_guidance(loaded)
     if loaded.scheduler is None:
         raise UserError(NOT_CLASS_CONDITIONAL, f"{model} has no diffusers scheduler")
+    guidance = class_guidance(loaded)
+    step_infos(loaded, config.steps)  # the steps its scheduler can take, before any work
     return loaded, guidance
 
 
@@ -168,7 +88,7 @@ def target_classes(config: GuideConfig, guidance: ClassGuidance) -> torch.Tensor
 
 def step_grid(loaded: LoadedModel, steps: int) -> list[StepInfo]:
     """Every recorded evaluation of the model's scheduler at ``steps`` (two per step for Heun-type schedulers)."""
-    return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps).infos
+    return step_infos(loaded, steps)
 
 
 def critical_from_file(path: Path | str) -> dict:
@@ -220,7 +140,7 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     options = dict(steps=config.steps, samples=config.analyze_samples, seed=seed, class_label=target,
                    batch_size=config.batch_size, device=config.device, dtype=config.dtype, scheduler=config.scheduler,
                    prediction_type=config.prediction_type, bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap))
-    relabelled = with_class_label(loaded, target, make_config(**options))
+    relabelled = with_class_label(loaded, target)
     result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, **options)
     found = working_time(result.critical)
     if found is None:
@@ -406,7 +326,7 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     config = make_guide_config(**options)
     if critical_from is not None:  # 1. the evidence first: a bad file fails before anything is read
         critical = critical_from_file(critical_from)
-        source = load_scheduler(model, _analyze_config(config), load_options)
+        source = load_scheduler(model, part(config, ModelConfig), load_options)
         model_info, device = source.info, torch.device("cpu")
     else:
         loaded, guidance = load_guided_model(model, config, load_options)
@@ -453,8 +373,3 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     }
     return clean(document)
 
-
-def _analyze_config(config: GuideConfig) -> AnalyzeConfig:
-    """The loading fields of ``config`` as analyze's config (no class label: any model's scheduler)."""
-    return make_config(steps=config.steps, seed=config.seed, batch_size=config.batch_size, device=config.device,
-                       dtype=config.dtype, scheduler=config.scheduler, prediction_type=config.prediction_type)

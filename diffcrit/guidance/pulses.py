@@ -12,8 +12,8 @@ Steps are scheduler steps (``step_t_grid``): a Heun-type scheduler's step evalua
 both evaluations share one decision, taken at t_i of the step's first evaluation; windows, random step
 blocks and guided-step counts are all in steps. One-evaluation schedulers: a step is an evaluation.
 
-How pulses hook in: the sampler is the unchanged ``SchedulerStepper`` (the model's own
-pipeline, per-sample generators seed + i) with the model's own denoiser. The per-step
+How pulses hook in: the sampler is the model's own (``sampling/loop.py`` over its scheduler as its
+pipeline runs it, per-sample generators seed + i) with the model's own denoiser. The per-step
 conditioning dict carries each sample's scale and null label under ``cond.GUIDANCE``, so one
 ``model_output`` call does one forward over [x; x[guided]] with labels [c; null]. Family
 specifics (null id, real classes) come from the model's family (``families.py``).
@@ -40,17 +40,14 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .config import (ARM_ALL, ARM_CRITICAL, ARM_NONE, ARM_RANDOM, ARM_RANDOM_STEPS, BASE_CONDITIONAL,  # noqa: F401
+                     BASE_UNCONDITIONAL, BASES, DEFAULT_COMPARE, NAMED_ARMS, RANDOM_ARMS, parse_arm)
 from ..models.families import ClassGuidance, NOT_CLASS_CONDITIONAL, family_guidance
 from ..models.loading import LoadedModel
 from ..progress import GUIDE, Callback, ProgressEvent, ignore
-from ..sampling.steppers import SchedulerStepper, StepInfo, nonfinite_output_error, per_sample_noise, scheduler_steps
+from ..sampling.loop import Trajectories
+from ..sampling.steppers import StepInfo, make_stepper, scheduler_steps
 
-ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
-NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
-RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
-DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
-BASE_CONDITIONAL, BASE_UNCONDITIONAL = "conditional", "unconditional"  # what a sample runs on outside its window
-BASES = (BASE_CONDITIONAL, BASE_UNCONDITIONAL)
 RANDOM_WINDOW_STREAM = 0x57A1  # numpy seed entropy of the random-window draws (not the sampling noise)
 RANDOM_STEPS_STREAM = 0x57A2  # ... and of the random step blocks
 
@@ -100,30 +97,6 @@ class Arm:
             return []
         source = rows if len(rows) == 1 else self.windows
         return [[float(max(lo, t_range[0])), float(min(hi, t_range[1]))] for lo, hi in source]
-
-
-def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
-    """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
-    if name in NAMED_ARMS:
-        if treatment and name in RANDOM_ARMS:
-            raise UserError(f"--at {name} is not a treatment",
-                            "random windows are the control; use --at critical or a:b")
-        return None
-    lo, sep, hi = name.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        a, b = float(lo), float(hi)
-    except ValueError:
-        raise UserError(f"unknown arm {name!r}",
-                        f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise UserError(f"window {name!r} is not finite", "give a:b with finite t values")
-    if b < a:
-        raise UserError(f"window {name!r} is inverted (a > b)", f"write it as {hi}:{lo}")
-    if b == a:
-        raise UserError(f"window {name!r} is empty (a = b)", "give a:b with a < b")
-    return a, b
 
 
 def arm_names(at: str, compare: list[str] | None) -> list[str]:
@@ -281,26 +254,17 @@ def sample_arm(loaded: LoadedModel, guidance: ClassGuidance, arm: Arm, targets: 
     ``mine`` are the global sample indices to draw (default: all); sample i is seeded seed + i and
     uses row i of the arm's windows and of ``targets``, so a split over processes changes nothing.
     """
-    n = len(targets)
-    mine = range(n) if mine is None else mine
-    generators = {i: torch.Generator("cpu").manual_seed(seed + i) for i in mine}
-    noise = per_sample_noise(loaded.shape, [generators[i] for i in mine])
-    out = []
-    for lo in range(0, len(mine), batch_size):
-        local = list(range(lo, min(lo + batch_size, len(mine))))
-        rows = [mine[j] for j in local]
-        stepper = SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps)
-        x = stepper.init(noise[local])
-        labels = targets[rows].to(loaded.device)
-        step_of, t_grid = scheduler_steps(stepper.infos), step_t_grid(stepper.infos)
-        for i, info in enumerate(stepper.infos):
-            in_window = torch.from_numpy(arm.guided(t_grid[step_of[i]])[rows])  # one decision per scheduler step
-            cond = step_conditioning(guidance, labels, in_window, scale, base)
-            with torch.no_grad():
-                _, denoised, x = stepper.step(x, i, cond, [generators[j] for j in rows])
-            if not (torch.isfinite(denoised).all() and torch.isfinite(x).all()):
-                raise nonfinite_output_error(info, loaded.half_precision, f" of arm {arm.name}")
-            callback(ProgressEvent(GUIDE, lo * len(stepper.infos) + (i + 1) * len(rows), len(mine) * len(stepper.infos),
-                                   label=arm.name, sigma=info.sigma, t=info.t))
-        out.append(stepper.final(x).cpu())
-    return torch.cat(out)
+    mine = range(len(targets)) if mine is None else mine
+    labels = targets[list(mine)].to(loaded.device)
+
+    def conditioning(i: int, rows: list[int]) -> dict:
+        in_window = torch.from_numpy(arm.guided(t_grid[step_of[i]])[[mine[j] for j in rows]])  # per scheduler step
+        return step_conditioning(guidance, labels[rows], in_window, scale, base)
+
+    run = Trajectories(lambda: make_stepper(loaded, steps), loaded.shape, [seed + i for i in mine], batch_size,
+                       conditioning, half_precision=loaded.half_precision, where=f" of arm {arm.name}")
+    step_of, t_grid = scheduler_steps(run.infos), step_t_grid(run.infos)
+    for step in run.steps():
+        callback(ProgressEvent(GUIDE, (step.index + 1) * len(mine), len(mine) * len(run.infos), label=arm.name,
+                               sigma=step.info.sigma, t=step.info.t))
+    return run.final()

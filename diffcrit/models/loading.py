@@ -24,11 +24,10 @@ from typing import Any, Callable
 import torch
 
 from . import builtins
-from ..config import AnalyzeConfig
-from .denoisers import CallableDenoiser, DiffusersDenoiser
+from ..config import ConditioningConfig, KarrasConfig, ModelConfig
+from .denoisers import CallableDenoiser, Denoiser, DiffusersDenoiser
 from .families import Family, check_generative, family_named, latent_grid, model_family
 from ..errors import LibraryWarning, UserError, shorten
-from ..sampling.steppers import KarrasEulerStepper, SchedulerStepper
 from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
@@ -63,14 +62,14 @@ def hub_offline_by_environment() -> bool:
 class LoadedModel:
     """Everything the engine needs, whatever the family.
 
-    denoiser: the docs/design.md §2 contract; make_stepper(device) -> a sampler for one batch;
+    denoiser: the docs/design.md §2 contract; ``scheduler`` (diffusers models) or none (a bare denoiser, sampled on
+    the Karras schedule): what ``sampling.steppers.make_stepper`` builds a sampler from;
     conditioning(n) -> per-sample conditioning dict for n samples (or None);
     theory(sigmas, directions) -> exact predictions (analytic models) or None.
     """
 
-    denoiser: Any
+    denoiser: Denoiser
     shape: tuple[int, int, int]
-    make_stepper: Callable[[], Any]
     info: dict
     device: torch.device
     conditioning: Callable[[int], dict | None] = lambda n: None
@@ -82,11 +81,13 @@ class LoadedModel:
     root: Path | None = None  # diffusers models: the pipeline or model folder (a hub snapshot)
 
 
-def with_class_label(loaded: LoadedModel, label: int, config: AnalyzeConfig) -> LoadedModel:
-    """The same loaded class-conditional diffusers model, conditioned on class ``label`` instead: no second load."""
+def with_class_label(loaded: LoadedModel, label: int, conditioning: ConditioningConfig | None = None) -> LoadedModel:
+    """The same loaded class-conditional diffusers model, conditioned on class ``label`` (and otherwise as
+    ``conditioning`` says) instead: no second load."""
     from .conditioning import build_conditioning
 
-    conditioning, info = build_conditioning(loaded.module, loaded.root, dataclasses.replace(config, class_label=label))
+    wanted = dataclasses.replace(conditioning or ConditioningConfig(), class_label=label)
+    conditioning, info = build_conditioning(loaded.module, loaded.root, wanted)
     return dataclasses.replace(loaded, conditioning=conditioning, info={**loaded.info, "conditioning": info})
 
 
@@ -125,8 +126,11 @@ def library_logs():
             library.enable_default_handler()
 
 
-def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | None = None,
-               options: LoadOptions | None = None) -> LoadedModel:
+def load_model(model: Any, config: ModelConfig, conditioning: ConditioningConfig | None = None,
+               shape: tuple[int, int, int] | None = None, options: LoadOptions | None = None) -> LoadedModel:
+    """``model`` (hub id, folder, ``builtin:NAME`` or a callable ``denoise(y, sigma)`` with ``shape``) loaded on
+    ``config``'s device and dtype, with its scheduler, conditioned as ``conditioning`` says; ``conditioning=None``:
+    no conditioning is built (the caller conditions every step itself, as guide does)."""
     options = options or LoadOptions()
     device = resolve_device(config.device)
     if callable(model) and not isinstance(model, (str, Path)):
@@ -134,40 +138,58 @@ def load_model(model: Any, config: AnalyzeConfig, shape: tuple[int, int, int] | 
         if shape is None:
             raise UserError("a callable denoiser needs shape=(C, H, W)")
         name = getattr(model, "__name__", type(model).__name__)
-        return _karras_model(CallableDenoiser(model), tuple(shape), config, device,
+        return _karras_model(CallableDenoiser(model), tuple(shape), conditioning, device,
                              {"id": name, "kind": "callable", "class": type(model).__name__}, model=model)
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
         entry, kwargs = builtins.parse_spec(spec)
-        _refuse_unused(config, KARRAS_OPTIONS if entry.path is not None else SCHEDULER_OPTIONS, spec)
         if entry.path is not None:
-            if config.class_label is None and entry.null_class is not None:  # unconditional: the null class
-                config = dataclasses.replace(config, class_label=entry.null_class)
-            loaded = load_diffusers(entry.path, config, device, options)
+            if conditioning is not None and conditioning.class_label is None and entry.null_class is not None:
+                conditioning = dataclasses.replace(conditioning, class_label=entry.null_class)  # unconditional
+            loaded = load_diffusers(entry.path, config, conditioning, device, options)
             loaded.info.update(id=spec, kind="builtin")
             return loaded
+        _refuse_unused(config, SCHEDULER_OPTIONS, spec)
         analytic = entry.factory(**kwargs)
         info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
-        return _karras_model(CallableDenoiser(analytic), analytic.shape, config, device, info, model=analytic)
-    _refuse_unused(config, KARRAS_OPTIONS, spec)
+        return _karras_model(CallableDenoiser(analytic), analytic.shape, conditioning, device, info, model=analytic)
     path = Path(spec).expanduser()
     if path.exists():
-        return load_diffusers(path, config, device, options)
-    return load_diffusers(download(_hub_id(spec), options), config, device, options, hub_id=spec)
+        return load_diffusers(path, config, conditioning, device, options)
+    return load_diffusers(download(_hub_id(spec), options), config, conditioning, device, options, hub_id=spec)
 
 
-KARRAS_OPTIONS = ("sigma_min", "sigma_max", "rho", "churn")  # the Karras sampler of callable and analytic models
 SCHEDULER_OPTIONS = ("scheduler", "prediction_type")  # a diffusers model's scheduler
 
 
-def _refuse_unused(config: AnalyzeConfig, names: tuple[str, ...], model: str) -> None:
-    """An option set away from its default that this kind of model does not use is refused, not recorded."""
-    defaults = AnalyzeConfig()
+def has_scheduler(model: Any) -> bool:
+    """Whether ``model`` is sampled by a diffusers scheduler of its own (else Euler on the Karras schedule), read
+    from the name alone."""
+    if callable(model) and not isinstance(model, (str, Path)):
+        return False
+    spec = str(model)
+    return not spec.startswith(builtins.PREFIX) or builtins.parse_spec(spec)[0].path is not None
+
+
+def refuse_unused_karras(model: Any, karras: KarrasConfig) -> None:
+    """A Karras setting changed for a model with a scheduler of its own would be recorded but never used: refused,
+    before anything is loaded."""
+    if not has_scheduler(model):
+        return
+    for name, value in karras.karras.items():
+        if value != getattr(KarrasConfig, name):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} applies to callable and analytic models only; {model} does not use it",
+                            f"drop {flag}")
+
+
+def _refuse_unused(config: ModelConfig, names: tuple[str, ...], model: str) -> None:
+    """A scheduler option set away from its default for a model without a diffusers scheduler is refused."""
+    defaults = ModelConfig()
     for name in names:
         if getattr(config, name) != getattr(defaults, name):
             flag = "--" + name.replace("_", "-")
-            user = "callable and analytic models" if name in KARRAS_OPTIONS else "diffusers models"
-            raise UserError(f"{flag} applies to {user} only; {model} does not use it", f"drop {flag}")
+            raise UserError(f"{flag} applies to diffusers models only; {model} does not use it", f"drop {flag}")
 
 
 @dataclass
@@ -181,7 +203,7 @@ class SchedulerOnly:
     root: Path
 
 
-def load_scheduler(model: Any, config: AnalyzeConfig, options: LoadOptions | None = None) -> SchedulerOnly:
+def load_scheduler(model: Any, config: ModelConfig, options: LoadOptions | None = None) -> SchedulerOnly:
     """The scheduler of a diffusers model (folder, hub id or built-in) for step counts; no weights are read (a hub
     model: its JSON files only). A model without one (analytic built-ins, callables) is a user error."""
     from diffusers.configuration_utils import FrozenDict
@@ -262,20 +284,17 @@ def _hub_id(spec: str) -> str:
     return spec
 
 
-def _karras_model(denoiser: CallableDenoiser, shape, config: AnalyzeConfig, device, info: dict,
+def _karras_model(denoiser: CallableDenoiser, shape, conditioning: ConditioningConfig | None, device, info: dict,
                   model: Any) -> LoadedModel:
     from .conditioning import check_unconditional
 
-    check_unconditional(config, info["id"])
+    if conditioning is not None:
+        check_unconditional(conditioning, info["id"])
     if isinstance(model, torch.nn.Module):
         model.to(device)
     info.update(shape=list(shape), scheduler="KarrasEuler", prediction_type="denoised", conditioning=None)
 
-    def make_stepper():
-        return KarrasEulerStepper(denoiser, config.steps, config.sigma_min, config.sigma_max, config.rho,
-                                  config.churn, device)
-
-    return LoadedModel(denoiser, tuple(shape), make_stepper, info, device, module=denoiser.module,
+    return LoadedModel(denoiser, tuple(shape), info, device, module=denoiser.module,
                        theory=getattr(model, "theory", None))
 
 
@@ -390,24 +409,12 @@ def _model_folder(root: Path, options: LoadOptions) -> tuple[Path, Path | None]:
                     "pass a pipeline folder, a model folder, or use --subfolder")
 
 
-def _check_steps(scheduler, steps: int, set_timesteps: Callable) -> None:
-    """``steps`` the scheduler can take (DDPM, DDIM: at most ``num_train_timesteps``), tried before any work."""
-    try:
-        set_timesteps(scheduler, steps)
-    except ValueError as err:
-        name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
-        if most is not None and steps > most:
-            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
-                            f"use --steps {most} or fewer") from None
-        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
-
-
 def _scheduler_folder(root: Path) -> Path | None:
     scheduler = root / "scheduler"
     return scheduler if (scheduler / "scheduler_config.json").exists() else None
 
 
-def _load_scheduler(folder: Path | None, config: AnalyzeConfig):
+def _load_scheduler(folder: Path | None, config: ModelConfig):
     """The folder's scheduler (or ``--scheduler``, which overrides it), checked to be one diffcrit can follow."""
     import diffusers
 
@@ -444,7 +451,7 @@ def _model_family(folder: Path) -> tuple[str, Family]:
     return class_name, family
 
 
-def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, options: LoadOptions, device):
+def _load_denoiser_module(folder: Path, class_name: str, config: ModelConfig, options: LoadOptions, device):
     import diffusers
 
     dtype = getattr(torch, config.dtype)
@@ -460,16 +467,16 @@ def _load_denoiser_module(folder: Path, class_name: str, config: AnalyzeConfig, 
     return module.to(device).eval().requires_grad_(False)
 
 
-def load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
-                   hub_id: str | None = None) -> LoadedModel:
+def load_diffusers(root: Path, config: ModelConfig, conditioning: ConditioningConfig | None, device: torch.device,
+                   options: LoadOptions, hub_id: str | None = None) -> LoadedModel:
     """A diffusers UNet or transformer and its scheduler, sampled exactly as its pipeline does, on its family's
     latent grid (``families.latent_grid``: unpacked, at --height/--width where the family takes them)."""
     with library_logs():
-        return _load_diffusers(Path(root), config, device, options, hub_id)
+        return _load_diffusers(Path(root), config, conditioning, device, options, hub_id)
 
 
-def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, options: LoadOptions,
-                    hub_id: str | None) -> LoadedModel:
+def _load_diffusers(root: Path, config: ModelConfig, conditioning: ConditioningConfig | None, device: torch.device,
+                    options: LoadOptions, hub_id: str | None) -> LoadedModel:
     from .conditioning import build_conditioning
 
     if not root.is_dir():
@@ -484,7 +491,8 @@ def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opt
     shape = (family.channels(module.config), *grid)
     if min(shape) < 1:
         raise UserError(f"{model_folder / 'config.json'} gives samples of shape {shape}", "every size must be >= 1")
-    conditioning, cond_info = build_conditioning(module, root, config, pixels)
+    make_cond, cond_info = build_conditioning(module, root, conditioning, pixels) if conditioning is not None \
+        else ((lambda n: None), None)
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
             "conditioning": cond_info, "dtype": config.dtype,
@@ -492,11 +500,6 @@ def _load_diffusers(root: Path, config: AnalyzeConfig, device: torch.device, opt
     if pixels is not None:
         info["pixels"] = list(pixels)
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
-    _check_steps(scheduler, config.steps, set_timesteps)
-
-    def make_stepper():
-        return SchedulerStepper(scheduler, denoiser, config.steps, set_timesteps)
-
-    return LoadedModel(denoiser, shape, make_stepper, info, device, conditioning=conditioning, module=module,
+    return LoadedModel(denoiser, shape, info, device, conditioning=make_cond, module=module,
                        half_precision=config.dtype != "float32", scheduler=scheduler, root=root,
                        set_timesteps=set_timesteps)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import AnalyzeConfig
+from ..config import ProbingConfig
 from ..distributed import Ranks
 from ..errors import UserError, shorten
 from ..models.cond import select_cond
@@ -39,7 +39,7 @@ class Prober:
     made once, at the first probe. ``method`` ("none" until then) and ``note`` say what was used.
     """
 
-    def __init__(self, loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections, ranks: Ranks):
+    def __init__(self, loaded: LoadedModel, config: ProbingConfig, directions: ProbeDirections, ranks: Ranks):
         self.loaded, self.config, self.ranks = loaded, config, ranks
         self.method, self.note = "none", None
         mine = ranks.split(directions.count)
@@ -109,7 +109,7 @@ AUTO_FD_NOTE = ("auto: central finite differences in float32 (2 forwards per dir
                 "costs 2-4x more through a network); --probe jvp gives the exact products")
 
 
-def _choose_method(config: AnalyzeConfig, loaded: LoadedModel) -> tuple[str, str | None]:
+def _choose_method(config: ProbingConfig, loaded: LoadedModel) -> tuple[str, str | None]:
     """``auto``: forward-mode AD for callables (analytic built-ins, user functions: exact and cheap),
     finite differences for networks (float32 copy of the weights for half-precision models)."""
     if config.probe != "auto":

@@ -18,7 +18,8 @@ Two results are *paired* when they used the same sample range (seed and samples)
 random numbers, so only the model differs, and the paired tolerances are tight. Otherwise they are
 *independent* (disjoint ranges; overlapping ones are noted) and a difference must also exceed the
 sampling noise both CIs show. The default tolerances are calibrated on a null distribution of
-disjoint reseeds of the trained built-ins (README "check", ``bench/calibrate_check.py``).
+disjoint reseeds of the trained built-ins (docs/measurements.md "Release gate calibration",
+``bench/calibrate_check.py``).
 
 Curves are compared in OU time t = log(1 + sigma^2) (docs/design.md §2) on a uniform grid over the
 t range both results cover, so results with different step counts or schedulers compare.
@@ -71,7 +72,8 @@ class Tolerances:
     """How far a candidate may drift from the baseline. ``None`` turns a check off.
 
     Defaults and why (t is OU time, docs/design.md §2). Independent comparisons were calibrated on
-    disjoint reseeds of the trained built-ins at the analyze defaults (128 samples; README "check"):
+    disjoint reseeds of the trained built-ins at the analyze defaults (128 samples; docs/measurements.md
+    "Release gate calibration"):
     critical.t, xi are 1.2-1.5x the largest difference seen between two reseeds of the same model
     (critical.t: 0.35 on digits, 0.18 on textures), decided and stiffness about 2x (kept from the
     64-sample calibration, whose nulls were 0.20 and 0.035).

@@ -253,17 +253,23 @@ def transition_words(critical: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class Result:
-    """What ``analyze`` returns: the JSON document plus the final samples (not serialised)."""
+class Outcome:
+    """A command's JSON document and how it is written; subclasses add what is not serialised."""
 
     document: dict
-    samples: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return self.document
 
     def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
         return write_document(self.document, path, indent)
+
+
+@dataclass
+class Result(Outcome):
+    """What ``analyze`` returns: the JSON document plus the final samples (not serialised)."""
+
+    samples: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def critical(self) -> dict:

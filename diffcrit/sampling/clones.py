@@ -31,9 +31,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..config import SamplingConfig
 from ..spectral.fourier import LowBins, shell_coefficients, spectrum
 from ..progress import CLONING, Callback, ProgressEvent
-from .steppers import per_sample_noise
+from .loop import Trajectories, per_batch
+from .steppers import StepInfo, per_sample_noise
 
 # The stochastic continuations per trunk sample (a pair gives one covariance).
 PER_TRUNK = 2
@@ -66,27 +68,38 @@ def ancestral_step(y: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_
     return keep * y + (1 - keep) * denoised + sigma_next * math.sqrt(1 - keep) * noise
 
 
-def clone_generators(seed: int, samples: range, branch: int, clone: int) -> list[torch.Generator]:
-    """One CPU generator per trunk sample for clone ``clone`` branched at step ``branch``."""
-    return [torch.Generator("cpu").manual_seed(int(np.random.SeedSequence([seed + i, branch, clone])
-                                                   .generate_state(1, np.uint64)[0] >> 1)) for i in samples]
+def clone_seeds(seed: int, samples: range, branch: int, clone: int) -> list[int]:
+    """The seed of each trunk sample's CPU generator for clone ``clone`` branched at step ``branch``."""
+    return [int(np.random.SeedSequence([seed + i, branch, clone]).generate_state(1, np.uint64)[0] >> 1)
+            for i in samples]
 
 
-def continue_clone(denoise: Callable, y: torch.Tensor, grid: list[tuple[float, float | None]],
-                   generators: list[torch.Generator]) -> torch.Tensor:
-    """Run one clone of the states ``y`` (B, C, H, W) down ``grid`` [(sigma, timestep), ...] to sigma = 0.
+class AncestralStepper:
+    """The clones' sampler for one batch: ``ancestral_step`` down ``grid`` [(sigma, timestep), ...] to sigma = 0 from
+    given states (``init`` takes them as they are: y (B, C, H, W) in the VE frame), each step's noise drawn from the
+    per-sample generators. ``denoiser``: the docs/design.md §2 contract."""
 
-    ``denoise(y, sigma, timestep)`` -> D(y) (B, C, H, W) in the VE frame.
-    """
-    for j, (sigma, timestep) in enumerate(grid):
-        denoised = denoise(y, sigma, timestep).float()
-        sigma_next = grid[j + 1][0] if j + 1 < len(grid) else 0.0
+    def __init__(self, denoiser: Callable, grid: list[tuple[float, float | None]], device: torch.device | str):
+        self.denoiser, self.grid, self.device = denoiser, grid, torch.device(device)
+        self.infos = [StepInfo(j, sigma, timestep) for j, (sigma, timestep) in enumerate(grid)]
+
+    def init(self, y: torch.Tensor) -> torch.Tensor:
+        return y.to(self.device)
+
+    def step(self, y, i, cond, generators):
+        sigma, timestep = self.grid[i]
+        n = y.shape[0]
+        ts = None if timestep is None else torch.full((n,), timestep, device=y.device)
+        denoised = self.denoiser(y, torch.full((n,), sigma, device=y.device), ts, cond).float()
+        sigma_next = self.grid[i + 1][0] if i + 1 < len(self.grid) else 0.0
         noise = per_sample_noise(tuple(y.shape[1:]), generators).to(y.device)
-        y = ancestral_step(y, denoised, sigma, sigma_next, noise)
-    return y
+        return y, denoised, ancestral_step(y, denoised, sigma, sigma_next, noise)
+
+    def final(self, y: torch.Tensor) -> torch.Tensor:
+        return y.float()
 
 
-def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
+def run_clones(loaded, config: SamplingConfig, infos: list, states: dict[int, torch.Tensor], mine: range, bins: LowBins,
                callback: Callback, classify: Callable[[torch.Tensor], np.ndarray] | None = None
                ) -> tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]]]:
     """Two clones of every sample of this process (global indices ``mine``) at each branch step in ``states``
@@ -105,24 +118,15 @@ def run_clones(loaded, config, infos: list, states: dict[int, torch.Tensor], min
     return coefs, classes
 
 
-def clone_all(loaded, config, y: torch.Tensor, grid: list, mine: range, branch: int, clone: int) -> torch.Tensor:
+def clone_all(loaded, config: SamplingConfig, y: torch.Tensor, grid: list, mine: range, branch: int,
+              clone: int) -> torch.Tensor:
     """Clone ``clone`` of every state in ``y`` (this process's rows), in batches -> finals (n, C, H, W) on CPU."""
-    out = []
-    generators = clone_generators(config.seed, mine, branch, clone)
-    for lo in range(0, y.shape[0], config.batch_size):
-        rows = range(lo, min(lo + config.batch_size, y.shape[0]))
-        cond = loaded.conditioning(len(rows))
-
-        def denoise(z, sigma, timestep, cond=cond):
-            sigma_t = torch.full((z.shape[0],), sigma, device=z.device)
-            ts = None if timestep is None else torch.full((z.shape[0],), timestep, device=z.device)
-            return loaded.denoiser(z, sigma_t, ts, cond)
-
-        with torch.no_grad():
-            out.append(continue_clone(denoise, y[lo:rows.stop].to(loaded.device), grid,
-                                      generators[lo:rows.stop]).float().cpu())
-    return torch.cat(out)
+    run = Trajectories(lambda: AncestralStepper(loaded.denoiser, grid, loaded.device), tuple(y.shape[1:]),
+                       clone_seeds(config.seed, mine, branch, clone), config.batch_size,
+                       per_batch(loaded.conditioning), start=y, half_precision=loaded.half_precision,
+                       where=f" of a clone branched at step {branch}")
+    return run.run()
 
 
-__all__ = ["run_clones", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_generators",
-           "continue_clone", "clone_all"]
+__all__ = ["run_clones", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_seeds",
+           "AncestralStepper", "clone_all"]

@@ -20,29 +20,32 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..config import SamplingConfig
 from ..progress import REGENERATING, Callback, ProgressEvent
 from . import clones
 from .steppers import per_sample_noise
 
-# ``clones.clone_generators`` streams (its ``clone`` argument) of the noising z and of the regeneration; the clones
-# use 0 .. clones.PER_TRUNK - 1.
+# ``clones.clone_seeds`` streams (its ``clone`` argument) of the noising z and of the regeneration; the clones use
+# 0 .. clones.PER_TRUNK - 1.
 NOISING, REGENERATION = 0xFB0, 0xFB1
 
 
-def noised(finals: torch.Tensor, sigma: float, generators: list[torch.Generator]) -> torch.Tensor:
-    """y = x0 + sigma z (n, C, H, W) float32 in the VE frame, z of row k from ``generators[k]``."""
+def noised(finals: torch.Tensor, sigma: float, seeds: list[int]) -> torch.Tensor:
+    """y = x0 + sigma z (n, C, H, W) float32 in the VE frame, z of row k from a CPU generator seeded ``seeds[k]``."""
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     return finals.float() + sigma * per_sample_noise(tuple(finals.shape[1:]), generators)
 
 
-def run_forward_backward(loaded, config, infos: list, finals: torch.Tensor, steps: list[int], mine: range,
-                         classify: Callable[[torch.Tensor], np.ndarray], callback: Callback) -> dict[int, np.ndarray]:
+def run_forward_backward(loaded, config: SamplingConfig, infos: list, finals: torch.Tensor, steps: list[int],
+                         mine: range, classify: Callable[[torch.Tensor], np.ndarray],
+                         callback: Callback) -> dict[int, np.ndarray]:
     """Noise this process's trunk finals ``finals`` (n, C, H, W; global sample indices ``mine``) to each branch step
     in ``steps`` and regenerate them -> {step: classify(regenerated final) (n,) int}."""
     sigmas = [info.sigma for info in infos]
     classes = {}
     for done, step in enumerate(sorted(steps)):
         grid = [(sigmas[j], infos[j].timestep) for j in clones.descending(sigmas, step)]
-        y = noised(finals, sigmas[step], clones.clone_generators(config.seed, mine, step, NOISING))
+        y = noised(finals, sigmas[step], clones.clone_seeds(config.seed, mine, step, NOISING))
         classes[step] = classify(clones.clone_all(loaded, config, y, grid, mine, step, REGENERATION))
         callback(ProgressEvent(REGENERATING, done + 1, len(steps), sigma=sigmas[step], t=infos[step].t))
     return classes

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from ..models.denoisers import DiffusersDenoiser
-from ..errors import ModelOutputError, UserError
+from ..errors import ModelOutputError, UserError, shorten
 from ..frame import karras_sigmas, sigma_to_t
 from ..models.schedulers import (FIRST, SECOND, evaluations, family_of, init_noise_sigma, scale_model_input,
                                  step_kwargs)
@@ -84,10 +84,17 @@ def schedule(scheduler: Any, steps: int, set_timesteps: Callable[[Any, int], Non
     evaluations; fewer than two at finite sigma is a user error."""
     family = family_of(scheduler)
     scheduler = copy.deepcopy(scheduler)  # schedulers are stateful: one per batch
-    if set_timesteps is None:
-        scheduler.set_timesteps(steps)
-    else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
-        set_timesteps(scheduler, steps)
+    try:
+        if set_timesteps is None:
+            scheduler.set_timesteps(steps)
+        else:  # as the model's pipeline sets them (e.g. Flux's resolution-dependent shift)
+            set_timesteps(scheduler, steps)
+    except ValueError as err:
+        name, most = type(scheduler).__name__, getattr(scheduler.config, "num_train_timesteps", None)
+        if most is not None and steps > most:
+            raise UserError(f"{name} takes at most {most} steps (its num_train_timesteps), got --steps {steps}",
+                            f"use --steps {most} or fewer") from None
+        raise UserError(f"{name} cannot take {steps} steps: {shorten(str(err), 120)}", "try other --steps") from None
     evals = evaluations(family, scheduler)
     hidden = next((j for j, e in enumerate(evals) if e.recorded), len(evals))
     if not all(e.recorded for e in evals[hidden:]) or len(evals) - hidden < 2:
@@ -140,6 +147,17 @@ class SchedulerStepper:
         return x.float()
 
 
+def churn_gamma(steps: int, churn: float) -> float:
+    """Karras et al. (2022) Algorithm 2's gamma_i = min(churn / N, sqrt 2 - 1) (0 without churn)."""
+    return min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+
+
+def karras_infos(steps: int, sigma_min: float, sigma_max: float, rho: float, churn: float = 0.0) -> list[StepInfo]:
+    """The steps of ``KarrasEulerStepper``: each at the sigma the denoiser is evaluated at (raised by churn)."""
+    hat = karras_sigmas(steps, sigma_min, sigma_max, rho) * (1 + churn_gamma(steps, churn))
+    return [StepInfo(i, s, s) for i, s in enumerate(hat.tolist())]
+
+
 class KarrasEulerStepper:
     """Euler on sigma_i = Karras schedule (sigma_max -> sigma_min, rho), then to sigma = 0.
 
@@ -153,11 +171,11 @@ class KarrasEulerStepper:
         self.denoiser = denoiser
         self.device = torch.device(device)
         sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-        self.gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+        self.gamma = churn_gamma(steps, churn)
         self.hat = (sigmas * (1 + self.gamma)).tolist()
         self.next = sigmas[1:].tolist() + [0.0]
         self.sigmas = sigmas.tolist()
-        self.infos = [StepInfo(i, s, s) for i, s in enumerate(self.hat)]
+        self.infos = karras_infos(steps, sigma_min, sigma_max, rho, churn)
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
         return noise.to(self.device).float() * self.sigmas[0]
@@ -173,3 +191,23 @@ class KarrasEulerStepper:
 
     def final(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()
+
+
+def make_stepper(loaded: Any, steps: int, karras: dict | None = None):
+    """A sampler for one batch of ``loaded`` (``models.loading.LoadedModel``): its scheduler as its pipeline runs
+    it, or, for a bare denoiser, Euler on the Karras schedule of ``karras`` (sigma_min, sigma_max, rho, churn)."""
+    if loaded.scheduler is not None:
+        return SchedulerStepper(loaded.scheduler, loaded.denoiser, steps, loaded.set_timesteps)
+    if karras is None:
+        raise ValueError("a bare denoiser is sampled on the Karras schedule: give karras=(sigma_min, sigma_max, ...)")
+    return KarrasEulerStepper(loaded.denoiser, steps, device=loaded.device, **karras)
+
+
+def step_infos(loaded: Any, steps: int, karras: dict | None = None) -> list[StepInfo]:
+    """The recorded steps ``make_stepper`` would take, without building a sampler (a scheduler copy is set)."""
+    if loaded.scheduler is not None:
+        return schedule(loaded.scheduler, steps, loaded.set_timesteps).infos
+    if karras is None:
+        raise ValueError("a bare denoiser is sampled on the Karras schedule: give karras=(sigma_min, sigma_max, ...)")
+    return karras_infos(steps, **karras)
+

@@ -1,8 +1,9 @@
 """Classifier-free-guided DDIM sampling for the built-in class-conditional checkpoints.
 
-A small helper for sample grids and sample-quality checks; the analysis engine has its own
-sampler (docs/design.md §2, §7). Frame: the model's own VP state x_t (NCHW float32), diffusers
-integer ``timestep``s; the output is x0 in [-1, 1] (the scheduler clips, as clip_sample says).
+A small helper for sample grids and sample-quality checks, on the one sampling loop
+(sampling/loop.py) with the denoisers' own guidance (docs/design.md §2, §7). Frame: the model's
+own VP state x_t (NCHW float32), diffusers integer ``timestep``s; the output is x0 in [-1, 1]
+(the scheduler clips, as clip_sample says).
 
 Guidance (Ho & Salimans 2022) on the network output, eps or v as the scheduler's prediction_type
 says (both are affine in x0_hat at fixed x_t, so mixing outputs mixes denoised estimates):
@@ -18,7 +19,11 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
-from ..sampling.steppers import per_sample_noise
+from ..models.denoisers import DiffusersDenoiser
+from ..models.families import ClassGuidance
+from ..models.schedulers import family_of
+from ..sampling.loop import Trajectories
+from ..sampling.steppers import SchedulerStepper
 
 
 def ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:
@@ -29,12 +34,6 @@ def ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:
     return DDIMScheduler.from_config(config)
 
 
-def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
-    """(n, C, H, W) standard normal noise; row i drawn from a CPU generator seeded seed + i."""
-    return per_sample_noise(tuple(shape), [torch.Generator().manual_seed(seed + i) for i in range(n)])
-
-
-@torch.no_grad()
 def sample_cfg(
     unet: torch.nn.Module,
     scheduler_config: dict[str, Any],
@@ -44,23 +43,16 @@ def sample_cfg(
     num_inference_steps: int = 50,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Draw one sample per entry of ``class_labels`` (B,) int64. Returns x0 (B, C, H, W)."""
-    cfg = unet.config
-    shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    """Draw one sample per entry of ``class_labels`` (B,) int64 on the one sampling loop. Returns x0 (B, C, H, W)."""
     ddim = ddim_from(scheduler_config)
-    ddim.set_timesteps(num_inference_steps)
-    x = initial_noise(len(class_labels), shape, seed)
-    guided = guidance_scale != 1.0
-    labels = torch.cat([class_labels, torch.full_like(class_labels, null_class)]) if guided \
-        else class_labels
-    for timestep in ddim.timesteps:
-        x_in = torch.cat([x, x]) if guided else x
-        out = unet(x_in, timestep, class_labels=labels).sample
-        if guided:
-            out_c, out_u = out.chunk(2)
-            out = out_u + guidance_scale * (out_c - out_u)
-        x = ddim.step(out, timestep, x).prev_sample
-    return x
+    denoiser = DiffusersDenoiser(unet, frame=family_of(ddim).frame(ddim))
+    cfg = unet.config
+    guidance = ClassGuidance("unet", int(null_class), int(null_class))
+    cond = guidance.conditioning(class_labels, torch.full((len(class_labels),), float(guidance_scale)))
+    shape, seeds = (cfg.in_channels, cfg.sample_size, cfg.sample_size), [seed + i for i in range(len(class_labels))]
+    run = Trajectories(lambda: SchedulerStepper(ddim, denoiser, num_inference_steps), shape, seeds, len(seeds),
+                       lambda i, rows: cond)
+    return run.run()
 
 
 def class_rows(n_classes: int, per_class: int) -> torch.Tensor:

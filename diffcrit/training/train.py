@@ -76,6 +76,15 @@ TARGETS = ("epsilon", "v_prediction")
 _SAMPLES = {"guidance_scale": 1.5, "eval_guidance_scales": [1.0, 1.5, 2.0, 3.0],
             "num_inference_steps": 50, "grid_per_class": 8, "eval_per_class": 32, "seed": 0}
 
+
+
+def _classifier(n_classes: int, split: dict[str, Any]) -> dict[str, Any]:
+    """The shipped classifiers' recipe: one SmallCNN and one optimiser for every built-in, its classes and split."""
+    return {"arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": n_classes,
+                     "channels": [16, 32, 64], "norm_groups": 4},
+            "split": split, "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0}
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": {
         "data": TRAINING_DATA["digits"],
@@ -83,11 +92,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "unet": _UNET_DIGITS,
         "scheduler": _SCHEDULER,
         "train": {**_TRAIN, "steps": 3000, "batch": 64},
-        "classifier": {
-            "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 10,
-                     "channels": [16, 32, 64], "norm_groups": 4},
-            "split": {"kind": "random", "heldout_fraction": 0.2, "seed": 0},
-            "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
+        "classifier": _classifier(10, {"kind": "random", "heldout_fraction": 0.2, "seed": 0}),
         "samples": _SAMPLES,
     },
     "textures": {
@@ -96,13 +101,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "unet": _UNET_TEXTURES,
         "scheduler": _SCHEDULER,
         "train": {**_TRAIN, "steps": 3500, "batch": 32},
-        "classifier": {
-            "arch": {"_class_name": "SmallCNN", "in_channels": 1, "n_classes": 3,
-                     "channels": [16, 32, 64], "norm_groups": 4},
-            "split": {"kind": "rows", "train_rows": [0.0, 0.75], "heldout_rows": [0.75, 1.0],
-                      "n_train_per_class": 2048, "n_heldout_per_class": 512,
-                      "seed_train": 1, "seed_heldout": 2},
-            "steps": 1500, "batch": 64, "lr": 2e-3, "noise_std": 0.1, "seed": 0},
+        "classifier": _classifier(3, {"kind": "rows", "train_rows": [0.0, 0.75], "heldout_rows": [0.75, 1.0],
+                                      "n_train_per_class": 2048, "n_heldout_per_class": 512,
+                                      "seed_train": 1, "seed_heldout": 2}),
         "samples": {**_SAMPLES, "eval_per_class": 64},
     },
 }

@@ -1,0 +1,116 @@
+"""Typed defaults of ``guide`` and the vocabulary of its arms (torch-free: the CLI reads its defaults from here).
+
+Arms: ``critical`` (a window of width W centred on t_c), ``a:b`` (a window in t), ``random`` / ``random-steps``
+(controls: a window of equal width in t / a block of as many steps, placed at random), ``none``, ``all``
+(guidance/pulses.py). The base is what a sample runs on outside its window (docs/design.md §11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import AnalyzeConfig, ModelConfig, SamplingConfig, at_least, build_config, check_seeds
+from ..errors import UserError
+
+ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
+NAMED_ARMS = (ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
+RANDOM_ARMS = (ARM_RANDOM, ARM_RANDOM_STEPS)
+DEFAULT_COMPARE = (ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL)
+BASE_CONDITIONAL, BASE_UNCONDITIONAL = "conditional", "unconditional"  # what a sample runs on outside its window
+BASES = (BASE_CONDITIONAL, BASE_UNCONDITIONAL)
+
+
+def parse_arm(name: str, treatment: bool = False) -> tuple[float, float] | None:
+    """A named arm -> None, or ``a:b`` -> (a, b) in t. Unknown, empty or inverted: user error."""
+    if name in NAMED_ARMS:
+        if treatment and name in RANDOM_ARMS:
+            raise UserError(f"--at {name} is not a treatment",
+                            "random windows are the control; use --at critical or a:b")
+        return None
+    lo, sep, hi = name.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        a, b = float(lo), float(hi)
+    except ValueError:
+        raise UserError(f"unknown arm {name!r}",
+                        f"allowed: {', '.join(NAMED_ARMS)} or a window a:b in t (e.g. 2.1:3.4)") from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise UserError(f"window {name!r} is not finite", "give a:b with finite t values")
+    if b < a:
+        raise UserError(f"window {name!r} is inverted (a > b)", f"write it as {hi}:{lo}")
+    if b == a:
+        raise UserError(f"window {name!r} is empty (a = b)", "give a:b with a < b")
+    return a, b
+
+
+@dataclass
+class GuidanceConfig:
+    """The pulse experiment: the treatment and control arms, the base outside the window, the scale and width, the
+    target classes, the sweep, the samples that measure t_c, the bootstrap of the comparisons."""
+
+    at: str = ARM_CRITICAL
+    compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
+    base: str = BASE_CONDITIONAL  # outside the window: the class, or the null class (unconditional)
+    guidance_scale: float = 3.0  # > 1; 1 allowed on an unconditional base (the class label alone in the window)
+    window_width: float = 1.0  # in t
+    class_label: int | None = None
+    classes: list[int] | None = None
+    sweep: int | None = None  # K: blocks of K consecutive steps across the schedule, plus none and all
+    analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
+    bootstrap: int = 2000
+
+    def _check_guidance(self) -> None:
+        at_least("analyze_samples", self.analyze_samples, 1)
+        at_least("bootstrap", self.bootstrap, 0)
+        if self.base not in BASES:
+            raise UserError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
+        if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
+            raise UserError(f"guidance scale must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+                            "S = 1 is the `none` arm on a conditional base")
+        if not 0 < self.window_width < math.inf:
+            raise UserError(f"window width must be finite and > 0 (in t), got {self.window_width}")
+        if self.class_label is not None and self.classes:
+            raise UserError("give --class-label or --classes, not both")
+        if self.sweep is not None:
+            at_least("sweep", self.sweep, 1)
+            if self.at != ARM_CRITICAL or self.compare is not None:
+                raise UserError("--sweep runs its own arms (every block, none and all)", "drop --at and --compare")
+        parse_arm(self.at, treatment=True)
+        for name in self.compare or []:
+            parse_arm(name)
+
+
+@dataclass
+class GuideConfig(GuidanceConfig, ModelConfig, SamplingConfig):
+    """Every option of ``guide``: its typed parts combined; the resolved copy goes into the JSON."""
+
+    samples: int = 64  # per arm: every arm samples them all
+
+    def validate(self) -> "GuideConfig":
+        self._check_sampling()
+        self._check_model()
+        self._check_guidance()
+        check_seeds(self.seed, max(self.samples, self.analyze_samples))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+OLD_NAMES = {"scale": "guidance_scale", "width": "window_width"}  # names before 0.2, still accepted
+
+
+def make_guide_config(**options: Any) -> GuideConfig:
+    """A validated ``GuideConfig``; ``scale`` and ``width`` (the names before 0.2) are read as guidance_scale and
+    window_width."""
+    for old, new in OLD_NAMES.items():
+        if old in options:
+            if new in options:
+                raise UserError(f"{old} is the old name of {new}: give one of them")
+            options[new] = options.pop(old)
+    return build_config(GuideConfig, options)
