@@ -23,7 +23,7 @@ import torch
 from ..config import SamplingConfig
 from ..progress import REGENERATING, Callback, ProgressEvent
 from . import clones
-from .steppers import per_sample_noise
+from .steppers import StepInfo, per_sample_noise
 
 # ``clones.clone_seeds`` streams (its ``clone`` argument) of the noising z and of the regeneration; the clones use
 # 0 .. clones.PER_TRUNK - 1.
@@ -36,18 +36,18 @@ def noised(finals: torch.Tensor, sigma: float, seeds: list[int]) -> torch.Tensor
     return finals.float() + sigma * per_sample_noise(tuple(finals.shape[1:]), generators)
 
 
-def run_forward_backward(loaded, config: SamplingConfig, infos: list, finals: torch.Tensor, steps: list[int],
+def run_forward_backward(loaded, config: SamplingConfig, infos: list[StepInfo], finals: torch.Tensor, steps: list[int],
                          mine: range, classify: Callable[[torch.Tensor], np.ndarray],
                          callback: Callback) -> dict[int, np.ndarray]:
     """Noise this process's trunk finals ``finals`` (n, C, H, W; global sample indices ``mine``) to each branch step
     in ``steps`` and regenerate them -> {step: classify(regenerated final) (n,) int}."""
-    sigmas = [info.sigma for info in infos]
     classes = {}
     for done, step in enumerate(sorted(steps)):
-        grid = [(sigmas[j], infos[j].timestep) for j in clones.descending(sigmas, step)]
-        y = noised(finals, sigmas[step], clones.clone_seeds(config.seed, mine, step, NOISING))
-        classes[step] = classify(clones.clone_all(loaded, config, y, grid, mine, step, REGENERATION))
-        callback(ProgressEvent(REGENERATING, done + 1, len(steps), sigma=sigmas[step], t=infos[step].t))
+        sigma = infos[step].sigma
+        y = noised(finals, sigma, clones.clone_seeds(config.seed, mine, step, NOISING))
+        classes[step] = classify(clones.clone_all(loaded, config, y, clones.branch_grid(infos, step), mine, step,
+                                                  REGENERATION))
+        callback(ProgressEvent(REGENERATING, done + 1, len(steps), sigma=sigma, t=infos[step].t))
     return classes
 
 
