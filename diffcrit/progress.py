@@ -14,6 +14,7 @@ SAMPLING = "sampling"  # analyze: steps sampled (and probed) so far, of all step
 REFINING = "refining"  # analyze, auto probe schedule: the step just probed after sampling, of all steps
 NULL = "gaussian null"  # analyze: steps of the Gaussian null sampled by the model's sampler, of all steps
 CLONING = "cloning"  # analyze --clones: branch steps whose clones are done, of all branch steps
+REGENERATING = "forward-backward"  # analyze --clones --classifier: branch steps regenerated, of all branch steps
 GUIDE = "guide"  # guide: sample-steps of one arm (``label``) done, of the arm's samples x steps
 READING = "reading data"  # predict: images read, of all images
 POWER_ITERATION = "power iteration"  # predict: passes of the top-eigenvalue iteration, of the most it takes

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from diffcrit.analysis.class_decision import (MARKER, chance_agreement, class_decision, clone_agreement,
+from diffcrit.analysis.class_decision import (MARKER, MARKER_FB, chance_agreement, class_decision, clone_agreement,
                                               decided_class_fraction)
 from diffcrit.cli import app
 
@@ -84,6 +84,11 @@ def test_analyze_with_clones_and_the_builtin_classifier_gives_the_class_decision
     scorer = load_scorer(Path(CHECKPOINTS["digits"]["path"]) / "classifier", torch.device("cpu"))
     trunk = predicted_classes(scorer, result.samples, None, 64)
     assert block["chance_agreement"] == pytest.approx(chance_agreement(trunk))
+    # the forward-backward estimate on the same branch steps, on by default with the classifier: a marker beside it
+    fb = doc["critical"]["markers"][MARKER_FB]
+    assert fb is not None and fb["ci95"][0] <= fb["t"] <= fb["ci95"][1]
+    keep = block["forward_backward"]["keep_rate"]
+    assert len(keep) == len(block["t"]) and keep[-1] > keep[0] and keep[-1] > 0.8
 
 
 def _analyze(*args):

@@ -45,15 +45,21 @@ def _torchrun(args, cwd, command_name="analyze"):
 
 @pytest.mark.slow
 def test_two_processes_write_the_single_process_document(tmp_path):
+    import torch
+    from test_forward_backward import SignClassifier
+
     model = "builtin:mixture?size=8&m2=6"
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         folder.mkdir()
+    classifier = tmp_path / "sign.pt"  # with a classifier: the clones' classes and the forward-backward regenerations
+    torch.jit.save(torch.jit.script(SignClassifier()), str(classifier))
+    args = [*ARGS, "--classifier", str(classifier)]
     outputs = ["--out", "r.json", "--save-samples", "s.safetensors", "--save-states", "states"]
-    single = run("analyze", "--model", model, *ARGS,
+    single = run("analyze", "--model", model, *args,
                  *[one / o if not o.startswith("--") else o for o in outputs])
     assert single.exit_code == 0, single.output
-    loud = [a for a in ARGS if a != "--quiet"]  # rank 0 alone may talk on stderr
+    loud = [a for a in args if a != "--quiet"]  # rank 0 alone may talk on stderr
     done = _torchrun(["--model", model, *loud, *outputs], two)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == ""  # rank 0 wrote --out; nobody printed data
@@ -68,6 +74,7 @@ def test_two_processes_write_the_single_process_document(tmp_path):
     assert got["probe"] == expected["probe"]
     assert expected["clones"]["branch_steps"] == [3, 7]  # clone noise is per sample: the split changes nothing
     _close(expected["clones"], got["clones"], 1e-6, "clones")
+    assert len(expected["clones"]["forward_backward"]["keep_rate"]) == 2
 
     samples = [load_file(str(f / "s.safetensors"))["samples"] for f in (one, two)]
     np.testing.assert_array_equal(samples[0].numpy(), samples[1].numpy())

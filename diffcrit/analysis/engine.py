@@ -40,7 +40,7 @@ from ..probing.prober import Prober
 from ..resources import check_fits, sampling_bytes
 from ..progress import NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
 from ..report.document import Result, clean
-from ..sampling import clones
+from ..sampling import clones, forward_backward
 from ..sampling.null import null_stepper_factory, sample_spectrum
 from ..sampling.states import INDEX_SUFFIX, check_samples_path, check_states_target, open_states, save_samples
 from ..sampling.loop import Trajectories, per_batch
@@ -221,6 +221,12 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
                 for part in (mine_coefs, mine_classes))
             records.branch_states.clear()
             records.seconds["clones_s"] = time.perf_counter() - tick
+        if records.clone_classes:  # forward-backward on the clones' branch steps (sampling/forward_backward.py)
+            tick = time.perf_counter()
+            kept = forward_backward.run_forward_backward(loaded, config, infos, samples[mine.start:mine.stop],
+                                                         sorted(records.clone_classes), mine, classify, callback)
+            records.regenerated_classes = {step: np.concatenate(ranks.all_objects(c)) for step, c in kept.items()}
+            records.seconds["forward_backward_s"] = time.perf_counter() - tick
         records.probe_method, records.probe_note = prober.method, prober.note
     finally:
         if store is not None:

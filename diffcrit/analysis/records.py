@@ -98,6 +98,8 @@ class Records:
     # of every trunk sample's own final (N,); what scored them (scorers.Scorer.info)
     clone_classes: dict = field(default_factory=dict)
     final_classes: np.ndarray | None = None
+    # --clones with a classifier: {branch step: class (N,) int of each trunk final noised to the step and regenerated}
+    regenerated_classes: dict = field(default_factory=dict)
     classifier: dict | None = None
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
 

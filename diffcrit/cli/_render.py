@@ -14,12 +14,12 @@ from rich.table import Table
 
 from ..analysis.detection import CONSISTENT_BELOW
 from ..report.view import AnalyzeView
-from ..progress import CLONING, GUIDE, NULL, REFINING, SAMPLING, Callback, ProgressEvent, ignore
+from ..progress import CLONING, GUIDE, NULL, REFINING, REGENERATING, SAMPLING, Callback, ProgressEvent, ignore
 
 
 # What the bar calls each stage (diffcrit.progress); a command may rename them (guide: its t_c analysis).
 STAGE_NAMES = {SAMPLING: "sampling + probing", REFINING: "refining probes", CLONING: "clones", GUIDE: "arm",
-               NULL: "Gaussian null"}
+               NULL: "Gaussian null", REGENERATING: "forward-backward"}
 
 
 @contextlib.contextmanager

@@ -58,7 +58,9 @@ def analyze(
     classifier: Annotated[Optional[str], typer.Option(
         help="With --clones: classify every clone's final sample and the trunk's (a diffcrit classifier folder, a "
         "TorchScript file, a transformers folder, or 'builtin': the one the model ships); the share of clone pairs "
-        "whose classes agree gives the class_decision marker (docs/design.md, markers).")] = DEFAULTS.classifier,
+        "whose classes agree gives the class_decision marker, and every trunk final noised to each branch step and "
+        "regenerated (half the clones' cost) gives the forward-backward class_decision_fb beside it "
+        "(docs/design.md, markers).")] = DEFAULTS.classifier,
     device: DeviceOpt = DEFAULTS.device,
     dtype: DtypeOpt = DEFAULTS.dtype,
     class_label: ClassOpt = DEFAULTS.class_label,

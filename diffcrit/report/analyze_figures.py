@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from ..analysis.class_decision import MARKER as CLASS_DECISION, MARKER_FB as CLASS_DECISION_FB
 from ..analysis.detection import (CONSISTENT_BELOW, DECIDED_LEVEL, DECISION, INSTABILITY_ONSET, STIFFNESS_MIN,
                                   STIFFNESS_ZERO, XI_EQ_PEAK, XI_GROWTH)
 from ..errors import UserError
@@ -43,6 +44,8 @@ MARKER_STYLES = {  # every marker of docs/design.md §6 (analysis.detection.MARK
     STIFFNESS_MIN: ("v", "#2a9d8f", "min s₀"),
     XI_EQ_PEAK: ("^", "#2ca02c", "peak ξ_eq"),
     XI_GROWTH: ("s", "#d62728", "fastest ξ(D) growth"),
+    CLASS_DECISION: ("*", "#7b3294", "clone pairs' class agreement halfway"),
+    CLASS_DECISION_FB: ("X", "#c2a5cf", "regenerated finals keep class halfway"),
 }
 SIGMA_TICKS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 

@@ -59,6 +59,12 @@ def descending(sigmas: list[float], start: int) -> list[int]:
     return out
 
 
+def branch_grid(infos: list[StepInfo], start: int) -> list[tuple[float, float | None]]:
+    """The clone sampler's grid from step ``start``: [(sigma, timestep), ...] of the ``descending`` steps."""
+    sigmas = [info.sigma for info in infos]
+    return [(sigmas[j], infos[j].timestep) for j in descending(sigmas, start)]
+
+
 def ancestral_step(y: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float,
                    noise: torch.Tensor) -> torch.Tensor:
     """One VE ancestral (DDPM posterior) step from sigma to sigma_next (0 gives D(y))."""
@@ -109,8 +115,8 @@ def run_clones(loaded, config: SamplingConfig, infos: list, states: dict[int, to
     sigmas = [info.sigma for info in infos]
     coefs, classes = {}, {}
     for done, step in enumerate(sorted(states)):
-        grid = [(sigmas[j], infos[j].timestep) for j in descending(sigmas, step)]
-        finals = [_clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
+        grid = branch_grid(infos, step)
+        finals = [clone_all(loaded, config, states[step], grid, mine, step, c) for c in range(PER_TRUNK)]
         coefs[step] = [shell_coefficients(spectrum(final), bins).numpy() for final in finals]
         if classify is not None:
             classes[step] = [classify(final) for final in finals]
@@ -118,8 +124,8 @@ def run_clones(loaded, config: SamplingConfig, infos: list, states: dict[int, to
     return coefs, classes
 
 
-def _clone_all(loaded, config: SamplingConfig, y: torch.Tensor, grid: list, mine: range, branch: int,
-               clone: int) -> torch.Tensor:
+def clone_all(loaded, config: SamplingConfig, y: torch.Tensor, grid: list, mine: range, branch: int,
+              clone: int) -> torch.Tensor:
     """Clone ``clone`` of every state in ``y`` (this process's rows), in batches -> finals (n, C, H, W) on CPU."""
     run = Trajectories(lambda: AncestralStepper(loaded.denoiser, grid, loaded.device), tuple(y.shape[1:]),
                        clone_seeds(config.seed, mine, branch, clone), config.batch_size,
@@ -129,4 +135,4 @@ def _clone_all(loaded, config: SamplingConfig, y: torch.Tensor, grid: list, mine
 
 
 __all__ = ["run_clones", "PER_TRUNK", "branch_steps", "descending", "ancestral_step", "clone_seeds",
-           "AncestralStepper"]
+           "AncestralStepper", "branch_grid", "clone_all"]
