@@ -19,12 +19,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "analyze": ".analysis.engine",
     "guide": ".guidance.engine",
+    "reproduce": ".reproduce.battery",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
 }
 
-__all__ = ["analyze", "guide", "Result", "UserError", "LoadOptions", "__version__"]
+__all__ = ["analyze", "guide", "reproduce", "Result", "UserError", "LoadOptions", "__version__"]
 
 if TYPE_CHECKING:
     from .analysis.engine import analyze
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .guidance.engine import guide
     from .models.loading import LoadOptions
     from .report.document import Result
+    from .reproduce.battery import reproduce
 
 
 def __getattr__(name: str) -> Any:

@@ -54,14 +54,14 @@ class Settings:
     guide_samples: int = 256
     sweep: int = 6  # steps per block of the guidance sweep
     guide_bootstrap: int = 1000
-    window_width: float = 1.0  # the critical block, in t
+    window_width: float = 0.5  # the critical block, in t (at 1.0 no random block fits beside it on textures)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 FULL = Settings()
-QUICK = Settings(patch_samples=4, steps=25, samples=32, bootstrap=100, clones=4, guide_steps=20, guide_samples=32,
+QUICK = Settings(patch_samples=4, steps=25, samples=32, bootstrap=100, clones=3, guide_steps=25, guide_samples=32,
                  sweep=4, guide_bootstrap=200)
 
 
@@ -153,8 +153,10 @@ def guidance_claims(run: _Runner, model: str, name: str, classifier: str | None,
     if classifier is None:
         return [c.unavailable(name, key, "no classifier (give --classifier; class-conditional models only)")
                 for key in keys]
+    from ..models.scorers import BUILTIN
+
     common = dict(base="unconditional", steps=s.guide_steps, samples=s.guide_samples, bootstrap=s.guide_bootstrap,
-                  classifier=classifier)
+                  classifier=None if classifier == BUILTIN else classifier)  # guide scores with the shipped one
     try:
         sweep, sweep_cmd, sweep_opts = run.guide(model, sweep=s.sweep, **common)
         critical_file = str(run.folder / f"{name}-analyze.json")
@@ -241,3 +243,17 @@ def document(rows: list[c.Claim], config: dict, quick: bool, timing: dict) -> di
                  "timing": timing})
     validate_document(doc, KIND_REPRODUCE, "reproduce document")
     return doc
+
+
+def check_reproduce_outputs(models: list[str] | None, classifier: str | None, data: str | None,
+                            files: list[tuple[str, Path | None]]) -> None:
+    """Every output (``files``: option name, path) checked before any work: none inside a model folder (the
+    built-ins' included), the classifier or the data (``io.check_outputs``)."""
+    from ..io import check_outputs
+    from ..models.loading import model_source
+    from ..models.scorers import classifier_path
+
+    inputs = [("the model folder", model_source(m)) for m in models or BUILTIN_MODELS]
+    inputs += [("--classifier", classifier_path(classifier)),
+               ("--data", None if data is None or data.startswith(PREFIX) else Path(data).expanduser())]
+    check_outputs(files=files, inputs=inputs)
