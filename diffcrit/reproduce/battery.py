@@ -49,9 +49,9 @@ class Settings:
     steps: int = 50
     samples: int = 128
     bootstrap: int = 200
-    clones: int = 8  # branch steps for the class decision (with a classifier)
+    clones: int = 6  # branch steps for the class decision (with a classifier)
     guide_steps: int = 50
-    guide_samples: int = 256
+    guide_samples: int = 128
     sweep: int = 6  # steps per block of the guidance sweep
     guide_bootstrap: int = 1000
     window_width: float = 0.5  # the critical block, in t (at 1.0 no random block fits beside it on textures)
