@@ -146,13 +146,18 @@ def test_transition_and_control_claims_read_every_shell():
 
 # --- the document -------------------------------------------------------------------------------------------
 
-def test_document_validates_and_renders(patch_run):
+def test_document_validates_and_renders(patch_run, tmp_path):
     from diffcrit.report.claims_figure import claims_figure_bytes
+    from diffcrit.report.document import read_document, write_document
     from diffcrit.reproduce.table import markdown
 
     rows = [*patch_run, claims.unavailable("tiny", claims.GUIDANCE_PEAK, "no classifier")]
     doc = battery.document(rows, {"models": ["tiny"], "quick": True, "settings": {}}, True, {"total_s": 1.0})
     assert validate_document(json.loads(json.dumps(doc)), KIND_REPRODUCE) == KIND_REPRODUCE
+    write_document(doc, tmp_path / "r.json")
+    assert read_document(tmp_path / "r.json", KIND_REPRODUCE)["claims"][0]["id"] == "patch-p3-softening"
+    with pytest.raises(UserError, match="not an analyze result"):
+        read_document(tmp_path / "r.json")  # a reproduce document is no analyze result
     assert doc["summary"] == {"confirmed": 2, "refuted": 0, "inconclusive": 1} and doc["power"] == "reduced"
     text = markdown(doc)
     assert "| patch-p3-softening |" in text and "**inconclusive** | no classifier |" in text

@@ -14,6 +14,7 @@ from ..reproduce.verdicts import CONFIRMED, INCONCLUSIVE, REFUTED
 
 VERDICT_COLORS = {CONFIRMED: "#2a9d8f", REFUTED: "#b5485d", INCONCLUSIVE: "#6c757d"}
 ROW_IN, WIDTH_IN, DPI = 0.42, 11.0, 100
+MIN_SPAN = 0.05  # relative: a row's x range spans at least 5 % of its largest value (zero-width intervals)
 
 
 def _number(value: Any) -> float | None:
@@ -36,6 +37,12 @@ def make_claims_figure(document: Mapping[str, Any]) -> Figure:
             ax.plot([measured], [0], "o", color=color)
         if predicted is not None:
             ax.plot([predicted], [0], "x", color="#111111", ms=9, mew=2)
+        values = [v for v in (*(claim["ci95"] or ()), measured, predicted) if v is not None]
+        if values:
+            low, high = min(values), max(values)
+            half = max(high - low, MIN_SPAN * max(abs(low), abs(high)), 1e-3) * 0.6
+            ax.set_xlim((low + high) / 2 - half, (low + high) / 2 + half)
+        ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_yticks([])
         ax.set_ylabel(f"{claim['id']}\n{claim['verdict']}", rotation=0, ha="right", va="center", fontsize=7,
                       color=color)
