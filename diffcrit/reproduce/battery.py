@@ -89,6 +89,7 @@ class _Runner:
 
     def __init__(self, settings: Settings, folder: Path, callback: Callback, load_options: Any):
         self.settings, self.folder, self.callback, self.load_options = settings, folder, callback, load_options
+        self.flags = {"offline": True} if getattr(load_options, "offline", False) else {}  # shown in the commands
 
     def analyze(self, model: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..analysis.engine import analyze
@@ -96,14 +97,14 @@ class _Runner:
         result = analyze(model, callback=self.callback, load_options=self.load_options, **options).to_dict()
         out = self.folder / f"{_stem(model)}-analyze.json"
         write_document(result, out)
-        return result, [command_line("analyze", "-m", model, {**options, "out": out.name})], options
+        return result, [command_line("analyze", "-m", model, {**options, **self.flags, "out": out.name})], options
 
     def guide(self, model: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..guidance.engine import guide
 
         result = guide(model, callback=self.callback, load_options=self.load_options, **options).to_dict()
         shown = {k: (Path(v).name if k == "critical_from" else v) for k, v in options.items()}
-        return result, [command_line("guide", "-m", model, shown)], shown
+        return result, [command_line("guide", "-m", model, {**shown, **self.flags})], shown
 
     def predict(self, data: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..analysis.predict import default_grid, predict
