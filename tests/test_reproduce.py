@@ -142,6 +142,10 @@ def test_transition_and_control_claims_read_every_shell():
     assert claims.negative_control("m", quiet, [], {}).verdict == CONFIRMED
     assert claims.transition_evidence("m", quiet, [], {}).verdict == REFUTED
     assert claims.transition_evidence("m", {}, [], {}).verdict == INCONCLUSIVE
+    overshoot = {"transition": [{**shells[0], "value": None, "ci95": None}], "steps": [{}] * 4,
+                 "diagnostics": {"total_variance": {"limit": 1.25, "inconsistent_steps": [0, 1, 2]}}}
+    claim = claims.transition_evidence("m", overshoot, [], {})
+    assert claim.verdict == INCONCLUSIVE and "3 of 4 steps" in claim.reason
 
 
 # --- the document -------------------------------------------------------------------------------------------

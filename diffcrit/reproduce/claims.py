@@ -134,6 +134,15 @@ def _shell_verdicts(result: Mapping[str, Any]) -> list[dict]:
     return [e for e in result.get("transition") or [] if e.get("value") is not None and e.get("ci95") is not None]
 
 
+def _unmeasured(result: Mapping[str, Any]) -> str:
+    """Why no shell has a transition statistic: inconsistent steps (docs/design.md §5) where the run has them."""
+    check = (result.get("diagnostics") or {}).get("total_variance") or {}
+    bad, steps = len(check.get("inconsistent_steps") or []), len(result.get("steps") or [])
+    why = (f": {bad} of {steps} steps have a decided fraction above {check.get('limit')} (D(y) varies more than the "
+           "samples; docs/design.md §5) and are left out" if bad else "")
+    return f"no shell's excess over the Gaussian null could be measured{why}"
+
+
 def _excess(entry: Mapping[str, Any]) -> str:
     return f"excess over the Gaussian null (shell {entry.get('shell')})"
 
@@ -145,7 +154,7 @@ def negative_control(name: str, result: Mapping[str, Any], commands: list[str], 
     whose interval reaches highest."""
     entries = _shell_verdicts(result)
     if not entries:
-        return unavailable(name, NO_TRANSITION, "no transition statistic measured", commands, settings)
+        return unavailable(name, NO_TRANSITION, _unmeasured(result), commands, settings)
     rows = [(e, verdict_below(e["value"], e["ci95"], e["margin"], exclude, _excess(e))) for e in entries]
     refuted = [r for r in rows if r[1][0] == REFUTED]
     entry, (verdict, reason) = refuted[0] if refuted else max(rows, key=lambda r: r[0]["ci95"][1])
@@ -161,7 +170,7 @@ def transition_evidence(name: str, result: Mapping[str, Any], commands: list[str
     shows the shell with the largest lower bound."""
     entries = _shell_verdicts(result)
     if not entries:
-        return unavailable(name, TRANSITION, "no transition statistic measured", commands, settings)
+        return unavailable(name, TRANSITION, _unmeasured(result), commands, settings)
     rows = [(e, verdict_above(e["value"], e["ci95"], e["margin"], _excess(e))) for e in entries]
     entry, (verdict, reason) = max(rows, key=lambda r: r[0]["ci95"][0])
     if verdict == REFUTED and any(v == INCONCLUSIVE for _, (v, _) in rows):
