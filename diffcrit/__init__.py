@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "analyze": ".analysis.engine",
     "guide": ".guidance.engine",
-    "reproduce": ".reproduce.battery",
+    "reproduce": ".reproduction.battery",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .guidance.engine import guide
     from .models.loading import LoadOptions
     from .report.document import Result
-    from .reproduce.battery import reproduce
+    from .reproduction.battery import reproduce
 
 
 def __getattr__(name: str) -> Any:

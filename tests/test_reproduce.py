@@ -18,8 +18,8 @@ from diffcrit.frame import karras_sigmas, sigma_to_t
 from diffcrit.models.builtins.analytic import GaussianField
 from diffcrit.models.builtins.patch import PatchModel
 from diffcrit.report.document import KIND_REPRODUCE, validate_document
-from diffcrit.reproduce import battery, claims
-from diffcrit.reproduce.verdicts import (CONFIRMED, INCONCLUSIVE, REFUTED, verdict_above, verdict_below,
+from diffcrit.reproduction import battery, claims
+from diffcrit.reproduction.verdicts import (CONFIRMED, INCONCLUSIVE, REFUTED, verdict_above, verdict_below,
                                          verdict_coincide, verdict_overlap, verdict_within)
 from diffcrit.spectral.fourier import plane_wave_directions
 
@@ -153,7 +153,7 @@ def test_transition_and_control_claims_read_every_shell():
 def test_document_validates_and_renders(patch_run, tmp_path):
     from diffcrit.report.claims_figure import claims_figure_bytes
     from diffcrit.report.document import read_document, write_document
-    from diffcrit.reproduce.table import markdown
+    from diffcrit.reproduction.table import markdown
 
     rows = [*patch_run, claims.unavailable("tiny", claims.GUIDANCE_PEAK, "no classifier")]
     doc = battery.document(rows, {"models": ["tiny"], "quick": True, "settings": {}}, True, {"total_s": 1.0})
@@ -196,3 +196,9 @@ def test_cli_model_folder_runs_the_model_claims(ddpm_folder, tmp_path, monkeypat
 def test_cli_refuses_an_output_inside_the_model_folder(ddpm_folder):
     result = run("reproduce", "--model", ddpm_folder, "--quick", "--out", ddpm_folder / "r.json")
     assert result.exit_code == 2 and "inside" in result.output
+
+
+def test_python_api_is_the_battery():
+    import diffcrit
+
+    assert diffcrit.reproduce is battery.reproduce and "reproduce" in diffcrit.__all__

@@ -16,7 +16,7 @@ VERDICT_STYLES = {"confirmed": "green", "refuted": "red", "inconclusive": "yello
 
 
 def _summary(document: dict) -> None:
-    from ..reproduce.verdicts import fmt, fmt_interval
+    from ..reproduction.verdicts import fmt, fmt_interval
 
     table = Table(title=f"reproduce {document['paper']} — {document['power']} power, "
                         f"{document['timing']['total_s']:.0f} s", title_justify="left")
@@ -63,8 +63,8 @@ def reproduce(
     Exit 0 whatever the verdicts (a refutation is a finding); 2 on bad input.
     """
     from ..models.loading import LoadOptions
-    from ..reproduce.battery import REPRODUCE, check_reproduce_outputs
-    from ..reproduce.battery import reproduce as run_battery
+    from ..reproduction.battery import REPRODUCE, check_reproduce_outputs
+    from ..reproduction.battery import reproduce as run_battery
 
     if plot is not None:
         from ..report.plotting import figure_format
@@ -78,7 +78,7 @@ def reproduce(
         _summary(document)
     with command_outputs(quiet) as outputs:
         if report is not None:
-            from ..reproduce.table import markdown
+            from ..reproduction.table import markdown
 
             outputs.write_text(report, markdown(document))
         if plot is not None:
