@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,35 @@ def test_transition_and_control_claims_read_every_shell():
                  "diagnostics": {"total_variance": {"limit": 1.25, "inconsistent_steps": [0, 1, 2]}}}
     claim = claims.transition_evidence("m", overshoot, [], {})
     assert claim.verdict == INCONCLUSIVE and "3 of 4 steps" in claim.reason
+
+
+def _shipped(name: str) -> dict:
+    return json.loads((Path(__file__).resolve().parents[1] / "examples" / "results" / f"{name}.json").read_text())
+
+
+def test_guidance_claims_on_the_shipped_n500_runs():
+    """The shipped guide runs (n = 500): digits' sweep peaks at its t_c and the critical block wins; textures' sweep
+    peaks at the end of the run, far from its t_c."""
+    digits, textures = _shipped("digits-analyze-transition"), _shipped("textures-analyze-transition")
+    peak = claims.guidance_peak("digits", _shipped("digits-guide-sweep6-n500"), digits, [], {})
+    assert peak.verdict == CONFIRMED and peak.prediction == digits["critical"]["t"], peak.reason
+    assert peak.ci95[0] <= peak.measured <= peak.ci95[1]
+    assert claims.guidance_peak("textures", _shipped("textures-guide-sweep6-n500"), textures, [], {}).verdict == REFUTED
+    block = claims.guidance_block("digits", _shipped("digits-guide-unconditional-n500"), [], {})
+    assert block.verdict == CONFIRMED and "n = 500 pairs" in block.reason
+    assert claims.guidance_block("digits", {"comparisons": []}, [], {}).verdict == INCONCLUSIVE
+    unscored = {"sweep": {"peak": None, "profile": []}}
+    assert claims.guidance_peak("digits", unscored, digits, [], {}).verdict == INCONCLUSIVE
+
+
+def test_speciation_claim():
+    result = _shipped("digits-analyze-transition")
+    decision = result["critical"]["markers"]["decision"]["t"]
+    near = claims.speciation("digits", {"speciation": {"t": decision + 0.3}}, result, "decision", [], {})
+    far = claims.speciation("digits", {"speciation": {"t": decision + 2.0}}, result, "decision", [], {})
+    missing = claims.speciation("digits", {"speciation": {"t": 1.0}}, result, "class_decision", [], {})
+    assert (near.verdict, far.verdict, missing.verdict) == (CONFIRMED, REFUTED, INCONCLUSIVE)
+    assert near.id == "digits-speciation-decision" and missing.id == "digits-speciation-class-decision"
 
 
 # --- the document -------------------------------------------------------------------------------------------

@@ -154,14 +154,15 @@ def guidance_claims(run: _Runner, model: str, name: str, classifier: str | None,
     if classifier is None:
         return [c.unavailable(name, key, "no classifier (give --classifier; class-conditional models only)")
                 for key in keys]
+    from ..guidance.pulses import ARM_CRITICAL, ARM_RANDOM_STEPS, BASE_UNCONDITIONAL
     from ..models.scorers import BUILTIN
 
-    common = dict(base="unconditional", steps=s.guide_steps, samples=s.guide_samples, bootstrap=s.guide_bootstrap,
+    common = dict(base=BASE_UNCONDITIONAL, steps=s.guide_steps, samples=s.guide_samples, bootstrap=s.guide_bootstrap,
                   classifier=None if classifier == BUILTIN else classifier)  # guide scores with the shipped one
     try:
         sweep, sweep_cmd, sweep_opts = run.guide(model, sweep=s.sweep, **common)
         critical_file = str(run.folder / f"{name}-analyze.json")
-        blocks, block_cmd, block_opts = run.guide(model, at="critical", compare=["random-steps"],
+        blocks, block_cmd, block_opts = run.guide(model, at=ARM_CRITICAL, compare=[ARM_RANDOM_STEPS],
                                                   window_width=s.window_width, critical_from=critical_file, **common)
     except UserError as err:
         return [c.unavailable(name, key, f"guide could not run: {err.message}", analyze_cmd) for key in keys]
@@ -180,12 +181,12 @@ def speciation_claims(run: _Runner, model: str, name: str, data: str | None, cla
         return [c.unavailable(name, key, f"predict could not read the data: {err.message}", analyze_cmd)
                 for key in keys]
     commands, settings = predict_cmd + analyze_cmd, {**settings, "predict": predict_opts}
-    out = [c.speciation(name, prediction, result, "decision", commands, settings)]
+    out = [c.speciation(name, prediction, result, c.DECISION, commands, settings)]
     if classifier is None:
-        out.append(c.unavailable(name, c.SPECIATION["class_decision"], "no classifier: the class decision needs "
+        out.append(c.unavailable(name, c.SPECIATION[c.CLASS_DECISION], "no classifier: the class decision needs "
                                  "--classifier", commands))
     else:
-        out.append(c.speciation(name, prediction, result, "class_decision", commands, settings))
+        out.append(c.speciation(name, prediction, result, c.CLASS_DECISION, commands, settings))
     return out
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from ..analysis.class_decision import MARKER as CLASS_DECISION
+from ..analysis.detection import DECISION, INSTABILITY_ONSET, STIFFNESS_MIN, STIFFNESS_ZERO, XI_GROWTH
 from ..analysis.jump import JUMP_FACTOR, JUMP_RESOLUTION, JUMP_WINDOW, correlation_jump, gap_around, largest_rise
+from ..guidance.alignment import METRIC_TARGET_PROB
+from ..guidance.pulses import ARM_CRITICAL, ARM_RANDOM_STEPS
 from ..release.checking import Tolerances
 from ..report.document import working_time
 from .verdicts import (INCONCLUSIVE, REFUTED, fmt, fmt_interval, verdict_above, verdict_below, verdict_coincide,
@@ -23,8 +27,8 @@ CONTROL_EXCLUDE = 0.05
 # Trajectory times of independent runs agree within the release check's calibrated floor for critical.t
 # (docs/design.md §8, calibrated on reseeds of the trained built-ins): the speciation tolerance.
 SPECIATION_TOLERANCE = Tolerances().critical_t
-COINCIDING_MARKERS = ("instability_onset", "stiffness_min", "xi_growth", "decision")
-GUIDE_METRIC = "target_prob"
+COINCIDING_MARKERS = (INSTABILITY_ONSET, STIFFNESS_MIN, XI_GROWTH, DECISION)
+GUIDE_METRIC = METRIC_TARGET_PROB
 
 
 @dataclass
@@ -50,7 +54,7 @@ class Claim:
 SOFTENING, JUMP = "softening", "jump"
 TRANSITION, COINCIDENCE, NO_TRANSITION = "transition", "coincidence", "no-transition"
 GUIDANCE_PEAK, GUIDANCE_BLOCK = "guidance-peak", "guidance-block"
-SPECIATION = {"decision": "speciation-decision", "class_decision": "speciation-class-decision"}
+SPECIATION = {DECISION: "speciation-decision", CLASS_DECISION: "speciation-class-decision"}
 TEXTS = {
     SOFTENING: "{name}: the DC mode at y = 0 softens at log(1 + C_Omega(0))",
     JUMP: "{name}: the correlation length xi_eq (y = 0) jumps at log(1 + C_Omega(0))",
@@ -75,7 +79,7 @@ def row(name: str, key: str, prediction: float | str | None, measured: float | s
 
 def unavailable(name: str, key: str, reason: str, commands: list[str] | None = None,
                 settings: Mapping[str, Any] | None = None) -> Claim:
-    """A claim that could not be measured here: inconclusive, saying why (no classifier, no data, --quick)."""
+    """A claim that could not be measured here: inconclusive, saying why (no classifier, no data)."""
     return row(name, key, None, None, None, INCONCLUSIVE, reason, commands or [], settings or {})
 
 
@@ -94,7 +98,7 @@ def patch_softening(p: int, result: Mapping[str, Any], predicted_t: float, comma
                     settings: Mapping[str, Any], tolerance: float = PATCH_TOLERANCE) -> Claim:
     """y = 0 softening time (stiffness_zero of a --linearize-at zero run) against log(1 + C_Omega(0)), within
     ``tolerance`` relative."""
-    marker = _marker(result, "stiffness_zero")
+    marker = _marker(result, STIFFNESS_ZERO)
     verdict, reason = verdict_within(marker.get("t"), _ci(marker), predicted_t, tolerance * predicted_t,
                                      missing="the DC mode did not soften (no stiffness_zero at y = 0)")
     return row(f"patch-p{p}", SOFTENING, predicted_t, marker.get("t"), _ci(marker), verdict, reason, commands,
@@ -218,8 +222,8 @@ def guidance_peak(name: str, sweep: Mapping[str, Any], result: Mapping[str, Any]
 
 def guidance_block(name: str, guided: Mapping[str, Any], commands: list[str], settings: Mapping[str, Any]) -> Claim:
     """The critical block beats the step-matched random blocks: paired difference of target-class probability."""
-    comparison = next((c for c in guided.get("comparisons", []) if c["arm"] == "critical"
-                       and c["versus"] == "random-steps" and c["metric"] == GUIDE_METRIC), None)
+    comparison = next((c for c in guided.get("comparisons", []) if c["arm"] == ARM_CRITICAL
+                       and c["versus"] == ARM_RANDOM_STEPS and c["metric"] == GUIDE_METRIC), None)
     if comparison is None:
         return unavailable(name, GUIDANCE_BLOCK, "no critical vs random-steps comparison was scored", commands,
                            settings)
