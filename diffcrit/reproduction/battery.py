@@ -223,7 +223,7 @@ def reproduce(models: list[str] | None = None, *, quick: bool = False, classifie
     with tempfile.TemporaryDirectory(prefix="diffcrit-reproduce-") as folder:
         run = _Runner(settings, Path(folder), callback, load_options)
         for i, (label, group) in enumerate(groups):
-            callback(ProgressEvent(REPRODUCE, i, len(groups), label))
+            callback(ProgressEvent(REPRODUCE, i, len(groups)))  # one bar; each group's runs show their own
             tick = time.perf_counter()
             rows += group(run)
             seconds[label] = time.perf_counter() - tick
