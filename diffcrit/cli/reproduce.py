@@ -16,17 +16,17 @@ VERDICT_STYLES = {"confirmed": "green", "refuted": "red", "inconclusive": "yello
 
 
 def _summary(document: dict) -> None:
-    from ..reproduction.verdicts import fmt, fmt_interval
+    from ..reproduction.table import cell_value
+    from ..reproduction.verdicts import fmt_interval
 
     table = Table(title=f"reproduce {document['paper']} — {document['power']} power, "
                         f"{document['timing']['total_s']:.0f} s", title_justify="left")
     for column in ("claim", "prediction", "measured (ci95)", "verdict"):
         table.add_column(column, justify="left")
     for claim in document["claims"]:
-        number = lambda v: fmt(v) if isinstance(v, (int, float)) else str(v or "n/a")  # noqa: E731
-        measured = number(claim["measured"]) + ("" if claim["ci95"] is None else f" {fmt_interval(claim['ci95'])}")
+        measured = cell_value(claim["measured"]) + ("" if claim["ci95"] is None else f" {fmt_interval(claim['ci95'])}")
         style = VERDICT_STYLES[claim["verdict"]]
-        table.add_row(claim["id"], number(claim["prediction"]), measured, f"[{style}]{claim['verdict']}[/]")
+        table.add_row(claim["id"], cell_value(claim["prediction"]), measured, f"[{style}]{claim['verdict']}[/]")
     console.print(table)
     if document["power"] == "reduced":
         console.print(document["power_note"], style="dim", markup=False, highlight=False)

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 from .verdicts import VERDICTS, fmt, fmt_interval
 
 
-def _value(value: Any) -> str:
+def cell_value(value: Any) -> str:
+    """A prediction or measurement as shown in a table: numbers to 4 significant digits, text as is."""
     return fmt(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value or "n/a")
 
 
@@ -25,11 +26,11 @@ def markdown(document: Mapping[str, Any]) -> str:
              + ", ".join(f"{summary[v]} {v}" for v in VERDICTS) + ".", "",
              "| id | claim | prediction | measured (ci95) | verdict | reason |", "|---|---|---|---|---|---|"]
     for claim in document["claims"]:
-        measured = _value(claim["measured"])
+        measured = cell_value(claim["measured"])
         if claim["ci95"] is not None:
             measured += f" {fmt_interval(claim['ci95'])}"
         lines.append("| " + " | ".join(_cell(x) for x in (
-            claim["id"], claim["claim"], _value(claim["prediction"]), measured, f"**{claim['verdict']}**",
+            claim["id"], claim["claim"], cell_value(claim["prediction"]), measured, f"**{claim['verdict']}**",
             claim["reason"])) + " |")
     lines += ["", "## Commands (rerun any row alone)", ""]
     for claim in document["claims"]:
