@@ -187,7 +187,14 @@ def test_document_validates_and_renders(patch_run, tmp_path):
 
     rows = [*patch_run, claims.unavailable("tiny", claims.GUIDANCE_PEAK, "no classifier")]
     doc = battery.document(rows, {"models": ["tiny"], "quick": True, "settings": {}}, True, {"total_s": 1.0})
+    from jsonschema.validators import validator_for
+
+    from diffcrit.report.document import schema
+
+    validator_for(schema(KIND_REPRODUCE)).check_schema(schema(KIND_REPRODUCE))  # a valid JSON Schema itself
     assert validate_document(json.loads(json.dumps(doc)), KIND_REPRODUCE) == KIND_REPRODUCE
+    for shipped in ("quick", "full"):  # the runs in examples/results
+        assert validate_document(_shipped(f"reproduce-{shipped}"), KIND_REPRODUCE) == KIND_REPRODUCE
     write_document(doc, tmp_path / "r.json")
     assert read_document(tmp_path / "r.json", KIND_REPRODUCE)["claims"][0]["id"] == "patch-p3-softening"
     with pytest.raises(UserError, match="not an analyze result"):
