@@ -101,7 +101,7 @@ def test_jump_needs_resolution_and_order_does_not_matter():
 @pytest.fixture(scope="module")
 def patch_run(tmp_path_factory):
     settings = dataclasses.replace(battery.QUICK, patch_steps=200, patch_samples=2)
-    runner = battery._Runner(settings, tmp_path_factory.mktemp("reproduce"), battery.ignore, None)
+    runner = battery.Runner(settings, tmp_path_factory.mktemp("reproduce"), battery.ignore, None)
     return battery.patch_claims(runner, 3)
 
 

@@ -84,7 +84,7 @@ def _stem(model: str) -> str:
     return Path(model).name or "model"
 
 
-class _Runner:
+class Runner:
     """Runs the library calls of one battery, keeping every analyze result in ``folder`` (guide reads t_c there)."""
 
     def __init__(self, settings: Settings, folder: Path, callback: Callback, load_options: Any):
@@ -117,7 +117,7 @@ class _Runner:
 
 # --- the claim groups -------------------------------------------------------------------------------------------
 
-def patch_claims(run: _Runner, p: int) -> list[c.Claim]:
+def patch_claims(run: Runner, p: int) -> list[c.Claim]:
     model = f"builtin:patch?p={p}"
     prediction, predict_cmd, _ = run.predict(model, patch=p)
     predicted = prediction["patch"]["critical_t"]
@@ -128,13 +128,13 @@ def patch_claims(run: _Runner, p: int) -> list[c.Claim]:
             c.patch_jump(p, result, predicted, commands, settings)]
 
 
-def control_claims(run: _Runner) -> list[c.Claim]:
+def control_claims(run: Runner) -> list[c.Claim]:
     s = run.settings
     result, commands, options = run.analyze(GAUSSIAN, steps=s.steps, samples=s.samples, bootstrap=s.bootstrap)
     return [c.negative_control("gaussian", result, commands, {"model": GAUSSIAN, "analyze": options})]
 
 
-def model_claims(run: _Runner, model: str, classifier: str | None, data: str | None) -> list[c.Claim]:
+def model_claims(run: Runner, model: str, classifier: str | None, data: str | None) -> list[c.Claim]:
     """Claims 3-5 on one trained model (docs/reproduce.md)."""
     s, name = run.settings, _stem(model)
     clones = dict(clones=s.clones, classifier=classifier) if classifier else {}
@@ -148,7 +148,7 @@ def model_claims(run: _Runner, model: str, classifier: str | None, data: str | N
     return out
 
 
-def guidance_claims(run: _Runner, model: str, name: str, classifier: str | None, result: dict,
+def guidance_claims(run: Runner, model: str, name: str, classifier: str | None, result: dict,
                     analyze_cmd: list[str]) -> list[c.Claim]:
     s, keys = run.settings, (c.GUIDANCE_PEAK, c.GUIDANCE_BLOCK)
     if classifier is None:
@@ -170,7 +170,7 @@ def guidance_claims(run: _Runner, model: str, name: str, classifier: str | None,
             c.guidance_block(name, blocks, analyze_cmd + block_cmd, {"model": model, "guide": block_opts})]
 
 
-def speciation_claims(run: _Runner, model: str, name: str, data: str | None, classifier: str | None, result: dict,
+def speciation_claims(run: Runner, model: str, name: str, data: str | None, classifier: str | None, result: dict,
                       analyze_cmd: list[str], settings: dict) -> list[c.Claim]:
     keys = c.SPECIATION.values()
     if data is None:
@@ -221,7 +221,7 @@ def reproduce(models: list[str] | None = None, *, quick: bool = False, classifie
     rows: list[c.Claim] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="diffcrit-reproduce-") as folder:
-        run = _Runner(settings, Path(folder), callback, load_options)
+        run = Runner(settings, Path(folder), callback, load_options)
         for i, (label, group) in enumerate(groups):
             callback(ProgressEvent(REPRODUCE, i, len(groups)))  # one bar; each group's runs show their own
             tick = time.perf_counter()
