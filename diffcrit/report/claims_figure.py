@@ -21,6 +21,23 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _draw_markers(ax, markers: Mapping[str, Any], color: str) -> list[float]:
+    """A coincidence claim's markers (name -> marker with t and ci95, or None), one thin bar each, labelled; -> the
+    values drawn (for the row's x range)."""
+    drawn = []
+    found = [(name, m) for name, m in markers.items() if m and m.get("t") is not None]
+    for i, (name, marker) in enumerate(found):
+        y = (i - (len(found) - 1) / 2) * 0.4
+        low, high = marker.get("ci95") or (marker["t"], marker["t"])
+        ax.plot([low, high], [y, y], color=color, lw=2, alpha=0.6)
+        ax.plot([marker["t"]], [y], "o", color=color, ms=4)
+        ax.annotate(name, (high, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=6)
+        drawn += [low, high]
+    if found:
+        ax.set_ylim(-1, 1)
+    return drawn
+
+
 def make_claims_figure(document: Mapping[str, Any]) -> Figure:
     """Per claim: measured (dot) with ci95 (bar) and the numeric prediction (cross); each row on its own x scale.
     Claims with nothing numeric measured are listed by id with their verdict."""
@@ -38,6 +55,7 @@ def make_claims_figure(document: Mapping[str, Any]) -> Figure:
         if predicted is not None:
             ax.plot([predicted], [0], "x", color="#111111", ms=9, mew=2)
         values = [v for v in (*(claim["ci95"] or ()), measured, predicted) if v is not None]
+        values += _draw_markers(ax, (claim.get("details") or {}).get("markers") or {}, color)
         if values:
             low, high = min(values), max(values)
             half = max(high - low, MIN_SPAN * max(abs(low), abs(high)), 1e-3) * 0.6
