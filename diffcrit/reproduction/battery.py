@@ -194,12 +194,14 @@ def speciation_claims(run: Runner, model: str, name: str, data: str | None, clas
 
 def plan(models: list[str] | None, classifier: str | None, data: str | None) -> list[tuple[str, Callable]]:
     """The claim groups in order: (label, function of a runner -> claims)."""
+    from ..models.scorers import BUILTIN
+
     groups: list[tuple[str, Callable]] = [(f"patch p={p}", lambda run, p=p: patch_claims(run, p))
                                           for p in PATCH_SIDES]
     groups.append(("gaussian control", control_claims))
     for model in models or BUILTIN_MODELS:
         builtin = model in BUILTIN_MODELS
-        scorer = "builtin" if builtin and classifier is None else classifier
+        scorer = BUILTIN if builtin and classifier is None else classifier
         source = model if builtin and data is None else data
         groups.append((_stem(model), lambda run, m=model, k=scorer, d=source: model_claims(run, m, k, d)))
     return groups
