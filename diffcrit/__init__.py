@@ -20,12 +20,13 @@ _LAZY = {
     "analyze": ".analysis.engine",
     "AnalyzeConfig": ".config",
     "guide": ".guidance.engine",
+    "reproduce": ".reproduction.battery",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
 }
 
-__all__ = ["analyze", "AnalyzeConfig", "guide", "Result", "UserError", "LoadOptions", "__version__"]
+__all__ = ["analyze", "AnalyzeConfig", "guide", "reproduce", "Result", "UserError", "LoadOptions", "__version__"]
 
 if TYPE_CHECKING:
     from .analysis.engine import analyze
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .guidance.engine import guide
     from .models.loading import LoadOptions
     from .report.document import Result
+    from .reproduction.battery import reproduce
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ LAYERS = [
     ["diffcrit.sampling"],
     ["diffcrit.probing"],
     ["diffcrit.analysis"],
-    ["diffcrit.guidance", "diffcrit.diffusers", "diffcrit.release", "diffcrit.report"],
+    ["diffcrit.guidance", "diffcrit.diffusers", "diffcrit.release", "diffcrit.report", "diffcrit.reproduction"],
     ["diffcrit.__init__"],
     ["diffcrit.cli", "diffcrit.__main__"],
     ["diffcrit.training"],

@@ -9,6 +9,7 @@ from . import check as _check  # noqa: F401  (registers `check`)
 from . import plot as _plot  # noqa: F401  (registers `plot`)
 from . import predict as _predict  # noqa: F401  (registers `predict`)
 from . import guide as _guide  # noqa: F401  (registers `guide`)
+from . import reproduce as _reproduce  # noqa: F401  (registers `reproduce`)
 
 
 def main() -> None:

@@ -40,13 +40,15 @@ TIME_CONVENTION = {
 
 
 KIND_ANALYZE, KIND_GUIDE, KIND_PREDICT, KIND_SUGGESTION = "analyze", "guide", "predict", "guide-suggestion"
+KIND_REPRODUCE = "reproduce"
 SCHEMA_FILES = {KIND_ANALYZE: SCHEMA_FILE, KIND_GUIDE: "guide.schema.json", KIND_PREDICT: "predict.schema.json",
-                KIND_SUGGESTION: "guide-suggestion.schema.json"}
+                KIND_SUGGESTION: "guide-suggestion.schema.json", KIND_REPRODUCE: "reproduce.schema.json"}
 RESULT_KINDS = (KIND_ANALYZE, KIND_GUIDE)  # the kinds with curves to plot and compare
 
 
 def schema(kind: str = KIND_ANALYZE) -> dict:
-    """The JSON Schema shipped with the package for a document ``kind`` (analyze, guide, predict, guide-suggestion)."""
+    """The JSON Schema shipped with the package for a document ``kind`` (analyze, guide, predict, guide-suggestion,
+    reproduce)."""
     return json.loads(resources.files("diffcrit.report").joinpath("schema", SCHEMA_FILES[kind]).read_text())
 
 
