@@ -181,7 +181,7 @@ def test_speciation_claim():
 # --- the document -------------------------------------------------------------------------------------------
 
 def test_document_validates_and_renders(patch_run, tmp_path):
-    from diffcrit.report.claims_figure import claims_figure_bytes
+    from diffcrit.reproduction.figure import claims_figure_bytes
     from diffcrit.report.document import read_document, write_document
     from diffcrit.reproduction.table import markdown
 
@@ -222,7 +222,7 @@ def test_cli_model_folder_runs_the_model_claims(ddpm_folder, tmp_path, monkeypat
     by_id = {c["id"]: c for c in doc["claims"]}
     name = ddpm_folder.name
     assert {f"{name}-transition", f"{name}-coincidence", "gaussian-no-transition"} <= set(by_id)
-    assert by_id[f"{name}-transition"]["commands"][0].startswith(f"diffcrit analyze -m {ddpm_folder}")
+    assert by_id[f"{name}-transition"]["commands"][0].startswith(f"diffcrit analyze --model {ddpm_folder}")
     for key, why in ((claims.GUIDANCE_PEAK, "no classifier"), (claims.GUIDANCE_BLOCK, "no classifier"),
                      ("speciation-decision", "no data"), ("speciation-class-decision", "no data")):
         assert by_id[f"{name}-{key}"]["verdict"] == INCONCLUSIVE and why in by_id[f"{name}-{key}"]["reason"]

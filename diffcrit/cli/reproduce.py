@@ -82,7 +82,7 @@ def reproduce(
 
             outputs.write_text(report, markdown(document))
         if plot is not None:
-            from ..report.claims_figure import claims_figure_bytes
+            from ..reproduction.figure import claims_figure_bytes
             from ..report.figures import figure_format
 
             outputs.write_bytes(plot, claims_figure_bytes(document, figure_format(plot)))

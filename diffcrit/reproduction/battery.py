@@ -35,7 +35,7 @@ REPRODUCE = "reproduce"  # progress stage: claim groups done, of all groups
 BUILTIN_MODELS = ("builtin:digits", "builtin:textures")
 PATCH_SIDES = (3, 5, 7)
 GAUSSIAN = "builtin:gaussian"
-QUICK_NOTE = ("--quick: smaller sample counts and fewer steps; every verdict is at reduced power (wider intervals: "
+QUICK_NOTE = ("`quick`: smaller sample counts and fewer steps; every verdict is at reduced power (wider intervals: "
               "more inconclusive rows, and a refutation near a tolerance may not survive the full run)")
 
 
@@ -65,9 +65,10 @@ QUICK = Settings(patch_samples=4, steps=25, samples=32, bootstrap=100, clones=3,
                  sweep=4, guide_bootstrap=200)
 
 
-def command_line(command: str, model_flag: str, model: str, options: dict[str, Any]) -> str:
-    """The diffcrit command line that runs ``options`` (library names) on ``model``: ``--name-with-dashes value``."""
-    words = ["diffcrit", command, model_flag, model]
+def command_line(command: str, options: dict[str, Any]) -> str:
+    """The diffcrit command line that runs ``options`` (library names, the model's first): ``--name-with-dashes
+    value``."""
+    words = ["diffcrit", command]
     for name, value in options.items():
         if value is None or value is False:
             continue
@@ -97,14 +98,14 @@ class Runner:
         result = analyze(model, callback=self.callback, load_options=self.load_options, **options).to_dict()
         out = self.folder / f"{_stem(model)}-analyze.json"
         write_document(result, out)
-        return result, [command_line("analyze", "-m", model, {**options, **self.flags, "out": out.name})], options
+        return result, [command_line("analyze", {"model": model, **options, **self.flags, "out": out.name})], options
 
     def guide(self, model: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..guidance.engine import guide
 
         result = guide(model, callback=self.callback, load_options=self.load_options, **options).to_dict()
         shown = {k: (Path(v).name if k == "critical_from" else v) for k, v in options.items()}
-        return result, [command_line("guide", "-m", model, {**shown, **self.flags})], shown
+        return result, [command_line("guide", {"model": model, **shown, **self.flags})], shown
 
     def predict(self, data: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..analysis.predict import default_grid, predict
@@ -112,7 +113,7 @@ class Runner:
 
         source = open_data(data)
         body = predict(source, default_grid(source.shape), progress=self.callback, **options)
-        return body, [command_line("predict", "--data", data, options)], {"data": data, **options}
+        return body, [command_line("predict", {"data": data, **options})], {"data": data, **options}
 
 
 # --- the claim groups -------------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def guidance_claims(run: Runner, model: str, name: str, classifier: str | None, 
                     analyze_cmd: list[str]) -> list[c.Claim]:
     s, keys = run.settings, (c.GUIDANCE_PEAK, c.GUIDANCE_BLOCK)
     if classifier is None:
-        return [c.unavailable(name, key, "no classifier (give --classifier; class-conditional models only)")
+        return [c.unavailable(name, key, "no classifier (give `classifier`; class-conditional models only)")
                 for key in keys]
     from ..guidance.pulses import ARM_CRITICAL, ARM_RANDOM_STEPS, BASE_UNCONDITIONAL
     from ..models.scorers import BUILTIN
@@ -174,7 +175,7 @@ def speciation_claims(run: Runner, model: str, name: str, data: str | None, clas
                       analyze_cmd: list[str], settings: dict) -> list[c.Claim]:
     keys = c.SPECIATION.values()
     if data is None:
-        return [c.unavailable(name, key, "no data (give --data, as predict reads it)") for key in keys]
+        return [c.unavailable(name, key, "no data (give `data`, as predict reads it)") for key in keys]
     try:
         prediction, predict_cmd, predict_opts = run.predict(data)
     except UserError as err:
@@ -184,7 +185,7 @@ def speciation_claims(run: Runner, model: str, name: str, data: str | None, clas
     out = [c.speciation(name, prediction, result, c.DECISION, commands, settings)]
     if classifier is None:
         out.append(c.unavailable(name, c.SPECIATION[c.CLASS_DECISION], "no classifier: the class decision needs "
-                                 "--classifier", commands))
+                                 "`classifier`", commands))
     else:
         out.append(c.speciation(name, prediction, result, c.CLASS_DECISION, commands, settings))
     return out
@@ -258,6 +259,6 @@ def check_reproduce_outputs(models: list[str] | None, classifier: str | None, da
     from ..models.scorers import classifier_path
 
     inputs = [("the model folder", model_source(m)) for m in models or BUILTIN_MODELS]
-    inputs += [("--classifier", classifier_path(classifier)),
-               ("--data", None if data is None or data.startswith(PREFIX) else Path(data).expanduser())]
+    inputs += [("`classifier`", classifier_path(classifier)),
+               ("`data`", None if data is None or data.startswith(PREFIX) else Path(data).expanduser())]
     check_outputs(files=files, inputs=inputs)

@@ -16,7 +16,7 @@ from ..analysis.jump import JUMP_FACTOR, JUMP_RESOLUTION, JUMP_WINDOW, correlati
 from ..guidance.alignment import METRIC_TARGET_PROB
 from ..guidance.pulses import ARM_CRITICAL, ARM_RANDOM_STEPS
 from ..release.checking import Tolerances
-from ..report.document import working_time
+from ..report.view import Critical
 from .verdicts import (INCONCLUSIVE, REFUTED, fmt, fmt_interval, verdict_above, verdict_below, verdict_coincide,
                        verdict_overlap, verdict_within)
 
@@ -205,7 +205,8 @@ def guidance_peak(name: str, sweep: Mapping[str, Any], result: Mapping[str, Any]
                   settings: Mapping[str, Any]) -> Claim:
     """The step-matched sweep's profile peaks at the critical time: the peak's interval (its bootstrap ci95 and the
     t range of the peak block) overlaps the critical time's."""
-    critical = working_time(result.get("critical") or {}) or {}
+    found = Critical.from_document(result.get("critical")).working_time()
+    critical = {} if found is None else {"t": found.t, "ci95": found.ci95, "source": found.source}
     peak = (sweep.get("sweep") or {}).get("peak") or {}
     measured, ci = peak.get("t"), None
     if measured is not None:

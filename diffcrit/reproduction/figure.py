@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..reproduction.verdicts import CONFIRMED, INCONCLUSIVE, REFUTED
+from .verdicts import CONFIRMED, INCONCLUSIVE, REFUTED
 
 VERDICT_COLORS = {CONFIRMED: "#2a9d8f", REFUTED: "#b5485d", INCONCLUSIVE: "#6c757d"}
 ROW_IN, WIDTH_IN, DPI = 0.42, 11.0, 100
