@@ -12,7 +12,7 @@ from ..models.loading import LoadedModel
 from ..spectral.fourier import ProbeDirections, direction_bins, shell_wave_numbers
 from ..report.document import environment, header
 from ..sampling import clones
-from . import class_decision, estimators, transition
+from . import class_decision, detection, estimators, transition
 from .critical import critical_block, marker_block
 from .curves import (CONSISTENCY_MIN_SAMPLES, CONSISTENT_BELOW, Curves, bootstrap_curves, compute_curves,
                      consistent_steps, curve_band)
@@ -99,6 +99,41 @@ def _clones_block(records: Records, curves: Curves, resamples: list[Curves], cla
             "class_fraction": None if classes is None else classes["fraction"]}
 
 
+def probe_budget(records: Records, config: AnalyzeConfig) -> dict:
+    """Model rows spent on probing against sampling (one row: one sample through the network; a forward under
+    classifier-free guidance is two rows, on both sides): sampling = samples x recorded evaluations."""
+    rows = 2 if config.guided else 1
+    sampling = config.samples * len(records.infos) * rows
+    probing = records.probe_forwards * rows
+    return {"probing_forwards": probing, "sampling_forwards": sampling,
+            "probing_share": probing / sampling if sampling else None,
+            "unit": "model rows (one sample's forward); finite differences: 2 per probed vector, JVP: 1"}
+
+
+def instability_block(records: Records, curves: Curves, points: int, onset: dict | None) -> dict | None:
+    """docs/design.md §5: per shell the largest instability fraction over the probed steps, its step and t, and its
+    Clopper–Pearson ci95 over the ``points`` probe trajectories; the share of unstable trajectories a probed step
+    would have shown with DETECTION_POWER (what an absent ``instability_onset`` rules out). None at y = 0."""
+    probed = [i for i, g in enumerate(records.gains) if g is not None]
+    if not records.trajectories or not probed:
+        return None
+    fraction = curves.unstable[probed]  # (S', K)
+    peak = np.argmax(fraction, axis=0)
+    counts = [int(round(fraction[j, n] * points)) for n, j in enumerate(peak)]
+    where = [None if c == 0 else records.infos[probed[j]] for c, j in zip(counts, peak, strict=True)]
+    return {"probe_points": points, "probed_steps": len(probed), "depth": estimators.UNSTABLE_DEPTH,
+            "peak_fraction": [c / points for c in counts],
+            "peak_ci95": [list(estimators.fraction_ci95(c, points)) for c in counts],
+            "peak_step": [None if w is None else w.index for w in where],
+            "peak_t": [None if w is None else w.t for w in where],
+            "onset_found": onset is not None,
+            "detectable_fraction": estimators.detectable_fraction(points),
+            "detection_power": estimators.DETECTION_POWER,
+            "rule": "a probe point is unstable in a shell when its shell stiffness is below -depth; "
+                    "detectable_fraction: the share of unstable trajectories that shows at a probed step with "
+                    "detection_power"}
+
+
 # The Tweedie ratio is formed only where the expected gain is resolved.
 TWEEDIE_MIN_GAIN = 0.05
 
@@ -151,7 +186,7 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
         decided_band = transition.widen_band(t, decided_band, transition.allowed_shift(t))
     sigma = np.array([info.sigma for info in records.infos])
     gaussian = estimators.gaussian_stiffness(curves.power_final, sigma)
-    shell = directions.shell.numpy()
+    shell = records.shell_of_gains(directions.shell.numpy())
     steps = []
     for i, info in enumerate(records.infos):
         gains = records.gains[i]
@@ -176,20 +211,23 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
             "x0_consistent": bool(consistent[i]),
             **({"evaluation": info.evaluation} if info.evaluation is not None else {}),
         })
+    points = 1 if config.linearize_at == "zero" else config.probe_samples
     document = {
         **header("analyze", config.to_dict(), model=loaded.info,
                  environment=environment(loaded.device, records.probe_method, config.dtype, records.probe_note)),
         "shells": shell_wave_numbers(loaded.shape[1], loaded.shape[2], config.shells),
         "probe": {"method": records.probe_method, "linearize_at": config.linearize_at,
-                  "probe_points": 1 if config.linearize_at == "zero" else config.probe_samples,
+                  "probe_points": points, "shell_gain": config.shell_gain,
                   "fd_step": config.fd_step if records.probe_method == "fd" else None,
                   "probed_steps": sum(g is not None for g in records.gains),
-                  "schedule": records.schedule,
+                  "schedule": records.schedule, "budget": probe_budget(records, config),
                   **directions.describe()},
         "final_power": curves.power_final.tolist(),
         "steps": steps,
         "critical": critical,
         "transition": critical.pop("transition_by_shell"),
+        "instability": instability_block(records, curves, points,
+                                         critical["markers"].get(detection.INSTABILITY_ONSET)),
         "clones": _clones_block(records, curves, resamples, classes),
         "diagnostics": diagnostics_block(records, directions, curves, consistent, side),
     }
