@@ -122,7 +122,8 @@ def analyze(
                              guidance_scale=guidance_scale, negative_prompt=negative_prompt, shells=shells,
                              directions=directions, probe_samples=probe_samples, shell_gain=shell_gain, probe=probe,
                              linearize_at=linearize_at, fd_step=fd_step, probe_every=probe_every,
-                             probe_schedule=probe_schedule, bootstrap=bootstrap, decision_shell=decision_shell, clones=clones, classifier=classifier)
+                             probe_schedule=probe_schedule, bootstrap=bootstrap, decision_shell=decision_shell,
+                             clones=clones, classifier=classifier)
         if main:
             _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
                            prompt_embeds=prompt_embeds, classifier=classifier)
