@@ -13,6 +13,7 @@ over ``--repeats`` rounds on the same model folder, and the medians are reported
     python bench/bench_analyze.py                       # CPU: narrow ddpm-cifar10-32-like UNet
     python bench/bench_analyze.py --cuda                # GPU: ddpm-cifar10-32 and DiT-XL-2-256 configs, fp32 + bf16
     python bench/bench_analyze.py --option probe_schedule=every --option probe_samples=2
+    python bench/bench_analyze.py --width 128 --samples 16 128 --repeats 2 --no-naive   # the real config, two sizes
 
 Models are built in code with random weights (no download): timings do not depend on weights.
 """
@@ -226,6 +227,10 @@ def bench(args) -> dict:
         ratios["c/b"] = median["c"]["run_s"] / median["b"]["run_s"]
     if args.naive_dense:
         ratios["c_dense/b"] = median["c_dense"]["run_s"] / median["b"]["run_s"]
+    b = median["b"]
+    ratios["probing share of b"] = b["probing_s"] / b["run_s"]
+    if b.get("probing_forwards") is not None:
+        ratios["probing / sampling forwards"] = b["probing_forwards"] / b["sampling_forwards"]
     return {"model": args.kind, "width": args.width if args.kind == "cifar" else None, "steps": args.steps,
             "samples": args.samples, "device": args.device, "dtype": args.dtype, "threads": args.threads,
             "options": dict(args.options), "repeats": args.repeats, "median": median, "ratios": ratios,
@@ -243,8 +248,9 @@ def print_report(report: dict) -> None:
             row = m[phase]
             extra = f"  probed {row['probed_steps']} steps" if "probed_steps" in row else ""
             if phase == "b":
-                extra += (f" ({row['probe_method']}; sampling {row['sampling_s']:.2f} s, "
-                          f"probing {row['probing_s']:.2f} s)")
+                extra += (f" ({row['probe_method']}, {row['shell_gain']}, {row['probe_points']} points; sampling "
+                          f"{row['sampling_s']:.2f} s, probing {row['probing_s']:.2f} s, null {row['null_s']:.2f} s; "
+                          f"forwards probing {row['probing_forwards']} / sampling {row['sampling_forwards']})")
             memory = f"  peak RSS {row['peak_rss_mb']:.0f} MB" + (
                 f", CUDA {row['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in row else "")
             print(f"  ({phase}) {label:22s} {row['run_s']:7.2f} s (+ load {row['load_s']:.2f} s){memory}{extra}",
@@ -257,7 +263,8 @@ def print_report(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, nargs="+", default=[16],
+                        help="sample counts, each benched in turn (e.g. 16 128); a child phase takes one.")
     parser.add_argument("--width", type=int, default=32, help="CPU model: base channels (ddpm-cifar10-32 has 128).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -279,6 +286,7 @@ def main() -> None:
     parser.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.options = dict(_option(o) for o in args.option)
+    sample_counts, args.samples = args.samples, args.samples[0]
 
     import diffusers  # noqa: F401  (import cost is not part of any phase's timing)
     import torch
@@ -305,12 +313,13 @@ def main() -> None:
         args.folder = root / f"{kind}-{width}"
         if not args.folder.exists():
             build_folder(kind, args.folder, width or 0)
-        report = bench(args)
-        print_report(report)
-        reports.append(report)
+        for args.samples in sample_counts:
+            report = bench(args)
+            print_report(report)
+            reports.append(report)
     if args.out:
         args.out.write_text(json.dumps(reports, indent=1))
-    print(json.dumps([{k: r[k] for k in ("model", "device", "dtype", "ratios")} for r in reports]))
+    print(json.dumps([{k: r[k] for k in ("model", "samples", "device", "dtype", "ratios")} for r in reports]))
 
 
 def _option(text: str) -> tuple[str, object]:
