@@ -21,6 +21,7 @@ from ..spectral.fourier import ProbeDirections
 from .hutchinson import point_tangents
 from .probes import FORWARD_AD_ERRORS, forwards_per_pair, mode_gains
 
+
 def _float_cond(cond: dict | None) -> dict | None:
     """Floating-point conditioning tensors in float32 (for the float32 probing copy of a half model)."""
     if cond is None:
