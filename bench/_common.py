@@ -62,7 +62,10 @@ def run_phase(script: Path, arguments: list[str], timeout: float | None = None) 
 
 def analyze_timing(document: dict) -> dict:
     """The figures a bench reads from an analyze document: its own timing split and the probed steps."""
-    timing = document["timing"]
+    timing, probe = document["timing"], document["probe"]
+    budget = probe.get("budget") or {}
     return {"load_s": timing["load_s"], "sampling_s": timing["sampling_s"], "probing_s": timing["probing_s"],
-            "analysis_s": timing["analysis_s"], "probed_steps": document["probe"]["probed_steps"],
-            "probe_method": document["probe"]["method"]}
+            "null_s": timing.get("null_s", 0.0), "analysis_s": timing["analysis_s"],
+            "probed_steps": probe["probed_steps"], "probe_method": probe["method"],
+            "probe_points": probe["probe_points"], "shell_gain": probe.get("shell_gain", "directions"),
+            "probing_forwards": budget.get("probing_forwards"), "sampling_forwards": budget.get("sampling_forwards")}

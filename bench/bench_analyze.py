@@ -13,6 +13,8 @@ over ``--repeats`` rounds on the same model folder, and the medians are reported
     python bench/bench_analyze.py                       # CPU: narrow ddpm-cifar10-32-like UNet
     python bench/bench_analyze.py --cuda                # GPU: ddpm-cifar10-32 and DiT-XL-2-256 configs, fp32 + bf16
     python bench/bench_analyze.py --option probe_schedule=every --option probe_samples=2
+    python bench/bench_analyze.py --width 128 --samples 16 128 --repeats 2 --no-naive   # the real config, two sizes
+    python bench/bench_analyze.py --width 128 --samples 128 --rows       # seconds per sampling / probe row only
 
 Models are built in code with random weights (no download): timings do not depend on weights.
 """
@@ -192,7 +194,32 @@ def phase_naive(args) -> dict:
             "max_stiffness_diff_vs_b": worst, **memory(args.device)}
 
 
-PHASES = {"a": phase_pipeline, "b": phase_analyze, "c": phase_naive}
+def phase_rows(args) -> dict:
+    """(r) Seconds per model row of the UNet alone, alternated: a sampling forward (analyze's batch size) and a
+    probe forward (the rows one probed step sends at the defaults: samples / 8 points x 4 shells x 2). With the
+    forwards analyze counts (probe.budget) this gives probing's share where a whole run does not fit the machine."""
+    import torch
+    from diffusers import UNet2DModel
+
+    model = UNet2DModel.from_pretrained(args.folder, subfolder="unet").eval().requires_grad_(False).to(args.device)
+    shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
+    sizes = {"sampling": min(64, args.samples), "probing": max(2, args.samples // 8) * 4 * 2}
+    times: dict[str, list[float]] = {name: [] for name in sizes}
+    with torch.no_grad():
+        for _ in range(args.row_repeats):
+            for name, batch in sizes.items():
+                x = torch.randn(batch, *shape, device=args.device)
+                sync(args.device)
+                tick = time.perf_counter()
+                model(x, torch.full((batch,), 500, device=args.device))
+                sync(args.device)
+                times[name].append((time.perf_counter() - tick) / batch)
+    per_row = {name: statistics.median(values) for name, values in times.items()}
+    return {"batch": sizes, "s_per_row": per_row, "probe_over_sampling_row": per_row["probing"] / per_row["sampling"],
+            "all_s_per_row": times, "load_s": 0.0, "run_s": sum(map(sum, times.values()))}
+
+
+PHASES = {"a": phase_pipeline, "b": phase_analyze, "c": phase_naive, "r": phase_rows}
 
 
 def run_child(args, phase: str, extra: list[str]) -> dict:
@@ -226,6 +253,10 @@ def bench(args) -> dict:
         ratios["c/b"] = median["c"]["run_s"] / median["b"]["run_s"]
     if args.naive_dense:
         ratios["c_dense/b"] = median["c_dense"]["run_s"] / median["b"]["run_s"]
+    b = median["b"]
+    ratios["probing share of b"] = b["probing_s"] / b["run_s"]
+    if b.get("probing_forwards") is not None:
+        ratios["probing / sampling forwards"] = b["probing_forwards"] / b["sampling_forwards"]
     return {"model": args.kind, "width": args.width if args.kind == "cifar" else None, "steps": args.steps,
             "samples": args.samples, "device": args.device, "dtype": args.dtype, "threads": args.threads,
             "options": dict(args.options), "repeats": args.repeats, "median": median, "ratios": ratios,
@@ -243,8 +274,9 @@ def print_report(report: dict) -> None:
             row = m[phase]
             extra = f"  probed {row['probed_steps']} steps" if "probed_steps" in row else ""
             if phase == "b":
-                extra += (f" ({row['probe_method']}; sampling {row['sampling_s']:.2f} s, "
-                          f"probing {row['probing_s']:.2f} s)")
+                extra += (f" ({row['probe_method']}, {row['shell_gain']}, {row['probe_points']} points; sampling "
+                          f"{row['sampling_s']:.2f} s, probing {row['probing_s']:.2f} s, null {row['null_s']:.2f} s; "
+                          f"forwards probing {row['probing_forwards']} / sampling {row['sampling_forwards']})")
             memory = f"  peak RSS {row['peak_rss_mb']:.0f} MB" + (
                 f", CUDA {row['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in row else "")
             print(f"  ({phase}) {label:22s} {row['run_s']:7.2f} s (+ load {row['load_s']:.2f} s){memory}{extra}",
@@ -257,7 +289,8 @@ def print_report(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, nargs="+", default=[16],
+                        help="sample counts, each benched in turn (e.g. 16 128); a child phase takes one.")
     parser.add_argument("--width", type=int, default=32, help="CPU model: base channels (ddpm-cifar10-32 has 128).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -268,6 +301,9 @@ def main() -> None:
                         help="also time (c) probing every step (first round only).")
     parser.add_argument("--cuda", action="store_true",
                         help="GPU: ddpm-cifar10-32 and DiT-XL-2-256 configs, fp32 and bf16.")
+    parser.add_argument("--rows", action="store_true",
+                        help="only (r): seconds per row of a sampling and a probe forward, alternated.")
+    parser.add_argument("--row-repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write all figures as JSON.")
     # child-process arguments
     parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
@@ -279,6 +315,7 @@ def main() -> None:
     parser.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.options = dict(_option(o) for o in args.option)
+    sample_counts, args.samples = args.samples, args.samples[0]
 
     import diffusers  # noqa: F401  (import cost is not part of any phase's timing)
     import torch
@@ -305,12 +342,19 @@ def main() -> None:
         args.folder = root / f"{kind}-{width}"
         if not args.folder.exists():
             build_folder(kind, args.folder, width or 0)
-        report = bench(args)
-        print_report(report)
-        reports.append(report)
+        for args.samples in sample_counts:
+            if args.rows:
+                report = {"model": kind, "width": args.width, "samples": args.samples, "device": args.device,
+                          "dtype": dtype, "rows": run_child(args, "r", ["--row-repeats", str(args.row_repeats)])}
+                report["ratios"] = {"probe row / sampling row": report["rows"]["probe_over_sampling_row"]}
+                print(json.dumps(report), file=sys.stderr)
+            else:
+                report = bench(args)
+                print_report(report)
+            reports.append(report)
     if args.out:
         args.out.write_text(json.dumps(reports, indent=1))
-    print(json.dumps([{k: r[k] for k in ("model", "device", "dtype", "ratios")} for r in reports]))
+    print(json.dumps([{k: r[k] for k in ("model", "samples", "device", "dtype", "ratios")} for r in reports]))
 
 
 def _option(text: str) -> tuple[str, object]:

@@ -16,6 +16,11 @@ from .errors import UserError
 PROBE_METHODS = ("auto", "jvp", "fd")
 LINEARIZE_AT = ("trajectory", "zero")
 PROBE_SCHEDULES = ("auto", "every")  # which steps are probed: schedule.py
+SHELL_GAINS = ("hutchinson", "directions")  # one random-sign combination per shell, or every direction: hutchinson.py
+# probe_samples None: this share of the samples (at least PROBE_SAMPLES_MIN), so the instability fraction has an
+# interval (docs/design.md §5): 16 probe trajectories of the default 128 samples
+PROBE_SHARE = 8
+PROBE_SAMPLES_MIN = 2
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 MAX_STEPS = 1_000_000  # far beyond any schedule; a diffusers scheduler sets its own bound (num_train_timesteps)
@@ -115,7 +120,8 @@ class ProbingConfig:
 
     shells: int = 4
     directions: int = 2
-    probe_samples: int = 2
+    probe_samples: int | None = None  # None: max(PROBE_SAMPLES_MIN, samples // PROBE_SHARE), resolved in validate
+    shell_gain: str = "hutchinson"
     probe: str = "auto"
     linearize_at: str = "trajectory"
     fd_step: float = 5e-3
@@ -126,7 +132,9 @@ class ProbingConfig:
     def _check_probing(self) -> None:
         at_least("shells", self.shells, 2)
         at_least("directions", self.directions, 1)
-        at_least("probe_samples", self.probe_samples, 1)
+        if self.probe_samples is not None:
+            at_least("probe_samples", self.probe_samples, 1)
+        _one_of("shell_gain", self.shell_gain, SHELL_GAINS)
         at_least("probe_batch", self.probe_batch, 1)
         at_least("probe_every", self.probe_every, 1)
         _one_of("probe", self.probe, PROBE_METHODS)
@@ -175,8 +183,9 @@ class AnalyzeConfig(DetectionConfig, ProbingConfig, ConditioningConfig, ModelCon
         if self.decision_shell is not None and self.decision_shell >= self.shells:
             raise UserError(f"`decision_shell` must be below `shells` ({self.shells}), got {self.decision_shell}",
                             option="decision_shell")
-        if self.probe_samples > self.samples:
-            self.probe_samples = self.samples
+        if self.probe_samples is None:
+            self.probe_samples = max(PROBE_SAMPLES_MIN, self.samples // PROBE_SHARE)
+        self.probe_samples = min(self.probe_samples, self.samples)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def test_step_rows_read_like_a_list_of_rows():
 
 def test_half_precision_model_is_probed_by_fd_on_a_float32_copy(ddpm_folder):
     """bf16 round-off (~4e-3) would swamp a difference of relative step 5e-3: FD runs on float32 weights."""
-    config = make_config(steps=4, samples=2, probe_samples=2, directions=2, shells=3, device="cpu", dtype="bfloat16")
+    config = make_config(steps=4, samples=2, probe_samples=2, directions=2, shells=3, device="cpu", dtype="bfloat16",
+                         shell_gain="directions")
     loaded = load_model(str(ddpm_folder), config, config)
     assert loaded.half_precision and loaded.module.dtype == torch.bfloat16
     directions = plane_wave_directions(loaded.shape, config.shells, config.directions)
@@ -76,7 +77,7 @@ def test_half_precision_model_is_probed_by_fd_on_a_float32_copy(ddpm_folder):
     info = records.infos[1]
     points = torch.randn(2, *loaded.shape, generator=torch.Generator().manual_seed(0)) * (1 + info.sigma**2) ** 0.5
     prober = Prober(loaded, config, directions, Ranks())
-    gains = prober.gains(info, points)
+    gains = prober.gains(1, info, points)
     assert prober.method == "fd" and "float32 copy" in prober.note
     assert loaded.module.dtype == torch.bfloat16  # sampling keeps the model's own precision
 

@@ -44,7 +44,7 @@ def compute_curves(records: Records, directions: ProbeDirections, probe_rows: np
     sigma = np.array([info.sigma for info in records.infos])
     stiffness, sem, unstable = (np.full((n_steps, k), np.nan) for _ in range(3))
     probed = [i for i, g in enumerate(records.gains) if g is not None]
-    shell = directions.shell.numpy()
+    shell = records.shell_of_gains(directions.shell.numpy())
     if probed:
         gains = np.stack([records.gains[i] for i in probed])  # (S', P, M)
         if probe_rows is not None:

@@ -178,7 +178,8 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
     records = Records.for_steps(infos)
     records.bins = low_bins(loaded.shape[1], loaded.shape[2], config.shells)
     records.trajectories = config.linearize_at == "trajectory"
-    prober = Prober(loaded, config, directions, ranks)
+    prober = Prober(loaded, config, directions, ranks, config.seed)
+    records.gain_shell = prober.shell
     plan = _initial_plan(config, len(infos), records)
     branches = set(clones.branch_steps(len(infos), config.clones))
     keep_points = config.probe_schedule == "auto" and config.linearize_at == "trajectory"
@@ -195,7 +196,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             records.seconds["sampling_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             points = _probe_points(config, loaded, y, mine, ranks)
-            records.gains.append(_probe_step(prober, info, points, i in plan, store))
+            records.gains.append(_probe_step(prober, i, info, points, i in plan, store))
             records.seconds["probing_s"] += time.perf_counter() - tick
             callback(ProgressEvent(SAMPLING, i + 1, len(infos), sigma=info.sigma, t=info.t))
             tick = time.perf_counter()
@@ -228,6 +229,7 @@ def run(loaded: LoadedModel, config: AnalyzeConfig, directions: ProbeDirections,
             records.regenerated_classes = {step: np.concatenate(ranks.all_objects(c)) for step, c in kept.items()}
             records.seconds["forward_backward_s"] = time.perf_counter() - tick
         records.probe_method, records.probe_note = prober.method, prober.note
+        records.probe_forwards = prober.forwards
     finally:
         if store is not None:
             store.close()
@@ -304,12 +306,13 @@ def _probe_points(config: AnalyzeConfig, loaded: LoadedModel, y: torch.Tensor, m
     return ranks.all_rows(y[:local].float())
 
 
-def _probe_step(prober: "Prober", info: StepInfo, points: torch.Tensor, probe_now: bool,
+def _probe_step(prober: "Prober", step: int, info: StepInfo, points: torch.Tensor, probe_now: bool,
                 store: probe_schedule.PointStore | None) -> np.ndarray | None:
-    """One step's probing: keep the points for the auto schedule's refinement; gains (P, M) if probed now."""
+    """One step's probing (record ``step``): keep the points for the auto schedule's refinement; gains if probed
+    now."""
     if store is not None:
-        store.write(info.index, points)
-    return prober.gains(info, points) if probe_now else None
+        store.write(step, points)
+    return prober.gains(step, info, points) if probe_now else None
 
 
 def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
@@ -330,7 +333,7 @@ def _refine(prober: "Prober", records: Records, directions: ProbeDirections,
             info = records.infos[i]
             points = store.read(i).to(prober.device) if store is not None else \
                 torch.zeros(1, *prober.loaded.shape, device=prober.device)
-            records.gains[i] = prober.gains(info, points)
+            records.gains[i] = prober.gains(i, info, points)
             refined.append(i)
             callback(ProgressEvent(REFINING, i + 1, len(records.infos), sigma=info.sigma, t=info.t))
         curves = compute_curves(records, directions)

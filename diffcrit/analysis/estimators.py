@@ -171,6 +171,27 @@ def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
     return (point_s < -UNSTABLE_DEPTH).mean(-2)
 
 
+def fraction_ci95(unstable: int, points: int) -> tuple[float, float]:
+    """Clopper–Pearson 95% interval of a share of ``unstable`` in ``points`` trajectories (docs/design.md §5): exact
+    for a binomial count, and an interval (not a point) at 0 and at ``points``, where a bootstrap over the probe points
+    collapses. With none unstable the upper end is 1 - 0.025^(1/P)."""
+    from scipy.stats import beta
+
+    low = 0.0 if unstable == 0 else float(beta.ppf(0.025, unstable, points - unstable + 1))
+    high = 1.0 if unstable == points else float(beta.ppf(0.975, unstable + 1, points - unstable))
+    return low, high
+
+
+# The power with which a share of unstable trajectories counts as detectable (docs/design.md §5).
+DETECTION_POWER = 0.8
+
+
+def detectable_fraction(points: int, power: float = DETECTION_POWER) -> float:
+    """The smallest share u of unstable trajectories that P probe points show (at least one unstable point at a
+    probed step) with probability ``power``: 1 - (1 - u)^P >= power, u = 1 - (1 - power)^(1/P)."""
+    return 1.0 - (1.0 - power) ** (1.0 / points)
+
+
 def clone_fraction(coef_a: np.ndarray, coef_b: np.ndarray, bin_shell: np.ndarray, n_shells: int) -> np.ndarray:
     """(K,) correlation of two clones' final low modes per shell (docs/design.md §5, ``--clones``):
     Re sum Cov(a, b) / (1/2) sum (Var a + Var b) over the shell's bins and channels, variances over the

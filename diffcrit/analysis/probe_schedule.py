@@ -25,8 +25,9 @@ refine are read off the probed steps as they are; every probe-based marker's int
 probed steps either side of it (detection.find_brackets).
 
 The two regimes spend differently. Along trajectories the primary marker (``decision``) and
-``xi_growth`` need no probes, a probed step costs P x M x 2 forwards, and the coarse pass is
-sparse (6 points): the probes buy the stiffness curves and the onset. At y = 0 the primary marker
+``xi_growth`` need no probes, a probed step costs P x K x 2 forwards (one probe per shell; P x M x 2
+with --shell-gain directions), and the coarse pass is
+sparse (4 points): the probes buy the stiffness curves and the onset. At y = 0 the primary marker
 is ``stiffness_zero``, a probed step costs one point, and the pass is dense (12 points) and refines
 every probe-based marker: a dip below 0 narrower than a stride is not missed there.
 """
@@ -47,10 +48,11 @@ from .estimators import STIFFNESS_RESOLUTION
 # y = 0: the coarse grid must put a point inside the narrowest probe-based feature on either side of
 # its extremum. The narrowest seen, the stiffness dip of builtin:mixture, is 13% of the trajectory
 # wide at half depth (6.5 of 50 steps); 1/12 = 8% spacing leaves a margin of 1.6. Along trajectories
-# the onset and the zero crossing are bisected from any stride and nothing primary is probed: 6 keeps
-# the probes of the full-size ddpm-cifar10-32 UNet (16 samples, 50 steps, 36 forwards per probed
-# step) under half the sampling cost (bench/README.md).
-COARSE_POINTS = {"trajectory": 6, "zero": 12}
+# the onset and the zero crossing are bisected from any stride and nothing primary is probed, so the
+# coarse points only bracket them and draw the stiffness curves: 4 (with the 2 steps around decision)
+# keep the probes of 16 trajectories at 128 samples, 128 forwards per probed step, about an eighth of
+# the sampling (bench/README.md).
+COARSE_POINTS = {"trajectory": 4, "zero": 12}
 # The markers whose brackets the auto schedule bisects to one step, per regime.
 REFINED = {"trajectory": (INSTABILITY_ONSET, STIFFNESS_ZERO),
            "zero": (STIFFNESS_ZERO, STIFFNESS_MIN, XI_EQ_PEAK)}

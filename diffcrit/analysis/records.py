@@ -102,6 +102,14 @@ class Records:
     regenerated_classes: dict = field(default_factory=dict)
     classifier: dict | None = None
     seconds: dict = field(default_factory=lambda: {"sampling_s": 0.0, "probing_s": 0.0})
+    # the shell of each gain column (M,): the probe directions' shells, or 0..K-1 for one combination per shell
+    # (--shell-gain hutchinson); None: the directions' (records built without a prober)
+    gain_shell: np.ndarray | None = None
+    probe_forwards: int = 0  # model rows spent by probing, all ranks (probing/prober.py)
+
+    def shell_of_gains(self, direction_shell: np.ndarray) -> np.ndarray:
+        """(M,) the shell of each column of ``gains``; ``direction_shell``: the probe directions' (``shell``)."""
+        return direction_shell if self.gain_shell is None else self.gain_shell
 
     @classmethod
     def for_steps(cls, infos: list[StepInfo]) -> "Records":

@@ -27,7 +27,12 @@ def analyze(
     shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = DEFAULTS.shells,
     directions: Annotated[int, typer.Option(
         help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = DEFAULTS.directions,
-    probe_samples: Annotated[int, typer.Option(help="Samples whose trajectory is probed.")] = DEFAULTS.probe_samples,
+    probe_samples: Annotated[Optional[int], typer.Option(
+        help="Samples whose trajectory is probed (default: samples / 8, at least 2).")] = DEFAULTS.probe_samples,
+    shell_gain: Annotated[str, typer.Option(
+        help="hutchinson: one random-sign combination of each shell's directions per probe point (one probe per "
+        "shell, the same mean in expectation) | directions: every direction on its own (docs/design.md §3).")
+    ] = DEFAULTS.shell_gain,
     probe: Annotated[str, typer.Option(
         help="auto | jvp | fd: how J v is computed "
         "(auto: finite differences for networks, JVP for callables).")] = DEFAULTS.probe,
@@ -120,8 +125,9 @@ def analyze(
                              prediction_type=prediction_type, height=height, width=width, class_label=class_label,
                              prompt=prompt, prompt_embeds=None if prompt_embeds is None else str(prompt_embeds),
                              guidance_scale=guidance_scale, negative_prompt=negative_prompt, shells=shells,
-                             directions=directions, probe_samples=probe_samples, probe=probe, linearize_at=linearize_at,
-                             fd_step=fd_step, probe_batch=probe_batch, probe_every=probe_every,
+                             directions=directions, probe_samples=probe_samples, shell_gain=shell_gain, probe=probe,
+                             linearize_at=linearize_at, fd_step=fd_step, probe_batch=probe_batch,
+                             probe_every=probe_every,
                              probe_schedule=probe_schedule, bootstrap=bootstrap, decision_shell=decision_shell,
                              clones=clones, classifier=classifier)
         if main:

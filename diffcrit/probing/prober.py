@@ -1,5 +1,6 @@
 """Mode gains at one step's probe points (docs/design.md §3): the probe method chosen once, a float32 copy
-for finite differences of half-precision models, the directions split over the processes."""
+for finite differences of half-precision models, the probed vectors (every direction, or one random-sign combination
+per shell: hutchinson.py) split over the processes, and the model rows spent."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from ..models.denoisers import CallableDenoiser
 from ..models.loading import LoadedModel
 from ..sampling.steppers import StepInfo
 from ..spectral.fourier import ProbeDirections
-from .probes import FORWARD_AD_ERRORS, mode_gains
-
+from .hutchinson import point_tangents
+from .probes import FORWARD_AD_ERRORS, forwards_per_pair, mode_gains
 
 
 def _float_cond(cond: dict | None) -> dict | None:
@@ -30,7 +31,12 @@ def _float_cond(cond: dict | None) -> dict | None:
 
 
 class Prober:
-    """Mode gains at one step's probe points; the directions are split over the ranks (docs/design.md §3).
+    """Mode gains at one step's probe points; the probed vectors are split over the ranks (docs/design.md §3).
+
+    ``shell_gain`` "directions": gains (P, M) along every direction of the probe set; "hutchinson": gains (P, K)
+    along one random-sign combination of each shell's directions per point (hutchinson.py), signs seeded by
+    (``seed``, record, point). ``shell`` (columns,) maps each gain column to its shell; ``forwards`` counts the
+    model rows spent (all ranks; probes.forwards_per_pair).
 
     The method is chosen at the first probe (``auto``: finite differences for networks; JVP for
     callables, falling back to finite differences where forward AD fails; the same on every rank).
@@ -39,44 +45,57 @@ class Prober:
     made once, at the first probe. ``method`` ("none" until then) and ``note`` say what was used.
     """
 
-    def __init__(self, loaded: LoadedModel, config: ProbingConfig, directions: ProbeDirections, ranks: Ranks):
-        self.loaded, self.config, self.ranks = loaded, config, ranks
+    def __init__(self, loaded: LoadedModel, config: ProbingConfig, directions: ProbeDirections, ranks: Ranks,
+                 seed: int = 0):
+        self.loaded, self.config, self.ranks, self.directions, self.seed = loaded, config, ranks, directions, seed
         self.method, self.note = "none", None
-        mine = ranks.split(directions.count)
-        self.vectors = directions.vectors[mine.start:mine.stop]
+        combined = config.shell_gain == "hutchinson"
+        self.shell = np.arange(directions.n_shells) if combined else directions.shell.numpy()
+        self.mine = ranks.split(len(self.shell))
+        self.forwards = 0
         self.cond = loaded.conditioning(config.probe_samples)
         self.device = loaded.device
         self._fp32: tuple[Any, torch.nn.Module | None, dict | None] | None = None
 
-    def gains(self, info: StepInfo, points: torch.Tensor) -> np.ndarray:
-        """(P, M) gains <v_m, J(y_p) v_m> at this step's sigma, gathered over the ranks in direction order."""
+    def gains(self, step: int, info: StepInfo, points: torch.Tensor) -> np.ndarray:
+        """(P, columns) gains <v, J(y_p) v> at record ``step`` (sigma of ``info``), gathered over the ranks in
+        column order."""
+        vectors = self._vectors(step, points.shape[0])
         if self.method == "none":
             self.method, self.note = _choose_method(self.config, self.loaded)
             if self.method == "jvp" and self.config.probe == "auto":
                 error = None
                 try:
-                    local = self._local(info, points, "jvp")
+                    local = self._local(info, points, vectors, "jvp")
                 except FORWARD_AD_ERRORS as err:
                     error = err
                 if not self.ranks.any(error is not None):
-                    return self._gather(local)
+                    return self._gather(local, "jvp")
                 self.method = "fd"
                 reason = f"{type(error).__name__}: {shorten(str(error), 120)}" if error else "on another rank"
                 self.note = f"forward AD failed ({reason}); used finite differences"
         try:
-            return self._gather(self._local(info, points, self.method))
+            return self._gather(self._local(info, points, vectors, self.method), self.method)
         except FORWARD_AD_ERRORS as err:
             if self.method != "jvp":
                 raise
             raise UserError(f"forward-mode AD (`probe` jvp) fails through this model: {type(err).__name__}: "
                             f"{shorten(str(err), 160)}", "use `probe` fd (or auto)", option="probe") from None
 
-    def _gather(self, local: np.ndarray) -> np.ndarray:
+    def _vectors(self, step: int, n_points: int) -> torch.Tensor:
+        """This rank's probed vectors: (M', C, H, W) directions shared by the points, or (P, K', C, H, W) shell
+        combinations of each point."""
+        if self.config.shell_gain == "directions":
+            return self.directions.vectors[self.mine.start:self.mine.stop]
+        return point_tangents(self.directions, self.seed, step, range(n_points))[:, self.mine.start:self.mine.stop]
+
+    def _gather(self, local: np.ndarray, method: str) -> np.ndarray:
+        self.forwards += local.shape[0] * len(self.shell) * forwards_per_pair(method)
         if self.ranks.world == 1:
             return local
         return self.ranks.all_rows(torch.from_numpy(local.T.copy())).numpy().T.copy()
 
-    def _local(self, info: StepInfo, points: torch.Tensor, method: str) -> np.ndarray:
+    def _local(self, info: StepInfo, points: torch.Tensor, vectors: torch.Tensor, method: str) -> np.ndarray:
         denoiser, module, cond = self._model_for(method)
         timestep = info.timestep
 
@@ -85,7 +104,7 @@ class Prober:
             ts = None if timestep is None else torch.full((z.shape[0],), timestep, device=z.device)
             return denoiser(z, sigma, ts, select_cond(cond, rows))
 
-        return mode_gains(denoise_at, points, self.vectors, method, self.config.fd_step, info.sigma,
+        return mode_gains(denoise_at, points, vectors, method, self.config.fd_step, info.sigma,
                           self.config.probe_batch, module).numpy()
 
     def _model_for(self, method: str):

@@ -110,16 +110,19 @@ def mode_gains(denoise_at: BoundDenoiser, points: torch.Tensor, directions: torc
                fd_step: float, sigma: float, batch: int, module: torch.nn.Module | None = None) -> torch.Tensor:
     """gains (P, M) = <v_m, J(y_p) v_m> for P probe points and M unit directions.
 
-    ``method`` is "jvp" or "fd"; pairs (p, m) are processed ``batch`` at a time.
+    ``directions``: (M, C, H, W) shared by the points, or (P, M, C, H, W) of each point (the shell combinations
+    of hutchinson.py); ``method`` is "jvp" or "fd"; pairs (p, m) are processed ``batch`` at a time.
     """
-    n_points, n_dirs = points.shape[0], directions.shape[0]
+    per_point = directions.dim() == points.dim() + 1
+    n_points, n_dirs = points.shape[0], directions.shape[1 if per_point else 0]
     pairs_p = torch.arange(n_points).repeat_interleave(n_dirs)
     pairs_m = torch.arange(n_dirs).repeat(n_points)
     gains = torch.empty(n_points * n_dirs, dtype=torch.float64)
     step = torch.full((n_points,), fd_step * math.sqrt(1 + sigma**2), device=points.device)
     for sl in _chunks(len(pairs_p), batch):
         rows = pairs_p[sl].to(points.device)
-        tangents = directions[pairs_m[sl]].to(points.device, points.dtype)
+        picked = directions[pairs_p[sl], pairs_m[sl]] if per_point else directions[pairs_m[sl]]
+        tangents = picked.to(points.device, points.dtype)
         if method == "jvp":
             with forward_ad_safe(module):
                 columns = _jvp_any(denoise_at, points, rows, tangents, module)
@@ -128,3 +131,9 @@ def mode_gains(denoise_at: BoundDenoiser, points: torch.Tensor, directions: torc
                 columns = fd_columns(denoise_at, points, rows, tangents, step)
         gains[sl] = (tangents.double() * columns.double()).flatten(1).sum(1).cpu()
     return gains.view(n_points, n_dirs)
+
+
+def forwards_per_pair(method: str) -> int:
+    """Model rows one (point, direction) pair costs: 2 for central differences; one JVP (about 4.5 forwards'
+    time through a UNet, bench/README.md) counts as 1."""
+    return 2 if method == "fd" else 1
