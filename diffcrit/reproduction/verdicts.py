@@ -44,13 +44,21 @@ def verdict_within(measured: float | None, ci95: Interval, prediction: float | N
     return REFUTED, f"prediction outside the interval by {fmt(off)}: {where}"
 
 
+def _measured(value: float | None, ci95: Interval, margin: float, what: str) -> tuple[float, float, str] | None:
+    """The interval's bounds and its description against ``margin``; None when nothing was measured."""
+    if value is None or ci95 is None:
+        return None
+    low, high = _bounds(value, ci95)
+    return low, high, f"{what} {fmt(value)}, ci95 {fmt_interval((low, high))}, margin {fmt(margin)}"
+
+
 def verdict_above(value: float | None, ci95: Interval, margin: float, what: str) -> Verdict:
     """A positive claim that ``what`` exceeds ``margin``: confirmed when the ci95 lies above it, refuted when below
     it, inconclusive when the interval holds it."""
-    if value is None or ci95 is None:
+    measured = _measured(value, ci95, margin, what)
+    if measured is None:
         return INCONCLUSIVE, f"{what} not measured"
-    low, high = _bounds(value, ci95)
-    where = f"{what} {fmt(value)}, ci95 {fmt_interval((low, high))}, margin {fmt(margin)}"
+    low, high, where = measured
     if low > margin:
         return CONFIRMED, f"interval above the margin: {where}"
     if high < margin:
@@ -61,10 +69,10 @@ def verdict_above(value: float | None, ci95: Interval, margin: float, what: str)
 def verdict_below(value: float | None, ci95: Interval, margin: float, exclude: float, what: str) -> Verdict:
     """A negative claim (no effect): refuted when the ci95 lies above ``margin`` (an effect is evidenced),
     confirmed when it lies below ``exclude`` (an effect that large is ruled out), inconclusive between."""
-    if value is None or ci95 is None:
+    measured = _measured(value, ci95, margin, what)
+    if measured is None:
         return INCONCLUSIVE, f"{what} not measured"
-    low, high = _bounds(value, ci95)
-    where = f"{what} {fmt(value)}, ci95 {fmt_interval((low, high))}, margin {fmt(margin)}"
+    low, high, where = measured
     if low > margin:
         return REFUTED, f"an effect is evidenced (interval above the margin): {where}"
     if high < exclude:
