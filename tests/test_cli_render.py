@@ -88,3 +88,15 @@ def test_summary_title_says_what_the_run_was_conditioned_on(conditioning, title)
     document = make_analyze_result(0.45)
     document["model"].update(id="m", conditioning=conditioning)
     assert title in " ".join(render(lambda console: render_summary(console, document), 160).split())
+
+
+def test_instability_line_names_unstable_shells_or_what_their_absence_rules_out():
+    from diffcrit.cli._render import instability_words
+    from diffcrit.report.view import Instability
+
+    none = Instability(16, 5, (0.0, 0.0), (None, None), (None, None), False, 0.096, 0.8)
+    assert instability_words(none) == ("no probe trajectory turned unstable (16 trajectories, 5 probed steps; a share "
+                                       "of 0.096 or more at a probed step would have shown with probability 0.8)")
+    some = Instability(16, 5, (0.1875, 0.0), ((0.04, 0.46), None), (0.535, None), True, 0.096, 0.8)
+    line = instability_words(some)
+    assert "shell 0: 3/16 at t = 0.535" in line and "shell 1" not in line

@@ -13,7 +13,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.table import Table
 
 from ..analysis.detection import CONSISTENT_BELOW
-from ..report.view import AnalyzeView
+from ..report.view import AnalyzeView, Instability
 from ..progress import CLONING, GUIDE, NULL, REFINING, REGENERATING, SAMPLING, Callback, ProgressEvent, ignore
 
 
@@ -56,6 +56,20 @@ def _sparkline(values: list, width: int = 40) -> str:
     return sparkline(values, width)
 
 
+def instability_words(found: Instability) -> str:
+    """The instability block in one line: the shells where probe trajectories turned unstable, or what their
+    absence rules out."""
+    n = found.probe_points
+    unstable = [f"shell {k}: {round(f * n)}/{n} at t = {_fmt(t)} (ci95 {_interval(ci, '..')})"
+                for k, (f, t, ci) in enumerate(zip(found.peak_fraction, found.peak_t, found.peak_ci95, strict=True))
+                if f > 0]
+    if unstable:
+        return "unstable probe trajectories (largest share per shell): " + "; ".join(unstable)
+    return (f"no probe trajectory turned unstable ({n} trajectories, {found.probed_steps} probed steps; a share of "
+            f"{_fmt(found.detectable_fraction)} or more at a probed step would have shown with probability "
+            f"{_fmt(found.detection_power)})")
+
+
 def render_summary(console: Console, document: dict) -> None:
     """Critical time (the regime's primary marker), every marker with its ci95 and presence, compact curves."""
     result = AnalyzeView.from_document(document)
@@ -83,6 +97,8 @@ def render_summary(console: Console, document: dict) -> None:
         if verdict.evidence and verdict.sampler_calibrated is False:
             console.print("note: this null is the formula f_G, whose sampler allowance is calibrated on Euler "
                           "sampling only (docs/design.md §6a)", style="yellow", highlight=False)
+    if result.instability is not None:
+        console.print(instability_words(result.instability), highlight=False)
     if critical.found:
         console.print(f"critical t = {_fmt(critical.t)}  ci95 = {_interval(critical.ci95, ' .. ')}"
                       f"  (* primary marker: {critical.primary or ''}{exact})", highlight=False)

@@ -280,6 +280,29 @@ class Theory:
 
 
 @dataclass(frozen=True)
+class Instability:
+    """``instability`` (docs/design.md §5): per shell the largest share of probe trajectories unstable at a probed
+    step, with its exact ci95 and t; and the share a probed step would have shown (``detectable_fraction``)."""
+
+    probe_points: int
+    probed_steps: int
+    peak_fraction: tuple[float, ...]
+    peak_ci95: tuple[Interval | None, ...]
+    peak_t: tuple[float | None, ...]
+    onset_found: bool
+    detectable_fraction: float | None
+    detection_power: float | None
+
+    @classmethod
+    def from_document(cls, block: Mapping[str, Any]) -> Instability:
+        return cls(int(block["probe_points"]), int(block["probed_steps"]),
+                   tuple(float(f) for f in block["peak_fraction"]),
+                   tuple(interval(c) for c in block["peak_ci95"]), tuple(number(t) for t in block["peak_t"]),
+                   bool(block["onset_found"]), number(block.get("detectable_fraction")),
+                   number(block.get("detection_power")))
+
+
+@dataclass(frozen=True)
 class AnalyzeView:
     """An analyze result (``result.schema.json``)."""
 
@@ -292,6 +315,7 @@ class AnalyzeView:
     inconsistent_steps: tuple[int, ...]  # diagnostics.total_variance: the steps whose x0 estimate is inconsistent
     critical: Critical
     theory: Theory | None
+    instability: Instability | None = None  # results before 0.2 and runs at y = 0 have none
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any], fallback_id: str = "?") -> AnalyzeView:
@@ -305,7 +329,9 @@ class AnalyzeView:
                    Steps.from_document(steps, n_shells, tuple(listed)), len(steps), tuple(listed),
                    Critical.from_document(doc.get("critical")),
                    Theory(_frozen(theory.get("markers")), _frozen(theory.get("measured_minus_predicted")))
-                   if isinstance(theory, Mapping) else None)
+                   if isinstance(theory, Mapping) else None,
+                   Instability.from_document(doc["instability"]) if isinstance(doc.get("instability"), Mapping)
+                   else None)
 
     def curve(self, name: str, shell: int | None = None) -> np.ndarray | None:
         """``steps.curve``: e.g. ``view.curve("decided", 1)``, (S,) in ascending t."""
