@@ -439,8 +439,8 @@ def _analyze_title(views: Sequence[AnalyzeView], labels: Sequence[str]) -> str:
     if len(views) == 1:
         model = views[0].model
         shape = "×".join(str(n) for n in model.shape)
-        return f"diffcrit analyze — {model.id} ({', '.join(filter(None, (shape, model.conditioned())))}) — " \
-               f"{_tc_text(views[0])}"
+        return f"diffcrit analyze — {model.id} ({', '.join(filter(None, (shape, model.conditioned())))})\n" \
+               f"{_tc_text(views[0])}"  # two lines: the t_c text alone runs to a figure's width
     sep = ";  " if len(views) <= 2 else "\n"
     return "diffcrit analyze — " + sep.join(f"{label}: {_tc_text(v, short=True)}"
                                             for label, v in zip(labels, views, strict=True))
