@@ -20,19 +20,23 @@ _LAZY = {
     "analyze": ".analysis.engine",
     "AnalyzeConfig": ".config",
     "guide": ".guidance.engine",
+    "suggest": ".guidance.engine",
+    "check": ".release.checking",
     "reproduce": ".reproduction.battery",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
 }
 
-__all__ = ["analyze", "AnalyzeConfig", "guide", "reproduce", "Result", "UserError", "LoadOptions", "__version__"]
+__all__ = ["analyze", "AnalyzeConfig", "guide", "suggest", "check", "reproduce", "Result", "UserError", "LoadOptions",
+           "__version__"]
 
 if TYPE_CHECKING:
     from .analysis.engine import analyze
     from .config import AnalyzeConfig
     from .errors import UserError
-    from .guidance.engine import guide
+    from .guidance.engine import guide, suggest
+    from .release.checking import check
     from .models.loading import LoadOptions
     from .report.document import Result
     from .reproduction.battery import reproduce

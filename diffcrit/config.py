@@ -21,7 +21,7 @@ SHELL_GAINS = ("hutchinson", "directions")  # one random-sign combination per sh
 # interval (docs/design.md §5): 16 probe trajectories of the default 128 samples
 PROBE_SHARE = 8
 PROBE_SAMPLES_MIN = 2
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # cuda: the current CUDA device; cuda:N the N-th
 DTYPES = ("float32", "float16", "bfloat16")
 MAX_STEPS = 1_000_000  # far beyond any schedule; a diffusers scheduler sets its own bound (num_train_timesteps)
 SEED_END = 2**63  # seeds seed .. seed + samples - 1 seed torch's CPU generators (int64)
@@ -82,7 +82,7 @@ class ModelConfig:
     width: int | None = None
 
     def _check_model(self) -> None:
-        _one_of("device", self.device, DEVICES)
+        check_device(self.device)
         _one_of("dtype", self.dtype, DTYPES)
         for name in ("height", "width"):
             if getattr(self, name) is not None:
@@ -235,6 +235,14 @@ def check_karras(sigma_min: float, sigma_max: float, rho: float) -> None:
                         option="sigma_min" if not 0 < sigma_min < math.inf else "sigma_max")
     if not 0 < rho < math.inf:
         raise UserError(f"need a finite `rho` > 0, got {rho}", option="rho")
+
+
+def check_device(name: Any) -> None:
+    """``device`` names one of ``DEVICES`` (N a device index: cuda:0, cuda:1, ...); whether it exists is checked
+    where the model is placed (``models.loading.resolve_device``)."""
+    index = name[len("cuda:"):] if isinstance(name, str) and name.startswith("cuda:") else None
+    if name not in ("auto", "cpu", "cuda", "mps") and not (index is not None and index.isdigit()):
+        raise UserError(f"`device` must be one of {', '.join(DEVICES)}, got {name!r}", option="device")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

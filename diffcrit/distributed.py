@@ -27,6 +27,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import UserError
+
 
 def launched() -> bool:
     """True inside ``torchrun`` / ``accelerate launch`` with more than one process."""
@@ -118,14 +120,18 @@ class Ranks:
 def current(device: str = "auto") -> Ranks:
     """The ranks of this launch: accelerate's PartialState under a launcher, else one process.
 
-    ``device`` is the config's device: "cpu" (or no CUDA) selects gloo, otherwise NCCL on the
-    rank's GPU (PartialState sets it as the current device, so "cuda" means this rank's GPU).
+    ``device`` is the config's device: "cpu" or "mps" (or no CUDA) selects gloo, otherwise NCCL on the
+    rank's GPU (PartialState sets it as the current device, so "cuda" means this rank's GPU; a fixed "cuda:N" would
+    put every rank on one GPU and is refused).
     """
     if not launched():
         return Ranks()
     from accelerate import PartialState
 
-    cpu = device == "cpu" or not torch.cuda.is_available()
+    if device.startswith("cuda:"):
+        raise UserError(f"`device` {device} under a launcher: every process takes its own GPU",
+                        "use `device` cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES", option="device")
+    cpu = device in ("cpu", "mps") or not torch.cuda.is_available()
     return Ranks(PartialState(cpu=cpu))
 
 

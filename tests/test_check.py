@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import diffcrit
+
 from diffcrit.release.summary import render_junit, render_markdown
 from diffcrit.analysis import detection
 from diffcrit.release.checking import (CHECK_CRITICAL_FOUND, CHECK_CRITICAL_T, CHECK_XI_EQ, INDEPENDENT, PAIRED,
@@ -426,3 +428,22 @@ def test_config_differences_note_options_and_the_probe_method():
     notes = config_differences(other, base)
     assert any(n.startswith("config steps: candidate 7") for n in notes)
     assert "probe method: candidate 'fd', baseline 'jvp' (they agree to ~1e-4 in s)" in notes
+
+
+def test_python_check_equals_the_cli_json(files, tmp_path):
+    """``diffcrit.check`` from Python gives the CLI's --json document, from files or from documents."""
+    res = run("check", files["moved"], "-b", files["base"], "--json")
+    from_files = diffcrit.check(files["moved"], files["base"])
+    from_documents = diffcrit.check(json.loads(Path(files["moved"]).read_text()),
+                                    json.loads(Path(files["base"]).read_text()))
+    assert json.loads(res.stdout) == from_files == from_documents
+    assert from_files["passed"] is False
+    loose = tmp_path / "diffcrit.yaml"
+    loose.write_text("check:\n  paired_critical_t: 1.0\n  markers: 1.0\n  paired_decided: 1.0\n  stiffness: null\n"
+                     "  xi: 1.0\n  xi_eq: null\n")
+    assert diffcrit.check(files["moved"], files["base"], loose)["passed"] is True
+
+
+def test_suggest_and_check_are_the_package_api():
+    assert {"check", "suggest"} <= set(diffcrit.__all__)
+    assert callable(diffcrit.check) and callable(diffcrit.suggest)

@@ -18,7 +18,7 @@ StepsOpt = Annotated[int, typer.Option(help="Sampling steps (>= 2).")]
 SamplesOpt = Annotated[int, typer.Option(help="Number of samples (>= 1); sample i uses seed + i.")]
 SeedOpt = Annotated[int, typer.Option(
     help="Base seed: sample i draws all its noise from a CPU generator seeded seed + i.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda (the current GPU) | cuda:N | mps.")]
 DtypeOpt = Annotated[str, typer.Option(
     help="Model weights dtype: float32 | float16 | bfloat16 (probes stay accurate: FD in float32).")]
 ClassOpt = Annotated[Optional[int], typer.Option(

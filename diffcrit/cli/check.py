@@ -45,7 +45,7 @@ def check(
         "--save-candidate", help="With --model: also write the candidate's analyze result JSON.",
         show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(
-        "--device", help="With --model: run on this device instead of the baseline's (auto, cpu, cuda).",
+        "--device", help="With --model: run on this device instead of the baseline's (auto, cpu, cuda, cuda:N, mps).",
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the outcomes as JSON on stdout.")] = False,

@@ -92,11 +92,20 @@ def with_class_label(loaded: LoadedModel, label: int, conditioning: Conditioning
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` (``config.DEVICES``) names, checked to exist: one line naming what is missing."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("`device` cuda was asked for but no CUDA device is available", "use `device` cpu or auto",
-                        option="device")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"`device` {name}: no CUDA device is available", "use `device` cpu or auto",
+                            option="device")
+        count, index = torch.cuda.device_count(), torch.device(name).index
+        if index is not None and index >= count:
+            raise UserError(f"`device` {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}",
+                            "name one of them, or `device` cuda for the current one", option="device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("`device` mps: no MPS device is available (Apple silicon, with a torch built for it)",
+                        "use `device` cpu or auto", option="device")
     return torch.device(name)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import read_text
-from ..report.document import KIND_ANALYZE, validate_document
+from ..report.document import KIND_ANALYZE, read_document, validate_document
 from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order, number
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
@@ -333,6 +333,18 @@ def compare_results(candidate: Mapping[str, Any], baseline: Mapping[str, Any],
 
 def any_failed(outcomes: Iterable[CheckOutcome]) -> bool:
     return any(o.failed for o in outcomes)
+
+
+def check(candidate: Mapping[str, Any] | Path | str, baseline: Mapping[str, Any] | Path | str,
+          tolerances: Tolerances | Path | str | None = None) -> dict[str, Any]:
+    """``diffcrit check`` on two analyze results (documents, or their JSON files) from Python -> the ``--json``
+    document: ``passed``, every check, the tolerances (a ``Tolerances``, a YAML file's ``check:`` section, or the
+    calibrated defaults with None) and the notes on config differences."""
+    cand = candidate if isinstance(candidate, Mapping) else read_document(candidate, role="candidate")
+    base = baseline if isinstance(baseline, Mapping) else read_document(baseline, role="baseline")
+    tol = tolerances if isinstance(tolerances, Tolerances) else load_tolerances(tolerances)
+    check_compatible(cand, base)
+    return outcomes_to_dict(compare_results(cand, base, tol), tol, config_differences(cand, base))
 
 
 def outcomes_to_dict(outcomes: list[CheckOutcome], tolerances: Tolerances,
