@@ -1,4 +1,4 @@
-"""Helpers shared by the bench scripts: phases in child processes, peak memory, analyze's timing block.
+"""Helpers shared by the bench scripts: phases in child processes, peak memory, analyze's timing block, cached runs.
 
 A bench runs each phase in a fresh ``python SCRIPT --phase ...`` child (so its peak RSS is its own); the child
 prints one JSON object as its last stdout line, which ``run_phase`` returns.
@@ -69,3 +69,18 @@ def analyze_timing(document: dict) -> dict:
             "probed_steps": probe["probed_steps"], "probe_method": probe["method"],
             "probe_points": probe["probe_points"], "shell_gain": probe.get("shell_gain", "directions"),
             "probing_forwards": budget.get("probing_forwards"), "sampling_forwards": budget.get("sampling_forwards")}
+
+
+def cached_analyze(cache: Path, model: str, **options) -> dict:
+    """``diffcrit.analyze(model, **options).to_dict()``, kept as JSON in ``cache`` under a name made of the model and
+    the options, so a rerun of a bench reads it instead of sampling again."""
+    import diffcrit
+
+    key = model.replace(":", "_").replace("?", "_").replace("=", "").replace("&", "_") + "".join(
+        f"_{k}{v}" for k, v in sorted(options.items()))
+    path = cache / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    doc = diffcrit.analyze(model, **options).to_dict()
+    path.write_text(json.dumps(doc))
+    return doc

@@ -19,26 +19,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import diffcrit  # noqa: E402
+from _common import cached_analyze  # also: OMP_WAIT_POLICY=PASSIVE before torch loads
 from diffcrit.release.checking import STATUS_FAIL, Tolerances, compare_results  # noqa: E402
 from diffcrit.config import AnalyzeConfig  # noqa: E402
-
-
-def run(cache: Path, model: str, **options) -> dict:
-    key = model.replace(":", "_").replace("?", "_").replace("=", "").replace("&", "_") + "".join(
-        f"_{k}{v}" for k, v in sorted(options.items()))
-    path = cache / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    doc = diffcrit.analyze(model, **options).to_dict()
-    path.write_text(json.dumps(doc))
-    return doc
 
 
 def null_statistics(docs: list[dict], tolerances: Tolerances) -> dict:
@@ -81,18 +67,20 @@ def main() -> None:
     tolerances = Tolerances()
     report: dict = {"tolerances": tolerances.to_dict(), "models": {}}
     for model in args.models:
-        docs = [run(args.cache, model, seed=r * args.samples, samples=args.samples) for r in range(args.ranges)]
-        steps = {n: run(args.cache, model, seed=0, samples=args.samples, steps=n)["critical"]["t"] for n in (25, 100)}
+        docs = [cached_analyze(args.cache, model, seed=r * args.samples, samples=args.samples)
+                for r in range(args.ranges)]
+        steps = {n: cached_analyze(args.cache, model, seed=0, samples=args.samples, steps=n)["critical"]["t"]
+                 for n in (25, 100)}
         steps[50] = docs[0]["critical"]["t"]
         entry = {"stability": stability(docs), "null": null_statistics(docs, tolerances), "steps_t": steps}
         report["models"][model] = entry
         print(json.dumps({model: entry}, indent=1))
     if not args.skip_power:
         mixture = dict(samples=256, probe_samples=16)
-        m16 = run(args.cache, "builtin:mixture?m2=16", seed=0, **mixture)
-        m16b = run(args.cache, "builtin:mixture?m2=16", seed=256, **mixture)
-        m12 = run(args.cache, "builtin:mixture?m2=12", seed=0, **mixture)
-        m12b = run(args.cache, "builtin:mixture?m2=12", seed=256, **mixture)
+        m16 = cached_analyze(args.cache, "builtin:mixture?m2=16", seed=0, **mixture)
+        m16b = cached_analyze(args.cache, "builtin:mixture?m2=16", seed=256, **mixture)
+        m12 = cached_analyze(args.cache, "builtin:mixture?m2=12", seed=0, **mixture)
+        m12b = cached_analyze(args.cache, "builtin:mixture?m2=12", seed=256, **mixture)
         power = {name: [f"{o.name} ({o.measured:+.3f} vs {o.tolerance:.3f})"
                         for o in compare_results(cand, m16, tolerances) if o.status == STATUS_FAIL]
                  for name, cand in (("m2=12 vs 16, paired (same seeds)", m12), ("m2=12 vs 16, independent", m12b),

@@ -19,26 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import diffcrit  # noqa: E402
+from _common import cached_analyze  # also: OMP_WAIT_POLICY=PASSIVE before torch loads
 
 MODELS = ("builtin:textures", "builtin:digits")
-
-
-def run(cache: Path, model: str, **options) -> dict:
-    key = model.replace(":", "_") + "".join(f"_{k}{v}" for k, v in sorted(options.items()))
-    path = cache / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    doc = diffcrit.analyze(model, **options).to_dict()
-    path.write_text(json.dumps(doc))
-    return doc
 
 
 def range_row(doc: dict) -> dict:
@@ -97,14 +84,15 @@ def main() -> None:
     for model in args.models:
         rows = []
         for r in range(args.ranges):
-            rows.append(range_row(run(args.cache, model, seed=r * args.samples, samples=args.samples)))
+            rows.append(range_row(cached_analyze(args.cache, model, seed=r * args.samples, samples=args.samples)))
             print(model, json.dumps({k: rows[-1][k] for k in ("seed", "peak_fraction", "onset_t",
                                                                "detectable_fraction", "min_point_stiffness")}),
                   flush=True)
         out["ranges"][model] = rows
         if args.compare:
             options = dict(seed=0, samples=args.samples, probe_schedule="every", probe_every=args.compare_every)
-            docs = {mode: run(args.cache, model, shell_gain=mode, **options) for mode in ("hutchinson", "directions")}
+            docs = {mode: cached_analyze(args.cache, model, shell_gain=mode, **options)
+                    for mode in ("hutchinson", "directions")}
             out["compare"][model] = compare(docs["hutchinson"], docs["directions"])
             print(model, json.dumps(out["compare"][model]), flush=True)
     if args.out:
