@@ -1,4 +1,4 @@
-"""Typed defaults in one place (STYLE.md 8): every CLI option that is a config field takes its default from the
+"""Typed defaults in one place (docs/design.md §10): every CLI option that is a config field takes its default from the
 field, never a retyped literal."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_mismatched_weights_message_ends_at_a_sentence(ddpm_folder, tmp_path):
     assert result.output.strip().endswith("]). …"), result.output
 
 
-# -- the library names parameters as Python passes them; the CLI writes them as flags (STYLE.md 14) ----------------
+# -- the library names parameters as Python passes them; the CLI writes them as flags (docs/design.md §10) ------
 
 def test_a_python_caller_reads_the_parameter_name_never_the_flag():
     with pytest.raises(diffcrit.UserError) as caught:

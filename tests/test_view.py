@@ -1,5 +1,5 @@
 """The typed view of result documents (diffcrit/report/view.py): it reads every shipped result, turns nulls and
-missing parts into NaN / None, and is the only reader of documents in report/ and release/ (STYLE.md 15)."""
+missing parts into NaN / None, and is the only reader of documents in report/ and release/ (docs/design.md §10)."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def _empty(node: ast.AST) -> bool:
 
 def test_report_and_release_read_documents_only_through_the_view():
     """No module of report/ or release/ (nor the analyze summary) but the view chains ``.get(..) or {}`` on a
-    document (STYLE.md 15)."""
+    document (docs/design.md §10)."""
     offenders = []
     for target in READERS:
         path = ROOT / target
