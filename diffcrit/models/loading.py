@@ -144,7 +144,7 @@ def load_model(model: Any, config: ModelConfig, conditioning: ConditioningConfig
     options = options or LoadOptions()
     device = resolve_device(config.device)
     if callable(model) and not isinstance(model, (str, Path)):
-        _refuse_unused(config, SCHEDULER_OPTIONS, "a callable denoiser")
+        _refuse_changed(config, SCHEDULER_OPTIONS, ModelConfig, "diffusers models", "a callable denoiser")
         if shape is None:
             raise UserError("a callable denoiser needs shape=(C, H, W)")
         name = getattr(model, "__name__", type(model).__name__)
@@ -159,7 +159,7 @@ def load_model(model: Any, config: ModelConfig, conditioning: ConditioningConfig
             loaded = load_diffusers(entry.path, config, conditioning, device, options)
             loaded.info.update(id=spec, kind="builtin")
             return loaded
-        _refuse_unused(config, SCHEDULER_OPTIONS, spec)
+        _refuse_changed(config, SCHEDULER_OPTIONS, ModelConfig, "diffusers models", spec)
         analytic = entry.factory(**kwargs)
         info = {"id": spec, "kind": "builtin", "class": type(analytic).__name__, "parameters": analytic.describe()}
         return _karras_model(CallableDenoiser(analytic), analytic.shape, conditioning, device, info, model=analytic)
@@ -184,20 +184,16 @@ def has_scheduler(model: Any) -> bool:
 def refuse_unused_karras(model: Any, karras: KarrasConfig) -> None:
     """A Karras setting changed for a model with a scheduler of its own would be recorded but never used: refused,
     before anything is loaded."""
-    if not has_scheduler(model):
-        return
-    for name, value in karras.karras.items():
-        if value != getattr(KarrasConfig, name):
-            raise UserError(f"`{name}` applies to callable and analytic models only; {model} does not use it",
-                            f"drop `{name}`", option=name)
+    if has_scheduler(model):
+        _refuse_changed(karras, tuple(karras.karras), KarrasConfig, "callable and analytic models", model)
 
 
-def _refuse_unused(config: ModelConfig, names: tuple[str, ...], model: str) -> None:
-    """A scheduler option set away from its default for a model without a diffusers scheduler is refused."""
-    defaults = ModelConfig()
+def _refuse_changed(config: Any, names: tuple[str, ...], defaults: type, users: str, model: Any) -> None:
+    """An option of ``config`` set away from its default (``defaults``' field) that ``model`` does not use is
+    refused, not recorded (it applies to ``users`` only)."""
     for name in names:
         if getattr(config, name) != getattr(defaults, name):
-            raise UserError(f"`{name}` applies to diffusers models only; {model} does not use it", f"drop `{name}`",
+            raise UserError(f"`{name}` applies to {users} only; {model} does not use it", f"drop `{name}`",
                             option=name)
 
 

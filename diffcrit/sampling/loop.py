@@ -88,9 +88,8 @@ class Trajectories:
                     ys.append(y)
                     ds.append(d)
             y, d = torch.cat(ys), torch.cat(ds)
-            finite = torch.isfinite(y).all() and torch.isfinite(d).all() and all(torch.isfinite(x).all()
-                                                                                for x in self.xs)
-            if self.any_rank(not finite):
+            checks = [torch.isfinite(t).all().to(y.device) for t in (y, d, *self.xs)]
+            if self.any_rank(not bool(torch.stack(checks).all())):  # one device sync per step
                 raise nonfinite_output_error(info, self.half_precision, self.where)
             yield Step(i, info, y, d)
 
