@@ -414,8 +414,10 @@ def test_cli_scored_run_writes_everything(cond_folder, torchscript_classifier, c
         assert c["arm"] == "critical"
         assert {"versus", "metric", "diff_mean", "ci95", "p_value", "test", "effect_size"} <= set(c)
         assert c["test"] == alignment.TESTS[c["metric"]] and "wilcoxon_p" not in c
-    assert sorted(p.name for p in images.iterdir()) == ["all.png", "critical.png", "none.png", "random-steps.png",
-                                                        "random.png"]
+    arms = ["all", "critical", "none", "random-steps", "random"]
+    assert sorted(p.name for p in images.glob("*.png")) == sorted(f"{arm}.png" for arm in arms)
+    for arm in arms:  # one PNG per sample, named by its seed (seeds 0..3)
+        assert sorted(p.name for p in (images / arm).iterdir()) == [f"{seed:06d}.png" for seed in range(4)]
     stored = load_file(str(samples))
     assert stored["samples.critical"].shape == (4, 1, 8, 8) and stored["classes"].tolist() == [0, 1, 2, 3]
     plot_results([document], tmp_path / "g.png")
@@ -765,3 +767,35 @@ def test_sweep_table_says_where_the_profile_peaks():
     text = console.export_text()
     assert "steps 12-17" in text and "peaks at t = 1.55 [0.964, 1.55] (steps 12..17" in text
     assert "rank-biserial" not in text  # a sweep has no comparisons table
+
+
+def test_cli_sample_pngs_are_the_samples_of_their_seeds(cond_folder, critical_json, tmp_path):
+    """``--save-images``: ARM/SEED.png holds sample SEED's pixels, whatever range of seeds the run drew: a run from
+    seed 7 and a run from seed 9 write the same 000009.png (arms whose samples depend on the seed alone)."""
+    from PIL import Image
+
+    def guided(seed: int, samples: int, name: str):
+        images, stored = tmp_path / name, tmp_path / f"{name}.safetensors"
+        result = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--compare", "none",
+                     "--class-label", "2", *CLI_FAST, "--samples", str(samples), "--seed", str(seed),
+                     "--save-images", str(images), "--save-samples", str(stored))
+        assert result.exit_code == 0, result.output[-3000:]
+        return images, load_file(str(stored))
+
+    wide, wide_samples = guided(7, 4, "wide")
+    narrow, _ = guided(9, 2, "narrow")
+    for arm in ("critical", "none"):
+        assert sorted(p.name for p in (wide / arm).iterdir()) == [f"{s:06d}.png" for s in range(7, 11)]
+        assert (wide / arm / "000009.png").read_bytes() == (narrow / arm / "000009.png").read_bytes()
+        for i, seed in enumerate(range(7, 11)):  # the pixels: the sample in [-1, 1] at 8 bits (a pixel model)
+            pixels = np.asarray(Image.open(wide / arm / f"{seed:06d}.png"))
+            expected = ((wide_samples[f"samples.{arm}"][i, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            np.testing.assert_array_equal(pixels, expected)
+
+    # a folder holding another run's samples (seeds 7..10) is refused before any work for seeds 0..1: an FID tool
+    # would read them together; a rerun over the same seeds overwrites its own
+    refused = run("--model", str(cond_folder), "--critical-from", str(critical_json), "--compare", "none",
+                  *CLI_FAST, "--samples", "2", "--save-images", str(wide))
+    assert refused.exit_code == 2 and "seeds this run does not draw" in refused.output
+    assert "critical/000007.png" in refused.output or "none/000007.png" in refused.output
+    guided(9, 2, "narrow")

@@ -92,7 +92,8 @@ def guide(
     offline: OfflineOpt = False,
     out: OutOpt = None,
     save_images: Annotated[Optional[Path], typer.Option(
-        help="Write one grid PNG per arm into this folder (decoded images).")] = None,
+        help="Write the decoded images into this folder: one grid PNG per arm (ARM.png) and one PNG per sample, "
+        "named by its seed (ARM/000042.png, EDM2's naming; a folder FID tools read as it is).")] = None,
     save_samples: Annotated[Optional[Path], typer.Option(
         help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
     quiet: QuietOpt = False,
@@ -117,7 +118,8 @@ def guide(
     if main:
         _check_outputs(model, out=out, save_samples=save_samples, save_images=save_images, save_guider=save_guider,
                        inputs=[("--critical-from", critical_from), ("--classifier", classifier),
-                               ("--label-map", label_map if label_map and Path(label_map).exists() else None)])
+                               ("--label-map", label_map if label_map and Path(label_map).exists() else None)],
+                       seed=seed, samples=samples)
     if save_guider is not None and not suggest:
         raise UserError("--save-guider writes the suggestion's guider", "add --suggest")
     options = dict(at=at, compare=_split(compare, "--compare", str), steps=steps, base=base, sweep=sweep,
@@ -152,7 +154,7 @@ def guide(
         if save_samples is not None:
             _stage_samples(outputs, save_samples, result)
         if save_images is not None:
-            _stage_grids(outputs, save_images, result.images)
+            _stage_images(outputs, save_images, result.images, document["config"]["seed"])
         emit_json(document, out, outputs)
 
 
@@ -181,8 +183,9 @@ def _refuse_with_suggest(**given) -> None:
 
 
 def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, save_images: Path | None,
-                   save_guider: Path | None, inputs: list) -> None:
-    """Every output's format and place, before the model is loaded (``io.check_outputs``)."""
+                   save_guider: Path | None, inputs: list, seed: int, samples: int) -> None:
+    """Every output's format and place, before the model is loaded (``io.check_outputs``); ``seed``, ``samples``:
+    the seeds whose PNGs ``save_images`` may already hold (a rerun overwrites them)."""
     from ..models.loading import model_source
     from ..sampling.states import check_samples_path
 
@@ -194,6 +197,14 @@ def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, s
                   inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples is not None:
         check_samples_path(save_samples)
+    if save_images is not None and save_images.is_dir():
+        from ..report.grids import foreign_samples
+
+        stale = foreign_samples(save_images, range(seed, seed + samples))
+        if stale:
+            raise UserError(f"--save-images {save_images} holds {len(stale)} sample PNG(s) of seeds this run does not "
+                            f"draw (e.g. {stale[0].relative_to(save_images)}): an FID tool would read them as this "
+                            "run's", "give an empty folder, or remove the old arm folders")
 
 
 def _renamed(value, old_value, flag: str, old_flag: str, config: type):
@@ -343,11 +354,12 @@ def _stage_samples(outputs: StagedOutputs, path: Path, result) -> None:
     outputs.write_bytes(path, save(tensors, metadata=meta))
 
 
-def _stage_grids(outputs: StagedOutputs, folder: Path, images: dict) -> None:
-    """One PNG per arm: images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells."""
+def _stage_images(outputs: StagedOutputs, folder: Path, images: dict, first_seed: int) -> None:
+    """Per arm: a grid PNG (images in [-1, 1] tiled in rows of ceil(sqrt(N)), upscaled to >= 48 px cells) and a
+    folder of one PNG per sample at its own resolution, named by the sample's seed (``report.grids.sample_pngs``)."""
     from PIL import Image
 
-    from ..report.grids import image_grid, tiles
+    from ..report.grids import image_grid, sample_pngs, tiles
 
     outputs.folder(folder, "--save-images folder")
     for name, batch in images.items():
@@ -358,3 +370,6 @@ def _stage_grids(outputs: StagedOutputs, folder: Path, images: dict) -> None:
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         outputs.write_bytes(folder / f"{_safe(name)}.png", buffer.getvalue())
+        arm_folder = outputs.folder(folder / _safe(name), "--save-images folder")
+        for file_name, data in sample_pngs(batch, first_seed):
+            outputs.write_bytes(arm_folder / file_name, data)
