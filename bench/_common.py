@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -76,9 +77,8 @@ def cached_analyze(cache: Path, model: str, **options) -> dict:
     the options, so a rerun of a bench reads it instead of sampling again."""
     import diffcrit
 
-    key = model.replace(":", "_").replace("?", "_").replace("=", "").replace("&", "_") + "".join(
-        f"_{k}{v}" for k, v in sorted(options.items()))
-    path = cache / f"{key}.json"
+    key = model + "".join(f"_{k}{v}" for k, v in sorted(options.items()))
+    path = cache / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', key)}.json"  # a path among the options stays one name
     if path.exists():
         return json.loads(path.read_text())
     doc = diffcrit.analyze(model, **options).to_dict()
