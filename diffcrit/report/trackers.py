@@ -55,6 +55,7 @@ def tracker_names(report_to: str | Sequence[str] | None, logging_dir: str | Path
         package = PACKAGES.get(missing[0], missing[0])
         raise UserError(f"`report_to` {missing[0]} needs the package {package}, which is not installed",
                         f"pip install {package}", option="report_to")
+    # accelerate expands `all` and drops repeats; its logging_dir check is ours below, naming the parameter
     chosen = [str(t) for t in filter_trackers(names, logging_dir=Path(".") if logging_dir is None else logging_dir)]
     if not chosen:
         raise UserError("`report_to` all: no tracker is installed", "pip install tensorboard (or wandb, mlflow, ...)",
