@@ -35,14 +35,14 @@ PACKAGES = {"comet_ml": "comet-ml"}
 def tracker_names(report_to: str | Sequence[str] | None, logging_dir: str | Path | None = None) -> list[str]:
     """The trackers ``report_to`` names ("tensorboard", "wandb,mlflow", "all"), checked before any work: each one
     accelerate knows and whose package is installed, with a ``logging_dir`` where it writes files. [] for None."""
-    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers, get_available_trackers
-    from accelerate.utils import LoggerType
-
     if report_to is None:
         if logging_dir is not None:
             raise UserError("`logging_dir` is where trackers write; no `report_to` names one",
                             "add `report_to`, e.g. tensorboard", option="logging_dir")
         return []
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers, get_available_trackers
+    from accelerate.utils import LoggerType
+
     names = [n.strip() for n in (report_to.split(",") if isinstance(report_to, str) else report_to) if n.strip()]
     known = [t.value for t in LoggerType]
     unknown = [n for n in names if n not in known]
