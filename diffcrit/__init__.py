@@ -23,13 +23,14 @@ _LAZY = {
     "suggest": ".guidance.engine",
     "check": ".release.checking",
     "reproduce": ".reproduction.battery",
+    "log_result": ".report.trackers",
     "LoadOptions": ".models.loading",
     "Result": ".report.document",
     "UserError": ".errors",
 }
 
-__all__ = ["analyze", "AnalyzeConfig", "guide", "suggest", "check", "reproduce", "Result", "UserError", "LoadOptions",
-           "__version__"]
+__all__ = ["analyze", "AnalyzeConfig", "guide", "suggest", "check", "reproduce", "log_result", "Result", "UserError",
+           "LoadOptions", "__version__"]
 
 if TYPE_CHECKING:
     from .analysis.engine import analyze
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .release.checking import check
     from .models.loading import LoadOptions
     from .report.document import Result
+    from .report.trackers import log_result
     from .reproduction.battery import reproduce
 
 

@@ -16,7 +16,7 @@ LAYERS = [
     ["diffcrit.errors", "diffcrit.frame", "diffcrit.resources", "diffcrit.io", "diffcrit.progress",
      "diffcrit.distributed", "diffcrit.config"],
     ["diffcrit.spectral"],
-    ["diffcrit.report.document"],
+    ["diffcrit.report.document", "diffcrit.report.table"],
     ["diffcrit.models"],
     ["diffcrit.sampling"],
     ["diffcrit.probing"],

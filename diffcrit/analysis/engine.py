@@ -111,8 +111,10 @@ def resolved_config(config: AnalyzeConfig | None, options: dict[str, Any]) -> An
 
 
 def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = None,
-                           save_states: str | Path | None = None, files: Named = (), inputs: Named = ()) -> None:
-    """Every output of an analysis (``files``: the caller's others, e.g. the CLI's --out and --plot), checked
+                           save_states: str | Path | None = None, files: Named = (), folders: Named = (),
+                           inputs: Named = ()) -> None:
+    """Every output of an analysis (``files`` and ``folders``: the caller's others, e.g. the CLI's --out, --plot
+    and --logging-dir), checked
     before the model is loaded: formats, places, none inside the model folder or another input
     (``io.check_outputs``)."""
     states = None if save_states is None else Path(save_states)
@@ -120,7 +122,7 @@ def check_analysis_outputs(model: Any, *, save_samples_to: str | Path | None = N
     check_outputs(files=[*files, ("`save_samples_to`", save_samples_to),
                          ("`save_states`", states if states_file else None),
                          ("`save_states` index", Path(f"{states}{INDEX_SUFFIX}") if states_file else None)],
-                  folders=[("`save_states`", None if states_file else states)],
+                  folders=[("`save_states`", None if states_file else states), *folders],
                   inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples_to is not None:
         check_samples_path(save_samples_to)

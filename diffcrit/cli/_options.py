@@ -35,6 +35,11 @@ SchedulerOpt = Annotated[Optional[str], typer.Option(
     "EDMEulerScheduler, FlowMatchEulerDiscreteScheduler; docs/design.md §2).")]
 PredictionTypeOpt = Annotated[Optional[str], typer.Option(
     help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
+ReportToOpt = Annotated[Optional[str], typer.Option(
+    help="Also log the result to experiment trackers, by accelerate's names: tensorboard | wandb | mlflow | comet_ml | "
+    "aim | clearml | dvclive | swanlab | trackio | all, comma-separated (docs/outputs.md).")]
+LoggingDirOpt = Annotated[Optional[Path], typer.Option(
+    help="Where trackers that write files (tensorboard, aim) put their run folder.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 __all__ = ["DEFAULT_MODEL", "Path"]

@@ -10,9 +10,9 @@ import typer
 from ._app import app, command_outputs, console, emit_json, user_errors
 from ..config import AnalyzeConfig as DEFAULTS  # every option's default is its config field's
 from ..config import make_config
-from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
-                       PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
-                       VariantOpt)
+from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt,
+                       PredictionTypeOpt, PromptOpt, QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt,
+                       SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 from ._render import progress_callback, render_summary
 
 
@@ -104,11 +104,14 @@ def analyze(
     save_states: Annotated[Optional[Path], typer.Option(
         help="Stream per-step y and D(y): a folder (one safetensors per step) or a .npy file.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also write the figure (.png/.svg/.pdf).")] = None,
+    report_to: ReportToOpt = None,
+    logging_dir: LoggingDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
 
-    Writes the JSON document (docs/design.md §9) to stdout or --out; progress and a summary go to stderr.
+    Writes the JSON document (docs/design.md §9) to stdout or --out; progress and a summary go to stderr; with
+    --report-to, the curves and the critical block also go to experiment trackers.
     Under torchrun / accelerate launch the samples are split over the processes; rank 0 alone
     prints and writes, the others exit quietly with the same code.
     """
@@ -116,6 +119,7 @@ def analyze(
     from ..distributed import is_main_process
     from ..errors import UserError
     from ..models.loading import LoadOptions
+    from ..report.trackers import log_result, tracker_names
 
     main = is_main_process()
     load = LoadOptions(subfolder=subfolder, revision=revision, variant=variant, offline=offline)
@@ -132,7 +136,8 @@ def analyze(
                              clones=clones, classifier=classifier)
         if main:
             _check_outputs(model, out=out, plot=plot, save_samples=save_samples, save_states=save_states,
-                           prompt_embeds=prompt_embeds, classifier=classifier)
+                           prompt_embeds=prompt_embeds, classifier=classifier, logging_dir=logging_dir)
+        trackers = tracker_names(report_to, logging_dir)  # each installed, before any work
         with progress_callback(console, enabled=main and not quiet) as callback:
             result = run_analysis(model, config=config, save_states=save_states, callback=callback,
                                   load_options=load)
@@ -160,10 +165,13 @@ def analyze(
             metadata = {"model": document["model"]["id"], "seed": document["config"]["seed"]}
             outputs.write_bytes(save_samples, samples_bytes(result.samples, metadata))
         emit_json(document, out, outputs)
+    if trackers:
+        log_result(document, trackers, logging_dir)
 
 
 def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samples: Path | None,
-                   save_states: Path | None, prompt_embeds: Path | None, classifier: str | None) -> None:
+                   save_states: Path | None, prompt_embeds: Path | None, classifier: str | None,
+                   logging_dir: Path | None) -> None:
     """Every output's format and place, before the model is loaded (``check_analysis_outputs``)."""
     from ..analysis.engine import check_analysis_outputs
     from ..models.scorers import classifier_path
@@ -173,6 +181,6 @@ def _check_outputs(model: str, *, out: Path | None, plot: Path | None, save_samp
 
         figure_format(plot)
     check_analysis_outputs(model, save_samples_to=save_samples, save_states=save_states,
-                           files=[("--out", out), ("--plot", plot)],
+                           files=[("--out", out), ("--plot", plot)], folders=[("--logging-dir", logging_dir)],
                            inputs=[("--prompt-embeds", prompt_embeds),
                                    ("--classifier", classifier_path(classifier))])

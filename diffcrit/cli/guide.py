@@ -20,8 +20,8 @@ from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
 from ..report.view import Arm, Comparison, GuideView, Sweep
 from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
-from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
-                       SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt,
+                       ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 from ._render import STAGE_NAMES, progress_callback
 
 # The t_c analysis guide runs first (analyze's stages), then one bar per arm.
@@ -96,17 +96,21 @@ def guide(
         "named by its seed (ARM/000042.png, EDM2's naming; a folder FID tools read as it is).")] = None,
     save_samples: Annotated[Optional[Path], typer.Option(
         help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
+    report_to: ReportToOpt = None,
+    logging_dir: LoggingDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Apply classifier-free guidance only in a window of t (a pulse) and measure class alignment.
 
     Every arm uses the same seeds and target classes; the JSON (kind "guide") goes to stdout or --out,
-    the table to stderr. With --suggest: the recommended interval only (kind "guide-suggestion").
+    the table to stderr; with --report-to, the summary also goes to experiment trackers. With --suggest: the
+    recommended interval only (kind "guide-suggestion").
     """
     from ..distributed import is_main_process
     from ..guidance.engine import guide as run_guide
     from ..guidance.engine import suggest as run_suggest
     from ..models.loading import LoadOptions
+    from ..report.trackers import log_result, tracker_names
 
     # Under torchrun / accelerate launch the samples are split; rank 0 alone prints and writes.
     main = is_main_process()
@@ -114,9 +118,12 @@ def guide(
     # 1. Cheap checks before any model is loaded.
     if suggest:
         _refuse_with_suggest(at=at, compare=compare, classifier=classifier, label_map=label_map,
-                             save_images=save_images, save_samples=save_samples)
+                             save_images=save_images, save_samples=save_samples, report_to=report_to,
+                             logging_dir=logging_dir)
+    trackers = tracker_names(report_to, logging_dir)  # each installed, before any work
     if main:
         _check_outputs(model, out=out, save_samples=save_samples, save_images=save_images, save_guider=save_guider,
+                       logging_dir=logging_dir,
                        inputs=[("--critical-from", critical_from), ("--classifier", classifier),
                                ("--label-map", label_map if label_map and Path(label_map).exists() else None)],
                        seed=seed, samples=samples)
@@ -156,6 +163,8 @@ def guide(
         if save_images is not None:
             _stage_images(outputs, save_images, result.images, document["config"]["seed"])
         emit_json(document, out, outputs)
+    if trackers:
+        log_result(document, trackers, logging_dir)
 
 
 def _stage_guider(outputs: StagedOutputs, folder: Path, document: dict) -> None:
@@ -183,7 +192,8 @@ def _refuse_with_suggest(**given) -> None:
 
 
 def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, save_images: Path | None,
-                   save_guider: Path | None, inputs: list, seed: int, samples: int) -> None:
+                   save_guider: Path | None, logging_dir: Path | None, inputs: list, seed: int,
+                   samples: int) -> None:
     """Every output's format and place, before the model is loaded (``io.check_outputs``); ``seed``, ``samples``:
     the seeds whose PNGs ``save_images`` may already hold (a rerun overwrites them)."""
     from ..models.loading import model_source
@@ -193,7 +203,8 @@ def _check_outputs(model: str, *, out: Path | None, save_samples: Path | None, s
         if folder is not None and folder.exists() and not folder.is_dir():
             raise UserError(f"{option} {folder} exists and is not a folder", "give a folder")
     check_outputs(files=[("--out", out), ("--save-samples", save_samples)],
-                  folders=[("--save-images", save_images), ("--save-guider", save_guider)],
+                  folders=[("--save-images", save_images), ("--save-guider", save_guider),
+                           ("--logging-dir", logging_dir)],
                   inputs=[("the model folder", model_source(model)), *inputs])
     if save_samples is not None:
         check_samples_path(save_samples)

@@ -22,17 +22,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import pandas
 
 from . import alignment
 from ..config import ModelConfig, part
 from .config import GuideConfig, make_guide_config  # noqa: F401  (make_guide_config: the API's)
 from ..resources import check_fits, sampling_bytes
 from ..distributed import current
-from ..report.document import Outcome
+from ..report.document import KIND_GUIDE, Outcome
 from ..report.view import SOURCE_CRITICAL, AnalyzeView, Critical, WorkingTime
 from ..errors import ConditioningError, ModelOutputError, UserError
 from ..frame import t_to_sigma
@@ -57,9 +60,18 @@ class GuideResult(Outcome):
     """What ``guide`` returns: the JSON document, final samples per arm (model space) and,
     when asked for, the decoded images per arm (N, C, H, W) in [-1, 1]."""
 
+    KINDS: ClassVar[tuple[str, ...]] = (KIND_GUIDE,)
+
     samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     images: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     targets: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """Each arm's metrics, one row per (arm, metric): columns ``arm, metric, value, ci_lo, ci_hi`` (the mean and
+        its ci95; ``report/table.py``). Needs pandas (``pip install 'diffcrit[pandas]'``)."""
+        from ..report.table import GUIDE_COLUMNS, guide_rows, to_frame
+
+        return to_frame(guide_rows(self.document), GUIDE_COLUMNS)
 
 
 def load_guided_model(model: Any, config: GuideConfig,

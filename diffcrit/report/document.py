@@ -17,12 +17,13 @@ import textwrap
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
 
 from ..errors import UserError
 from ..io import atomic_write_text, read_text
 
 if TYPE_CHECKING:
+    import pandas
     import torch  # reading and writing documents does not need it (`diffcrit check`, `plot`)
 
 SCHEMA_VERSION = 1
@@ -62,17 +63,21 @@ def read_document(path: Path | str, kind: str | tuple[str, ...] = KIND_ANALYZE, 
     ``kind``: the kind(s) accepted; ``role`` names the file in messages (e.g. "baseline").
     """
     path = Path(path)
-    text = read_text(path, role)
+    return parse_document(read_text(path, role), kind, f"{role} {path}")
+
+
+def parse_document(text: str, kind: str | tuple[str, ...] = KIND_ANALYZE, source: str = "result") -> dict:
+    """The result document in the JSON ``text``, validated; any fault is one ``UserError`` line naming ``source``."""
     try:
         doc = json.loads(text, parse_constant=_no_constant)
-        validate_document(doc, kind, f"{role} {path}")
+        validate_document(doc, kind, source)
     except json.JSONDecodeError as err:
-        raise UserError(f"{role} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+        raise UserError(f"{source} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
     except _NonFinite as err:
-        raise UserError(f"{role} {path} holds {err.args[0]}, which diffcrit never writes (it writes null)",
+        raise UserError(f"{source} holds {err.args[0]}, which diffcrit never writes (it writes null)",
                         "was it edited by hand? write it again with diffcrit") from None
     except RecursionError:
-        raise UserError(f"{role} {path} is nested too deeply to be a diffcrit result") from None
+        raise UserError(f"{source} is nested too deeply to be a diffcrit result") from None
     return doc
 
 
@@ -211,9 +216,14 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+OutcomeT = TypeVar("OutcomeT", bound="Outcome")
+
+
 @dataclass
 class Outcome:
-    """A command's JSON document and how it is written; subclasses add what is not serialised."""
+    """A command's JSON document and how it is written and read back; subclasses add what is not serialised."""
+
+    KINDS: ClassVar[tuple[str, ...]] = tuple(SCHEMA_FILES)  # the document kinds ``from_json`` accepts
 
     document: dict
 
@@ -223,10 +233,22 @@ class Outcome:
     def to_json(self, path: Path | str | None = None, indent: int = 2) -> str:
         return write_document(self.document, path, indent)
 
+    @classmethod
+    def from_json(cls: type[OutcomeT], source: Path | str) -> OutcomeT:
+        """A document written by ``to_json`` (or the CLI's ``--out``), from a path or from its JSON text, validated
+        against its shipped schema (``read_document``); what was not serialised (samples) is left at its default.
+        ``Result.from_json(r.to_json()).to_dict() == r.to_dict()``."""
+        text = source if isinstance(source, str) and source.lstrip().startswith("{") else None
+        kinds = cls.KINDS
+        document = read_document(source, kinds) if text is None else parse_document(text, kinds, "the JSON text")
+        return cls(document)
+
 
 @dataclass
 class Result(Outcome):
     """What ``analyze`` returns: the JSON document plus the final samples (not serialised)."""
+
+    KINDS: ClassVar[tuple[str, ...]] = (KIND_ANALYZE,)
 
     samples: torch.Tensor | None = field(default=None, repr=False)
 
@@ -237,3 +259,11 @@ class Result(Outcome):
     @property
     def steps(self) -> list[dict]:
         return self.document["steps"]
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """Every per-step curve in long format, one row per (part, step, shell, observable): columns
+        ``part, step, t, sigma, shell, observable, value, ci_lo, ci_hi`` (``report/table.py``; docs/outputs.md).
+        Needs pandas (``pip install 'diffcrit[pandas]'``)."""
+        from .table import COLUMNS, curve_rows, to_frame
+
+        return to_frame(curve_rows(self.document), COLUMNS)
