@@ -1,10 +1,22 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning makes tiny
 # convolutions 10-30x slower. Must be set before torch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The hub's folders for the whole session in a temporary HF_HOME, so no test reads or writes the user's
+# ~/.cache/huggingface (its hub cache, diffcrit's result cache); set before huggingface_hub reads them at import.
+# Subprocesses inherit it. Each test then gets an empty result cache of its own (``own_result_cache``).
+HF_HOME = tempfile.mkdtemp(prefix="diffcrit-tests-hf-home-")
+atexit.register(shutil.rmtree, HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = HF_HOME
+for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE"):
+    os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -17,6 +29,14 @@ import json  # noqa: E402
 from tiny_models import CLASSES, save_ddpm_pipeline, save_dit_pipeline  # noqa: E402
 from diffusers import DDIMScheduler  # noqa: E402
 from result_factory import make_analyze_result  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def own_result_cache(tmp_path_factory, monkeypatch):
+    """An empty result cache (analysis/cache.py) for every test: no test is served a t_c another test measured."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_ASSETS_CACHE", str(tmp_path_factory.mktemp("hf-assets")))
 
 
 @pytest.fixture(scope="session")

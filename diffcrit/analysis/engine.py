@@ -34,6 +34,7 @@ from ..io import Named, check_outputs
 from ..models.loading import LoadedModel, LoadOptions, load_model, model_source, refuse_unused_karras
 from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
                               required_scorer)
+from . import cache as result_cache
 from . import probe_schedule
 from ..spectral.fourier import ProbeDirections, low_bins, plane_wave_directions, shell_coefficients, spectrum
 from ..probing.prober import Prober
@@ -54,7 +55,7 @@ from .records import Records, StepRows
 def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int, int, int] | None = None,
             save_samples_to: str | Path | None = None, save_states: str | Path | None = None,
             callback: Callback | None = None, load_options: LoadOptions | None = None,
-            loaded: LoadedModel | None = None, **options: Any) -> Result:
+            loaded: LoadedModel | None = None, cache: bool = True, reuse: bool = False, **options: Any) -> Result:
     """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
 
     The run's settings: ``config`` (a validated ``AnalyzeConfig``), or its fields as keywords in ``options``
@@ -63,6 +64,10 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
     is the JSON document of docs/design.md §9 and ``Result.samples`` the final samples (N, C, H, W).
     Under ``torchrun`` / ``accelerate launch`` every process returns the same Result and only rank 0
     writes ``save_samples_to`` and ``save_states``.
+
+    ``cache``: keep the document in the result cache (cache.py; models with a revision only); ``reuse``: return the
+    cached document of the same weights and config instead of sampling (``Result.cache_entry`` says where it was
+    read; no samples), as ``guide`` and ``reproduce`` do. ``cache=False`` neither reads nor writes.
     """
     started = time.perf_counter()
     config = resolved_config(config, options)
@@ -79,6 +84,11 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
             loaded = load_model(model, part(config, ModelConfig), part(config, ConditioningConfig), shape,
                                 load_options)
     step_infos(loaded, config.steps, config.karras)  # the steps its scheduler can take, before any work
+    key = result_cache.entry_key(loaded, config) if cache else None
+    if reuse and key is not None and save_samples_to is None and save_states is None:
+        found = result_cache.read_entry(key)
+        if not ranks.any(found is None):  # every rank read it (else all sample)
+            return Result(found[0], cache_entry=found[1])
     loaded_at = time.perf_counter()
     check_fits(sampling_bytes(-(-config.samples // ranks.world), math.prod(loaded.shape)),
                f"`samples` {config.samples}", "give fewer samples", option="samples")
@@ -98,7 +108,10 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
     document["environment"]["distributed"] = ranks.describe()
     document["timing"] = {"total_s": time.perf_counter() - started, "load_s": loaded_at - started,
                           **records.seconds, "analysis_s": time.perf_counter() - analysed_at}
-    return Result(clean(document), samples)
+    document = clean(document)
+    if key is not None and ranks.is_main:
+        result_cache.write_entry(key, document)
+    return Result(document, samples)
 
 
 def resolved_config(config: AnalyzeConfig | None, options: dict[str, Any]) -> AnalyzeConfig:

@@ -29,6 +29,10 @@ SubfolderOpt = Annotated[Optional[str], typer.Option(help="Model subfolder insid
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")]
 VariantOpt = Annotated[Optional[str], typer.Option(help="Weights variant (e.g. fp16).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local hub cache only; never touch the network.")]
+CacheOpt = Annotated[bool, typer.Option(
+    "--cache/--no-cache", help="The result cache (HF_ASSETS_CACHE, by default HF_HOME/assets, /diffcrit; "
+    "docs/outputs.md): analyze keeps its result there; guide and reproduce take a t_c an analyze of the same weights "
+    "and config kept there instead of sampling. --no-cache: neither read nor written.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option(
     help="Override or supply the diffusers scheduler class (e.g. DDPMScheduler, DDIMScheduler, PNDMScheduler, "
     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, "

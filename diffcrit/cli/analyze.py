@@ -10,9 +10,9 @@ import typer
 from ._app import app, command_outputs, console, emit_json, user_errors
 from ..config import AnalyzeConfig as DEFAULTS  # every option's default is its config field's
 from ..config import make_config
-from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt,
-                       PredictionTypeOpt, PromptOpt, QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt,
-                       SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (DEFAULT_MODEL, CacheOpt, ClassOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt,
+                       OutOpt, PredictionTypeOpt, PromptOpt, QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt,
+                       SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
 from ._render import progress_callback, render_summary
 
 
@@ -98,6 +98,7 @@ def analyze(
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
     offline: OfflineOpt = False,
+    cache: CacheOpt = True,
     out: OutOpt = None,
     save_samples: Annotated[Optional[Path], typer.Option(
         help="Write the final samples (safetensors, key 'samples', N x C x H x W).")] = None,
@@ -140,7 +141,7 @@ def analyze(
         trackers = tracker_names(report_to, logging_dir)  # each installed, before any work
         with progress_callback(console, enabled=main and not quiet) as callback:
             result = run_analysis(model, config=config, save_states=save_states, callback=callback,
-                                  load_options=load)
+                                  load_options=load, cache=cache)
     except UserError:
         if main:
             raise

@@ -20,8 +20,9 @@ from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
 from ..report.view import Arm, Comparison, GuideView, Sweep
 from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
-from ._options import (DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt,
-                       ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (CacheOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
+                       QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
+                       VariantOpt)
 from ._render import STAGE_NAMES, progress_callback
 
 # The t_c analysis guide runs first (analyze's stages), then one bar per arm.
@@ -90,6 +91,7 @@ def guide(
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
     offline: OfflineOpt = False,
+    cache: CacheOpt = True,
     out: OutOpt = None,
     save_images: Annotated[Optional[Path], typer.Option(
         help="Write the decoded images into this folder: one grid PNG per arm (ARM.png) and one PNG per sample, "
@@ -140,11 +142,12 @@ def guide(
     with progress_callback(console, enabled=not quiet, names=PROGRESS_NAMES) as callback:
         if suggest:
             document = run_suggest(model, critical_from=critical_from, callback=callback, load_options=load,
-                                   **options)
+                                   cache=cache, **options)
         else:
             try:
                 result = run_guide(model, critical_from=critical_from, classifier=classifier, label_map=label_map,
-                                   keep_images=save_images is not None, callback=callback, load_options=load, **options)
+                                   keep_images=save_images is not None, callback=callback, load_options=load,
+                                   cache=cache, **options)
             except UserError:
                 if main:
                     raise

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ._app import app, command_outputs, console, emit_json, user_errors
-from ._options import OfflineOpt, OutOpt, QuietOpt
+from ._options import CacheOpt, OfflineOpt, OutOpt, QuietOpt
 from ._render import STAGE_NAMES, progress_callback
 
 VERDICT_STYLES = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow"}
@@ -49,6 +49,7 @@ def reproduce(
         "--data", "-d", help="With --model: its data, as predict reads it, for the speciation claims.",
         show_default=False)] = None,
     offline: OfflineOpt = False,
+    cache: CacheOpt = True,
     out: OutOpt = None,
     report: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown.",
                                                    show_default=False)] = None,
@@ -73,7 +74,7 @@ def reproduce(
     check_reproduce_outputs(model, classifier, data, [("--out", out), ("--report", report), ("--plot", plot)])
     with progress_callback(console, enabled=not quiet, names={**STAGE_NAMES, REPRODUCE: "claim groups"}) as callback:
         document = run_battery(model, quick=quick, classifier=classifier, data=data, callback=callback,
-                               load_options=LoadOptions(offline=offline))
+                               load_options=LoadOptions(offline=offline), cache=cache)
     if not quiet:
         _summary(document)
     with command_outputs(quiet) as outputs:

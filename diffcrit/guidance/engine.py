@@ -144,9 +144,11 @@ def _critical_entry(found: WorkingTime, where: str, model_id: str) -> dict:
 
 
 def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, target: int,
-                     load_options: LoadOptions | None, callback: Callback) -> dict:
+                     load_options: LoadOptions | None, callback: Callback, cache: bool = True) -> dict:
     """t_c by ``analyze`` on the same loaded model (``load_guided_model``), conditioned on the target class, seeds
-    disjoint from the guide samples."""
+    disjoint from the guide samples; ``cache``: taken from the result cache where an analyze of the same weights and
+    config is kept there (analysis/cache.py), else measured and kept."""
+    from ..analysis.cache import SOURCE
     from ..analysis.engine import analyze
 
     seed = config.seed + config.samples  # guide uses seed .. seed + N - 1
@@ -154,21 +156,26 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
                    batch_size=config.batch_size, device=config.device, dtype=config.dtype, scheduler=config.scheduler,
                    prediction_type=config.prediction_type, bootstrap=min(ANALYZE_BOOTSTRAP, config.bootstrap))
     relabelled = with_class_label(loaded, target)
-    result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, **options)
+    result = analyze(model, callback=callback, load_options=load_options, loaded=relabelled, cache=cache,
+                     reuse=cache, **options)
     found = Critical.from_document(result.critical).working_time()
     if found is None:
         raise UserError("analyze found neither a critical time nor a decision time for this model and class",
                         "give `critical_from` RESULT.json or an explicit window `at` a:b")
     where = f"analyze (class {target}, {config.analyze_samples} samples, seed {seed}, {config.steps} steps)"
+    if result.cache_entry is not None:
+        where = f"{SOURCE} {result.cache_entry}: {where}"
     return _critical_entry(found, where, result.document["model"]["id"])
 
 
 def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,
           label_map: dict[int, int] | str | None = None, keep_images: bool = False, callback: Callback | None = None,
-          load_options: LoadOptions | None = None, **options: Any) -> GuideResult:
+          load_options: LoadOptions | None = None, cache: bool = True, **options: Any) -> GuideResult:
     """Sample every arm with the same seeds and classes, score class alignment, compare arms.
 
     ``options`` are the fields of ``GuideConfig`` (at, compare, guidance_scale, window_width, steps, samples, ...).
+    ``cache``: a measured t_c comes from the result cache where an analyze of the same weights and config is kept
+    there, and is kept there when measured (``measure_critical``); False: measured, not kept.
     """
     started = time.perf_counter()
     callback = callback or ignore
@@ -197,7 +204,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     if critical_from is not None:
         critical = critical_from_file(critical_from)
     elif ARM_CRITICAL in names:
-        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback)
+        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback, cache)
     optional = RANDOM_ARMS if config.compare is None else ()  # default controls: left out where they cannot fit
     if config.sweep:
         arms = sweep_arms(t_grid, config.sweep, config.samples)
@@ -325,12 +332,13 @@ def sweep_block(arms: list[Arm], t_grid: np.ndarray, metrics: dict[str, dict[str
 
 
 def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider: str | Path | None = None,
-            callback: Callback | None = None, load_options: LoadOptions | None = None, **options: Any) -> dict:
+            callback: Callback | None = None, load_options: LoadOptions | None = None, cache: bool = True,
+            **options: Any) -> dict:
     """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices of the model's
     scheduler at ``steps``, with the evidence it came from, and the ``diffusers`` block that applies it
     (``diffcrit.diffusers``). With ``critical_from`` any model with a diffusers scheduler will do (its scheduler is
     read, no weights); measuring t_c needs a class-conditional model. ``save_guider``: a folder for the
-    ``ClassifierFreeGuidance`` (``save_pretrained``)."""
+    ``ClassifierFreeGuidance`` (``save_pretrained``); ``cache``: as ``guide``'s."""
     from ..diffusers import diffusers_block, save_guider as write_guider
     from ..report.document import clean, environment, header
     from ..sampling.steppers import schedule
@@ -343,7 +351,8 @@ def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider:
     else:
         loaded, guidance = load_guided_model(model, config, load_options)
         targets = target_classes(config, guidance)
-        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore)
+        critical = measure_critical(model, loaded, config, int(targets[0]), load_options, callback or ignore,
+                                    cache)
         source, device = loaded, loaded.device
         model_info = {**loaded.info, "guidance": guidance.describe()}
     plan = schedule(source.scheduler, config.steps, source.set_timesteps)

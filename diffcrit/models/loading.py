@@ -28,6 +28,7 @@ from ..config import ConditioningConfig, KarrasConfig, ModelConfig
 from .denoisers import CallableDenoiser, Denoiser, DiffusersDenoiser
 from .families import Family, check_generative, family_named, latent_grid, model_family
 from ..errors import LibraryWarning, UserError, shorten
+from .revision import folder_revision
 from .schedulers import check_supported, family_of
 
 DENOISER_COMPONENTS = ("unet", "transformer")
@@ -233,7 +234,7 @@ def load_scheduler(model: Any, config: ModelConfig, options: LoadOptions | None 
     module_config = FrozenDict(_read_json(model_folder / "config.json"))  # attribute access, as a module's config
     grid, _ = latent_grid(family, module_config, root, config.height, config.width)
     info = {"id": spec, "kind": "builtin" if spec.startswith(builtins.PREFIX) else "diffusers", "class": class_name,
-            "scheduler": type(scheduler).__name__}
+            "scheduler": type(scheduler).__name__, **revision_info(root, options)}
     return SchedulerOnly(scheduler, functools.partial(family.set_timesteps, grid=grid, config=module_config), info,
                          root)
 
@@ -323,6 +324,14 @@ def hub_files(filenames: list[str], variant: str | None = None, subfolder: str |
     except ValueError:
         raise UserError(f"the repo has no weights of variant {variant!r}", "drop `variant` or pick another") from None
     return sorted((set(needed) - set(weights)) | set(chosen))
+
+
+def revision_info(root: Path, options: LoadOptions) -> dict:
+    """``revision``: which weights were read (``models/revision.py``: the hub commit, or the fingerprint of the files
+    analysis reads from a folder); ``revision_requested``: the ``revision`` asked for (a branch, tag or commit)."""
+    folders = (*HUB_FOLDERS, options.subfolder) if options.subfolder else HUB_FOLDERS
+    return {"revision": folder_revision(root, lambda path: _hub_needed(path, folders)),
+            "revision_requested": options.revision}
 
 
 def _hub_needed(path: str, folders: tuple[str, ...]) -> bool:
@@ -501,7 +510,7 @@ def _load_diffusers(root: Path, config: ModelConfig, conditioning: ConditioningC
     info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
             "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
             "conditioning": cond_info, "dtype": config.dtype,
-            "subfolder": options.subfolder, "revision": options.revision, "variant": options.variant}
+            "subfolder": options.subfolder, "variant": options.variant, **revision_info(root, options)}
     if pixels is not None:
         info["pixels"] = list(pixels)
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)

@@ -246,11 +246,13 @@ class Outcome:
 
 @dataclass
 class Result(Outcome):
-    """What ``analyze`` returns: the JSON document plus the final samples (not serialised)."""
+    """What ``analyze`` returns: the JSON document plus the final samples (not serialised); ``cache_entry``: the
+    result cache file the document was read from (``analyze(reuse=True)``: no samples then), None when measured."""
 
     KINDS: ClassVar[tuple[str, ...]] = (KIND_ANALYZE,)
 
     samples: torch.Tensor | None = field(default=None, repr=False)
+    cache_entry: Path | None = None
 
     @property
     def critical(self) -> dict:
