@@ -11,6 +11,7 @@ import typer
 
 from ..config import ModelConfig, SamplingConfig, allowed
 from ..models.builtins import DEFAULT_MODEL
+from ._config import read_options
 
 
 def limits(config: type, name: str) -> dict[str, Any]:
@@ -52,6 +53,10 @@ SchedulerOpt = Annotated[Optional[str], typer.Option(
     "EDMEulerScheduler, FlowMatchEulerDiscreteScheduler; docs/design.md §2).")]
 PredictionTypeOpt = Annotated[Optional[str], typer.Option(
     help="epsilon | v_prediction | sample (when the folder has no scheduler).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", is_eager=True, callback=read_options, help="A diffcrit.yaml: this command's options from its "
+    "section (analyze: or guide:), keys as the flags without their dashes; flags given here override it "
+    "(docs/config.md).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 __all__ = ["DEFAULT_MODEL", "Path"]

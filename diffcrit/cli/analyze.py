@@ -12,7 +12,7 @@ from ..config import AnalyzeConfig as DEFAULTS  # every option's default is its 
 from ..config import make_config
 from ._options import (DEFAULT_MODEL, ClassOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
                        PromptOpt, QuietOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
-                       VariantOpt, choice, limits)
+                       VariantOpt, ConfigOpt, choice, limits)
 from ._render import progress_callback, render_summary
 
 
@@ -113,6 +113,7 @@ def analyze(
         help="Stream per-step y and D(y): a folder (one safetensors per step) or a .npy file.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also write the figure (.png/.svg/.pdf).")] = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
 

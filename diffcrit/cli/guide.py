@@ -21,7 +21,8 @@ from ..progress import REFINING, SAMPLING
 from ..report.view import Arm, Comparison, GuideView, Sweep
 from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
 from ._options import (DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt, QuietOpt, RevisionOpt,
-                       SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt, choice, limits)
+                       SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt, ConfigOpt, choice,
+                       limits)
 from ._render import STAGE_NAMES, progress_callback
 
 # The t_c analysis guide runs first (analyze's stages), then one bar per arm.
@@ -101,6 +102,7 @@ def guide(
     save_samples: Annotated[Optional[Path], typer.Option(
         help="Write final samples (safetensors: samples.<arm> N x C x H x W in model space, and classes).")] = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Apply classifier-free guidance only in a window of t (a pulse) and measure class alignment.
 
