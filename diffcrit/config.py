@@ -1,4 +1,5 @@
-"""Typed defaults of ``analyze`` in one place.
+"""Typed defaults of ``analyze`` in one place, with each option's range or choices declared on its field (``ranged``,
+``one_of``): ``validate`` checks them and the CLI's options take them (``allowed``), so neither is written twice.
 
 The resolved config goes into every output (``Result.to_dict()['config']``), and
 ``analyze(model, **config)`` reproduces a run from it.

@@ -8,6 +8,7 @@ context's ``default_map`` by an eager callback, so a flag given on the command l
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,21 +44,25 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", 
 
 
 def _property(param: Any) -> dict[str, Any]:
+    """One option's property: its choices (``enum``), or its type and range; an array of them for a repeated option;
+    null as well where the option's default is None (not given)."""
     described = param.type_descriptor
-    choices = described.choices
-    if choices is not None:
-        prop: dict[str, Any] = {"enum": list(choices)}
+    if described.choices is not None:
+        prop: dict[str, Any] = {"enum": list(described.choices)}
     else:
-        prop = {"type": "boolean" if getattr(param, "is_flag", False) else _JSON_TYPES.get(described.annotation,
-                                                                                         "string")}
-        for key, bound in (("minimum", getattr(param, "min", None)), ("maximum", getattr(param, "max", None))):
-            if bound is not None:
-                prop[key] = bound
+        kind = bool if getattr(param, "is_flag", False) else _element_type(described)
+        bounds = {"minimum": getattr(param, "min", None), "maximum": getattr(param, "max", None)}
+        prop = {"type": _JSON_TYPES.get(kind, "string"), **{key: v for key, v in bounds.items() if v is not None}}
     if described.is_list:
         prop = {"type": "array", "items": prop}
     if param.default is None and not param.required:
         prop = {**prop, "enum": [*prop["enum"], None]} if "enum" in prop else {**prop, "type": [prop["type"], "null"]}
     return prop
+
+
+def _element_type(described: Any) -> Any:
+    """The Python type of one value of the option (``list[int]`` -> int)."""
+    return typing.get_args(described.annotation)[0] if described.is_list else described.annotation
 
 
 def read_options(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
