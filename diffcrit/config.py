@@ -1,4 +1,5 @@
-"""Typed defaults of ``analyze`` in one place.
+"""Typed defaults of ``analyze`` in one place, with each option's range or choices declared on its field (``ranged``,
+``one_of``): ``validate`` checks them and the CLI's options take them (``allowed``), so neither is written twice.
 
 The resolved config goes into every output (``Result.to_dict()['config']``), and
 ``analyze(model, **config)`` reproduces a run from it.
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from .errors import UserError
 
@@ -30,24 +31,36 @@ SEED_END = 2**63  # seeds seed .. seed + samples - 1 seed torch's CPU generators
 FD_STEP_MIN = 1e-5
 
 
+def ranged(default: Any, low: int | float | None = None, high: int | float | None = None) -> Any:
+    """A config field whose value lies in [low, high] (None: unbounded; a float bound: a finite number), declared once:
+    ``validate`` checks it and the CLI's option takes it as its range (``allowed``)."""
+    return field(default=default, metadata={"min": low, "max": high})
+
+
+def one_of(default: str, choices: tuple[str, ...]) -> Any:
+    """A config field whose value is one of ``choices``, declared once: ``validate`` checks it and the CLI's option
+    offers them (``allowed``)."""
+    return field(default=default, metadata={"choices": choices})
+
+
+def redefault(config: type, name: str, default: Any) -> Any:
+    """``config``'s field ``name`` with another default, its declared range or choices kept (a subclass's field)."""
+    return field(default=default, metadata=_fields(config)[name].metadata)
+
+
 @dataclass
 class SamplingConfig:
     """Which samples, how many steps, in which batches (sample i draws all its noise from seed + i)."""
 
-    steps: int = 50
+    steps: int = ranged(50, 2, MAX_STEPS)
     # 128: over 6 disjoint ranges the decision marker moved by std 0.13 in t on builtin:digits (0.20 at 64;
     # bench/results/calibration.json) and 0.09 on builtin:textures at 64 (0.15 at 16)
-    samples: int = 128
-    seed: int = 0
-    batch_size: int = 64
+    samples: int = ranged(128, 1)
+    seed: int = ranged(0, 0)  # and seed + samples - 1 below SEED_END (check_seeds)
+    batch_size: int = ranged(64, 1)
 
     def _check_sampling(self) -> None:
-        at_least("steps", self.steps, 2)
-        at_most("steps", self.steps, MAX_STEPS)
-        at_least("samples", self.samples, 1)
-        at_least("seed", self.seed, 0)
         check_seeds(self.seed, self.samples)
-        at_least("batch_size", self.batch_size, 1)
 
 
 @dataclass
@@ -57,7 +70,7 @@ class KarrasConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    churn: float = 0.0
+    churn: float = ranged(0.0, 0.0)
 
     @property
     def karras(self) -> dict[str, float]:
@@ -66,8 +79,6 @@ class KarrasConfig:
 
     def _check_karras(self) -> None:
         check_karras(self.sigma_min, self.sigma_max, self.rho)
-        if not 0 <= self.churn < math.inf:
-            raise UserError(f"need a finite `churn` >= 0, got {self.churn}", option="churn")
 
 
 @dataclass
@@ -75,18 +86,14 @@ class ModelConfig:
     """What loading a model needs beyond its name: where, in which precision, its scheduler, its image size."""
 
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = one_of("float32", DTYPES)
     scheduler: str | None = None
     prediction_type: str | None = None
-    height: int | None = None  # pixels; transformer pipelines only (None: the pipeline's default)
-    width: int | None = None
+    height: int | None = ranged(None, 1)  # pixels; transformer pipelines only (None: the pipeline's default)
+    width: int | None = ranged(None, 1)
 
     def _check_model(self) -> None:
         check_device(self.device)
-        _one_of("dtype", self.dtype, DTYPES)
-        for name in ("height", "width"):
-            if getattr(self, name) is not None:
-                at_least(name, getattr(self, name), 1)
 
 
 @dataclass
@@ -96,7 +103,8 @@ class ConditioningConfig:
     class_label: int | None = None
     prompt: str | None = None
     prompt_embeds: str | None = None  # safetensors of the pipeline's encode_prompt outputs (instead of --prompt)
-    guidance_scale: float = 1.0  # classifier-free guidance at every step, as the pipelines apply it (1: none)
+    # classifier-free guidance at every step, as the pipelines apply it (1: none; the pipelines guide only above 1)
+    guidance_scale: float = ranged(1.0, 1.0)
     negative_prompt: str | None = None  # CFG's unconditional branch (None: the pipeline's default)
 
     @property
@@ -105,10 +113,6 @@ class ConditioningConfig:
         return self.guidance_scale > 1
 
     def _check_conditioning(self) -> None:
-        scale = self.guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < math.inf:
-            raise UserError(f"`guidance_scale` must be a finite number >= 1 (1: no guidance), got {scale!r}",
-                            "the diffusers pipelines guide only above 1", option="guidance_scale")
         if self.negative_prompt is not None and not self.guided:
             raise UserError("`negative_prompt` is the unconditional branch of classifier-free guidance",
                             "set `guidance_scale` above 1 with it", option="negative_prompt")
@@ -118,29 +122,20 @@ class ConditioningConfig:
 class ProbingConfig:
     """Which modes are probed, at which points, how J v is computed and on which steps (docs/design.md §3)."""
 
-    shells: int = 4
-    directions: int = 2
-    probe_samples: int | None = None  # None: max(PROBE_SAMPLES_MIN, samples // PROBE_SHARE), resolved in validate
-    shell_gain: str = "hutchinson"
-    probe: str = "auto"
-    linearize_at: str = "trajectory"
-    fd_step: float = 5e-3
-    probe_batch: int = 256
-    probe_every: int = 1
-    probe_schedule: str = "auto"
+    shells: int = ranged(4, 2)
+    directions: int = ranged(2, 1)
+    # None: max(PROBE_SAMPLES_MIN, samples // PROBE_SHARE), resolved in validate
+    probe_samples: int | None = ranged(None, 1)
+    shell_gain: str = one_of("hutchinson", SHELL_GAINS)
+    probe: str = one_of("auto", PROBE_METHODS)
+    linearize_at: str = one_of("trajectory", LINEARIZE_AT)
+    fd_step: float = ranged(5e-3, FD_STEP_MIN)  # and below 1 (_check_probing)
+    probe_batch: int = ranged(256, 1)
+    probe_every: int = ranged(1, 1)
+    probe_schedule: str = one_of("auto", PROBE_SCHEDULES)
 
     def _check_probing(self) -> None:
-        at_least("shells", self.shells, 2)
-        at_least("directions", self.directions, 1)
-        if self.probe_samples is not None:
-            at_least("probe_samples", self.probe_samples, 1)
-        _one_of("shell_gain", self.shell_gain, SHELL_GAINS)
-        at_least("probe_batch", self.probe_batch, 1)
-        at_least("probe_every", self.probe_every, 1)
-        _one_of("probe", self.probe, PROBE_METHODS)
-        _one_of("linearize_at", self.linearize_at, LINEARIZE_AT)
-        _one_of("probe_schedule", self.probe_schedule, PROBE_SCHEDULES)
-        if not FD_STEP_MIN <= self.fd_step < 1:
+        if not self.fd_step < 1:
             raise UserError(f"`fd_step` must be in [{FD_STEP_MIN:g}, 1), got {self.fd_step}",
                             "below that float32 round-off swamps the finite difference; `probe` jvp is exact",
                             option="fd_step")
@@ -150,22 +145,18 @@ class ProbingConfig:
 class DetectionConfig:
     """The markers' bootstrap, the decision shell and the clones that measure decisions directly (docs/design.md §6)."""
 
-    bootstrap: int = 200
-    decision_shell: int | None = None  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
-    clones: int = 0  # branch steps with two stochastic clones per sample (clones.py); 0: none
+    bootstrap: int = ranged(200, 0)
+    decision_shell: int | None = ranged(None, 0)  # None: the lowest varying shell with >= 4 bins (docs/design.md §6)
+    clones: int = ranged(0, 0)  # branch steps with two stochastic clones per sample (clones.py); 0: none
     # scores the clones' and the trunk's final samples (class_decision.py): a classifier path or "builtin"
     classifier: str | None = None
 
     def _check_detection(self) -> None:
-        at_least("bootstrap", self.bootstrap, 0)
-        at_least("clones", self.clones, 0)
         if self.classifier is not None:
             self.classifier = str(self.classifier)  # a path or "builtin"; a str in the JSON config
         if self.classifier is not None and self.clones == 0:
             raise UserError("`classifier` scores the clones' final samples, but no clones are made",
                             "set `clones` to G branch steps (e.g. 8), or drop `classifier`", option="classifier")
-        if self.decision_shell is not None:
-            at_least("decision_shell", self.decision_shell, 0)
 
 
 @dataclass
@@ -174,6 +165,7 @@ class AnalyzeConfig(DetectionConfig, ProbingConfig, ConditioningConfig, ModelCon
 
     def validate(self) -> "AnalyzeConfig":
         """Reject out-of-range values with one line naming the option and what is allowed."""
+        check_declared(self)
         self._check_sampling()
         self._check_karras()
         self._check_model()
@@ -211,14 +203,45 @@ def make_config(**options: Any) -> AnalyzeConfig:
     return build_config(AnalyzeConfig, options)
 
 
-def at_least(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+def allowed(config: Any, name: str) -> Mapping[str, Any]:
+    """What ``config`` (a config class or instance) declares its field ``name`` may hold: ``{"min", "max"}`` (a bound
+    None: none) or ``{"choices"}``; empty when it declares nothing."""
+    return _fields(config)[name].metadata
+
+
+def check_declared(config: Any) -> None:
+    """Every field of ``config`` within its declared range or choices (``allowed``); None passes where it is the
+    field's default."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not (value is None and f.default is None):
+            check_allowed(f.name, value, f.metadata)
+
+
+def check_allowed(name: str, value: Any, declared: Mapping[str, Any]) -> None:
+    """``value`` of the parameter ``name`` within ``declared`` (``allowed``'s mapping), or a one-line user error."""
+    if "choices" in declared:
+        _one_of(name, value, declared["choices"])
+    if declared.get("min") is not None:
+        at_least(name, value, declared["min"])
+    if declared.get("max") is not None:
+        at_most(name, value, declared["max"])
+
+
+def at_least(name: str, value: Any, low: int | float) -> None:
+    """An integer >= ``low``, or for a float ``low`` a finite number >= it."""
+    if isinstance(low, float):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < low:
+            raise UserError(f"`{name}` must be a finite number >= {low:g}, got {value!r}", option=name)
+    elif not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise UserError(f"`{name}` must be an integer >= {low}, got {value!r}", option=name)
 
 
-def at_most(name: str, value: int, high: int) -> None:
+def at_most(name: str, value: Any, high: int | float) -> None:
     if value > high:
-        raise UserError(f"`{name}` must be an integer <= {high:,}, got {value!r}", option=name)
+        raise UserError(f"`{name}` must be {'a number' if isinstance(high, float) else 'an integer'} <= {high:,}, "
+                        f"got {value!r}", option=name)
 
 
 def check_seeds(seed: int, count: int) -> None:
@@ -245,6 +268,10 @@ def check_device(name: Any) -> None:
         raise UserError(f"`device` must be one of {', '.join(DEVICES)}, got {name!r}", option="device")
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}", option=name)
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"`{name}` must be one of {', '.join(choices)}, got {value!r}", option=name)
+
+
+def _fields(config: Any) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(config)}

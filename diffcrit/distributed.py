@@ -76,14 +76,14 @@ class Ranks:
             return range(mine[0], mine[-1] + 1) if mine else range(0)
 
     def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum of ``tensor`` over ranks (complex allowed), on every rank, on the tensor's device."""
+        """Sum of ``tensor`` over ranks (complex allowed), on every rank, on the tensor's device
+        (``accelerate.utils.reduce``)."""
         if self.world == 1:
             return tensor
-        buffer = torch.view_as_real(tensor).clone() if tensor.is_complex() else tensor.clone()
-        buffer = buffer.to(self.device)
-        torch.distributed.all_reduce(buffer)
-        buffer = buffer.to(tensor.device)
-        return torch.view_as_complex(buffer) if tensor.is_complex() else buffer
+        from accelerate.utils import reduce
+
+        summed = reduce(_as_real(tensor).to(self.device), reduction="sum")
+        return _like(summed, tensor)
 
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any (so that all ranks raise together)."""
@@ -92,29 +92,38 @@ class Ranks:
         return bool(self.all_sum(torch.tensor([float(flag)])).item() > 0)
 
     def all_rows(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Concatenate every rank's rows (dim 0, counts may differ) in rank order, on every rank."""
+        """Concatenate every rank's rows (dim 0, counts may differ; complex allowed) in rank order, on every rank:
+        each rank's rows padded to the longest (``accelerate.utils.pad_across_processes``), gathered
+        (``accelerate.utils.gather``), the padding dropped."""
         if self.world == 1:
             return tensor
-        count = torch.tensor([tensor.shape[0]], device=self.device)
-        counts = [torch.zeros_like(count) for _ in range(self.world)]
-        torch.distributed.all_gather(counts, count)
-        counts = [int(c.item()) for c in counts]
-        padded = torch.zeros((max(counts), *tensor.shape[1:]), dtype=tensor.dtype, device=self.device)
-        padded[: tensor.shape[0]] = tensor.to(self.device)
-        real = torch.view_as_real(padded) if padded.is_complex() else padded
-        parts = [torch.empty_like(real) for _ in range(self.world)]
-        torch.distributed.all_gather(parts, real.contiguous())
-        if padded.is_complex():
-            parts = [torch.view_as_complex(p) for p in parts]
-        return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)]).to(tensor.device)
+        from accelerate.utils import gather, pad_across_processes
+
+        rows = _as_real(tensor).to(self.device).contiguous()
+        counts = gather(torch.tensor([rows.shape[0]], device=self.device)).tolist()
+        padded = pad_across_processes(rows, dim=0)
+        blocks = gather(padded).split(padded.shape[0])
+        return _like(torch.cat([block[:count] for block, count in zip(blocks, counts, strict=True)]), tensor)
 
     def all_objects(self, obj: Any) -> list:
-        """Every rank's picklable ``obj``, in rank order, on every rank."""
+        """Every rank's picklable ``obj``, in rank order, on every rank (``accelerate.utils.gather_object``)."""
         if self.world == 1:
             return [obj]
-        out: list = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+
+def _as_real(tensor: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as real pairs in a last dim of 2 (``torch.view_as_real``), any other as it is: the collectives
+    take real tensors."""
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+def _like(result: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """``result`` of a collective back in ``tensor``'s kind (complex from real pairs) and device."""
+    result = torch.view_as_complex(result.contiguous()) if tensor.is_complex() else result
+    return result.to(tensor.device)
 
 
 def current(device: str = "auto") -> Ranks:

@@ -74,11 +74,11 @@ def test_dit_needs_a_class_label(dit_folder):
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["--steps", "1"], ["steps", ">= 2"]),
-    (["--samples", "0"], ["samples", ">= 1"]),
-    (["--shells", "1"], ["shells", ">= 2"]),
-    (["--probe", "magic"], ["probe", "auto, jvp, fd"]),
-    (["--linearize-at", "middle"], ["--linearize-at must be one of", "trajectory, zero"]),
+    (["--steps", "1"], ["'--steps'", "greater than or equal to 2"]),
+    (["--samples", "0"], ["'--samples'", "greater than or equal to 1"]),
+    (["--shells", "1"], ["'--shells'", "greater than or equal to 2"]),
+    (["--probe", "magic"], ["'--probe': 'magic' is not one of 'auto', 'jvp', 'fd'"]),
+    (["--linearize-at", "middle"], ["'--linearize-at'", "'trajectory', 'zero'"]),
     (["--model", "builtin:nosuch"], ["unknown built-in", "mixture"]),
     (["--model", "builtin:mixture?m3=2"], ["no option 'm3'", "m2"]),
     (["--model", "./missing-folder"], ["neither a folder"]),

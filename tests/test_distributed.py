@@ -85,6 +85,42 @@ def test_two_processes_write_the_single_process_document(tmp_path):
         np.testing.assert_array_equal(a["denoised"].numpy(), b["denoised"].numpy())
 
 
+# Each rank r holds r + 1 complex rows (rank 1: 2 rows, rank 0: 1) of r + i*(row index): the gathers must put them in
+# rank order, drop the padding and keep the imaginary parts.
+_GATHERS = """
+import json, sys, torch
+from diffcrit.distributed import current
+ranks = current("cpu")
+r = ranks.rank
+rows = torch.stack([torch.full((2,), complex(r, i)) for i in range(r + 1)]).to(torch.complex64)
+gathered = ranks.all_rows(rows)
+summed = ranks.all_sum(torch.tensor([1 + 2j, r + 0j]))
+objects = ranks.all_objects({"rank": r})
+flags = [ranks.any(r == 1), ranks.any(False)]
+if r == 0:
+    json.dump({"rows": [[z.real, z.imag] for z in gathered[:, 0].tolist()], "cols": gathered.shape[1],
+               "dtype": str(gathered.dtype), "sum": [[z.real, z.imag] for z in summed.tolist()],
+               "objects": objects, "any": flags}, open(sys.argv[1], "w"))
+ranks.state.destroy_process_group()  # both ranks leave together (else gloo may abort the one that ends first)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_gather_uneven_complex_rows(tmp_path):
+    """all_rows of 1 and 2 complex rows, all_sum of complex values, all_objects and any, under torchrun (gloo)."""
+    script, out = tmp_path / "gathers.py", tmp_path / "out.json"
+    script.write_text(_GATHERS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["rows"] == [[0, 0], [1, 0], [1, 1]] and got["cols"] == 2 and got["dtype"] == "torch.complex64"
+    assert got["sum"] == [[2, 4], [1, 0]]
+    assert got["objects"] == [{"rank": 0}, {"rank": 1}]
+    assert got["any"] == [True, False]
+
+
 def test_one_process_ranks_are_identities():
     import torch
 

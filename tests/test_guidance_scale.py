@@ -111,7 +111,7 @@ def test_guided_stiffness_is_the_guided_combination_at_zero(cond_folder):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--guidance-scale", "0.5"], ("--guidance-scale", ">= 1")),
+    (["--guidance-scale", "0.5"], ("'--guidance-scale'", "greater than or equal to 1")),
     (["--guidance-scale", "nan"], ("--guidance-scale",)),
     (["--negative-prompt", "x"], ("--negative-prompt", "--guidance-scale")),
 ])

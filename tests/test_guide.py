@@ -531,7 +531,7 @@ def test_measured_critical_time_reuses_the_loaded_model_for_the_target_class(con
     (["--class-label", "4"], ["out of range", "0..3"]),
     (["--classes", "0,9"], ["out of range"]),
     (["--guidance-scale", "1"], ["> 1"]),
-    (["--base", "sometimes"], ["base must be one of", "unconditional"]),
+    (["--base", "sometimes"], ["'--base': 'sometimes' is not one of", "'unconditional'"]),
     (["--scale", "1"], ["> 1"]),  # the old name, hidden
     (["--scale", "2", "--guidance-scale", "3"], ["--scale is the old name of --guidance-scale"]),
     (["--width", "0.2", "--window-width", "0.3"], ["--width is the old name of --window-width"]),

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "diffcrit"
 # docs/design.md §10, lowest first: a module may import its own layer and the ones below (longest prefix wins).
 LAYERS = [
     ["diffcrit.errors", "diffcrit.frame", "diffcrit.resources", "diffcrit.io", "diffcrit.progress",
-     "diffcrit.distributed", "diffcrit.config"],
+     "diffcrit.distributed", "diffcrit.config", "diffcrit.config_file"],
     ["diffcrit.spectral"],
     ["diffcrit.report.document", "diffcrit.report.table"],
     ["diffcrit.models"],

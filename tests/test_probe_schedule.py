@@ -150,4 +150,4 @@ def test_cli_probe_schedule_option():
     doc = json.loads(ok.stdout)
     assert doc["config"]["probe_schedule"] == "auto" and doc["probe"]["schedule"]["mode"] == "auto"
     bad = run(*base, "--probe-schedule", "sometimes")
-    assert bad.exit_code == 2 and "--probe-schedule must be one of auto, every" in bad.output
+    assert bad.exit_code == 2 and "'--probe-schedule': 'sometimes' is not one of 'auto', 'every'" in bad.output

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..spectral import theory
-from ..config import MAX_STEPS, AnalyzeConfig, at_least, at_most, check_karras
+from ..config import AnalyzeConfig, allowed, check_allowed, check_karras
 from ..models.datasets import DataSource
 from ..errors import UserError
 from ..spectral.fourier import ProbeDirections, fourier_sums, plane_wave_directions, shell_wave_numbers, spectrum
@@ -93,11 +93,9 @@ def default_grid(shape: tuple[int, int, int], steps: int | None = None, shells: 
     directions = _given(directions, base.directions)
     sigma_min, sigma_max = _given(sigma_min, base.sigma_min), _given(sigma_max, base.sigma_max)
     rho = _given(rho, base.rho)
-    at_least("steps", steps, 2)
-    at_most("steps", steps, MAX_STEPS)
+    for name, value in (("steps", steps), ("shells", shells), ("directions", directions)):
+        check_allowed(name, value, allowed(AnalyzeConfig, name))
     check_karras(sigma_min, sigma_max, rho)
-    if shells < 2 or directions < 1:
-        raise UserError(f"need shells >= 2 and directions >= 1, got {shells} and {directions}")
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
     return _with_probe(Grid(sigmas, shells, directions,
                             f"Karras schedule: {steps} steps, sigma {sigma_min}..{sigma_max}, rho {rho}"), shape)

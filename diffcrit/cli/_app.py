@@ -106,8 +106,9 @@ _LIST_TYPE = re.compile(r"<list\[(\w+)\]>")
 
 
 def parser_message(err: click_errors.ClickException) -> str:
-    """click's message on one line, starting lower-case as diffcrit's own."""
-    text = " ".join(err.format_message().split()).rstrip(".")
+    """click's message on one line, starting lower-case as diffcrit's own (without pydantic's "Value error, ", which
+    typer's coercion puts before a choice's message)."""
+    text = " ".join(err.format_message().split()).rstrip(".").replace(": Value error, ", ": ")
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
 
 

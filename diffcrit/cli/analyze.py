@@ -10,9 +10,9 @@ import typer
 from ._app import app, command_outputs, console, emit_json, user_errors
 from ..config import AnalyzeConfig as DEFAULTS  # every option's default is its config field's
 from ..config import make_config
-from ._options import (DEFAULT_MODEL, CacheOpt, ClassOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt,
-                       OutOpt, PredictionTypeOpt, PromptOpt, QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt,
-                       SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt)
+from ._options import (DEFAULT_MODEL, CacheOpt, ClassOpt, ConfigOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt,
+                       OfflineOpt, OutOpt, PredictionTypeOpt, PromptOpt, QuietOpt, ReportToOpt, RevisionOpt,
+                       SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt, VariantOpt, choice, limits)
 from ._render import progress_callback, render_summary
 
 
@@ -23,43 +23,48 @@ def analyze(
     steps: StepsOpt = DEFAULTS.steps,
     samples: SamplesOpt = DEFAULTS.samples,
     seed: SeedOpt = DEFAULTS.seed,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward call.")] = DEFAULTS.batch_size,
-    shells: Annotated[int, typer.Option(help="Fourier shells probed, 0..K-1 (>= 2).")] = DEFAULTS.shells,
+    batch_size: Annotated[int, typer.Option(
+        help="Samples per forward call.", **limits(DEFAULTS, "batch_size"))] = DEFAULTS.batch_size,
+    shells: Annotated[int, typer.Option(
+        help="Fourier shells probed, 0..K-1.", **limits(DEFAULTS, "shells"))] = DEFAULTS.shells,
     directions: Annotated[int, typer.Option(
-        help="Plane-wave directions per shell (shell 0: every channel's DC mode).")] = DEFAULTS.directions,
+        help="Plane-wave directions per shell (shell 0: every channel's DC mode).",
+        **limits(DEFAULTS, "directions"))] = DEFAULTS.directions,
     probe_samples: Annotated[Optional[int], typer.Option(
-        help="Samples whose trajectory is probed (default: samples / 8, at least 2).")] = DEFAULTS.probe_samples,
-    shell_gain: Annotated[str, typer.Option(
+        help="Samples whose trajectory is probed (default: samples / 8, at least 2).",
+        **limits(DEFAULTS, "probe_samples"))] = DEFAULTS.probe_samples,
+    shell_gain: Annotated[choice(DEFAULTS, "shell_gain"), typer.Option(
         help="hutchinson: one random-sign combination of each shell's directions per probe point (one probe per "
         "shell, the same mean in expectation) | directions: every direction on its own (docs/design.md §3).")
     ] = DEFAULTS.shell_gain,
-    probe: Annotated[str, typer.Option(
-        help="auto | jvp | fd: how J v is computed "
-        "(auto: finite differences for networks, JVP for callables).")] = DEFAULTS.probe,
-    linearize_at: Annotated[str, typer.Option(
+    probe: Annotated[choice(DEFAULTS, "probe"), typer.Option(
+        help="How J v is computed (auto: finite differences for networks, JVP for callables).")] = DEFAULTS.probe,
+    linearize_at: Annotated[choice(DEFAULTS, "linearize_at"), typer.Option(
         help="trajectory (the sampled states) | "
         "zero (y = 0, where the theory of docs/design.md §7 is exact).")] = DEFAULTS.linearize_at,
-    probe_schedule: Annotated[str, typer.Option(
+    probe_schedule: Annotated[choice(DEFAULTS, "probe_schedule"), typer.Option(
         help="every: probe every --probe-every-th step while sampling | auto: a coarse pass while sampling, then the "
         "steps that decide each marker, from kept probe points (no resampling).")] = DEFAULTS.probe_schedule,
     probe_every: Annotated[int, typer.Option(
         help="every: probe every N-th step (the last always); auto: the coarse stride (1: about steps/6 along "
-        "trajectories, steps/12 at y = 0).")] = DEFAULTS.probe_every,
+        "trajectories, steps/12 at y = 0).", **limits(DEFAULTS, "probe_every"))] = DEFAULTS.probe_every,
     fd_step: Annotated[float, typer.Option(
-        help="Finite-difference step, relative to sqrt(1 + sigma^2).")] = DEFAULTS.fd_step,
+        help="Finite-difference step, relative to sqrt(1 + sigma^2) (below 1).",
+        **limits(DEFAULTS, "fd_step"))] = DEFAULTS.fd_step,
     probe_batch: Annotated[int, typer.Option(
         help="(probe point, direction) pairs per probe forward (finite differences: twice as many rows); lower it "
-        "when probes run out of GPU memory (results unchanged).")] = DEFAULTS.probe_batch,
+        "when probes run out of GPU memory (results unchanged).",
+        **limits(DEFAULTS, "probe_batch"))] = DEFAULTS.probe_batch,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for every marker's ci95 and presence and the curves' CI bands "
-        "(0: none).")] = DEFAULTS.bootstrap,
+        "(0: none).", **limits(DEFAULTS, "bootstrap"))] = DEFAULTS.bootstrap,
     decision_shell: Annotated[Optional[int], typer.Option(
         help="Shell whose decided fraction gives the decision marker (default: the lowest varying shell with >= 4 FFT "
-        "bins; docs/design.md §6).")] = DEFAULTS.decision_shell,
+        "bins; docs/design.md §6).", **limits(DEFAULTS, "decision_shell"))] = DEFAULTS.decision_shell,
     clones: Annotated[int, typer.Option(
         help="Branch steps at which every sample is continued twice with fresh noise; the clones' correlation "
         "measures the decided fraction directly (costs about this many times the "
-        "sampling; 0: off).")] = DEFAULTS.clones,
+        "sampling; 0: off).", **limits(DEFAULTS, "clones"))] = DEFAULTS.clones,
     classifier: Annotated[Optional[str], typer.Option(
         help="With --clones: classify every clone's final sample and the trunk's (a diffcrit classifier folder, a "
         "TorchScript file, a transformers folder, or 'builtin': the one the model ships); the share of clone pairs "
@@ -78,14 +83,16 @@ def analyze(
     guidance_scale: Annotated[float, typer.Option(
         help="Classifier-free guidance at every step as the model's pipeline applies it (SD, SD3, PixArt, Sana: "
         "guidance_scale; Flux: true_cfg_scale), away from --negative-prompt or the null class; the probed D(y) is "
-        "the guided one (two forwards per evaluation). 1: none (the model's own denoiser).")] = DEFAULTS.guidance_scale,
+        "the guided one (two forwards per evaluation). 1: none (the model's own denoiser).",
+        **limits(DEFAULTS, "guidance_scale"))] = DEFAULTS.guidance_scale,
     negative_prompt: Annotated[Optional[str], typer.Option(
         help="Text models with --guidance-scale: the unconditional branch (default: the pipeline's, the empty "
         "prompt; SDXL: zeros).")] = DEFAULTS.negative_prompt,
     height: Annotated[Optional[int], typer.Option(
         help="Transformer pipelines (SD3, Flux, PixArt, Sana): image height in pixels "
-        "(default: the pipeline's).")] = DEFAULTS.height,
-    width: Annotated[Optional[int], typer.Option(help="... and width in pixels.")] = DEFAULTS.width,
+        "(default: the pipeline's).", **limits(DEFAULTS, "height"))] = DEFAULTS.height,
+    width: Annotated[Optional[int], typer.Option(
+        help="... and width in pixels.", **limits(DEFAULTS, "width"))] = DEFAULTS.width,
     scheduler: SchedulerOpt = DEFAULTS.scheduler,
     prediction_type: PredictionTypeOpt = DEFAULTS.prediction_type,
     sigma_min: Annotated[float, typer.Option(
@@ -93,7 +100,8 @@ def analyze(
     sigma_max: Annotated[float, typer.Option(help="Callable/analytic models: largest sigma.")] = DEFAULTS.sigma_max,
     rho: Annotated[float, typer.Option(help="Callable/analytic models: Karras rho.")] = DEFAULTS.rho,
     churn: Annotated[float, typer.Option(
-        help="Callable/analytic models: stochastic churn (0 = deterministic).")] = DEFAULTS.churn,
+        help="Callable/analytic models: stochastic churn (0 = deterministic).",
+        **limits(DEFAULTS, "churn"))] = DEFAULTS.churn,
     subfolder: SubfolderOpt = None,
     revision: RevisionOpt = None,
     variant: VariantOpt = None,
@@ -108,6 +116,7 @@ def analyze(
     report_to: ReportToOpt = None,
     logging_dir: LoggingDirOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Sample with instrumentation, probe low-k mode stiffness, and find the critical time.
 

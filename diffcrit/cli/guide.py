@@ -20,9 +20,9 @@ from ..io import StagedOutputs, check_outputs
 from ..progress import REFINING, SAMPLING
 from ..report.view import Arm, Comparison, GuideView, Sweep
 from ._app import app, command_flags, command_outputs, console, emit_json, render_parameters, user_errors
-from ._options import (CacheOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt, PredictionTypeOpt,
-                       QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt, StepsOpt, SubfolderOpt,
-                       VariantOpt)
+from ._options import (CacheOpt, ConfigOpt, DeviceOpt, DtypeOpt, LoggingDirOpt, ModelOpt, OfflineOpt, OutOpt,
+                       PredictionTypeOpt, QuietOpt, ReportToOpt, RevisionOpt, SamplesOpt, SchedulerOpt, SeedOpt,
+                       StepsOpt, SubfolderOpt, VariantOpt, choice, limits)
 from ._render import STAGE_NAMES, progress_callback
 
 # The t_c analysis guide runs first (analyze's stages), then one bar per arm.
@@ -40,14 +40,16 @@ def guide(
         help="Control arms, comma-separated: random (same width in t), random-steps (same number of steps), none, all, "
         "a:b. Default: random,random-steps,none,all (less the treatment; random ones only beside a "
         "window).")] = DEFAULTS.compare,
-    base: Annotated[str, typer.Option(
+    base: Annotated[choice(DEFAULTS, "base"), typer.Option(
         help="What a sample runs on outside its window: conditional (the class, no CFG) | unconditional (the null "
         "class; inside the window the class at --guidance-scale, where 1 means the class label alone).")]
         = DEFAULTS.base,
     guidance_scale: Annotated[Optional[float], typer.Option(
         "--guidance-scale", help="Guidance scale S inside the window (> 1, or >= 1 with --base "
-        f"unconditional; default {DEFAULTS.guidance_scale}).")] = None,  # None: the config's, or the old --scale
-    scale: Annotated[Optional[float], typer.Option("--scale", hidden=True)] = None,  # before 0.2
+        f"unconditional; default {DEFAULTS.guidance_scale}).", **limits(DEFAULTS, "guidance_scale"))]
+        = None,  # None: the config's, or the old --scale
+    scale: Annotated[Optional[float], typer.Option(
+        "--scale", hidden=True, **limits(DEFAULTS, "guidance_scale"))] = None,  # before 0.2
     window_width: Annotated[Optional[float], typer.Option(
         "--window-width",
         help=f"Width W of the critical window in t (default {DEFAULTS.window_width}: one e-fold of alpha_bar, "
@@ -68,15 +70,18 @@ def guide(
     samples: SamplesOpt = DEFAULTS.samples,
     seed: SeedOpt = DEFAULTS.seed,
     batch_size: Annotated[int, typer.Option(
-        help="Samples per batch (a guided step runs up to twice this per forward).")] = DEFAULTS.batch_size,
+        help="Samples per batch (a guided step runs up to twice this per forward).",
+        **limits(DEFAULTS, "batch_size"))] = DEFAULTS.batch_size,
     sweep: Annotated[Optional[int], typer.Option(
         help="Sweep blocks of K consecutive scheduler steps across the schedule (same seeds and targets in every "
         "block, plus none and all) instead of --at/--compare; writes the profile and its peak "
-        "(JSON sweep).")] = DEFAULTS.sweep,
+        "(JSON sweep).", **limits(DEFAULTS, "sweep"))] = DEFAULTS.sweep,
     analyze_samples: Annotated[int, typer.Option(
-        help="Samples for measuring t_c when no --critical-from is given.")] = DEFAULTS.analyze_samples,
+        help="Samples for measuring t_c when no --critical-from is given.",
+        **limits(DEFAULTS, "analyze_samples"))] = DEFAULTS.analyze_samples,
     bootstrap: Annotated[int, typer.Option(
-        help="Bootstrap resamples for the ci95 of means and paired differences.")] = DEFAULTS.bootstrap,
+        help="Bootstrap resamples for the ci95 of means and paired differences.",
+        **limits(DEFAULTS, "bootstrap"))] = DEFAULTS.bootstrap,
     suggest: Annotated[bool, typer.Option(
         "--suggest", help="Only print the recommended guidance interval around t_c (t, sigma, steps).")] = False,
     save_guider: Annotated[Optional[Path], typer.Option(
@@ -101,6 +106,7 @@ def guide(
     report_to: ReportToOpt = None,
     logging_dir: LoggingDirOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Apply classifier-free guidance only in a window of t (a pulse) and measure class alignment.
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..io import check_outputs
 from ..config import AnalyzeConfig as DEFAULTS  # analyze's grid: its config's defaults
 from ._app import app, command_outputs, console, emit_json, user_errors
-from ._options import OutOpt, QuietOpt
+from ._options import OutOpt, QuietOpt, limits
 from ._render import progress_callback
 
 
@@ -52,14 +52,17 @@ def predict(
         "curves and critical time beside the predictions.", show_default=False)] = None,
     out: OutOpt = None,
     steps: Annotated[int, typer.Option(
-        help="Without --compare: noise levels of the curves (analyze's Karras schedule).")] = DEFAULTS.steps,
+        help="Without --compare: noise levels of the curves (analyze's Karras schedule).",
+        **limits(DEFAULTS, "steps"))] = DEFAULTS.steps,
     sigma_min: Annotated[float, typer.Option(help="Without --compare: smallest sigma.")] = DEFAULTS.sigma_min,
     sigma_max: Annotated[float, typer.Option(help="Without --compare: largest sigma.")] = DEFAULTS.sigma_max,
     rho: Annotated[float, typer.Option(help="Without --compare: Karras rho.")] = DEFAULTS.rho,
     shells: Annotated[int, typer.Option(
-        help="Without --compare: Fourier shells 0..K-1 of the curves.")] = DEFAULTS.shells,
+        help="Without --compare: Fourier shells 0..K-1 of the curves.",
+        **limits(DEFAULTS, "shells"))] = DEFAULTS.shells,
     directions: Annotated[int, typer.Option(
-        help="Without --compare: plane-wave directions per shell, as analyze probes.")] = DEFAULTS.directions,
+        help="Without --compare: plane-wave directions per shell, as analyze probes.",
+        **limits(DEFAULTS, "directions"))] = DEFAULTS.directions,
     batch_size: Annotated[int, typer.Option(help="Images per streamed batch.")] = 256,
     draws: Annotated[Optional[int], typer.Option(
         help="builtin:gaussian only: number of random-phase draws (default 4096).", show_default=False)] = None,

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import AnalyzeConfig, ModelConfig, SamplingConfig, at_least, build_config, check_seeds
+from ..config import (AnalyzeConfig, ModelConfig, SamplingConfig, build_config, check_declared, check_seeds, one_of,
+                      ranged, redefault)
 from ..errors import UserError
 
 ARM_CRITICAL, ARM_RANDOM, ARM_RANDOM_STEPS, ARM_NONE, ARM_ALL = "critical", "random", "random-steps", "none", "all"
@@ -54,23 +55,20 @@ class GuidanceConfig:
 
     at: str = ARM_CRITICAL
     compare: list[str] | None = None  # None -> DEFAULT_COMPARE, less the treatment and impossible arms
-    base: str = BASE_CONDITIONAL  # outside the window: the class, or the null class (unconditional)
-    guidance_scale: float = 3.0  # > 1; 1 allowed on an unconditional base (the class label alone in the window)
+    base: str = one_of(BASE_CONDITIONAL, BASES)  # outside the window: the class, or the null class (unconditional)
+    # >= 1, and > 1 on a conditional base (_check_guidance); 1 on an unconditional base: the class label alone
+    guidance_scale: float = ranged(3.0, 1.0)
     window_width: float = 1.0  # in t
     class_label: int | None = None
     classes: list[int] | None = None
-    sweep: int | None = None  # K: blocks of K consecutive steps across the schedule, plus none and all
-    analyze_samples: int = AnalyzeConfig.samples  # as analyze's default
-    bootstrap: int = 2000
+    # K: blocks of K consecutive steps across the schedule, plus none and all
+    sweep: int | None = ranged(None, 1)
+    analyze_samples: int = redefault(AnalyzeConfig, "samples", AnalyzeConfig.samples)  # as analyze's
+    bootstrap: int = ranged(2000, 0)
 
     def _check_guidance(self) -> None:
-        at_least("analyze_samples", self.analyze_samples, 1)
-        at_least("bootstrap", self.bootstrap, 0)
-        if self.base not in BASES:
-            raise UserError(f"`base` must be one of {', '.join(BASES)}, got {self.base!r}", option="base")
-        scale, label_alone = self.guidance_scale, self.base == BASE_UNCONDITIONAL  # S = 1 there: the class label
-        if not math.isfinite(scale) or not (scale >= 1 if label_alone else scale > 1):
-            raise UserError(f"`guidance_scale` must be finite and {'>= 1' if label_alone else '> 1'}, got {scale}",
+        if self.base == BASE_CONDITIONAL and self.guidance_scale == 1:  # S = 1 on an unconditional base: the label
+            raise UserError("`guidance_scale` must be > 1 on a conditional base, got 1",
                             "S = 1 is the `none` arm on a conditional base", option="guidance_scale")
         if not 0 < self.window_width < math.inf:
             raise UserError(f"`window_width` must be finite and > 0 (in t), got {self.window_width}",
@@ -78,7 +76,6 @@ class GuidanceConfig:
         if self.class_label is not None and self.classes:
             raise UserError("give `class_label` or `classes`, not both", option="classes")
         if self.sweep is not None:
-            at_least("sweep", self.sweep, 1)
             if self.at != ARM_CRITICAL or self.compare is not None:
                 raise UserError("`sweep` runs its own arms (every block, none and all)", "drop `at` and `compare`",
                                 option="sweep")
@@ -91,9 +88,10 @@ class GuidanceConfig:
 class GuideConfig(GuidanceConfig, ModelConfig, SamplingConfig):
     """Every option of ``guide``: its typed parts combined; the resolved copy goes into the JSON."""
 
-    samples: int = 64  # per arm: every arm samples them all
+    samples: int = redefault(SamplingConfig, "samples", 64)  # per arm: every arm samples them all
 
     def validate(self) -> "GuideConfig":
+        check_declared(self)
         self._check_sampling()
         self._check_model()
         self._check_guidance()

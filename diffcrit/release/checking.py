@@ -28,7 +28,6 @@ t range both results cover, so results with different step counts or schedulers 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -37,10 +36,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..config_file import check_mapping, read_section, validator_class
 from ..errors import UserError
-from ..io import read_text
 from ..report.document import KIND_ANALYZE, read_document, validate_document
-from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order, number
+from ..report.view import SOURCE_DECISION, AnalyzeView, Critical, Marker, WorkingTime, marker_order
 
 # Check names (stable: they are JUnit test names and keys in `--json` output).
 CHECK_CRITICAL_FOUND = "critical.found"
@@ -167,39 +166,24 @@ def tolerances_schema() -> dict[str, Any]:
         if base is not bool:
             prop["minimum"] = f.metadata.get("minimum", 1 if base is int else 0)
         properties[f.name] = prop
-    return {"$schema": _validator_class().META_SCHEMA["$schema"], "type": "object", "properties": properties,
+    return {"$schema": validator_class().META_SCHEMA["$schema"], "type": "object", "properties": properties,
             "additionalProperties": False}
 
 
 def tolerances_from_mapping(data: Mapping[str, Any] | None, source: str = "tolerances") -> Tolerances:
     """Validate a mapping of tolerance overrides against ``tolerances_schema``; the first unknown key or wrong
-    value is a one-line user error naming the key."""
+    value is a one-line user error naming the key (``config_file.check_mapping``)."""
     if data is None:
         return Tolerances()
     if not isinstance(data, Mapping):
         raise UserError(f"{source}: expected a mapping of tolerances, got {type(data).__name__}")
-    properties = tolerances_schema()["properties"]
     hints = typing.get_type_hints(Tolerances)
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in properties:
-            raise UserError(f"{source}: unknown key {key!r}", f"allowed: {', '.join(properties)}")
-        if not _validator_class()(properties[key]).is_valid(value):
-            raise UserError(f"{source}: {key} must be {_allowed(properties[key])}, got {value!r}")
-        values[key] = None if value is None else _field_type(hints[key])[0](value)
-    return Tolerances(**values)
+    values = check_mapping(data, tolerances_schema(), source)
+    return Tolerances(**{key: None if value is None else _field_type(hints[key])[0](value)
+                         for key, value in values.items()})
 
 
 _JSON_TYPES = {float: "number", int: "integer", bool: "boolean"}
-
-
-@functools.lru_cache(maxsize=None)
-def _validator_class():
-    """Draft 2020-12 with finite numbers only: YAML's .nan and .inf are no tolerance (jsonschema loads on first use)."""
-    from jsonschema import Draft202012Validator, validators
-
-    numbers = Draft202012Validator.TYPE_CHECKER.redefine("number", lambda _, value: number(value) is not None)
-    return validators.extend(Draft202012Validator, type_checker=numbers)
 
 
 def _field_type(hint: Any) -> tuple[type, bool]:
@@ -208,36 +192,11 @@ def _field_type(hint: Any) -> tuple[type, bool]:
     return (next(a for a in args if a is not type(None)), True) if type(None) in args else (hint, False)
 
 
-def _allowed(prop: Mapping[str, Any]) -> str:
-    """A property of ``tolerances_schema`` in words: 'a number >= 0 or null', 'an integer >= 2', 'true or false'."""
-    words = {"number": f"a number >= {prop.get('minimum')}", "integer": f"an integer >= {prop.get('minimum')}",
-             "boolean": "true or false", "null": "null"}
-    kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
-    return " or ".join(words[kind] for kind in kinds)
-
-
 def load_tolerances(path: Path | str | None) -> Tolerances:
     """Read the ``check:`` section of a diffcrit.yaml; ``None`` gives the documented defaults."""
     if path is None:
         return Tolerances()
-    import yaml
-
-    path = Path(path)
-    text = read_text(path, "config")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise UserError(f"config {path} is not valid YAML{where}") from None
-    if data is None:
-        return Tolerances()
-    if not isinstance(data, Mapping):
-        raise UserError(f"config {path}: expected a mapping with a '{CONFIG_SECTION}:' section")
-    unknown = [key for key in data if key != CONFIG_SECTION]
-    if unknown:
-        raise UserError(f"config {path}: unknown key {unknown[0]!r}", f"allowed: {CONFIG_SECTION}")
-    return tolerances_from_mapping(data.get(CONFIG_SECTION), f"{path}: {CONFIG_SECTION}")
+    return tolerances_from_mapping(read_section(path, CONFIG_SECTION), f"{Path(path)}: {CONFIG_SECTION}")
 
 
 # --------------------------------------------------------------------------------------------
