@@ -39,7 +39,7 @@ from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, sample_arm,
                      step_t_grid, sweep_arms, sweep_blocks)
-from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler,
+from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler, takes_held_models,
                               with_class_label)
 from ..progress import Callback, ignore
 from ..models.scorers import decode_all, image_shape, latent_decoder, resolve_scorer
@@ -151,12 +151,14 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     return _critical_entry(found, where, result.document["model"]["id"])
 
 
+@takes_held_models
 def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,
           label_map: dict[int, int] | str | None = None, keep_images: bool = False, callback: Callback | None = None,
           load_options: LoadOptions | None = None, **options: Any) -> GuideResult:
     """Sample every arm with the same seeds and classes, score class alignment, compare arms.
 
     ``options`` are the fields of ``GuideConfig`` (at, compare, guidance_scale, window_width, steps, samples, ...).
+    ``model``: as ``analyze`` takes it (a pipeline or denoiser module you hold too, the module with ``scheduler=``).
     """
     started = time.perf_counter()
     callback = callback or ignore
@@ -312,6 +314,7 @@ def sweep_block(arms: list[Arm], t_grid: np.ndarray, metrics: dict[str, dict[str
 # --suggest
 
 
+@takes_held_models
 def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider: str | Path | None = None,
             callback: Callback | None = None, load_options: LoadOptions | None = None, **options: Any) -> dict:
     """The recommended guidance interval around t_c (width W in t): in t, sigma and step indices of the model's
