@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 import diffcrit
 from diffcrit.errors import UserError
 from diffcrit.config import ConditioningConfig, ModelConfig
-from diffcrit.models.loading import load_model, model_source
+from diffcrit.models.loading import LoadOptions, _held_device, load_model, model_shape, model_source
 from tiny_models import tiny_vae
 
 FAST = dict(steps=4, samples=2, device="cpu", probe_samples=1, directions=1, shells=2, bootstrap=0)
@@ -48,6 +48,7 @@ def test_ddpm_pipeline_and_its_unet_equal_the_folder(ddpm_folder):
     assert block["kind"] == "module" and block["id"] == str(ddpm_folder / "unet")
     loaded = load_model(pipe, ModelConfig(device="cpu"), ConditioningConfig())  # the library's loader takes it too
     assert loaded.module is pipe.unet and loaded.scheduler is not pipe.scheduler and loaded.root == ddpm_folder
+    assert model_shape(pipe) == model_shape(str(ddpm_folder)) == (1, 8, 8)
 
 
 def test_class_conditional_dit_pipeline_equals_the_folder(dit_folder):
@@ -117,6 +118,19 @@ def test_another_dtype_than_the_modules_is_refused_in_one_line(ddpm_folder):
         diffcrit.analyze(pipe, dtype="bfloat16", **{**FAST, "device": "auto"})
     assert caught.value.option == "dtype" and "float32" in str(caught.value) and "\n" not in str(caught.value)
     assert pipe.unet.dtype == torch.float32 and not pipe.unet.training
+    with pytest.raises(UserError) as caught:  # what to read from a folder: the object is already loaded
+        diffcrit.analyze(pipe, load_options=LoadOptions(variant="fp16"), **FAST)
+    assert caught.value.option == "variant"
+
+
+def test_another_device_than_the_modules_is_refused():
+    class Elsewhere:  # what _held_device reads of a module: where it is and its dtype
+        device, dtype = torch.device("meta"), torch.float32
+
+    assert _held_device(Elsewhere(), ModelConfig(device="auto")) == torch.device("meta")
+    with pytest.raises(UserError) as caught:
+        _held_device(Elsewhere(), ModelConfig(device="cpu"))
+    assert caught.value.option == "device" and "is on meta" in str(caught.value)
 
 
 def test_a_module_without_a_scheduler_is_one_line(ddpm_folder):
