@@ -171,3 +171,15 @@ def test_guide_and_suggest_take_a_class_conditional_pipeline(cond_folder, critic
     advice = dict(critical_from=critical_json, steps=6, device="cpu")
     held = suggest(pipe.unet, scheduler=pipe.scheduler, **advice)
     assert held["interval"] == suggest(str(cond_folder), **advice)["interval"]
+
+
+def test_flux_pipeline_equals_the_folder(tmp_path):
+    """Flux: packed latents, a resolution-dependent shift in ``set_timesteps`` and ``height``/``width``, as for the
+    folder."""
+    pytest.importorskip("transformers")
+    from tiny_transformers import save_flux_pipeline
+
+    folder = save_flux_pipeline(tmp_path / "flux")
+    pipe = load_pipeline(folder)
+    block = assert_same_run(folder, pipe, prompt="a red barn", height=8, width=16)
+    assert block["shape"] == [4, 8, 16] and block["class"] == "FluxTransformer2DModel"
