@@ -12,7 +12,7 @@ import diffcrit
 from diffcrit.errors import UserError
 from diffcrit.config import ConditioningConfig, ModelConfig
 from diffcrit.models.loading import LoadOptions, _held_device, load_model, model_shape, model_source
-from tiny_models import tiny_vae
+from tiny_models import tiny_cond_unet, tiny_vae
 
 FAST = dict(steps=4, samples=2, device="cpu", probe_samples=1, directions=1, shells=2, bootstrap=0)
 MODEL_ONLY = ("model", "timing", "created")  # where the document of an object differs from the folder's
@@ -82,6 +82,21 @@ def test_text_conditioned_pipeline_equals_the_folder(sd_pipeline_folder):
     assert legacy.config.steps_offset == 0 and legacy.config.clip_sample
 
 
+def test_a_pipeline_from_the_hub_reads_the_snapshot_it_was_loaded_from(sd_pipeline_folder, tmp_path):
+    """``from_pretrained(hub id)``: the id is recorded; text encoders are read from the cached snapshot its
+    components came from (here a hand-made cache, read offline)."""
+    import shutil
+
+    snapshot = tmp_path / "models--owner--tiny-sd" / "snapshots" / ("0" * 40)
+    shutil.copytree(sd_pipeline_folder, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    pipe = DiffusionPipeline.from_pretrained("owner/tiny-sd", cache_dir=tmp_path, local_files_only=True)
+    assert pipe.name_or_path == "owner/tiny-sd" and model_source(pipe) == snapshot
+    block = assert_same_run(snapshot, pipe, prompt="a red barn")
+    assert block["id"] == "owner/tiny-sd" and block["kind"] == "pipeline"
+
+
 def test_scheduler_and_prediction_type_override_the_objects_own_as_a_folders(ddpm_folder):
     pipe = load_pipeline(ddpm_folder)
     assert_same_run(ddpm_folder, pipe, scheduler="DDIMScheduler", prediction_type="sample")
@@ -148,6 +163,14 @@ def test_an_object_diffcrit_cannot_analyse_is_one_line(model, fragment):
     with pytest.raises(UserError) as caught:
         diffcrit.analyze(model, **FAST)
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_latent_model_from_no_folder_is_one_line():
+    """An SD UNet built in memory: no folder to read the text encoder and the VAE scale from."""
+    with pytest.raises(UserError) as caught:
+        diffcrit.analyze(tiny_cond_unet(), scheduler=DDIMScheduler(num_train_timesteps=100), prompt="a red barn",
+                         **FAST)
+    assert "came from no local folder" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_outputs_into_the_pipelines_folder_are_refused(ddpm_folder):

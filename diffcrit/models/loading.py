@@ -171,8 +171,7 @@ def hold(model: Any, scheduler: Any = None) -> Any:
                             "name its class instead (e.g. `scheduler` DDIMScheduler)", option="scheduler")
         return model
     kind, obj = found
-    module = next((getattr(obj, c) for c in DENOISER_COMPONENTS if getattr(obj, c, None) is not None),
-                  None) if kind == "pipeline" else obj
+    module = _denoiser_of(kind, obj)
     if module is None:
         raise UserError(f"{type(obj).__name__} has no {' or '.join(DENOISER_COMPONENTS)} to analyse",
                         "pass a diffusion pipeline or its denoiser")
@@ -187,8 +186,7 @@ def hold(model: Any, scheduler: Any = None) -> Any:
     if not isinstance(scheduler, diffusers.SchedulerMixin):
         raise UserError(f"`scheduler` is a {type(scheduler).__name__}, not a diffusers scheduler",
                         "pass a scheduler object (e.g. pipe.scheduler) or a scheduler class name", option="scheduler")
-    source = _name_or_path(obj)
-    return HeldModel(module, scheduler, kind, source or type(obj).__name__, _held_root(source),
+    return HeldModel(module, scheduler, kind, _name_or_path(obj) or type(obj).__name__, _object_root(kind, obj),
                      type(obj).__name__ if kind == "pipeline" else None)
 
 
@@ -247,6 +245,20 @@ def _diffusers_object(model: Any) -> tuple[str, Any] | None:
     return None
 
 
+def _denoiser_of(kind: str, obj: Any) -> torch.nn.Module | None:
+    """A pipeline's unet or transformer (None: it has neither); a module itself (``_diffusers_object``'s kinds)."""
+    if kind == "module":
+        return obj
+    return next((getattr(obj, c) for c in DENOISER_COMPONENTS if getattr(obj, c, None) is not None), None)
+
+
+def _object_root(kind: str, obj: Any) -> Path | None:
+    """The folder a pipeline or module came from (``_held_root``): its own ``name_or_path``, else its denoiser's (a
+    pipeline read from a hub id loaded its components from the snapshot folder of the revision it read)."""
+    module = _denoiser_of(kind, obj)
+    return _held_root(_name_or_path(obj)) or (_held_root(_name_or_path(module)) if module is not None else None)
+
+
 def _name_or_path(obj: Any) -> str | None:
     """What a pipeline or module was loaded from (``from_pretrained``'s argument), None for one built in memory."""
     source = obj.config.get("_name_or_path")
@@ -256,7 +268,7 @@ def _name_or_path(obj: Any) -> str | None:
 def _held_root(source: str | None) -> Path | None:
     """The folder a held object reads besides its weights: a pipeline folder as it is; a module's folder, or the
     pipeline folder it is a component of (its parent has model_index.json), as the folder run of that pipeline
-    reads it. None when it came from no local folder (built in memory, or a hub id)."""
+    reads it. None when it came from no local folder (built in memory, or a hub id: ``_object_root``)."""
     path = Path(source).expanduser() if source else None
     if path is None or not path.is_dir():
         return None
@@ -478,7 +490,7 @@ def model_source(model: Any) -> Path | None:
         return model.root
     found = _diffusers_object(model)
     if found is not None:
-        return _held_root(_name_or_path(found[1]))
+        return _object_root(*found)
     if callable(model) and not isinstance(model, (str, Path)):
         return None
     spec = str(model)
