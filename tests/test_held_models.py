@@ -16,6 +16,7 @@ from tiny_models import tiny_cond_unet, tiny_vae
 
 FAST = dict(steps=4, samples=2, device="cpu", probe_samples=1, directions=1, shells=2, bootstrap=0)
 MODEL_ONLY = ("model", "timing", "created")  # where the document of an object differs from the folder's
+SAME = ("class", "scheduler", "prediction_type", "shape", "conditioning", "dtype")  # of the model block
 
 
 def comparable(result) -> str:
@@ -36,7 +37,9 @@ def assert_same_run(folder, held, **options):
     got = diffcrit.analyze(model, **FAST, **options, **extra)
     assert comparable(got) == comparable(expected)
     torch.testing.assert_close(got.samples, expected.samples, atol=0, rtol=0)
-    return got.to_dict()["model"]
+    block, folder_block = got.to_dict()["model"], expected.to_dict()["model"]
+    assert {key: block[key] for key in SAME} == {key: folder_block[key] for key in SAME}
+    return block
 
 
 def test_ddpm_pipeline_and_its_unet_equal_the_folder(ddpm_folder):
