@@ -31,7 +31,8 @@ from ..config import AnalyzeConfig, ConditioningConfig, ModelConfig, make_config
 from ..distributed import GatheredStates, Ranks, current
 from ..errors import UserError
 from ..io import Named, check_outputs
-from ..models.loading import LoadedModel, LoadOptions, load_model, model_source, refuse_unused_karras
+from ..models.loading import (LoadedModel, LoadOptions, load_model, model_source, refuse_unused_karras,
+                              takes_held_models)
 from ..models.scorers import (check_runs, classifier_path, image_shape, latent_decoder, predicted_classes,
                               required_scorer)
 from . import cache as result_cache
@@ -52,11 +53,13 @@ from .document import build_document
 from .records import Records, StepRows
 
 
+@takes_held_models
 def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int, int, int] | None = None,
             save_samples_to: str | Path | None = None, save_states: str | Path | None = None,
             callback: Callback | None = None, load_options: LoadOptions | None = None,
             loaded: LoadedModel | None = None, cache: bool = True, reuse: bool = False, **options: Any) -> Result:
-    """Analyse ``model`` (hub id, folder, ``builtin:NAME`` or callable ``denoise(y, sigma)`` with ``shape``).
+    """Analyse ``model`` (hub id, folder, ``builtin:NAME``, callable ``denoise(y, sigma)`` with ``shape``, or a
+    diffusers pipeline or denoiser module you hold, the module with ``scheduler=`` a scheduler object: ``hold``).
 
     The run's settings: ``config`` (a validated ``AnalyzeConfig``), or its fields as keywords in ``options``
     (steps, samples, seed, shells, directions, probe_samples, probe, probe_schedule, linearize_at, ...; unknown
@@ -68,6 +71,10 @@ def analyze(model: Any, *, config: AnalyzeConfig | None = None, shape: tuple[int
     ``cache``: keep the document in the result cache (cache.py; models with a revision only); ``reuse``: return the
     cached document of the same weights and config instead of sampling (``Result.cache_entry`` says where it was
     read; no samples), as ``guide`` and ``reproduce`` do. ``cache=False`` neither reads nor writes.
+
+    A held module is used where it is, in its own dtype (``device`` auto: its device; another device or dtype is
+    refused, nothing is moved or copied), in eval mode without gradients for the call only (``borrowed``: its
+    training flags and ``requires_grad`` are restored); its scheduler is read, never changed (a copy samples).
     """
     started = time.perf_counter()
     config = resolved_config(config, options)

@@ -42,7 +42,7 @@ from ..frame import t_to_sigma
 from .pulses import (ARM_ALL, ARM_CRITICAL, ARM_NONE, NOT_CLASS_CONDITIONAL, RANDOM_ARMS, Arm, ClassGuidance,
                      arm_names, block_arm_name, build_arms, check_window, class_guidance, fixed_window, sample_arm,
                      step_t_grid, sweep_arms, sweep_blocks)
-from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler,
+from ..models.loading import (LoadedModel, LoadOptions, load_model, load_scheduler, takes_held_models,
                               with_class_label)
 from ..progress import Callback, ignore
 from ..models.scorers import decode_all, image_shape, latent_decoder, resolve_scorer
@@ -168,6 +168,7 @@ def measure_critical(model: Any, loaded: LoadedModel, config: GuideConfig, targe
     return _critical_entry(found, where, result.document["model"]["id"])
 
 
+@takes_held_models
 def guide(model: Any, *, critical_from: str | Path | None = None, classifier: str | Path | None = None,
           label_map: dict[int, int] | str | None = None, keep_images: bool = False, callback: Callback | None = None,
           load_options: LoadOptions | None = None, cache: bool = True, **options: Any) -> GuideResult:
@@ -176,6 +177,7 @@ def guide(model: Any, *, critical_from: str | Path | None = None, classifier: st
     ``options`` are the fields of ``GuideConfig`` (at, compare, guidance_scale, window_width, steps, samples, ...).
     ``cache``: a measured t_c comes from the result cache where an analyze of the same weights and config is kept
     there, and is kept there when measured (``measure_critical``); False: measured, not kept.
+    ``model``: as ``analyze`` takes it (a pipeline or denoiser module you hold too, the module with ``scheduler=``).
     """
     started = time.perf_counter()
     callback = callback or ignore
@@ -331,6 +333,7 @@ def sweep_block(arms: list[Arm], t_grid: np.ndarray, metrics: dict[str, dict[str
 # --suggest
 
 
+@takes_held_models
 def suggest(model: Any, *, critical_from: str | Path | None = None, save_guider: str | Path | None = None,
             callback: Callback | None = None, load_options: LoadOptions | None = None, cache: bool = True,
             **options: Any) -> dict:

@@ -1,6 +1,7 @@
 """Resolve what ``--model`` names into a ``LoadedModel`` (docs/design.md §9).
 
-Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), ``builtin:NAME[?k=v]``, a local
+Accepted: a callable ``denoise(y, sigma)`` (with ``shape``), a diffusers pipeline or denoiser module the caller holds
+(``hold``: docs/models.md, "Objects you hold"), ``builtin:NAME[?k=v]``, a local
 pipeline folder (model_index.json), a bare model folder (config.json, optional subfolder), a folder
 of component folders only (unet/ or transformer/, scheduler/), or a hub id (downloaded once into the
 hub cache, only what analysis reads: ``hub_files``; ``offline`` uses the cache only). Weights may be
@@ -16,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,17 +139,214 @@ def library_logs():
             library.enable_default_handler()
 
 
+@dataclass(eq=False)
+class HeldModel:
+    """A diffusers denoiser the caller holds in memory (docs/models.md, "Objects you hold"), as ``hold`` makes it:
+    ``module`` (a UNet or transformer), the ``scheduler`` it is sampled by (read, never changed: a copy is built
+    from its config), ``kind`` "pipeline" (taken from a ``DiffusionPipeline``, class ``pipeline``) or "module",
+    ``name`` (its ``name_or_path``, else its class) and ``root``, the folder it came from (a pipeline's, or the
+    pipeline folder a component was loaded from; None): what conditioning, the VAE scale and ``model_source`` read."""
+
+    module: torch.nn.Module
+    scheduler: Any
+    kind: str
+    name: str
+    root: Path | None = None
+    pipeline: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def hold(model: Any, scheduler: Any = None) -> Any:
+    """``model`` as ``load_model`` takes it: a ``DiffusionPipeline`` (its unet or transformer and its scheduler) or
+    a denoiser ``ModelMixin`` with ``scheduler`` becomes a ``HeldModel``; a scheduler given with a pipeline replaces
+    its own. Anything else (hub id, folder, built-in, callable) is returned as it is. A module of a class no family
+    covers (a VAE), or without a scheduler, is a user error."""
+    if isinstance(model, HeldModel):
+        return model if scheduler is None else dataclasses.replace(model, scheduler=scheduler)
+    found = _diffusers_object(model)
+    if found is None:
+        if scheduler is not None:
+            raise UserError(f"a `scheduler` object goes with a diffusers pipeline or denoiser module, not {model}",
+                            "name its class instead (e.g. `scheduler` DDIMScheduler)", option="scheduler")
+        return model
+    kind, obj = found
+    module = _denoiser_of(kind, obj)
+    if module is None:
+        raise UserError(f"{type(obj).__name__} has no {' or '.join(DENOISER_COMPONENTS)} to analyse",
+                        "pass a diffusion pipeline or its denoiser")
+    model_family(module)  # a class no family covers (a VAE, a text encoder) is refused before anything else
+    scheduler = scheduler if scheduler is not None else getattr(obj, "scheduler", None)
+    if scheduler is None:
+        raise UserError(f"a {type(module).__name__} alone has no scheduler to sample it by",
+                        "pass the pipeline, or the module with `scheduler` (e.g. scheduler=pipe.scheduler)",
+                        option="scheduler")
+    import diffusers
+
+    if not isinstance(scheduler, diffusers.SchedulerMixin):
+        raise UserError(f"`scheduler` is a {type(scheduler).__name__}, not a diffusers scheduler",
+                        "pass a scheduler object (e.g. pipe.scheduler) or a scheduler class name", option="scheduler")
+    return HeldModel(module, scheduler, kind, _name_or_path(obj) or type(obj).__name__, _object_root(kind, obj),
+                     type(obj).__name__ if kind == "pipeline" else None)
+
+
+def held_model(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(``model`` as ``load_model`` takes it, the other options) for the API's entry points: a ``scheduler`` object
+    among ``options`` goes with the model (``hold``); a class name stays an option, overriding the model's own."""
+    scheduler = options.get("scheduler")
+    if scheduler is None or isinstance(scheduler, str):
+        return hold(model), options
+    return hold(model, scheduler), {name: value for name, value in options.items() if name != "scheduler"}
+
+
+def takes_held_models(entry: Callable) -> Callable:
+    """An entry point ``entry(model, **keywords)`` (analyze, guide, suggest) that also takes the objects a caller
+    holds: ``model`` made a ``HeldModel`` with a ``scheduler`` object among the keywords (``held_model``), borrowed
+    for the call (``borrowed``)."""
+    @functools.wraps(entry)
+    def wrapper(model: Any, **keywords: Any) -> Any:
+        model, keywords = held_model(model, keywords)
+        with borrowed(model):
+            return entry(model, **keywords)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def borrowed(model: Any):
+    """While diffcrit works with a held module: eval mode and no gradients (dropout off, no autograd graph); on
+    exit, errors too, every submodule's training flag and every parameter's ``requires_grad`` are as they were.
+    Nothing for other models."""
+    if not isinstance(model, HeldModel):
+        yield
+        return
+    training = [(m, m.training) for m in model.module.modules()]
+    grads = [(p, p.requires_grad) for p in model.module.parameters()]
+    model.module.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, flag in training:
+            m.training = flag
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def _diffusers_object(model: Any) -> tuple[str, Any] | None:
+    """("pipeline", a DiffusionPipeline) or ("module", a ModelMixin); None for anything else. Only once diffusers is
+    imported can such an object exist, so names and callables never import it here."""
+    diffusers = sys.modules.get("diffusers")
+    if diffusers is None or isinstance(model, (str, Path)):
+        return None
+    if isinstance(model, diffusers.DiffusionPipeline):
+        return "pipeline", model
+    if isinstance(model, diffusers.ModelMixin):
+        return "module", model
+    return None
+
+
+def _denoiser_of(kind: str, obj: Any) -> torch.nn.Module | None:
+    """A pipeline's unet or transformer (None: it has neither); a module itself (``_diffusers_object``'s kinds)."""
+    if kind == "module":
+        return obj
+    return next((getattr(obj, c) for c in DENOISER_COMPONENTS if getattr(obj, c, None) is not None), None)
+
+
+def _object_root(kind: str, obj: Any) -> Path | None:
+    """The folder a pipeline or module came from (``_held_root``): its own ``name_or_path``, else its denoiser's (a
+    pipeline read from a hub id loaded its components from the snapshot folder of the revision it read)."""
+    module = _denoiser_of(kind, obj)
+    return _held_root(_name_or_path(obj)) or (_held_root(_name_or_path(module)) if module is not None else None)
+
+
+def _name_or_path(obj: Any) -> str | None:
+    """What a pipeline or module was loaded from (``from_pretrained``'s argument), None for one built in memory."""
+    source = obj.config.get("_name_or_path")
+    return str(source) if source else None
+
+
+def _held_root(source: str | None) -> Path | None:
+    """The folder a held object reads besides its weights: a pipeline folder as it is; a module's folder, or the
+    pipeline folder it is a component of (its parent has model_index.json), as the folder run of that pipeline
+    reads it. None when it came from no local folder (built in memory, or a hub id: ``_object_root``)."""
+    path = Path(source).expanduser() if source else None
+    if path is None or not path.is_dir():
+        return None
+    return path.parent if (path.parent / "model_index.json").is_file() and not (path / "model_index.json").is_file() \
+        else path
+
+
+def _held_device(module: torch.nn.Module, config: ModelConfig) -> torch.device:
+    """The device of a held module (``device`` auto means it); another device or dtype than the module's is refused:
+    diffcrit neither moves nor copies what the caller holds."""
+    have = module.device
+    if config.device != "auto":
+        wanted = resolve_device(config.device)
+        if wanted.type != have.type or wanted.index not in (None, have.index):
+            raise UserError(f"`device` {config.device}: the {type(module).__name__} you hold is on {have}",
+                            f"pass `device` {have} (or auto), or move it first (pipe.to(\"{config.device}\"))",
+                            option="device")
+    if getattr(torch, config.dtype) != module.dtype:
+        dtype = str(module.dtype).removeprefix("torch.")
+        raise UserError(f"`dtype` {config.dtype}: the {type(module).__name__} you hold is {dtype}",
+                        f"pass `dtype` {dtype}, or convert it first (pipe.to(torch.{config.dtype}))", option="dtype")
+    return have
+
+
+def _held_family(held: HeldModel) -> Family:
+    """The held module's family, checked as a folder's is; a latent family (VAE scale, text encoders) needs the
+    folder the object came from."""
+    module = held.module
+    family = model_family(module)
+    check_generative(family, type(module).__name__, dict(module.config))
+    if family.vae_scale is not None and held.root is None:
+        raise UserError(f"{held.name} came from no local folder: diffcrit reads a {family.label}'s VAE scale and "
+                        "text encoders from the folder its pipeline was loaded from",
+                        "load it with from_pretrained(FOLDER), or save_pretrained it and pass the folder")
+    return family
+
+
+def _held_scheduler(held: HeldModel, config: ModelConfig):
+    """A new scheduler from the held one's config (``scheduler`` overrides its class, ``prediction_type`` its
+    value, as for a folder's): the caller's own keeps its state (set_timesteps changes a scheduler)."""
+    return _build_scheduler(dict(held.scheduler.config), config.scheduler or type(held.scheduler).__name__, config,
+                            f"the {type(held.scheduler).__name__} of {held.name}")
+
+
+def _load_held(held: HeldModel, config: ModelConfig, conditioning: ConditioningConfig | None,
+               options: LoadOptions) -> LoadedModel:
+    """A held module as it is (``_held_device``) with a copy of its scheduler, sampled as the folder it came from
+    would be (``_diffusers_model``)."""
+    given = [name for name in ("subfolder", "revision", "variant") if getattr(options, name) is not None]
+    if given:
+        raise UserError(f"`{given[0]}` chooses what to read from a folder or the hub; {held.name} is already loaded",
+                        f"drop `{given[0]}`", option=given[0])
+    family = _held_family(held)
+    device = _held_device(held.module, config)
+    identity = {"id": held.name, "kind": held.kind, "pipeline": held.pipeline}
+    return _diffusers_model(held.module, family, _held_scheduler(held, config), held.root, config, conditioning,
+                            device, identity, type(held.module).__name__)
+
+
 def load_model(model: Any, config: ModelConfig, conditioning: ConditioningConfig | None = None,
                shape: tuple[int, int, int] | None = None, options: LoadOptions | None = None) -> LoadedModel:
-    """``model`` (hub id, folder, ``builtin:NAME`` or a callable ``denoise(y, sigma)`` with ``shape``) loaded on
-    ``config``'s device and dtype, with its scheduler, conditioned as ``conditioning`` says; ``conditioning=None``:
-    no conditioning is built (the caller conditions every step itself, as guide does)."""
+    """``model`` (hub id, folder, ``builtin:NAME``, a callable ``denoise(y, sigma)`` with ``shape``, or a diffusers
+    pipeline or ``HeldModel``: ``hold``) loaded on ``config``'s device and dtype, with its scheduler, conditioned as
+    ``conditioning`` says; ``conditioning=None``: no conditioning is built (the caller conditions every step itself,
+    as guide does). A held module is used as it is, on its own device and dtype (``_held_device``), not moved, copied
+    or switched to eval mode: the API's entry points do that for the call (``borrowed``)."""
     options = options or LoadOptions()
+    model = hold(model)
+    if isinstance(model, HeldModel):
+        with library_logs():
+            return _load_held(model, config, conditioning, options)
     device = resolve_device(config.device)
     if callable(model) and not isinstance(model, (str, Path)):
         _refuse_changed(config, SCHEDULER_OPTIONS, ModelConfig, "diffusers models", "a callable denoiser")
         if shape is None:
-            raise UserError("a callable denoiser needs shape=(C, H, W)")
+            raise UserError(f"a callable denoiser ({type(model).__name__}) needs `shape` (C, H, W)",
+                            "pass shape=, or a diffusers pipeline, or its denoiser with `scheduler`", option="shape")
         name = getattr(model, "__name__", type(model).__name__)
         return _karras_model(CallableDenoiser(model), tuple(shape), conditioning, device,
                              {"id": name, "kind": "callable", "class": type(model).__name__}, model=model)
@@ -176,6 +375,8 @@ SCHEDULER_OPTIONS = ("scheduler", "prediction_type")  # a diffusers model's sche
 def has_scheduler(model: Any) -> bool:
     """Whether ``model`` is sampled by a diffusers scheduler of its own (else Euler on the Karras schedule), read
     from the name alone."""
+    if isinstance(model, HeldModel) or _diffusers_object(model) is not None:
+        return True
     if callable(model) and not isinstance(model, (str, Path)):
         return False
     spec = str(model)
@@ -206,7 +407,7 @@ class SchedulerOnly:
     scheduler: Any
     set_timesteps: Callable[[Any, int], None]
     info: dict
-    root: Path
+    root: Path | None
 
 
 def load_scheduler(model: Any, config: ModelConfig, options: LoadOptions | None = None) -> SchedulerOnly:
@@ -215,6 +416,12 @@ def load_scheduler(model: Any, config: ModelConfig, options: LoadOptions | None 
     from diffusers.configuration_utils import FrozenDict
 
     options = options or LoadOptions()
+    model = hold(model)
+    if isinstance(model, HeldModel):
+        family = _held_family(model)
+        scheduler = family.pipeline_scheduler(_held_scheduler(model, config), model.root)
+        return _scheduler_only(family, scheduler, model.module.config, model.root, config,
+                               {"id": model.name, "kind": model.kind, "class": type(model.module).__name__})
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
         entry, _ = builtins.parse_spec(spec)
@@ -232,14 +439,19 @@ def load_scheduler(model: Any, config: ModelConfig, options: LoadOptions | None 
     class_name, family = _model_family(model_folder)
     scheduler = family.pipeline_scheduler(_load_scheduler(scheduler_folder, config), root)
     module_config = FrozenDict(_read_json(model_folder / "config.json"))  # attribute access, as a module's config
-    grid, _ = latent_grid(family, module_config, root, config.height, config.width)
     info = {"id": spec, "kind": "builtin" if spec.startswith(builtins.PREFIX) else "diffusers", "class": class_name,
-            "scheduler": type(scheduler).__name__, **revision_info(root, options)}
-    return SchedulerOnly(scheduler, functools.partial(family.set_timesteps, grid=grid, config=module_config), info,
-                         root)
+            **revision_info(root, options)}
+    return _scheduler_only(family, scheduler, module_config, root, config, info)
 
 
-def model_shape(model: str, options: LoadOptions | None = None, height: int | None = None,
+def _scheduler_only(family: Family, scheduler: Any, module_config: Any, root: Path | None, config: ModelConfig,
+                    info: dict) -> SchedulerOnly:
+    grid, _ = latent_grid(family, module_config, root, config.height, config.width)
+    return SchedulerOnly(scheduler, functools.partial(family.set_timesteps, grid=grid, config=module_config),
+                         {**info, "scheduler": type(scheduler).__name__}, root)
+
+
+def model_shape(model: Any, options: LoadOptions | None = None, height: int | None = None,
                 width: int | None = None) -> tuple[int, int, int] | None:
     """The (C, H, W) ``load_model`` would give (at --height/--width where the family takes them), read cheaply for
     checks before an analysis: an analytic built-in's options, a folder's (or cached hub snapshot's) config.json;
@@ -247,6 +459,11 @@ def model_shape(model: str, options: LoadOptions | None = None, height: int | No
     from diffusers.configuration_utils import FrozenDict
 
     options = options or LoadOptions()
+    model = hold(model)
+    if isinstance(model, HeldModel):
+        family = _held_family(model)
+        grid, _ = latent_grid(family, model.module.config, model.root, height, width)
+        return family.channels(model.module.config), *grid
     spec = str(model)
     if spec.startswith(builtins.PREFIX):
         entry, kwargs = builtins.parse_spec(spec)
@@ -268,8 +485,14 @@ def model_shape(model: str, options: LoadOptions | None = None, height: int | No
 
 def model_source(model: Any) -> Path | None:
     """The local folder (or file) ``model`` reads: a folder as given, a built-in checkpoint's folder, a hub id's
-    cache folder (models--owner--name); None for a callable or an analytic built-in. Nothing is loaded: this is
-    what outputs are checked against before any work (``io.check_outputs``)."""
+    cache folder (models--owner--name), the folder a held pipeline or module came from (``HeldModel.root``); None for
+    a callable, an analytic built-in or an object built in memory. Nothing is loaded: this is what outputs are
+    checked against before any work (``io.check_outputs``)."""
+    if isinstance(model, HeldModel):
+        return model.root
+    found = _diffusers_object(model)
+    if found is not None:
+        return _object_root(*found)
     if callable(model) and not isinstance(model, (str, Path)):
         return None
     spec = str(model)
@@ -430,14 +653,21 @@ def _scheduler_folder(root: Path) -> Path | None:
 
 def _load_scheduler(folder: Path | None, config: ModelConfig):
     """The folder's scheduler (or ``--scheduler``, which overrides it), checked to be one diffcrit can follow."""
-    import diffusers
-
     name = config.scheduler
     if folder is None and name is None:
         raise UserError("this model folder has no scheduler",
                         "pass `scheduler` (a diffusers scheduler class, e.g. DDPMScheduler)")
     stored = _read_json(folder / "scheduler_config.json") if folder is not None else {}
-    wanted = name or stored.get("_class_name")
+    return _build_scheduler(stored, name or stored.get("_class_name"), config,
+                            folder / "scheduler_config.json" if folder is not None else None)
+
+
+def _build_scheduler(stored: dict, wanted: Any, config: ModelConfig, where: Any):
+    """Scheduler class ``wanted`` built from the ``stored`` config (a folder's JSON, a held scheduler's config; {}:
+    its defaults) with ``prediction_type`` overridden, checked to be one diffcrit can follow; ``where``: whence the
+    values came, for the error."""
+    import diffusers
+
     check_supported(str(wanted))
     cls = getattr(diffusers, str(wanted), None)
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
@@ -447,8 +677,7 @@ def _load_scheduler(folder: Path | None, config: ModelConfig):
     try:
         scheduler = cls.from_config({**stored, **overrides}) if stored else cls(**overrides)
     except (TypeError, ValueError, RuntimeError) as err:  # a value of the wrong type or range
-        where = folder / "scheduler_config.json" if folder is not None else wanted
-        raise UserError(f"cannot build {wanted} from {where}: {shorten(str(err), 160)}",
+        raise UserError(f"cannot build {wanted} from {where or wanted}: {shorten(str(err), 160)}",
                         "check its values, or write the folder again (save_pretrained)") from None
     family_of(scheduler)  # refuses, naming why, a scheduler outside every family
     return scheduler
@@ -491,26 +720,37 @@ def load_diffusers(root: Path, config: ModelConfig, conditioning: ConditioningCo
 
 def _load_diffusers(root: Path, config: ModelConfig, conditioning: ConditioningConfig | None, device: torch.device,
                     options: LoadOptions, hub_id: str | None) -> LoadedModel:
-    from .conditioning import build_conditioning
-
     if not root.is_dir():
         raise UserError(f"model folder {root} does not exist")
     model_folder, scheduler_folder = _model_folder(root, options)
     class_name, family = _model_family(model_folder)
-    scheduler = family.pipeline_scheduler(_load_scheduler(scheduler_folder, config), root)
+    scheduler = _load_scheduler(scheduler_folder, config)
     module = _load_denoiser_module(model_folder, class_name, config, options, device)
+    identity = {"id": hub_id or str(root), "kind": "diffusers", "subfolder": options.subfolder,
+                "variant": options.variant, **revision_info(root, options)}
+    return _diffusers_model(module, family, scheduler, root, config, conditioning, device, identity,
+                            model_folder / "config.json")
+
+
+def _diffusers_model(module: torch.nn.Module, family: Family, scheduler: Any, root: Path | None, config: ModelConfig,
+                     conditioning: ConditioningConfig | None, device: torch.device, identity: dict,
+                     where: Any) -> LoadedModel:
+    """A loaded (or held) denoiser and its scheduler as its pipeline samples them: the scheduler as the pipeline's
+    constructor leaves it, the family's latent grid and ``set_timesteps``, the conditioning; ``identity``: the
+    ``info`` keys of where it came from (id, kind, ...); ``where``: what names its config in errors."""
+    from .conditioning import build_conditioning
+
+    scheduler = family.pipeline_scheduler(scheduler, root)
     denoiser = DiffusersDenoiser(module, frame=family_of(scheduler).frame(scheduler))
-    prediction_type = denoiser.prediction_type
     grid, pixels = latent_grid(family, module.config, root, config.height, config.width)
     shape = (family.channels(module.config), *grid)
     if min(shape) < 1:
-        raise UserError(f"{model_folder / 'config.json'} gives samples of shape {shape}", "every size must be >= 1")
+        raise UserError(f"{where} gives samples of shape {shape}", "every size must be >= 1")
     make_cond, cond_info = build_conditioning(module, root, conditioning, pixels) if conditioning is not None \
         else ((lambda n: None), None)
-    info = {"id": hub_id or str(root), "kind": "diffusers", "class": type(module).__name__,
-            "scheduler": type(scheduler).__name__, "prediction_type": prediction_type, "shape": list(shape),
-            "conditioning": cond_info, "dtype": config.dtype,
-            "subfolder": options.subfolder, "variant": options.variant, **revision_info(root, options)}
+    info = {**identity, "class": type(module).__name__, "scheduler": type(scheduler).__name__,
+            "prediction_type": denoiser.prediction_type, "shape": list(shape), "conditioning": cond_info,
+            "dtype": config.dtype}
     if pixels is not None:
         info["pixels"] = list(pixels)
     set_timesteps = functools.partial(family.set_timesteps, grid=grid, config=module.config)
