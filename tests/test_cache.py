@@ -14,6 +14,7 @@ from pathlib import Path
 
 import diffusers
 import pytest
+import torch
 from cli_checks import FAST, run
 from huggingface_hub import constants
 from tiny_models import save_ddpm_pipeline, tiny_unet
@@ -97,8 +98,14 @@ def test_no_cache_writes_nothing_and_analytic_models_are_never_kept(ddpm_folder)
     assert entries() == []
     document = diffcrit.analyze("builtin:mixture", **TINY).to_dict()  # the model is code: no revision, not kept
     assert "revision" not in document["model"] and entries() == []
+    held = diffusers.DiffusionPipeline.from_pretrained(ddpm_folder)  # in memory it may differ from the folder
+    document = diffcrit.analyze(held, **TINY).to_dict()
+    assert "revision" not in document["model"] and entries() == []
     ok = run("analyze", "-m", ddpm_folder, *FAST)
     assert ok.exit_code == 0 and len(entries()) == 1
+    with torch.no_grad():  # a held pipeline changed in memory is measured, never served the folder's result
+        held.unet.conv_out.bias.add_(1.0)
+    assert diffcrit.analyze(held, reuse=True, **TINY).cache_entry is None
 
 
 # --------------------------------------------------------------------------------------------
