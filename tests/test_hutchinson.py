@@ -140,3 +140,48 @@ def test_instability_block_on_the_mixture():
     assert block["peak_fraction"][1:] == [0.0, 0.0, 0.0] and block["peak_step"][1:] == [None, None, None]
     assert block["detectable_fraction"] == pytest.approx(1 - 0.2 ** (1 / 8))
     assert block["onset_found"] == (result["critical"]["markers"]["instability_onset"] is not None) is True
+
+
+def _exact_unstable_share(m2: float, sigma: float, depth: float) -> float:
+    """The mixture's exact share of states with DC stiffness below -depth: s = 1 - a sech^2(u), a = m2 / sigma^2, u
+    = a + sqrt(a) z along the exact marginal (bench/instability_coverage.py)."""
+    from scipy.stats import norm
+
+    a = m2 / sigma**2
+    if a <= 1 + depth:
+        return 0.0
+    c = math.acosh(math.sqrt(a / (1 + depth)))
+    return float(norm.cdf((c - a) / math.sqrt(a)) - norm.cdf((-c - a) / math.sqrt(a)))
+
+
+def test_the_per_step_unstable_interval_is_clopper_pearson_and_holds_the_exact_share():
+    """Per probed step, ``unstable_fraction_ci95`` is the Clopper–Pearson interval of the count of unstable probe
+    trajectories (also without a bootstrap) and, on the mixture, holds the exact unstable share where it is resolved;
+    a bootstrap over the points collapses to [0, 0] at none unstable."""
+    doc = diffcrit.analyze("builtin:mixture?size=8", steps=100, samples=48, probe_samples=48, probe_schedule="every",
+                           probe_every=5, directions=1, bootstrap=0, cache=False).to_dict()
+    depth, held, resolved = doc["instability"]["depth"], 0, 0
+    for step in (s for s in doc["steps"] if s["probed"]):
+        for fraction, band in zip(step["unstable_fraction"], step["unstable_fraction_ci95"], strict=True):
+            assert band == pytest.approx(list(estimators.fraction_ci95(round(fraction * 48), 48)))
+            assert band[1] > band[0]  # an interval at 0 and at 48 of 48 too
+        exact = _exact_unstable_share(16.0, step["sigma"], depth)
+        # from 0.05 up: below, the sampler's bias at the class boundary exceeds the binomial error (256 trajectories
+        # at 100 steps: 0.039 unstable at sigma 1.5 where the exact marginal has 0.020)
+        if exact >= 0.05:
+            resolved += 1
+            low, high = step["unstable_fraction_ci95"][0]
+            held += low <= exact <= high
+    assert resolved >= 2 and held == resolved
+    zero = diffcrit.analyze("builtin:mixture?size=8", steps=12, samples=4, linearize_at="zero", bootstrap=0,
+                            cache=False).to_dict()
+    assert all(s["unstable_fraction_ci95"] is None for s in zero["steps"])  # one point at y = 0: no sample
+
+
+def test_fraction_ci95_is_scipys_clopper_pearson():
+    from scipy.stats import beta
+
+    for unstable, points in ((0, 16), (3, 16), (16, 16), (1, 2)):
+        low = 0.0 if unstable == 0 else beta.ppf(0.025, unstable, points - unstable + 1)
+        high = 1.0 if unstable == points else beta.ppf(0.975, unstable + 1, points - unstable)
+        assert estimators.fraction_ci95(unstable, points) == pytest.approx((low, high), abs=1e-12)

@@ -198,7 +198,11 @@ def build_document(loaded: LoadedModel, config: AnalyzeConfig, directions: Probe
     # Euler (ODE) sampling only (docs/design.md §6a)
     euler = loaded.info.get("scheduler") == "KarrasEuler" and config.churn == 0
     critical["transition"]["sampler_calibrated"] = critical["transition"].get("null") == "sampled" or euler
-    decided_band, unstable_band = curve_band(resamples, "decided"), curve_band(resamples, "unstable")
+    decided_band = curve_band(resamples, "decided")
+    # the unstable share of P probe trajectories is a binomial count: Clopper–Pearson per step (a bootstrap over the
+    # points collapses to [0, 0] at none unstable); one point at y = 0 is no sample, so it has no interval
+    unstable_band = None if config.linearize_at == "zero" else \
+        estimators.fraction_bands(curves.unstable, config.probe_samples)
     t = np.array([info.t for info in records.infos])
     if decided_band is not None:  # the sampler's discretisation error in t is part of the interval (transition.py)
         decided_band = transition.widen_band(t, decided_band, transition.allowed_shift(t))

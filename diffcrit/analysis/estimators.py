@@ -174,12 +174,22 @@ def unstable_fraction(point_s: np.ndarray) -> np.ndarray:
 def fraction_ci95(unstable: int, points: int) -> tuple[float, float]:
     """Clopper–Pearson 95% interval of a share of ``unstable`` in ``points`` trajectories (docs/design.md §5): exact
     for a binomial count, and an interval (not a point) at 0 and at ``points``, where a bootstrap over the probe points
-    collapses. With none unstable the upper end is 1 - 0.025^(1/P)."""
-    from scipy.stats import beta
+    collapses. With none unstable the upper end is 1 - 0.025^(1/P). scipy's ``binomtest(...).proportion_ci``."""
+    from scipy.stats import binomtest
 
-    low = 0.0 if unstable == 0 else float(beta.ppf(0.025, unstable, points - unstable + 1))
-    high = 1.0 if unstable == points else float(beta.ppf(0.975, unstable + 1, points - unstable))
-    return low, high
+    interval = binomtest(int(unstable), int(points)).proportion_ci(0.95, method="exact")
+    return float(interval.low), float(interval.high)
+
+
+def fraction_bands(fraction: np.ndarray, points: int) -> np.ndarray:
+    """``fraction_ci95`` of every entry of a share of ``points`` trajectories (..., K) -> (..., K, 2); NaN where the
+    share is NaN (a step not probed). Over 12 disjoint ranges on the exact mixture this interval held the exact
+    unstable share at 59 of 60 probed steps where it lies in (0, 1); a bootstrap over the probe points, at 42
+    (bench/instability_coverage.py)."""
+    out = np.full((*fraction.shape, 2), np.nan)
+    for index in zip(*np.nonzero(np.isfinite(fraction))):
+        out[index] = fraction_ci95(round(float(fraction[index]) * points), points)
+    return out
 
 
 # The power with which a share of unstable trajectories counts as detectable (docs/design.md §5).
