@@ -11,7 +11,7 @@ import torch
 import diffcrit
 from diffcrit.config import make_config
 from diffcrit.analysis import estimators
-from diffcrit.models.builtins.analytic import GaussianField, TwoPointMixture
+from diffcrit.models.builtins.analytic import GaussianField, TwoPointMixture, mixture_unstable_share
 from diffcrit.probing.hutchinson import point_tangents, shell_signs, shell_tangents
 from diffcrit.probing.probes import mode_gains
 from diffcrit.spectral.fourier import plane_wave_directions
@@ -142,18 +142,6 @@ def test_instability_block_on_the_mixture():
     assert block["onset_found"] == (result["critical"]["markers"]["instability_onset"] is not None) is True
 
 
-def _exact_unstable_share(m2: float, sigma: float, depth: float) -> float:
-    """The mixture's exact share of states with DC stiffness below -depth: s = 1 - a sech^2(u), a = m2 / sigma^2, u
-    = a + sqrt(a) z along the exact marginal (bench/instability_coverage.py)."""
-    from scipy.stats import norm
-
-    a = m2 / sigma**2
-    if a <= 1 + depth:
-        return 0.0
-    c = math.acosh(math.sqrt(a / (1 + depth)))
-    return float(norm.cdf((c - a) / math.sqrt(a)) - norm.cdf((-c - a) / math.sqrt(a)))
-
-
 def test_the_per_step_unstable_interval_is_clopper_pearson_and_holds_the_exact_share():
     """Per probed step, ``unstable_fraction_ci95`` is the Clopper–Pearson interval of the count of unstable probe
     trajectories (also without a bootstrap) and, on the mixture, holds the exact unstable share where it is resolved;
@@ -165,7 +153,7 @@ def test_the_per_step_unstable_interval_is_clopper_pearson_and_holds_the_exact_s
         for fraction, band in zip(step["unstable_fraction"], step["unstable_fraction_ci95"], strict=True):
             assert band == pytest.approx(list(estimators.fraction_ci95(round(fraction * 48), 48)))
             assert band[1] > band[0]  # an interval at 0 and at 48 of 48 too
-        exact = _exact_unstable_share(16.0, step["sigma"], depth)
+        exact = mixture_unstable_share(16.0 / step["sigma"] ** 2, depth)
         # from 0.05 up: below, the sampler's bias at the class boundary exceeds the binomial error (256 trajectories
         # at 100 steps: 0.039 unstable at sigma 1.5 where the exact marginal has 0.020)
         if exact >= 0.05:

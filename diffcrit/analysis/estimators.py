@@ -184,10 +184,11 @@ def fraction_ci95(unstable: int, points: int) -> tuple[float, float]:
 def fraction_bands(fraction: np.ndarray, points: int) -> np.ndarray:
     """``fraction_ci95`` of every entry of a share of ``points`` trajectories (..., K) -> (..., K, 2); NaN where the
     share is NaN (a step not probed). Over 12 disjoint ranges on the exact mixture this interval held the exact
-    unstable share at 59 of 60 probed steps where it lies in (0, 1); a bootstrap over the probe points, at 42
+    unstable share at 59 of 60 probed steps where that is at least 1e-6; a bootstrap over the probe points, at 42
     (bench/instability_coverage.py)."""
     out = np.full((*fraction.shape, 2), np.nan)
-    for index in zip(*np.nonzero(np.isfinite(fraction))):
+    for index in np.argwhere(np.isfinite(fraction)):
+        index = tuple(index)
         out[index] = fraction_ci95(round(float(fraction[index]) * points), points)
     return out
 

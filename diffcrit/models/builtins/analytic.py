@@ -110,6 +110,19 @@ def mixture_decided(a: float, nodes: int = 80) -> float:
     return float((w * np.tanh(a + math.sqrt(a) * z) ** 2).sum() / w.sum())
 
 
+def mixture_unstable_share(a: float, depth: float) -> float:
+    """The share of the two-point mixture's states at a = |m|^2 / sigma^2 (noise 0) whose DC stiffness is below
+    -depth (docs/design.md §5): s = 1 - a sech^2(u) with u = a + sqrt(a) z along the exact marginal, so s < -depth
+    where |u| < c = arccosh(sqrt(a / (1 + depth))): Phi((c - a) / sqrt(a)) - Phi((-c - a) / sqrt(a)); 0 where
+    a <= 1 + depth."""
+    from scipy.stats import norm
+
+    if a <= 1 + depth:
+        return 0.0
+    c, spread = math.acosh(math.sqrt(a / (1 + depth))), math.sqrt(a)
+    return float(norm.cdf((c - a) / spread) - norm.cdf((-c - a) / spread))
+
+
 def noisy_mixture_decided(m2: float, noise: float, sigma: float) -> float:
     """The decided fraction along m of x0 = ±m + sqrt(noise) g (docs/design.md §7, Biroli et al. 2024).
 
