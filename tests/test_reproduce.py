@@ -216,13 +216,16 @@ def test_cli_model_folder_runs_the_model_claims(ddpm_folder, tmp_path, monkeypat
     monkeypatch.setattr(battery, "QUICK", tiny)
     monkeypatch.setattr(battery, "PATCH_SIDES", (3,))
     out, report = tmp_path / "r.json", tmp_path / "r.md"
-    result = run("reproduce", "--model", ddpm_folder, "--quick", "--quiet", "--out", out, "--report", report)
+    result = run("reproduce", "--model", ddpm_folder, "--quick", "--quiet", "--out", out, "--report", report,
+                 "--seed", "64")  # another sample range: every run starts at seed 64, and its commands say so
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     by_id = {c["id"]: c for c in doc["claims"]}
     name = ddpm_folder.name
     assert {f"{name}-transition", f"{name}-coincidence", "gaussian-no-transition"} <= set(by_id)
     assert by_id[f"{name}-transition"]["commands"][0].startswith(f"diffcrit analyze --model {ddpm_folder}")
+    assert doc["config"]["seed"] == 64 and "--seed 64" in by_id[f"{name}-transition"]["commands"][0]
+    assert by_id["gaussian-no-transition"]["settings"]["analyze"]["seed"] == 64
     for key, why in ((claims.GUIDANCE_PEAK, "no classifier"), (claims.GUIDANCE_BLOCK, "no classifier"),
                      ("speciation-decision", "no data"), ("speciation-class-decision", "no data")):
         assert by_id[f"{name}-{key}"]["verdict"] == INCONCLUSIVE and why in by_id[f"{name}-{key}"]["reason"]

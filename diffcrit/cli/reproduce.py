@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ._app import app, command_outputs, console, emit_json, user_errors
-from ._options import CacheOpt, OfflineOpt, OutOpt, QuietOpt
+from ..config import SamplingConfig
+from ._options import CacheOpt, OfflineOpt, OutOpt, QuietOpt, limits
 from ._render import STAGE_NAMES, progress_callback
 
 VERDICT_STYLES = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow"}
@@ -48,6 +49,9 @@ def reproduce(
     data: Annotated[Optional[str], typer.Option(
         "--data", "-d", help="With --model: its data, as predict reads it, for the speciation claims.",
         show_default=False)] = None,
+    seed: Annotated[int, typer.Option(
+        help="The first seed of every analyze and guide run: another value runs the battery on another sample range "
+        "(compare verdicts over disjoint ranges).", **limits(SamplingConfig, "seed"))] = SamplingConfig.seed,
     offline: OfflineOpt = False,
     cache: CacheOpt = True,
     out: OutOpt = None,
@@ -74,7 +78,7 @@ def reproduce(
     check_reproduce_outputs(model, classifier, data, [("--out", out), ("--report", report), ("--plot", plot)])
     with progress_callback(console, enabled=not quiet, names={**STAGE_NAMES, REPRODUCE: "claim groups"}) as callback:
         document = run_battery(model, quick=quick, classifier=classifier, data=data, callback=callback,
-                               load_options=LoadOptions(offline=offline), cache=cache)
+                               load_options=LoadOptions(offline=offline), cache=cache, seed=seed)
     if not quiet:
         _summary(document)
     with command_outputs(quiet) as outputs:

@@ -88,16 +88,19 @@ def _stem(model: str) -> str:
 class Runner:
     """Runs the library calls of one battery, keeping every analyze result in ``folder`` (guide reads t_c there);
     ``cache``: an analyze of the same weights and config kept in the result cache is read from it (analysis/cache.py),
-    the models it was for listed in ``cached``."""
+    the models it was for listed in ``cached``; ``seed``: every run's first seed (another sample range)."""
 
-    def __init__(self, settings: Settings, folder: Path, callback: Callback, load_options: Any, cache: bool = True):
+    def __init__(self, settings: Settings, folder: Path, callback: Callback, load_options: Any, cache: bool = True,
+                 seed: int = 0):
         self.settings, self.folder, self.callback, self.load_options = settings, folder, callback, load_options
         self.cache, self.cached = cache, []
         self.flags = {"offline": True} if getattr(load_options, "offline", False) else {}  # shown in the commands
+        self.seeded = {"seed": seed} if seed else {}  # the default range: no --seed in the commands
 
     def analyze(self, model: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..analysis.engine import analyze
 
+        options = {**options, **self.seeded}
         found = analyze(model, callback=self.callback, load_options=self.load_options, cache=self.cache,
                         reuse=self.cache, **options)
         if found.cache_entry is not None:
@@ -110,6 +113,7 @@ class Runner:
     def guide(self, model: str, **options: Any) -> tuple[dict, list[str], dict]:
         from ..guidance.engine import guide
 
+        options = {**options, **self.seeded}
         result = guide(model, callback=self.callback, load_options=self.load_options, **options).to_dict()
         shown = {k: (Path(v).name if k == "critical_from" else v) for k, v in options.items()}
         return result, [command_line("guide", {"model": model, **shown, **self.flags})], shown
@@ -217,13 +221,15 @@ def plan(models: list[str] | None, classifier: str | None, data: str | None) -> 
 
 def reproduce(models: list[str] | None = None, *, quick: bool = False, classifier: str | None = None,
               data: str | None = None, callback: Callback | None = None, load_options: Any = None,
-              settings: Settings | None = None, cache: bool = True) -> dict:
+              settings: Settings | None = None, cache: bool = True, seed: int = 0) -> dict:
     """Run the battery; -> the ``reproduce`` document (validated against its shipped schema).
 
     ``models``: the trained models of claims 3-5 (default: the built-ins digits and textures, with their shipped
     classifier and training data); ``classifier``, ``data``: for the models given; ``settings``: overrides
     ``QUICK``/``FULL``; ``cache``: analyze results of the same weights and config are read from the result cache
-    (analysis/cache.py; ``timing.cached`` lists their models) and new ones kept there; False: neither.
+    (analysis/cache.py; ``timing.cached`` lists their models) and new ones kept there; False: neither; ``seed``:
+    the first seed of every analyze and guide run (0: the default ranges; another value, another sample range, so
+    that verdicts can be compared over disjoint ranges).
     """
     started = time.perf_counter()
     callback = callback or ignore
@@ -232,7 +238,7 @@ def reproduce(models: list[str] | None = None, *, quick: bool = False, classifie
     rows: list[c.Claim] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="diffcrit-reproduce-") as folder:
-        run = Runner(settings, Path(folder), callback, load_options, cache)
+        run = Runner(settings, Path(folder), callback, load_options, cache, seed)
         for i, (label, group) in enumerate(groups):
             callback(ProgressEvent(REPRODUCE, i, len(groups)))  # one bar; each group's runs show their own
             tick = time.perf_counter()
@@ -240,7 +246,8 @@ def reproduce(models: list[str] | None = None, *, quick: bool = False, classifie
             seconds[label] = time.perf_counter() - tick
         callback(ProgressEvent(REPRODUCE, len(groups), len(groups)))
     config = {"models": list(models or BUILTIN_MODELS), "quick": quick, "classifier": classifier, "data": data,
-              "settings": settings.to_dict(), "patch_sides": list(PATCH_SIDES), "control": GAUSSIAN, "cache": cache}
+              "settings": settings.to_dict(), "patch_sides": list(PATCH_SIDES), "control": GAUSSIAN, "cache": cache,
+              "seed": seed}
     return document(rows, config, quick, {"total_s": time.perf_counter() - started, "groups_s": seconds,
                                           "cached": run.cached})
 
