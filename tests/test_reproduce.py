@@ -21,7 +21,7 @@ from diffcrit.models.builtins.patch import PatchModel
 from diffcrit.report.document import KIND_REPRODUCE, validate_document
 from diffcrit.reproduction import battery, claims
 from diffcrit.reproduction.verdicts import (CONFIRMED, INCONCLUSIVE, REFUTED, verdict_above, verdict_below,
-                                         verdict_coincide, verdict_overlap, verdict_within)
+                                         verdict_bracketed, verdict_coincide, verdict_overlap, verdict_within)
 from diffcrit.spectral.fourier import plane_wave_directions
 
 from cli_checks import run
@@ -30,12 +30,27 @@ from cli_checks import run
 # --- verdict rules: every path ------------------------------------------------------------------------------
 
 def test_within_confirms_refutes_and_is_inconclusive():
-    assert verdict_within(3.05, [3.0, 3.1], 3.12, 0.03)[0] == CONFIRMED  # inside the widened interval
+    """An equivalence test: the whole interval within prediction ± tol confirms, wholly outside refutes, across the
+    edge is inconclusive — so a wider interval never turns a refutation into a confirmation."""
+    assert verdict_within(3.05, [3.0, 3.1], 3.05, 0.06)[0] == CONFIRMED  # [3.0, 3.1] inside [2.99, 3.11]
     verdict, reason = verdict_within(3.05, [3.0, 3.1], 3.2, 0.03)
     assert verdict == REFUTED and "by 0.07" in reason
+    verdict, reason = verdict_within(3.05, [3.0, 3.1], 3.12, 0.03)  # [3.09, 3.15] holds part of the interval
+    assert verdict == INCONCLUSIVE and "more samples" in reason
     assert verdict_within(3.05, None, 3.05 * 1.009, 0.01 * 3.05)[0] == CONFIRMED  # no interval: the value
     assert verdict_within(None, None, 3.0, 0.1, missing="did not soften") == (INCONCLUSIVE, "did not soften")
     assert verdict_within(1.0, [0.9, 1.1], None, 0.1)[0] == INCONCLUSIVE
+    # the quick battery's textures class decision: 0.82 [0.45, 1.17] against 1.53 ± 0.5 reaches within and beyond
+    assert verdict_within(0.8163, [0.447, 1.172], 1.533, 0.5)[0] == INCONCLUSIVE
+    for width in (0.1, 0.5, 2.0, 10.0):  # widening an interval around a value far off never confirms
+        assert verdict_within(0.0, [-width, width], 3.0, 0.5)[0] != CONFIRMED
+
+
+def test_bracketed_holds_or_misses_the_prediction():
+    assert verdict_bracketed(2.187, [2.108, 2.345], 2.192, 0.022)[0] == CONFIRMED
+    verdict, reason = verdict_bracketed(2.187, [2.108, 2.345], 3.192, 0.022)
+    assert verdict == REFUTED and "by 0.825" in reason
+    assert verdict_bracketed(None, None, 2.0, 0.1)[0] == INCONCLUSIVE
 
 
 def test_above_below_and_overlap():

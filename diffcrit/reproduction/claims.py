@@ -18,7 +18,7 @@ from ..guidance.pulses import ARM_CRITICAL, ARM_RANDOM_STEPS
 from ..release.checking import Tolerances
 from ..report.view import Critical
 from .verdicts import (INCONCLUSIVE, REFUTED, fmt, fmt_interval, verdict_above, verdict_below, verdict_coincide,
-                       verdict_overlap, verdict_within)
+                       verdict_bracketed, verdict_overlap, verdict_within)
 
 PATCH_TOLERANCE = 0.01  # relative: the y = 0 softening time within 1 % of log(1 + C_Omega(0))
 # The negative control is confirmed only when its excess over the null is resolved below this (the weakest transition
@@ -126,7 +126,7 @@ def patch_jump(p: int, result: Mapping[str, Any], predicted_t: float, commands: 
                        f"the factor only below {fmt(JUMP_RESOLUTION)} (more steps)")
         return row(f"patch-p{p}", JUMP, predicted_t, None, None, verdict, reason, commands, settings, details)
     details["jump"].update(onset_t=jump.onset_t, rise=jump.factor)
-    verdict, reason = verdict_within(jump.t, jump.ci95, predicted_t, tolerance * predicted_t)
+    verdict, reason = verdict_bracketed(jump.t, jump.ci95, predicted_t, tolerance * predicted_t)
     return row(f"patch-p{p}", JUMP, predicted_t, jump.t, jump.ci95, verdict, f"xi_eq rises {fmt(jump.factor)}-fold; "
                f"{reason}", commands, settings, details)
 

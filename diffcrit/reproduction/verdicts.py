@@ -30,18 +30,39 @@ def _bounds(value: float, ci95: Interval) -> tuple[float, float]:
 
 def verdict_within(measured: float | None, ci95: Interval, prediction: float | None, tol: float,
                    missing: str = "not measured") -> Verdict:
-    """Confirmed when ``prediction`` lies in the measurement's ci95 (the measured value when there is none) widened
-    by ``tol`` on either side; refuted when outside; inconclusive when either is missing (``missing`` says why)."""
+    """Agreement within ``tol``, as an equivalence test: confirmed when the whole ci95 (the measured value when there
+    is none) lies within ``prediction`` ± ``tol``; refuted when it lies wholly outside; inconclusive when it reaches
+    both (a wide interval confirms nothing: over 4 disjoint ranges of the quick battery, the rule that confirmed
+    whenever the widened interval held the prediction turned confirmed into refuted on 3 claims,
+    bench/reproduce_ranges.py), or when either is missing (``missing`` says why)."""
     if prediction is None:
         return INCONCLUSIVE, "no prediction"
     if measured is None:
         return INCONCLUSIVE, missing
     low, high = _bounds(measured, ci95)
     where = f"{fmt(prediction)} vs measured {fmt(measured)} (ci95 {fmt_interval((low, high))}, tolerance {fmt(tol)})"
+    if prediction - tol <= low and high <= prediction + tol:
+        return CONFIRMED, f"the interval lies within the prediction ± tolerance: {where}"
+    if high < prediction - tol or low > prediction + tol:
+        off = prediction - tol - high if high < prediction - tol else low - prediction - tol
+        return REFUTED, f"the interval lies outside the prediction ± tolerance, by {fmt(off)}: {where}"
+    return INCONCLUSIVE, f"the interval reaches both within and beyond the tolerance (more samples would tell): {where}"
+
+
+def verdict_bracketed(located: float | None, bracket: Interval, prediction: float | None, tol: float) -> Verdict:
+    """A deterministic localisation (no sampling: a run at y = 0), ``bracket`` the probed points either side of the
+    located event: confirmed when the bracket widened by ``tol`` holds ``prediction``, refuted when it does not."""
+    if prediction is None:
+        return INCONCLUSIVE, "no prediction"
+    if located is None:
+        return INCONCLUSIVE, "not located"
+    low, high = _bounds(located, bracket)
+    where = f"{fmt(prediction)} vs located {fmt(located)} (between probed points {fmt_interval((low, high))}, " \
+            f"tolerance {fmt(tol)})"
     if low - tol <= prediction <= high + tol:
-        return CONFIRMED, f"prediction within the interval: {where}"
+        return CONFIRMED, f"the prediction lies between the probed points around it: {where}"
     off = low - tol - prediction if prediction < low - tol else prediction - high - tol
-    return REFUTED, f"prediction outside the interval by {fmt(off)}: {where}"
+    return REFUTED, f"the prediction lies outside the bracket by {fmt(off)}: {where}"
 
 
 def _measured(value: float | None, ci95: Interval, margin: float, what: str) -> tuple[float, float, str] | None:
