@@ -1,5 +1,6 @@
 """The verdicts of ``diffcrit reproduce`` over disjoint sample ranges: which claims keep their verdict when only the
-seeds change (docs/reproduce.md, "Verdicts over disjoint ranges").
+seeds change (docs/reproduce.md, "Verdicts over disjoint ranges"). No claim may be confirmed in one range and
+refuted in another: that would mean intervals narrower than the spread between ranges.
 
 Range r runs the battery with ``seed = r * 10000`` (every analyze and guide run of the battery starts there; the
 battery's largest run draws 128 samples, so the ranges share no seed). Per claim: the verdict in each range and the
@@ -44,6 +45,7 @@ def by_claim(documents: list[dict]) -> dict[str, dict]:
             row["measured"].append(claim["measured"])
     for row in out.values():
         row["stable"] = len(set(row["verdicts"])) == 1
+        row["opposite"] = {"confirmed", "refuted"} <= set(row["verdicts"])  # one range confirms, another refutes
         numbers = [m for m in row["measured"] if isinstance(m, (int, float))]
         row["measured_spread"] = float(np.ptp(numbers)) if len(numbers) > 1 else None
     return out
@@ -62,11 +64,13 @@ def main() -> None:
     for claim_id, row in claims.items():
         print(f"{claim_id:40s} {' '.join(v[:4] for v in row['verdicts'])}  {'stable' if row['stable'] else 'CHANGES'}"
               f"  spread {row['measured_spread']}")
-    stable = sum(row["stable"] for row in claims.values())
-    print(f"{stable} of {len(claims)} claims keep their verdict over {args.ranges} ranges")
+    stable, opposite = (sum(row[key] for row in claims.values()) for key in ("stable", "opposite"))
+    print(f"{stable} of {len(claims)} claims keep their verdict over {args.ranges} ranges; {opposite} confirmed in "
+          "one range and refuted in another")
     if args.out is not None:
         report = {"quick": args.quick, "ranges": args.ranges, "seeds": [r * SPACING for r in range(args.ranges)],
-                  "summary": [d["summary"] for d in documents], "claims": claims, "stable": stable}
+                  "summary": [d["summary"] for d in documents], "claims": claims, "stable": stable,
+                  "opposite": opposite}
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 
 
