@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="sweep-hf-"))  # no case writes the user's hub cache
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 FAST = ["--steps", "4", "--samples", "2", "--bootstrap", "0", "--quiet"]
@@ -84,6 +85,16 @@ def build_workspace(home: Path) -> None:
     shutil.copytree(home / "m", home / "no_weights")
     (home / "no_weights" / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     (home / "tol.yaml").write_text("check: [1, 2\n")
+    configs = {"cfg_type.yaml": "analyze:\n  steps: many\n", "cfg_range.yaml": "analyze:\n  steps: 1\n",
+               "cfg_unknown.yaml": "analyze:\n  batch_size: 4\n", "cfg_config.yaml": "analyze:\n  config: x.yaml\n",
+               "cfg_list.yaml": "analyze: [1, 2]\n", "cfg_section.yaml": "analyse:\n  steps: 4\n",
+               "cfg_broken.yaml": "analyze: [1, 2\n", "cfg_inf.yaml": "analyze:\n  fd-step: .inf\n",
+               "cfg_switch.yaml": "analyze:\n  offline: maybe\n", "cfg_guide.yaml": "guide:\n  base: nowhere\n",
+               "cfg_top.yaml": "[1, 2]\n", "cfg_empty.yaml": ""}
+    for name, text in configs.items():
+        (home / name).write_text(text)
+    (home / "imgs" / "critical").mkdir(parents=True)  # another run's samples: seeds this run does not draw
+    (home / "imgs" / "critical" / "000099.png").write_bytes(b"another run's sample")
 
 
 def cases() -> list[tuple[str, list[str]]]:
@@ -223,6 +234,27 @@ def cases() -> list[tuple[str, list[str]]]:
     add(("options that do not apply", ["check", "cand.json", "-b", "base.json", "--save-candidate", "c.json"]))
     add(("options that do not apply", ["check", "cand.json", "-b", "base.json", "--device", "cpu"]))
     add(("options that do not apply", ["check", "cand.json", "-b", "base.json", "--model", "m"]))
+    # 10. the ecosystem's options: config files, trackers, devices, per-sample images, reproduce's ranges
+    for config in ("cfg_type.yaml", "cfg_range.yaml", "cfg_unknown.yaml", "cfg_config.yaml", "cfg_list.yaml",
+                   "cfg_section.yaml", "cfg_broken.yaml", "cfg_inf.yaml", "cfg_switch.yaml", "cfg_top.yaml",
+                   "missing.yaml", "docdir", "binary.json", "m/model_index.json"):
+        add(("ecosystem: config files", [*ANALYZE, "-m", SMALL, "--config", config]))
+    for config in ("cfg_guide.yaml", "cfg_broken.yaml", "missing.yaml"):
+        add(("ecosystem: config files", [*GUIDE, "-m", "builtin:digits", "--config", config]))
+    for extra in (["--report-to", "bogus"], ["--report-to", "wandb"], ["--report-to", "tensorboard"],
+                  ["--logging-dir", "runs"], ["--report-to", ""], ["--report-to", "tensorboard,bogus"]):
+        add(("ecosystem: trackers", [*ANALYZE, "-m", SMALL, *extra]))
+        add(("ecosystem: trackers", [*GUIDE, "-m", "builtin:digits", *extra]))
+    for folder in ("m", "m/unet", ".", "old.json", "mlink"):
+        add(("ecosystem: trackers", [*ANALYZE, "-m", "m", "--report-to", "tensorboard", "--logging-dir", folder]))
+    add(("ecosystem: trackers", ["guide", "-m", "builtin:digits", "--suggest", "--report-to", "tensorboard",
+                                 "--logging-dir", "runs"]))
+    for device in ("cuda:0", "cuda:x", "cuda:-1", "mps", "cuda:99", "gpu"):
+        add(("ecosystem: devices", [*ANALYZE, "-m", SMALL, "--device", device]))
+        add(("ecosystem: devices", [*GUIDE, "-m", "builtin:digits", "--device", device]))
+    add(("ecosystem: per-sample images", [*GUIDE, "-m", "builtin:digits", "--samples", "2", "--save-images", "imgs"]))
+    for seed in ("-1", HUGE, "x"):
+        add(("ecosystem: reproduce ranges", ["reproduce", "--quick", "--quiet", "--seed", seed]))
     return out
 
 
