@@ -28,6 +28,11 @@ def _bounds(value: float, ci95: Interval) -> tuple[float, float]:
     return (float(ci95[0]), float(ci95[1])) if ci95 is not None else (value, value)
 
 
+def _gap(low: float, high: float, prediction: float, tol: float) -> float:
+    """How far [low, high] lies from [prediction - tol, prediction + tol]: positive when apart, else <= 0."""
+    return max(prediction - tol - high, low - prediction - tol)
+
+
 def verdict_within(measured: float | None, ci95: Interval, prediction: float | None, tol: float,
                    missing: str = "not measured") -> Verdict:
     """Agreement within ``tol``, as an equivalence test: confirmed when the whole ci95 (the measured value when there
@@ -43,8 +48,8 @@ def verdict_within(measured: float | None, ci95: Interval, prediction: float | N
     where = f"{fmt(prediction)} vs measured {fmt(measured)} (ci95 {fmt_interval((low, high))}, tolerance {fmt(tol)})"
     if prediction - tol <= low and high <= prediction + tol:
         return CONFIRMED, f"the interval lies within the prediction ± tolerance: {where}"
-    if high < prediction - tol or low > prediction + tol:
-        off = prediction - tol - high if high < prediction - tol else low - prediction - tol
+    off = _gap(low, high, prediction, tol)
+    if off > 0:
         return REFUTED, f"the interval lies outside the prediction ± tolerance, by {fmt(off)}: {where}"
     return INCONCLUSIVE, f"the interval reaches both within and beyond the tolerance (more samples would tell): {where}"
 
@@ -59,9 +64,9 @@ def verdict_bracketed(located: float | None, bracket: Interval, prediction: floa
     low, high = _bounds(located, bracket)
     where = f"{fmt(prediction)} vs located {fmt(located)} (between probed points {fmt_interval((low, high))}, " \
             f"tolerance {fmt(tol)})"
-    if low - tol <= prediction <= high + tol:
+    off = _gap(low, high, prediction, tol)
+    if off <= 0:
         return CONFIRMED, f"the prediction lies between the probed points around it: {where}"
-    off = low - tol - prediction if prediction < low - tol else prediction - high - tol
     return REFUTED, f"the prediction lies outside the bracket by {fmt(off)}: {where}"
 
 
