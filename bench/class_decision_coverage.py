@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -48,9 +47,8 @@ class BlindClassifier(torch.nn.Module):
 
 def exact_time(model: str) -> float:
     from diffcrit.models.builtins import make_analytic
-    from diffcrit.models.builtins.analytic import MIXTURE_HALF_DECIDED_A
 
-    return math.log1p(make_analytic(model).m2 / MIXTURE_HALF_DECIDED_A)
+    return make_analytic(model).decision_t
 
 
 def range_row(doc: dict, exact: float) -> dict:

@@ -180,6 +180,13 @@ class TwoPointMixture:
         numel = self.channels * self.size * self.size
         return torch.full(self.shape, math.sqrt(self.m2 / numel))
 
+    @property
+    def decision_t(self) -> float:
+        """The DC mode's decision time along trajectories: where its decided fraction is 1/2 (docs/design.md §7)."""
+        if self.noise == 0:
+            return math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)
+        return _half_decided_t(lambda sigma: noisy_mixture_decided(self.m2, self.noise, sigma))
+
     def __call__(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         m = self.mean.to(y.device, y.dtype)
         s = self.noise + sigma.to(y.dtype).view(-1, 1, 1, 1) ** 2
@@ -191,10 +198,7 @@ class TwoPointMixture:
         curves = [_shell_means(s**2 / (self.noise + s**2) * (1 - projection2 / (self.noise + s**2)), directions)
                   for s in sigmas]
         t_c = math.log1p(self.m2 - self.noise)
-        if self.noise == 0:
-            dc = math.log1p(self.m2 / MIXTURE_HALF_DECIDED_A)
-        else:
-            dc = _half_decided_t(lambda sigma: noisy_mixture_decided(self.m2, self.noise, sigma))
+        dc = self.decision_t
         others = math.log1p(self.noise) if self.noise > 0 else None  # white noise: P = noise in every bin
         return {"critical_t": t_c, "stiffness": curves, "exact_everywhere": False,
                 "formula": "at y = 0: s = sigma^2/s' (1 - <v, m>^2 / s'), s' = noise + sigma^2; t_c = log(1 + |m|^2 "
