@@ -63,7 +63,7 @@ def key_material(loaded: LoadedModel, config: AnalyzeConfig) -> dict | None:
     from .. import __version__
 
     info = loaded.info
-    if info.get("kind") == "callable" or not info.get("revision"):
+    if not info.get("revision"):  # callables, analytic built-ins, held objects
         return None
     return {"weights": {name: info.get(name) for name in ("revision", "subfolder", "variant")},
             "config": {**config.to_dict(), "device": device_name(loaded.device)},
