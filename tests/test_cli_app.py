@@ -201,3 +201,16 @@ def test_the_runtime_never_imports_training():
             if any(name == "diffcrit.training" or name.startswith("diffcrit.training.") for name in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_written_lines_list_files_and_sum_up_a_folder_of_many():
+    """One "wrote" line per output, but a folder that received more than LISTED_PER_FOLDER files (guide's per-sample
+    PNGs: thousands) is one line, where its first file was."""
+    from diffcrit.cli._app import LISTED_PER_FOLDER, written_lines
+
+    pngs = [Path("imgs/critical") / f"{seed:06d}.png" for seed in range(LISTED_PER_FOLDER + 1)]
+    few = [Path("imgs/none") / f"{seed:06d}.png" for seed in range(2)]
+    lines = written_lines([Path("imgs/critical.png"), *pngs, *few, Path("g.json")])
+    assert lines == ["wrote imgs/critical.png", f"wrote {LISTED_PER_FOLDER + 1} files into imgs/critical",
+                     "wrote imgs/none/000000.png", "wrote imgs/none/000001.png", "wrote g.json"]
+    assert written_lines(pngs[:LISTED_PER_FOLDER]) == [f"wrote {p}" for p in pngs[:LISTED_PER_FOLDER]]

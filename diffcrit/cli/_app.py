@@ -271,15 +271,36 @@ def interrupted_note(interrupt: KeyboardInterrupt) -> str:
     return "no result written" + (f"; kept {kept}" if kept else "")
 
 
+# A folder that received more files than this gets one "wrote N files into DIR" line (per-sample PNGs: thousands).
+LISTED_PER_FOLDER = 8
+
+
 @contextlib.contextmanager
 def command_outputs(quiet: bool = False) -> Iterator[StagedOutputs]:
     """The files of a command, staged in the block and written together at its end (``io.StagedOutputs``);
-    then one "wrote PATH" line each, unless ``quiet``."""
+    then, unless ``quiet``, a "wrote PATH" line each (``written_lines``)."""
     with StagedOutputs() as outputs:
         yield outputs
     if not quiet:
-        for path in outputs.written:
-            console.print(f"wrote {path}", style="dim", markup=False, highlight=False)
+        for line in written_lines(outputs.written):
+            console.print(line, style="dim", markup=False, highlight=False)
+
+
+def written_lines(paths: list[Path]) -> list[str]:
+    """"wrote PATH" per file, in order, except that the files of a folder holding more than ``LISTED_PER_FOLDER`` of
+    them are one "wrote N files into FOLDER" line, where its first file was."""
+    by_folder: dict[Path, int] = {}
+    for path in paths:
+        by_folder[Path(path).parent] = by_folder.get(Path(path).parent, 0) + 1
+    lines, said = [], set()
+    for path in paths:
+        folder = Path(path).parent
+        if by_folder[folder] <= LISTED_PER_FOLDER:
+            lines.append(f"wrote {path}")
+        elif folder not in said:
+            said.add(folder)
+            lines.append(f"wrote {by_folder[folder]} files into {folder}")
+    return lines
 
 
 def emit_json(document: dict, out: Path | None, outputs: StagedOutputs) -> None:
